@@ -1,0 +1,30 @@
+"""Loss formulations for classifiers that output logits, and the numerics to judge them.
+
+    losses.names()                        all formulation names
+    losses.get(name, label_smoothing=0, temperature=1)   a formulation bound to options
+    losses.stable_softmax(logits, axis=-1, temperature=1.0)
+    losses.exact_cross_entropy(logits, labels)   float64 reference, per example
+"""
+from losses.formulations import (
+    ALL_BACKENDS,
+    Formulation,
+    LossOptionError,
+    LossSetup,
+    formulation,
+    get,
+    names,
+)
+from losses.numerics import CLIP_EPSILON, exact_cross_entropy, stable_softmax
+
+__all__ = [
+    "ALL_BACKENDS",
+    "CLIP_EPSILON",
+    "Formulation",
+    "LossOptionError",
+    "LossSetup",
+    "exact_cross_entropy",
+    "formulation",
+    "get",
+    "names",
+    "stable_softmax",
+]

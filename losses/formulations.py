@@ -1,0 +1,310 @@
+"""The loss formulations: each defined once, everything else asks this registry.
+
+A formulation fixes four things that belong together:
+  * the head on top of the model's logits: none ("logits") or a softmax layer,
+  * the label format the loss expects: integer ids ("sparse") or "onehot",
+  * the loss callable itself,
+  * whether Keras computes it from the logits (`keras_fuses`): explicitly with
+    `from_logits=True`, or by the TensorFlow backend silently reading the logits
+    back out of a softmax output. Formulations with `keras_fuses=False` compute
+    from probabilities and show what that costs.
+
+Example:
+
+>>> setup = get("sparse_from_logits")
+>>> setup.head, setup.labels
+('logits', 'sparse')
+>>> sorted(names())[:3]
+['clipped_probs', 'from_logits', 'naive']
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from losses.numerics import CLIP_EPSILON
+
+ALL_BACKENDS = ("tensorflow", "jax", "torch")
+
+
+class LossOptionError(ValueError):
+    """A formulation name or option that cannot be used; the message says why.
+
+    `option` names the offending option ("name", "temperature", ...) so callers
+    can point at their own config key.
+    """
+
+    def __init__(self, message: str, option: str = "name"):
+        super().__init__(message)
+        self.option = option
+
+
+@dataclass(frozen=True)
+class Formulation:
+    name: str
+    head: str  # "logits" or "softmax"
+    labels: str  # "sparse" or "onehot"
+    keras_fuses: bool
+    computes: str  # what the loss computes, in one line
+    use_when: str  # advice for the README table
+    build: Callable[[float], Callable]  # label_smoothing -> loss callable
+    supports_label_smoothing: bool = True
+    backends: tuple[str, ...] = ALL_BACKENDS
+
+
+# --- loss builders (keras / tensorflow are imported only when a loss is built) ---
+
+
+def _smooth(y, label_smoothing):
+    """Keras's label smoothing: y * (1 - ls) + ls / num_classes."""
+    if not label_smoothing:
+        return y
+    num_classes = y.shape[-1]
+    return y * (1.0 - label_smoothing) + label_smoothing / num_classes
+
+
+def _keras_categorical(from_logits: bool):
+    def build(label_smoothing):
+        import keras
+
+        return keras.losses.CategoricalCrossentropy(
+            from_logits=from_logits, label_smoothing=label_smoothing
+        )
+
+    return build
+
+
+def _keras_sparse(from_logits: bool):
+    def build(label_smoothing):
+        import keras
+
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+
+    return build
+
+
+def _tf_nn_softmax_logits(label_smoothing):
+    import tensorflow as tf
+
+    def tf_nn_softmax_cross_entropy_with_logits(y_true, logits):
+        y = _smooth(tf.cast(y_true, logits.dtype), label_smoothing)
+        return tf.nn.softmax_cross_entropy_with_logits(labels=y, logits=logits)
+
+    return tf_nn_softmax_cross_entropy_with_logits
+
+
+def _tf_nn_sparse_logits(label_smoothing):
+    import tensorflow as tf
+
+    def tf_nn_sparse_softmax_cross_entropy_with_logits(y_true, logits):
+        ids = tf.cast(tf.reshape(y_true, tf.shape(logits)[:-1]), tf.int32)
+        return tf.nn.sparse_softmax_cross_entropy_with_logits(labels=ids, logits=logits)
+
+    return tf_nn_sparse_softmax_cross_entropy_with_logits
+
+
+def _naive(label_smoothing):
+    from keras import ops
+
+    def naive_cross_entropy(y_true, logits):
+        # Deliberately the textbook formula: log of a softmax, nothing guarding
+        # log(0). Once a probability underflows to 0 the loss becomes inf/NaN.
+        # The softmax is written out because TensorFlow's graph optimiser
+        # rewrites log(tf.nn.softmax(z)) into the stable log_softmax(z), which
+        # would hide exactly the failure this formulation exists to show.
+        y = _smooth(ops.cast(y_true, logits.dtype), label_smoothing)
+        e = ops.exp(logits - ops.max(logits, axis=-1, keepdims=True))
+        probs = e / ops.sum(e, axis=-1, keepdims=True)
+        return -ops.sum(y * ops.log(probs), axis=-1)
+
+    return naive_cross_entropy
+
+
+def _clipped(label_smoothing):
+    from keras import ops
+
+    def clipped_probability_cross_entropy(y_true, probs):
+        # What Keras does when it cannot see the logits behind `probs`:
+        # renormalise, clip to [eps, 1 - eps], take the log. The clip caps the
+        # loss at -log(eps) = 16.118 and zeroes the gradient where it bites.
+        y = _smooth(ops.cast(y_true, probs.dtype), label_smoothing)
+        p = probs / ops.sum(probs, axis=-1, keepdims=True)
+        p = ops.clip(p, CLIP_EPSILON, 1.0 - CLIP_EPSILON)
+        return -ops.sum(y * ops.log(p), axis=-1)
+
+    return clipped_probability_cross_entropy
+
+
+_REGISTRY: dict[str, Formulation] = {
+    f.name: f
+    for f in [
+        Formulation(
+            "softmax_ce", "softmax", "onehot", True,
+            "Dense -> softmax layer -> CategoricalCrossentropy() on probabilities",
+            "The classic keras.io pattern. Safe only because TensorFlow's Keras backend "
+            "reads the logits back out of the softmax; on JAX/PyTorch it is the clipped path.",
+            _keras_categorical(from_logits=False),
+        ),
+        Formulation(
+            "sparse_softmax", "softmax", "sparse", True,
+            "Dense -> softmax layer -> SparseCategoricalCrossentropy() on probabilities",
+            "As softmax_ce with integer labels.",
+            _keras_sparse(from_logits=False),
+            supports_label_smoothing=False,
+        ),
+        Formulation(
+            "from_logits", "logits", "onehot", True,
+            "logits -> CategoricalCrossentropy(from_logits=True)",
+            "Stable on every backend; use when you need one-hot or soft labels (label smoothing).",
+            _keras_categorical(from_logits=True),
+        ),
+        Formulation(
+            "sparse_from_logits", "logits", "sparse", True,
+            "logits -> SparseCategoricalCrossentropy(from_logits=True)",
+            "The recommended default: stable on every backend, integer labels, no one-hot copy.",
+            _keras_sparse(from_logits=True),
+            supports_label_smoothing=False,
+        ),
+        Formulation(
+            "tf_nn_logits", "logits", "onehot", True,
+            "logits -> tf.nn.softmax_cross_entropy_with_logits",
+            "The fused TensorFlow op; same numbers as from_logits, TensorFlow backend only.",
+            _tf_nn_softmax_logits,
+            backends=("tensorflow",),
+        ),
+        Formulation(
+            "tf_nn_sparse_logits", "logits", "sparse", True,
+            "logits -> tf.nn.sparse_softmax_cross_entropy_with_logits",
+            "The fused sparse TensorFlow op; same numbers as sparse_from_logits, TensorFlow only.",
+            _tf_nn_sparse_logits,
+            supports_label_smoothing=False,
+            backends=("tensorflow",),
+        ),
+        Formulation(
+            "naive", "logits", "onehot", False,
+            "-sum(y * log(softmax(z))) written out, no clipping",
+            "Never in practice: shows the textbook formula turning into NaN at large logit gaps.",
+            _naive,
+        ),
+        Formulation(
+            "clipped_probs", "softmax", "onehot", False,
+            "softmax -> clip(p, 1e-7, 1 - 1e-7) -> -sum(y * log(p))",
+            "Never in practice: shows what Keras computes when it cannot see the softmax "
+            "(loss capped at 16.118, zero gradient where the clip bites).",
+            _clipped,
+        ),
+    ]
+}
+
+
+def names() -> list[str]:
+    """All formulation names, in registry order."""
+    return list(_REGISTRY)
+
+
+def formulation(name: str) -> Formulation:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise LossOptionError(
+            f"unknown loss formulation {name!r}; valid choices: {', '.join(names())}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class LossSetup:
+    """A formulation bound to its options, ready to be attached to a model."""
+
+    formulation: Formulation
+    label_smoothing: float = 0.0
+    temperature: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return self.formulation.name
+
+    @property
+    def head(self) -> str:
+        return self.formulation.head
+
+    @property
+    def labels(self) -> str:
+        return self.formulation.labels
+
+    def check_backend(self, backend: str) -> None:
+        if backend not in self.formulation.backends:
+            raise LossOptionError(
+                f"loss {self.name!r} needs the {' or '.join(self.formulation.backends)} "
+                f"backend, but Keras is running on {backend!r}",
+                option="backend",
+            )
+
+    def make_loss(self):
+        """The loss callable for `model.compile`."""
+        import keras
+
+        self.check_backend(keras.backend.backend())
+        return self.formulation.build(self.label_smoothing)
+
+    def attach_head(self, logits):
+        """Temperature and head on top of a logits tensor.
+
+        Returns ``(scaled_logits, outputs)``: the logits the loss (or the softmax)
+        sees, and the model output the loss receives. The softmax always runs in
+        float32 so mixed precision cannot silently break it.
+        """
+        import keras
+
+        if self.temperature != 1.0:
+            logits = keras.layers.Rescaling(1.0 / self.temperature, name="temperature")(logits)
+        if self.head == "softmax":
+            return logits, keras.layers.Activation("softmax", dtype="float32", name="softmax")(logits)
+        return logits, logits
+
+    def accuracy_metric(self):
+        import keras
+
+        if self.labels == "sparse":
+            return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        return keras.metrics.CategoricalAccuracy(name="accuracy")
+
+    def encode_labels(self, ids: np.ndarray, num_classes: int) -> np.ndarray:
+        """Integer class ids in the format this formulation's loss expects."""
+        ids = np.asarray(ids)
+        if self.labels == "sparse":
+            return ids.astype(np.int32)
+        return np.eye(num_classes, dtype=np.float32)[ids]
+
+
+def get(name: str, label_smoothing: float = 0.0, temperature: float = 1.0) -> LossSetup:
+    """The formulation `name` with its options checked.
+
+    Raises LossOptionError with the bad value and the valid choices.
+    """
+    f = formulation(name)
+    try:
+        temperature = float(temperature)
+        label_smoothing = float(label_smoothing)
+    except (TypeError, ValueError):
+        raise LossOptionError(
+            f"temperature={temperature!r} and label_smoothing={label_smoothing!r} must be numbers",
+            option="temperature",
+        ) from None
+    if not (temperature > 0 and np.isfinite(temperature)):
+        raise LossOptionError(
+            f"temperature={temperature!r}: must be a finite number > 0", option="temperature"
+        )
+    if not 0.0 <= label_smoothing < 1.0:
+        raise LossOptionError(
+            f"label_smoothing={label_smoothing!r}: must be in [0, 1)", option="label_smoothing"
+        )
+    if label_smoothing and not f.supports_label_smoothing:
+        able = [n for n, g in _REGISTRY.items() if g.supports_label_smoothing]
+        raise LossOptionError(
+            f"label_smoothing={label_smoothing!r}: {name!r} takes integer labels and cannot "
+            f"smooth them; formulations that can: {', '.join(able)}",
+            option="label_smoothing",
+        )
+    return LossSetup(f, label_smoothing=label_smoothing, temperature=temperature)

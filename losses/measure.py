@@ -1,0 +1,31 @@
+"""Measure what a formulation really computes, through Keras's compiled path.
+
+Keras may rewrite a loss behind the user's back (the TensorFlow backend reads
+the logits back out of a softmax output), so the only honest way to know what a
+formulation computes is to run it the way training does: a model with the
+formulation's head, compiled with its loss, evaluated on given logits.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from losses.formulations import LossSetup
+
+
+def compiled_loss(setup: LossSetup, logits, labels) -> float:
+    """Mean loss that `model.evaluate` reports when the model outputs `logits`.
+
+    `logits` is a (batch, classes) array fed through an identity "model" plus
+    the formulation's temperature and head; `labels` are integer class ids,
+    encoded here as the formulation expects.
+    """
+    import keras
+
+    logits = np.asarray(logits, dtype=np.float32)
+    num_classes = logits.shape[-1]
+    inputs = keras.Input(shape=(num_classes,))
+    _, outputs = setup.attach_head(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile(loss=setup.make_loss())
+    y = setup.encode_labels(np.asarray(labels), num_classes)
+    return float(model.evaluate(logits, y, batch_size=len(logits), verbose=0))

@@ -1,0 +1,1 @@
+"""Training recipes: data sources, model builders, the classification recipe, results."""

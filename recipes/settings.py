@@ -1,0 +1,104 @@
+"""Up-front validation of a composed config, before any data loading or model building.
+
+Each check names the config key, the bad value and what is allowed, so the
+entry point can print one line and exit non-zero. Nothing here imports
+TensorFlow: a typo costs milliseconds, not the framework's start-up time.
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import losses
+from recipes.data import SOURCES
+from recipes.errors import UserError
+from recipes.models import BUILDERS as MODEL_BUILDERS
+
+OPTIMIZERS = ("adam", "sgd")
+VERBOSITY = (0, 1, 2, "auto")
+DOWNLOAD_MODES = ("auto", "true", "false")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def require_int(key: str, value, minimum: int) -> None:
+    if not _is_int(value) or value < minimum:
+        raise UserError(f"{key}={value!r}: must be an integer >= {minimum}")
+
+
+def require_optional_int(key: str, value, minimum: int) -> None:
+    if value is not None:
+        require_int(key, value, minimum)
+
+
+def require_positive(key: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, Real) or not (math.isfinite(value) and value > 0):
+        raise UserError(f"{key}={value!r}: must be a finite number > 0")
+
+
+def require_choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise UserError(f"{key}={value!r}: valid choices: {', '.join(map(str, choices))}")
+
+
+def check_loss(cfg) -> losses.LossSetup:
+    try:
+        return losses.get(
+            cfg.loss.name,
+            label_smoothing=cfg.loss.get("label_smoothing", 0.0),
+            temperature=cfg.loss.get("temperature", 1.0),
+        )
+    except losses.LossOptionError as err:
+        if err.option == "name":
+            raise UserError(f"loss.name: {err}") from None
+        raise UserError(f"loss.{err}") from None
+
+
+def check_data(data) -> None:
+    require_choice("data.source", data.source, SOURCES)
+    require_optional_int("data.max_train_examples", data.get("max_train_examples"), 1)
+    require_int("data.split_seed", data.get("split_seed", 0), 0)
+    require_int("data.val_examples", data.val_examples, 1)
+    if data.source == "embedded":
+        require_int("data.test_examples", data.test_examples, 1)
+        if data.val_examples + data.test_examples >= 5000:
+            raise UserError(
+                f"data.val_examples + data.test_examples = {data.val_examples + data.test_examples}: "
+                "must leave training examples out of the 5,000 embedded digits"
+            )
+    elif data.source == "idx":
+        from recipes.data.idx import check_directory
+
+        check_directory(data.get("dir"))
+        require_int("data.num_classes", data.num_classes, 2)
+    elif data.source == "tfds":
+        require_choice("data.download", str(data.get("download", "auto")).lower(), DOWNLOAD_MODES)
+        require_int("data.num_classes", data.num_classes, 2)
+
+
+def check_optimizer(opt) -> None:
+    require_choice("optimizer.name", opt.name, OPTIMIZERS)
+    require_positive("optimizer.learning_rate", opt.learning_rate)
+    if opt.name == "sgd":
+        momentum = opt.get("momentum", 0.0)
+        if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0 <= momentum < 1:
+            raise UserError(f"optimizer.momentum={momentum!r}: must be in [0, 1)")
+
+
+def check_trainer(trainer) -> None:
+    require_int("trainer.epochs", trainer.epochs, 1)
+    require_int("trainer.batch_size", trainer.batch_size, 1)
+    require_choice("trainer.verbose", trainer.get("verbose", "auto"), VERBOSITY)
+
+
+def validate(cfg) -> losses.LossSetup:
+    """Check the whole config; return the loss setup it describes."""
+    require_int("seed", cfg.seed, 0)
+    check_trainer(cfg.trainer)
+    check_optimizer(cfg.optimizer)
+    require_choice("model.name", cfg.model.name, tuple(MODEL_BUILDERS))
+    setup = check_loss(cfg)
+    check_data(cfg.data)
+    return setup

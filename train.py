@@ -1,0 +1,24 @@
+"""Train an MNIST-style classifier with a chosen loss formulation.
+
+    python train.py                                  # defaults: embedded MNIST, cnn, sparse_from_logits
+    python train.py loss=softmax_ce model=mlp
+    python train.py -m loss=softmax_ce,from_logits seed=0,1,2
+"""
+import os
+
+# Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+
+
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+def main(cfg):
+    from recipes.cli import main as run
+
+    return run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()
