@@ -1,0 +1,45 @@
+"""Shared fixtures: composing configs the way train.py does, and running train.py."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# Small enough for 2 CPU cores: a few hundred images, one epoch, the mlp.
+TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=1", "trainer.verbose=0"]
+
+
+@pytest.fixture
+def compose():
+    """compose(*overrides) -> the config train.py would see."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    def _compose(*overrides):
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            return hydra_compose(config_name="train", overrides=list(overrides))
+
+    return _compose
+
+
+@pytest.fixture
+def train_cli():
+    """train_cli(*args, cwd=...) -> CompletedProcess of `python train.py args`."""
+
+    def _run(*args, cwd=None, timeout=300):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+        return subprocess.run(
+            [sys.executable, str(ROOT / "train.py"), *args],
+            cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    return _run
