@@ -1,0 +1,60 @@
+"""Every config group composes, and bad values are caught up front with a clear message."""
+from pathlib import Path
+
+import pytest
+
+from recipes.errors import UserError
+from recipes.settings import validate
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+GROUPS = ["data", "model", "loss", "optimizer", "trainer"]
+
+
+@pytest.mark.parametrize(
+    "group, option",
+    [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))],
+)
+def test_every_config_option_composes_and_validates(compose, group, option, tmp_path):
+    overrides = [f"{group}={option}"]
+    if option == "idx":
+        overrides.append(f"data.dir={tmp_path}")
+    cfg = compose(*overrides)
+    setup = validate(cfg)
+    if group == "loss":
+        assert setup.name == option
+
+
+def test_defaults_are_the_documented_ones(compose):
+    cfg = compose()
+    assert (cfg.data.name, cfg.model.name, cfg.loss.name, cfg.optimizer.name) == (
+        "mnist_embedded", "cnn", "sparse_from_logits", "adam")
+    assert cfg.seed == 0 and cfg.trainer.epochs >= 1
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.epochs=-1", "trainer.epochs=-1: must be an integer >= 1"),
+        ("trainer.epochs=0", "trainer.epochs=0: must be an integer >= 1"),
+        ("trainer.batch_size=0", "trainer.batch_size=0: must be an integer >= 1"),
+        ("trainer.batch_size=abc", "trainer.batch_size='abc': must be an integer >= 1"),
+        ("trainer.verbose=5", "trainer.verbose=5: valid choices: 0, 1, 2, auto"),
+        ("optimizer.learning_rate=-0.1", "optimizer.learning_rate=-0.1: must be a finite number > 0"),
+        ("optimizer=sgd optimizer.momentum=1.5", r"optimizer.momentum=1.5: must be in \[0, 1\)"),
+        ("loss.temperature=0", "loss.temperature=0.0: must be a finite number > 0"),
+        ("loss=from_logits loss.label_smoothing=1.2", r"loss.label_smoothing=1.2: must be in \[0, 1\)"),
+        ("loss.label_smoothing=0.1", "loss.label_smoothing=0.1: 'sparse_from_logits' takes integer labels"),
+        ("loss.name=nope", "loss.name: unknown loss formulation 'nope'; valid choices: softmax_ce"),
+        ("model.name=resnet", "model.name='resnet': valid choices: cnn, mlp"),
+        ("seed=-3", "seed=-3: must be an integer >= 0"),
+        ("data.max_train_examples=0", "data.max_train_examples=0: must be an integer >= 1"),
+        ("data.val_examples=3000 data.test_examples=2000", "must leave training examples"),
+        ("data=idx", "data.dir is not set"),
+        ("data=idx data.dir=/no/such/dir", "data.dir=/no/such/dir: directory does not exist"),
+        ("data=mnist data.download=maybe", "data.download='maybe': valid choices: auto, true, false"),
+    ],
+)
+def test_bad_values_are_named_with_what_is_allowed(compose, override, message):
+    cfg = compose(*override.split())
+    with pytest.raises(UserError, match=message):
+        validate(cfg)

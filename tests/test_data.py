@@ -1,0 +1,214 @@
+"""Data sources: the embedded split, the IDX parser, TFDS through mock data."""
+import gzip
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from recipes.data import load_splits
+from recipes.data.idx import load_idx, parse_idx
+from recipes.data.pipeline import make_dataset
+from recipes.data.splits import balanced_subset, stratified_split
+from recipes.errors import UserError
+
+
+def embedded_cfg(**overrides):
+    base = dict(name="mnist_embedded", source="embedded", val_examples=500, test_examples=500,
+                split_seed=0, max_train_examples=None)
+    return OmegaConf.create({**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return load_splits(embedded_cfg())
+
+
+def test_embedded_split_sizes_and_balance(embedded):
+    assert embedded.sizes() == {"train": 4000, "val": 500, "test": 500}
+    for labels, per_class in [(embedded.y_train, 400), (embedded.y_val, 50), (embedded.y_test, 50)]:
+        np.testing.assert_array_equal(np.bincount(labels, minlength=10), [per_class] * 10)
+    assert embedded.x_train.shape == (4000, 28, 28, 1) and embedded.x_train.dtype == np.uint8
+
+
+def test_embedded_splits_are_disjoint_and_shuffled(embedded):
+    def keys(x):
+        return {row.tobytes() for row in x.reshape(len(x), -1)}
+
+    train, val, test = keys(embedded.x_train), keys(embedded.x_val), keys(embedded.x_test)
+    assert not (train & val) and not (train & test) and not (val & test)
+    # The source file is sorted by label; a shuffled split is not.
+    assert not np.all(np.diff(embedded.y_train) >= 0)
+
+
+def test_embedded_split_depends_on_split_seed_only():
+    a = load_splits(embedded_cfg())
+    b = load_splits(embedded_cfg(split_seed=1))
+    assert not np.array_equal(a.y_test, b.y_test)
+    np.testing.assert_array_equal(load_splits(embedded_cfg()).y_test, a.y_test)
+
+
+def test_max_train_examples_keeps_classes_balanced():
+    splits = load_splits(embedded_cfg(max_train_examples=305))
+    counts = np.bincount(splits.y_train, minlength=10)
+    assert counts.sum() == 305
+    assert counts.max() - counts.min() <= 1
+    assert splits.sizes()["test"] == 500  # only training is capped
+
+
+def test_stratified_split_handles_unequal_classes():
+    labels = np.repeat(np.arange(3), [100, 50, 10])
+    val, train = stratified_split(labels, [16, 144], seed=0)
+    assert len(set(val) & set(train)) == 0 and len(val) + len(train) == 160
+    np.testing.assert_array_equal(np.bincount(labels[val]), [10, 5, 1])
+
+
+def test_balanced_subset_without_limit_is_everything():
+    assert len(balanced_subset(np.arange(10) % 3, None, 0)) == 10
+
+
+def test_pipeline_scales_batches_and_reshuffles(embedded):
+    ds = make_dataset(embedded.x_val, embedded.y_val.astype(np.int32), batch_size=64, shuffle=True, seed=3)
+    first = [y.numpy() for _, y in ds]
+    second = [y.numpy() for _, y in ds]
+    x, _ = next(iter(ds))
+    assert x.dtype.name == "float32" and 0.0 <= float(x.numpy().min()) and float(x.numpy().max()) <= 1.0
+    assert [len(b) for b in first] == [64] * 7 + [52]
+    assert not np.array_equal(np.concatenate(first), np.concatenate(second))  # new order per epoch
+    assert sorted(np.concatenate(first)) == sorted(np.concatenate(second))
+
+
+# --- IDX -------------------------------------------------------------------
+
+
+def idx_bytes(array: np.ndarray, type_code=0x08) -> bytes:
+    header = bytes([0, 0, type_code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_idx_dir(directory, n_train=60, n_test=20, gz=False):
+    rng = np.random.default_rng(0)
+    files = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        files[f"{prefix}-images-idx3-ubyte"] = rng.integers(0, 256, size=(n, 28, 28))
+        files[f"{prefix}-labels-idx1-ubyte"] = np.arange(n) % 10
+    for name, array in files.items():
+        blob = idx_bytes(array)
+        if gz:
+            (directory / f"{name}.gz").write_bytes(gzip.compress(blob))
+        else:
+            (directory / name).write_bytes(blob)
+    return files
+
+
+def idx_cfg(directory, val_examples=10):
+    return OmegaConf.create(dict(
+        name="idx", source="idx", dir=str(directory), num_classes=10, val_examples=val_examples,
+        split_seed=0, max_train_examples=None,
+        files=dict(train_images="train-images-idx3-ubyte", train_labels="train-labels-idx1-ubyte",
+                   test_images="t10k-images-idx3-ubyte", test_labels="t10k-labels-idx1-ubyte"),
+    ))
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_directory_round_trip(tmp_path, gz):
+    files = write_idx_dir(tmp_path, gz=gz)
+    splits = load_idx(idx_cfg(tmp_path), split_seed=0)
+    assert splits.sizes() == {"train": 50, "val": 10, "test": 20}
+    np.testing.assert_array_equal(splits.x_test[..., 0], files["t10k-images-idx3-ubyte"])
+    np.testing.assert_array_equal(np.bincount(splits.y_val), [1] * 10)
+
+
+def test_parse_idx_reads_header_dimensions():
+    array = np.arange(2 * 28 * 28).reshape(2, 28, 28) % 256
+    np.testing.assert_array_equal(parse_idx(idx_bytes(array), 3, "x"), array)
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b"\x01" + b[1:], "bad magic number"),
+        (lambda b: b[:2] + b"\x0d" + b[3:], "data type float"),
+        (lambda b: b[:-5], "truncated"),
+        (lambda b: b + b"\x00", "trailing bytes"),
+        (lambda b: b[:3], "too short"),
+    ],
+)
+def test_parse_idx_rejects_corrupt_files(mutate, message):
+    blob = idx_bytes(np.zeros((2, 28, 28)))
+    with pytest.raises(UserError, match=message):
+        parse_idx(mutate(blob), 3, "file")
+
+
+def test_parse_idx_rejects_labels_file_in_images_slot():
+    with pytest.raises(UserError, match="1 dimensions in the header; expected 3"):
+        parse_idx(idx_bytes(np.zeros(5)), 3, "file")
+
+
+def test_idx_errors_for_missing_dir_files_shapes_and_labels(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_idx(idx_cfg(tmp_path / "nope"), 0)
+    with pytest.raises(UserError, match="no file train-images-idx3-ubyte"):
+        load_idx(idx_cfg(tmp_path), 0)
+    write_idx_dir(tmp_path)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.full(20, 12)))
+    with pytest.raises(UserError, match="labels range 12..12; expected 0..9"):
+        load_idx(idx_cfg(tmp_path), 0)
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((20, 32, 32))))
+    with pytest.raises(UserError, match=r"shape \(20, 32, 32, 1\)"):
+        load_idx(idx_cfg(tmp_path), 0)
+
+
+# --- TFDS ------------------------------------------------------------------
+
+
+def tfds_cfg(tmp_path, **overrides):
+    base = dict(name="mnist", source="tfds", tfds_name="mnist", data_dir=str(tmp_path / "tfds"),
+                download="true", num_classes=10, label_offset=0, val_examples=20,
+                split_seed=0, max_train_examples=None)
+    return OmegaConf.create({**base, **overrides})
+
+
+def test_tfds_source_through_mock_data(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=100):
+        splits = load_splits(tfds_cfg(tmp_path, max_train_examples=50))
+    assert splits.sizes() == {"train": 50, "val": 20, "test": 100}
+    assert splits.x_train.shape[1:] == (28, 28, 1) and splits.x_train.dtype == np.uint8
+    assert splits.y_train.min() >= 0 and splits.y_train.max() <= 9
+
+
+def test_tfds_label_offset_for_emnist_letters(tmp_path, monkeypatch):
+    # TFDS numbers EMNIST letters 1..26; label_offset=1 makes them 0..25.
+    pytest.importorskip("tensorflow_datasets")
+    from recipes.data import tfds_source
+
+    letters = np.arange(52) % 26 + 1
+    monkeypatch.setattr(tfds_source, "split_to_numpy",
+                        lambda builder, split: (np.zeros((52, 28, 28, 1), np.uint8), letters))
+    monkeypatch.setattr(tfds_source, "ensure_prepared", lambda *args: None)
+    cfg = tfds_cfg(tmp_path, name="emnist", tfds_name="emnist/letters", num_classes=26,
+                   label_offset=1, val_examples=26)
+    splits = load_splits(cfg)
+    np.testing.assert_array_equal(np.sort(splits.y_test), np.sort(letters - 1))
+    np.testing.assert_array_equal(np.bincount(splits.y_val), [1] * 26)
+    cfg.label_offset = 0
+    with pytest.raises(UserError, match="labels range 1..26; expected 0..25"):
+        load_splits(cfg)
+
+
+def test_tfds_missing_data_without_download_says_how_to_provide_it(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
+    with pytest.raises(UserError) as err:
+        load_splits(tfds_cfg(tmp_path, download="false"))
+    message = str(err.value)
+    assert "'mnist' is not in" in message and str(tmp_path / "tfds") in message
+    assert "tfds build mnist" in message and "data=idx" in message
+
+
+def test_tfds_offline_auto_download_fails_fast(tmp_path, monkeypatch):
+    pytest.importorskip("tensorflow_datasets")
+    from recipes.data import tfds_source
+
+    monkeypatch.setattr(tfds_source, "host_resolves", lambda host=None: False)
+    with pytest.raises(UserError, match="cannot be downloaded .*unreachable"):
+        load_splits(tfds_cfg(tmp_path, download="auto"))

@@ -1,0 +1,136 @@
+"""End-to-end training: in-process through Hydra's compose API, and train.py as a user runs it."""
+import json
+
+import numpy as np
+import pytest
+
+import losses
+from recipes import classify
+from recipes.errors import UserError
+from tests.conftest import TINY
+
+REQUIRED_METRICS = {
+    "status", "loss", "data", "model", "seed", "epochs_completed", "val_accuracy",
+    "test_accuracy", "test_loss", "test_exact_ce", "train_samples_per_s", "wall_s",
+}
+
+
+def scalar_tags(log_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
+
+
+@pytest.mark.parametrize("name", losses.names())
+def test_every_formulation_trains_and_writes_results(compose, tmp_path, name):
+    cfg = compose(*TINY, f"loss={name}")
+    metrics = classify.run(cfg, tmp_path)
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert REQUIRED_METRICS <= set(saved)
+    assert saved["status"] == "ok" and saved["loss"] == name
+    assert saved["epochs_completed"] == 1 and saved["train_examples"] == 300
+    # One epoch on 300 digits is far from chance (0.1) but far from done.
+    assert 0.3 < saved["test_accuracy"] <= 1.0
+    assert np.isfinite(saved["test_exact_ce"]) and saved["test_exact_ce"] > 0
+    assert saved["train_samples_per_s"] > 0
+    assert saved["head"] == losses.formulation(name).head
+    assert metrics["val_accuracy"] == saved["val_accuracy"]
+    assert "epoch_accuracy" in scalar_tags(tmp_path / "train")
+    assert "epoch_accuracy" in scalar_tags(tmp_path / "validation")
+
+
+def test_exact_ce_agrees_with_the_reported_loss_for_a_stable_formulation(compose, tmp_path):
+    saved = classify.run(compose(*TINY, "loss=sparse_from_logits"), tmp_path)
+    assert saved["test_exact_ce"] == pytest.approx(saved["test_loss"], rel=1e-4)
+
+
+def test_same_seed_same_metrics_other_seed_other_metrics(compose, tmp_path):
+    keys = ["val_accuracy", "test_accuracy", "test_loss", "test_exact_ce"]
+    a = classify.run(compose(*TINY, "seed=1"), tmp_path / "a")
+    b = classify.run(compose(*TINY, "seed=1"), tmp_path / "b")
+    c = classify.run(compose(*TINY, "seed=2"), tmp_path / "c")
+    assert [a[k] for k in keys] == [b[k] for k in keys]
+    assert a["test_loss"] != c["test_loss"]
+
+
+def test_temperature_and_label_smoothing_train(compose, tmp_path):
+    m = classify.run(compose(*TINY, "loss=from_logits", "loss.temperature=2.0", "loss.label_smoothing=0.1"), tmp_path)
+    assert m["status"] == "ok" and m["config"]["loss"]["temperature"] == 2.0
+
+
+def test_sgd_and_cnn_train(compose, tmp_path):
+    m = classify.run(compose(*TINY, "model=cnn", "optimizer=sgd"), tmp_path)
+    assert m["params"] == 34826 and m["optimizer"] == "sgd"
+
+
+def test_idx_source_trains(compose, tmp_path):
+    from tests.test_data import write_idx_dir
+
+    data_dir = tmp_path / "idx"
+    data_dir.mkdir()
+    write_idx_dir(data_dir, n_train=120, n_test=40, gz=True)
+    m = classify.run(compose(*TINY, "data=idx", f"data.dir={data_dir}", "data.val_examples=20"), tmp_path / "run")
+    assert m["data"] == "idx" and m["train_examples"] == 100
+
+
+def test_a_run_dir_with_unfinished_files_is_not_reused(compose, tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "events.out.tfevents.x").write_text("earlier run")
+    with pytest.raises(UserError, match="already holds files of an unfinished run"):
+        classify.run(compose(*TINY), tmp_path)
+    assert (tmp_path / "train" / "events.out.tfevents.x").read_text() == "earlier run"
+
+
+# --- train.py as a user runs it --------------------------------------------
+
+
+@pytest.mark.slow
+def test_train_py_runs_and_never_overwrites_a_finished_run(train_cli, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [*TINY, "loss=softmax_ce", f"hydra.run.dir={run_dir}"]
+    first = train_cli(*args)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (run_dir / "metrics.json").read_bytes()
+    metrics = json.loads(before)
+    assert metrics["status"] == "ok" and metrics["loss"] == "softmax_ce"
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+
+    again = train_cli(*args)
+    assert again.returncode == 0
+    assert "already holds a finished run" in again.stdout + again.stderr
+    assert (run_dir / "metrics.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_train_py_default_run_dirs_are_unique(train_cli, tmp_path):
+    first = train_cli(*TINY, "data.max_train_examples=100", cwd=tmp_path)
+    second = train_cli(*TINY, "data.max_train_examples=100", cwd=tmp_path)
+    assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
+    runs = sorted(tmp_path.glob("runs/*/*/metrics.json"))
+    assert len(runs) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("trainer.epochs=-1", "error: trainer.epochs=-1: must be an integer >= 1"),
+        ("loss.temperature=0", "error: loss.temperature=0.0: must be a finite number > 0"),
+    ],
+)
+def test_train_py_bad_value_is_one_line_and_exit_2(train_cli, tmp_path, override, message):
+    result = train_cli(override, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr + result.stdout
+    assert message in result.stderr.splitlines()
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+@pytest.mark.slow
+def test_train_py_unknown_group_option_lists_choices(train_cli, tmp_path):
+    result = train_cli("loss=nope", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode != 0
+    assert "Could not find 'loss/nope'" in result.stderr
+    assert "sparse_from_logits" in result.stderr
