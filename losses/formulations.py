@@ -52,6 +52,8 @@ class Formulation:
     build: Callable[[float], Callable]  # label_smoothing -> loss callable
     supports_label_smoothing: bool = True
     backends: tuple[str, ...] = ALL_BACKENDS
+    # Reproduces a classic user error on purpose, so comparisons can show it.
+    is_mistake: bool = False
 
 
 # --- loss builders (keras / tensorflow are imported only when a loss is built) ---
@@ -194,6 +196,22 @@ _REGISTRY: dict[str, Formulation] = {
             "Never in practice: shows what Keras computes when it cannot see the softmax "
             "(loss capped at 16.118, zero gradient where the clip bites).",
             _clipped,
+        ),
+        Formulation(
+            "mistake_logits_as_probs", "logits", "onehot", False,
+            "logits -> CategoricalCrossentropy() without from_logits: logits read as probabilities",
+            "Never: the classic forgotten from_logits=True. Keras normalises and clips the "
+            "logits as if they were probabilities, without a warning.",
+            _keras_categorical(from_logits=False),
+            is_mistake=True,
+        ),
+        Formulation(
+            "mistake_double_softmax", "softmax", "onehot", True,
+            "softmax layer -> CategoricalCrossentropy(from_logits=True)",
+            "Never: from_logits=True on a softmax output. Keras on TensorFlow warns and uses "
+            "the logits behind the softmax; other backends apply a second softmax.",
+            _keras_categorical(from_logits=True),
+            is_mistake=True,
         ),
     ]
 }

@@ -12,19 +12,19 @@ import numpy as np
 from losses.formulations import LossSetup
 
 
-def compiled_loss(setup: LossSetup, logits, labels) -> float:
-    """Mean loss that `model.evaluate` reports when the model outputs `logits`.
+def compiled_loss(setup: LossSetup, logits, labels, head=None) -> float:
+    """Mean loss that `model.evaluate` reports when the head receives `logits`.
 
-    `logits` is a (batch, classes) array fed through an identity "model" plus
-    the formulation's temperature and head; `labels` are integer class ids,
-    encoded here as the formulation expects.
+    By default the head is built fresh from `setup` (temperature and softmax);
+    pass `head` (a layer) to measure a trained model's own head layer instead.
+    `labels` are integer class ids, encoded as the formulation expects.
     """
     import keras
 
     logits = np.asarray(logits, dtype=np.float32)
     num_classes = logits.shape[-1]
     inputs = keras.Input(shape=(num_classes,))
-    _, outputs = setup.attach_head(inputs)
+    outputs = head(inputs) if head is not None else setup.attach_head(inputs)[1]
     model = keras.Model(inputs, outputs)
     model.compile(loss=setup.make_loss())
     y = setup.encode_labels(np.asarray(labels), num_classes)

@@ -1,0 +1,54 @@
+"""The loss path is measured, and each formulation takes the documented one on TensorFlow."""
+import numpy as np
+import pytest
+
+import losses
+from losses.paths import candidate_losses, classify, detect_loss_path, probe_batches
+
+EXPECTED_ON_TENSORFLOW = {
+    "softmax_ce": "rescued_softmax",
+    "sparse_softmax": "rescued_softmax",
+    "from_logits": "fused_logits",
+    "sparse_from_logits": "fused_logits",
+    "tf_nn_logits": "fused_logits",
+    "tf_nn_sparse_logits": "fused_logits",
+    "naive": "naive",
+    "clipped_probs": "clipped_probabilities",
+    "mistake_logits_as_probs": "logits_as_probabilities",
+    "mistake_double_softmax": "rescued_softmax",
+}
+
+
+def test_every_formulation_has_an_expected_path():
+    assert set(EXPECTED_ON_TENSORFLOW) == set(losses.names())
+
+
+@pytest.mark.parametrize("name", losses.names())
+def test_measured_path_on_tensorflow(name):
+    report = detect_loss_path(losses.get(name))
+    assert report.path == EXPECTED_ON_TENSORFLOW[name], report.describe()
+    assert (report.warning is not None) == (report.path not in ("fused_logits", "rescued_softmax"))
+
+
+def test_options_do_not_change_the_path():
+    report = detect_loss_path(losses.get("from_logits", label_smoothing=0.2, temperature=3.0))
+    assert report.path == "fused_logits"
+
+
+def test_path_follows_the_measurement_not_the_name():
+    # The same softmax layer, made float16, is no longer rescued by Keras.
+    import keras
+
+    head = keras.layers.Activation("softmax", dtype="float16")
+    assert detect_loss_path(losses.get("softmax_ce"), head=head).path == "clipped_probabilities"
+
+
+def test_classify_rules():
+    cands = [candidate_losses(z, y) for z, y in probe_batches(10)]
+    exact = [c["exact"] for c in cands]
+    assert classify("logits", exact, cands) == "fused_logits"
+    assert classify("softmax", exact, cands) == "rescued_softmax"
+    assert classify("softmax", [exact[0], float("nan")], cands) == "naive"
+    assert classify("softmax", [c["double_softmax"] for c in cands], cands) == "double_softmax"
+    assert classify("softmax", [exact[0], 3.0], cands) == "unknown"
+    assert cands[1]["clipped_probabilities"] == pytest.approx(-np.log(1e-7))
