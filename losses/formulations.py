@@ -19,6 +19,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,7 +50,8 @@ class Formulation:
     keras_fuses: bool
     computes: str  # what the loss computes, in one line
     use_when: str  # advice for the README table
-    build: Callable[[float], Callable]  # label_smoothing -> loss callable
+    # (label_smoothing, **loss_kwargs) -> a keras Loss, or a per-example function
+    build: Callable[..., Callable]
     supports_label_smoothing: bool = True
     backends: tuple[str, ...] = ALL_BACKENDS
     # Reproduces a classic user error on purpose, so comparisons can show it.
@@ -68,26 +70,26 @@ def _smooth(y, label_smoothing):
 
 
 def _keras_categorical(from_logits: bool):
-    def build(label_smoothing):
+    def build(label_smoothing, **loss_kwargs):
         import keras
 
         return keras.losses.CategoricalCrossentropy(
-            from_logits=from_logits, label_smoothing=label_smoothing
+            from_logits=from_logits, label_smoothing=label_smoothing, **loss_kwargs
         )
 
     return build
 
 
 def _keras_sparse(from_logits: bool):
-    def build(label_smoothing):
+    def build(label_smoothing, **loss_kwargs):
         import keras
 
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits, **loss_kwargs)
 
     return build
 
 
-def _tf_nn_softmax_logits(label_smoothing):
+def _tf_nn_softmax_logits(label_smoothing, **unused):
     import tensorflow as tf
 
     def tf_nn_softmax_cross_entropy_with_logits(y_true, logits):
@@ -97,7 +99,7 @@ def _tf_nn_softmax_logits(label_smoothing):
     return tf_nn_softmax_cross_entropy_with_logits
 
 
-def _tf_nn_sparse_logits(label_smoothing):
+def _tf_nn_sparse_logits(label_smoothing, **unused):
     import tensorflow as tf
 
     def tf_nn_sparse_softmax_cross_entropy_with_logits(y_true, logits):
@@ -107,7 +109,7 @@ def _tf_nn_sparse_logits(label_smoothing):
     return tf_nn_sparse_softmax_cross_entropy_with_logits
 
 
-def _naive(label_smoothing):
+def _naive(label_smoothing, **unused):
     from keras import ops
 
     def naive_cross_entropy(y_true, logits):
@@ -124,7 +126,7 @@ def _naive(label_smoothing):
     return naive_cross_entropy
 
 
-def _clipped(label_smoothing):
+def _clipped(label_smoothing, **unused):
     from keras import ops
 
     def clipped_probability_cross_entropy(y_true, probs):
@@ -217,6 +219,23 @@ _REGISTRY: dict[str, Formulation] = {
 }
 
 
+@functools.cache
+def _function_loss_class():
+    import keras
+
+    class FunctionLoss(keras.losses.Loss):
+        """A per-example loss function as a keras Loss (dtype cast, reduction)."""
+
+        def __init__(self, fn, **kwargs):
+            super().__init__(**kwargs)
+            self.fn = fn
+
+        def call(self, y_true, y_pred):
+            return self.fn(y_true, y_pred)
+
+    return FunctionLoss
+
+
 def names() -> list[str]:
     """All formulation names, in registry order."""
     return list(_REGISTRY)
@@ -259,26 +278,37 @@ class LossSetup:
                 option="backend",
             )
 
-    def make_loss(self):
-        """The loss callable for `model.compile`."""
+    def make_loss(self, dtype=None, reduction="sum_over_batch_size"):
+        """The keras Loss for `model.compile`.
+
+        `dtype` is the dtype Keras casts the model output to before computing
+        the loss (default float32, also under mixed precision); `reduction="none"`
+        gives per-example values.
+        """
         import keras
 
         self.check_backend(keras.backend.backend())
-        return self.formulation.build(self.label_smoothing)
+        loss = self.formulation.build(self.label_smoothing, dtype=dtype, reduction=reduction)
+        if isinstance(loss, keras.losses.Loss):
+            return loss
+        # Plain functions get what `compile` would give them: a Loss that casts
+        # the output to `dtype` and reduces per-example values.
+        return _function_loss_class()(loss, name=loss.__name__, dtype=dtype, reduction=reduction)
 
-    def attach_head(self, logits):
+    def attach_head(self, logits, dtype="float32"):
         """Temperature and head on top of a logits tensor.
 
         Returns ``(scaled_logits, outputs)``: the logits the loss (or the softmax)
-        sees, and the model output the loss receives. The softmax always runs in
-        float32 so mixed precision cannot silently break it.
+        sees, and the model output the loss receives. `dtype` is the dtype of
+        these layers: float32 by default, so mixed precision cannot silently
+        break the softmax; None leaves them in the global policy's dtype.
         """
         import keras
 
         if self.temperature != 1.0:
-            logits = keras.layers.Rescaling(1.0 / self.temperature, name="temperature")(logits)
+            logits = keras.layers.Rescaling(1.0 / self.temperature, dtype=dtype, name="temperature")(logits)
         if self.head == "softmax":
-            return logits, keras.layers.Activation("softmax", dtype="float32", name="softmax")(logits)
+            return logits, keras.layers.Activation("softmax", dtype=dtype, name="softmax")(logits)
         return logits, logits
 
     def accuracy_metric(self):

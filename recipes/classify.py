@@ -1,4 +1,4 @@
-"""The classification recipe: build, compile, fit, evaluate, write results.
+"""The classification recipe: build, compile, measure the loss path, fit, evaluate, write results.
 
     metrics = run(cfg, run_dir)
 
@@ -24,17 +24,16 @@ from recipes.settings import validate
 log = logging.getLogger(__name__)
 
 
-def build_models(cfg, setup: losses.LossSetup, num_classes: int):
-    """The trained model (logits -> head) and a view of it that outputs the logits."""
-    import keras
+def measure_loss_path(model, setup):
+    """The loss path of the compiled model's own head, measured on probe batches."""
+    from losses.paths import detect_loss_path
 
-    from recipes.models import build_logits
-
-    inputs = keras.Input(shape=(28, 28, 1), name="image")
-    scaled_logits, outputs = setup.attach_head(build_logits(cfg.model, inputs, num_classes))
-    model = keras.Model(inputs, outputs, name=f"{cfg.model.name}_{setup.name}")
-    logits_model = keras.Model(inputs, scaled_logits, name=f"{cfg.model.name}_logits")
-    return model, logits_model
+    head = model.get_layer("softmax") if setup.head == "softmax" else None
+    report = detect_loss_path(setup, head=head)
+    log.info(report.describe())
+    if report.warning:
+        log.warning("WARNING: loss=%s: %s", setup.name, report.warning)
+    return report
 
 
 def run(cfg, run_dir) -> dict:
@@ -43,27 +42,40 @@ def run(cfg, run_dir) -> dict:
     setup = validate(cfg)
     guard_run_dir(run_dir)
 
+    from recipes.network import precision_policy
+
+    with precision_policy(cfg.trainer.precision):
+        return _train(cfg, setup, run_dir, started)
+
+
+def _train(cfg, setup, run_dir: Path, started: float) -> dict:
     import keras
 
+    from recipes.callbacks import NonFiniteGuard, StabilityLogger
+    from recipes.network import build_network
     from recipes.optimizers import make_optimizer
+    from recipes.telemetry import StabilityTracker
     from recipes.timing import make_throughput_callback
 
     keras.utils.set_random_seed(cfg.seed)
     splits = load_splits(cfg.data)
     sizes = splits.sizes()
     log.info(
-        "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  backend=%s",
-        splits.name, sizes["train"], sizes["val"], sizes["test"],
-        cfg.model.name, setup.name, setup.head, setup.labels, keras.backend.backend(),
+        "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
+        "backend=%s precision=%s",
+        splits.name, sizes["train"], sizes["val"], sizes["test"], cfg.model.name, setup.name,
+        setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision,
     )
     log.info("loss computes: %s", setup.formulation.computes)
 
-    model, logits_model = build_models(cfg, setup, splits.num_classes)
+    tracker = StabilityTracker() if cfg.telemetry.enabled else None
+    model, logits_model = build_network(cfg, setup, splits.num_classes, tracker)
     model.compile(
         optimizer=make_optimizer(cfg.optimizer),
         loss=setup.make_loss(),
         metrics=[setup.accuracy_metric()],
     )
+    path = measure_loss_path(model, setup)
 
     def dataset(x, y, shuffle):
         labels = setup.encode_labels(y, splits.num_classes)
@@ -74,10 +86,13 @@ def run(cfg, run_dir) -> dict:
     test_ds = dataset(splits.x_test, splits.y_test, shuffle=False)
 
     throughput = make_throughput_callback()(sizes["train"])
-    callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False),
-        throughput,
-    ]
+    guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
+    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False), throughput, guard]
+    stability = None
+    if tracker is not None:
+        stability = StabilityLogger(tracker, run_dir / "train", cfg.telemetry.get("every_n_steps"))
+        callbacks.append(stability)
+
     log.info("training %d epochs, batch %d, run dir %s", cfg.trainer.epochs, cfg.trainer.batch_size, run_dir)
     history = model.fit(
         train_ds,
@@ -90,11 +105,17 @@ def run(cfg, run_dir) -> dict:
 
     test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
     test_logits = logits_model.predict(scale_images(splits.x_test), batch_size=cfg.trainer.batch_size, verbose=0)
-    test_exact_ce = float(np.mean(losses.exact_cross_entropy(test_logits, splits.y_test)))
+    with np.errstate(all="ignore"):
+        test_exact_ce = float(np.mean(losses.exact_cross_entropy(test_logits, splits.y_test)))
 
+    epochs = history.history.get("loss", [])
+    diverged = guard.first_nonfinite is not None and cfg.trainer.on_nonfinite == "stop"
+    last = {k: v[-1] for k, v in history.history.items() if v}
     metrics = {
-        "status": "ok",
+        "status": "diverged" if diverged else "ok",
         "loss": setup.name,
+        "loss_path": path.path,
+        "warnings": [path.warning] if path.warning else [],
         "head": setup.head,
         "label_format": setup.labels,
         "data": splits.name,
@@ -102,22 +123,34 @@ def run(cfg, run_dir) -> dict:
         "optimizer": cfg.optimizer.name,
         "seed": int(cfg.seed),
         "backend": keras.backend.backend(),
-        "epochs_completed": len(history.history.get("loss", [])),
+        "precision": cfg.trainer.precision,
+        "epochs_completed": len(epochs) - (1 if diverged else 0),
         "train_examples": sizes["train"],
-        "val_accuracy": float(history.history["val_accuracy"][-1]),
+        "val_accuracy": float(last.get("val_accuracy", float("nan"))),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "test_exact_ce": test_exact_ce,
+        "nonfinite_steps": model.nonfinite_steps,
+        "first_nonfinite": guard.first_nonfinite,
         "train_samples_per_s": throughput.samples_per_s(),
-        "wall_s": round(time.perf_counter() - started, 2),
+        "wall_s": None,
         "params": int(model.count_params()),
+        "stability": stability.epochs[-1] if stability and stability.epochs else {},
         "python": platform.python_version(),
         "keras": keras.__version__,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    path = write_metrics(run_dir, metrics)
+    if diverged:
+        metrics["last_finite"] = guard.last_finite_logs
+        log.warning(
+            "DIVERGED: the loss or gradients became NaN/inf at epoch %d, step %d; training stopped "
+            "(trainer.on_nonfinite=stop). Metrics of the last finite epoch are in metrics.json "
+            "under last_finite.", guard.first_nonfinite["epoch"], guard.first_nonfinite["step"],
+        )
+    metrics["wall_s"] = round(time.perf_counter() - started, 2)
+    out = write_metrics(run_dir, metrics)
     log.info(
-        "done: val_accuracy=%.4f test_accuracy=%.4f test_exact_ce=%.4f (%s)",
-        metrics["val_accuracy"], metrics["test_accuracy"], test_exact_ce, path,
+        "done (%s): val_accuracy=%.4f test_accuracy=%.4f test_exact_ce=%.4f loss_path=%s (%s)",
+        metrics["status"], metrics["val_accuracy"], metrics["test_accuracy"], test_exact_ce, path.path, out,
     )
     return metrics

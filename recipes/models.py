@@ -8,7 +8,15 @@ from __future__ import annotations
 from recipes.errors import UserError
 
 
-def cnn(inputs, num_classes: int, cfg):
+def logits_layer(num_classes: int, head_init_std: float | None):
+    """The last Dense: plain logits. `head_init_std` (a stress knob) sets its init scale."""
+    from keras import initializers, layers
+
+    init = "glorot_uniform" if head_init_std is None else initializers.RandomNormal(stddev=head_init_std)
+    return layers.Dense(num_classes, kernel_initializer=init, name="logits")
+
+
+def cnn(inputs, num_classes: int, cfg, head_init_std=None):
     from keras import layers
 
     x = layers.Conv2D(32, kernel_size=(3, 3), activation="relu")(inputs)
@@ -17,24 +25,24 @@ def cnn(inputs, num_classes: int, cfg):
     x = layers.MaxPooling2D(pool_size=(2, 2))(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(float(cfg.get("dropout", 0.5)))(x)
-    return layers.Dense(num_classes, name="logits")(x)
+    return logits_layer(num_classes, head_init_std)(x)
 
 
-def mlp(inputs, num_classes: int, cfg):
+def mlp(inputs, num_classes: int, cfg, head_init_std=None):
     from keras import layers
 
     x = layers.Flatten()(inputs)
     x = layers.Dense(int(cfg.get("hidden_units", 128)), activation="relu")(x)
-    return layers.Dense(num_classes, name="logits")(x)
+    return logits_layer(num_classes, head_init_std)(x)
 
 
 BUILDERS = {"cnn": cnn, "mlp": mlp}
 
 
-def build_logits(cfg, inputs, num_classes: int):
+def build_logits(cfg, inputs, num_classes: int, head_init_std: float | None = None):
     """The logits tensor of model `cfg.name` applied to `inputs`."""
     try:
         builder = BUILDERS[cfg.name]
     except KeyError:
         raise UserError(f"model.name={cfg.name!r}: valid choices: {', '.join(BUILDERS)}") from None
-    return builder(inputs, num_classes, cfg)
+    return builder(inputs, num_classes, cfg, head_init_std)

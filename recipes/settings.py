@@ -15,6 +15,8 @@ from recipes.errors import UserError
 from recipes.models import BUILDERS as MODEL_BUILDERS
 
 OPTIMIZERS = ("adam", "sgd")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+NONFINITE_POLICIES = ("stop", "skip", "continue")
 VERBOSITY = (0, 1, 2, "auto")
 DOWNLOAD_MODES = ("auto", "true", "false")
 
@@ -91,12 +93,28 @@ def check_trainer(trainer) -> None:
     require_int("trainer.epochs", trainer.epochs, 1)
     require_int("trainer.batch_size", trainer.batch_size, 1)
     require_choice("trainer.verbose", trainer.get("verbose", "auto"), VERBOSITY)
+    require_choice("trainer.precision", trainer.precision, PRECISIONS)
+    require_choice("trainer.on_nonfinite", trainer.on_nonfinite, NONFINITE_POLICIES)
+
+
+def check_stress(stress) -> None:
+    require_positive("stress.logit_scale", stress.logit_scale)
+    if stress.get("head_init_std") is not None:
+        require_positive("stress.head_init_std", stress.head_init_std)
+    require_choice("stress.unsafe_head_dtype", stress.unsafe_head_dtype, (True, False))
+
+
+def check_telemetry(telemetry) -> None:
+    require_choice("telemetry.enabled", telemetry.enabled, (True, False))
+    require_optional_int("telemetry.every_n_steps", telemetry.get("every_n_steps"), 1)
 
 
 def validate(cfg) -> losses.LossSetup:
     """Check the whole config; return the loss setup it describes."""
     require_int("seed", cfg.seed, 0)
     check_trainer(cfg.trainer)
+    check_stress(cfg.stress)
+    check_telemetry(cfg.telemetry)
     check_optimizer(cfg.optimizer)
     require_choice("model.name", cfg.model.name, tuple(MODEL_BUILDERS))
     setup = check_loss(cfg)

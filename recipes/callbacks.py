@@ -1,0 +1,102 @@
+"""Callbacks of the classification recipe: stability logging and the NaN/inf guard."""
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import keras
+
+from recipes.telemetry import PREFIX
+
+log = logging.getLogger(__name__)
+# The figures worth a glance on the console each epoch.
+SUMMARY = [PREFIX + n for n in (
+    "logit_gap", "saturated_frac", "loss_gap", "logit_grad_norm", "grad_norm", "nonfinite_steps")]
+
+
+class StabilityLogger(keras.callbacks.Callback):
+    """Writes the tracker's figures to TensorBoard as `stability/<name>` per epoch.
+
+    With `every_n_steps`, the latest step's figures also go out every N steps
+    as `stability_steps/<name>` (their x axis is the global step, not the epoch).
+    The epoch figures are kept in `epochs` (one dict per epoch) and summed up
+    in one console line; they are not added to Keras's logs, which would make
+    the progress lines unreadable.
+    """
+
+    def __init__(self, tracker, log_dir: Path, every_n_steps: int | None = None):
+        super().__init__()
+        self.tracker = tracker
+        self.log_dir = str(log_dir)
+        self.every_n_steps = every_n_steps
+        self.global_step = 0
+        self.epochs: list[dict] = []
+        self._writer = None
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+        return self._writer
+
+    def _write(self, values: dict, step: int, prefix_from: str = PREFIX, prefix_to: str = PREFIX):
+        import tensorflow as tf
+
+        with self.writer.as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(prefix_to + name[len(prefix_from):], value)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.tracker.reset()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.global_step += 1
+        if self.every_n_steps and self.global_step % self.every_n_steps == 0:
+            self._write(self.tracker.latest(), self.global_step, prefix_to="stability_steps/")
+
+    def on_epoch_end(self, epoch, logs=None):
+        values = self.tracker.results()
+        if PREFIX + "loss" in values and PREFIX + "exact_ce" in values:
+            values[PREFIX + "loss_gap"] = values[PREFIX + "loss"] - values[PREFIX + "exact_ce"]
+        self._write(values, epoch)
+        self.writer.flush()
+        self.epochs.append(values)
+        log.info("stability, epoch %d: %s", epoch + 1, "  ".join(
+            f"{name[len(PREFIX):]}={values[name]:.4g}" for name in SUMMARY if name in values))
+
+    def on_train_end(self, logs=None):
+        if self._writer is not None:
+            self._writer.close()
+
+
+class NonFiniteGuard(keras.callbacks.Callback):
+    """Notes the first step with a NaN/inf loss or gradient; stops training if asked.
+
+    The step itself was already kept out of the weights by `StabilityModel`
+    (policies stop and skip), so what was trained so far stays usable.
+    """
+
+    def __init__(self, stop: bool):
+        super().__init__()
+        self.stop = stop
+        self.global_step = 0
+        self.epoch = 0
+        self.first_nonfinite = None  # {"epoch": e, "step": s}, 1-based
+        self.last_finite_logs: dict = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.global_step += 1
+        if self.first_nonfinite is None and self.model.nonfinite_steps > 0:
+            self.first_nonfinite = {"epoch": self.epoch + 1, "step": self.global_step}
+            if self.stop:
+                self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and all(math.isfinite(v) for v in logs.values() if isinstance(v, (int, float))):
+            self.last_finite_logs = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}

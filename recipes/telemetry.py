@@ -1,0 +1,99 @@
+"""Stability figures of a training step, computed from the logits with keras.ops.
+
+The figures (logged as `stability/<name>`):
+    logit_max_abs    largest |logit| in the batch
+    logit_gap        mean over examples of (max logit - min logit)
+    saturated_frac   share of examples whose top softmax probability is within 1e-7 of 1:
+                     float32 cannot tell it from 1 and Keras's probability clip bites
+    exact_ce         cross entropy from the logits via log-softmax (what the loss should be)
+    loss             the loss the formulation reported for the batch
+    grad_norm        global norm of the parameter gradients
+    logit_grad_norm  norm of d(loss)/d(logits): 0 where a clipped loss has stopped learning
+    loss_scale       the mixed-precision loss scale (1 without one)
+    nonfinite_steps  steps whose loss or gradients were NaN/inf (a count, not a mean)
+The tracker keeps per-epoch means (plus the latest step's value) in variables
+updated inside the compiled step, so reading them costs nothing per step.
+"""
+from __future__ import annotations
+
+from losses.numerics import CLIP_EPSILON
+
+MEAN_STATS = (
+    "logit_max_abs", "logit_gap", "saturated_frac", "exact_ce", "loss",
+    "grad_norm", "logit_grad_norm", "loss_scale",
+)
+PREFIX = "stability/"
+
+
+def as_onehot(y, num_classes: int):
+    from keras import ops
+
+    if len(y.shape) == 1 or (len(y.shape) == 2 and y.shape[-1] == 1 and num_classes > 1):
+        return ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), num_classes)
+    return ops.cast(y, "float32")
+
+
+def logit_stats(logits, y_onehot) -> dict:
+    """Forward-pass figures of one batch (scalar tensors, float32)."""
+    from keras import ops
+
+    z = ops.cast(logits, "float32")
+    top_prob = ops.max(ops.softmax(z, axis=-1), axis=-1)
+    return {
+        "logit_max_abs": ops.max(ops.abs(z)),
+        "logit_gap": ops.mean(ops.max(z, axis=-1) - ops.min(z, axis=-1)),
+        "saturated_frac": ops.mean(ops.cast(1.0 - top_prob <= CLIP_EPSILON, "float32")),
+        "exact_ce": ops.mean(-ops.sum(y_onehot * ops.log_softmax(z, axis=-1), axis=-1)),
+    }
+
+
+def global_norm(tensors):
+    from keras import ops
+
+    return ops.sqrt(sum(ops.sum(ops.square(ops.cast(t, "float32"))) for t in tensors if t is not None))
+
+
+def all_finite(tensors):
+    from keras import ops
+
+    return ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in tensors if t is not None]))
+
+
+class StabilityTracker:
+    """Per-epoch means of the stability figures, kept in backend variables.
+
+    Deliberately not a Keras Metric attached to the model: that would add
+    `val_stability/...` columns that validation never fills.
+    """
+
+    def __init__(self):
+        import keras
+
+        self.means = {name: keras.metrics.Mean(name=PREFIX + name) for name in MEAN_STATS}
+        self.nonfinite = keras.metrics.Sum(name=PREFIX + "nonfinite_steps")
+        self.last = {
+            name: keras.Variable(0.0, trainable=False, dtype="float32", name=f"last_{name}")
+            for name in MEAN_STATS
+        }
+
+    def update(self, stats: dict) -> None:
+        for name, value in stats.items():
+            self.means[name].update_state(value)
+            self.last[name].assign(value)
+
+    def count_nonfinite(self, finite) -> None:
+        from keras import ops
+
+        self.nonfinite.update_state(1.0 - ops.cast(finite, "float32"))
+
+    def reset(self) -> None:
+        for metric in [*self.means.values(), self.nonfinite]:
+            metric.reset_state()
+
+    def results(self) -> dict[str, float]:
+        out = {PREFIX + n: float(m.result()) for n, m in self.means.items() if float(m.count) > 0}
+        out[PREFIX + "nonfinite_steps"] = float(self.nonfinite.result())
+        return out
+
+    def latest(self) -> dict[str, float]:
+        return {PREFIX + n: float(v.numpy()) for n, v in self.last.items()}
