@@ -16,10 +16,11 @@ def main(cfg, run_dir: Path) -> float | None:
 
     Returns the validation accuracy, the value a Hydra sweeper optimises.
     """
-    from recipes import classify
+    from recipes import classify, probe
 
+    recipes = {"train": classify.run, "probe": probe.run}
     try:
-        metrics = classify.run(cfg, run_dir)
+        metrics = recipes[cfg.recipe.name](cfg, run_dir)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",
                  done.run_dir, done.metrics.get("status"))
@@ -27,4 +28,4 @@ def main(cfg, run_dir: Path) -> float | None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    return metrics["val_accuracy"]
+    return metrics.get("val_accuracy")
