@@ -7,7 +7,7 @@ from recipes.errors import UserError
 from recipes.settings import validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-GROUPS = ["data", "model", "loss", "optimizer", "trainer"]
+GROUPS = ["recipe", "data", "model", "loss", "optimizer", "trainer", "stress", "telemetry", "experiment"]
 
 
 @pytest.mark.parametrize(
@@ -52,9 +52,21 @@ def test_defaults_are_the_documented_ones(compose):
         ("data=idx", "data.dir is not set"),
         ("data=idx data.dir=/no/such/dir", "data.dir=/no/such/dir: directory does not exist"),
         ("data=mnist data.download=maybe", "data.download='maybe': valid choices: auto, true, false"),
+        ("trainer.precision=float64", "trainer.precision='float64': valid choices: float32, mixed_float16"),
+        ("trainer.on_nonfinite=ignore", "trainer.on_nonfinite='ignore': valid choices: stop, skip, continue"),
+        ("stress.logit_scale=0", "stress.logit_scale=0: must be a finite number > 0"),
+        ("stress.head_init_std=-1", "stress.head_init_std=-1: must be a finite number > 0"),
+        ("telemetry.every_n_steps=0", "telemetry.every_n_steps=0: must be an integer >= 1"),
     ],
 )
 def test_bad_values_are_named_with_what_is_allowed(compose, override, message):
     cfg = compose(*override.split())
     with pytest.raises(UserError, match=message):
         validate(cfg)
+
+
+def test_stability_stress_preset(compose):
+    cfg = compose("experiment=stability_stress", "loss=clipped_probs")
+    assert cfg.stress.logit_scale == 300 and cfg.model.name == "mlp"
+    assert cfg.data.max_train_examples == 2000 and cfg.trainer.epochs == 5
+    assert cfg.loss.name == "clipped_probs"

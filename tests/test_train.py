@@ -8,6 +8,7 @@ import losses
 from recipes import classify
 from recipes.errors import UserError
 from tests.conftest import TINY
+from tests.test_paths import EXPECTED_ON_TENSORFLOW
 
 REQUIRED_METRICS = {
     "status", "loss", "data", "model", "seed", "epochs_completed", "val_accuracy",
@@ -36,6 +37,8 @@ def test_every_formulation_trains_and_writes_results(compose, tmp_path, name):
     assert np.isfinite(saved["test_exact_ce"]) and saved["test_exact_ce"] > 0
     assert saved["train_samples_per_s"] > 0
     assert saved["head"] == losses.formulation(name).head
+    assert saved["loss_path"] == EXPECTED_ON_TENSORFLOW[name]
+    assert bool(saved["warnings"]) == (saved["loss_path"] not in ("fused_logits", "rescued_softmax"))
     assert metrics["val_accuracy"] == saved["val_accuracy"]
     assert "epoch_accuracy" in scalar_tags(tmp_path / "train")
     assert "epoch_accuracy" in scalar_tags(tmp_path / "validation")
