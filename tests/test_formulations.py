@@ -153,3 +153,9 @@ def test_mistake_double_softmax_is_rescued_on_tensorflow():
     with pytest.warns(UserWarning, match="from_logits=True"):
         got = compiled_loss(losses.get("mistake_double_softmax"), EXTREME, [2])
     assert got == pytest.approx(2000.0, rel=1e-6)
+
+
+def test_readme_table_lists_every_formulation():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for name in losses.names():
+        assert f"| `{name}` |" in readme, name

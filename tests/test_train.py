@@ -32,8 +32,12 @@ def test_every_formulation_trains_and_writes_results(compose, tmp_path, name):
     assert REQUIRED_METRICS <= set(saved)
     assert saved["status"] == "ok" and saved["loss"] == name
     assert saved["epochs_completed"] == 1 and saved["train_examples"] == 300
-    # One epoch on 300 digits is far from chance (0.1) but far from done.
-    assert 0.3 < saved["test_accuracy"] <= 1.0
+    # One epoch on 300 digits is far from chance (0.1) but far from done; the
+    # forgotten from_logits is the one formulation that does not learn at all.
+    if name == "mistake_logits_as_probs":
+        assert saved["test_accuracy"] < 0.3
+    else:
+        assert 0.3 < saved["test_accuracy"] <= 1.0
     assert np.isfinite(saved["test_exact_ce"]) and saved["test_exact_ce"] > 0
     assert saved["train_samples_per_s"] > 0
     assert saved["head"] == losses.formulation(name).head
