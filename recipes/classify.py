@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 import losses
 from recipes.data import load_splits
 from recipes.data.pipeline import make_dataset, scale_images
+from recipes.hparams import log_run
 from recipes.results import guard_run_dir, write_metrics
 from recipes.settings import validate
 
@@ -57,6 +58,8 @@ def _train(cfg, setup, run_dir: Path, started: float) -> dict:
     from recipes.telemetry import StabilityTracker
     from recipes.timing import make_throughput_callback
 
+    # A sweep runs jobs one after another in this process: start each from a clean slate.
+    keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
     splits = load_splits(cfg.data)
     sizes = splits.sizes()
@@ -136,6 +139,7 @@ def _train(cfg, setup, run_dir: Path, started: float) -> dict:
         "wall_s": None,
         "params": int(model.count_params()),
         "stability": stability.epochs[-1] if stability and stability.epochs else {},
+        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
         "python": platform.python_version(),
         "keras": keras.__version__,
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -149,6 +153,7 @@ def _train(cfg, setup, run_dir: Path, started: float) -> dict:
         )
     metrics["wall_s"] = round(time.perf_counter() - started, 2)
     out = write_metrics(run_dir, metrics)
+    log_run(run_dir, metrics)
     log.info(
         "done (%s): val_accuracy=%.4f test_accuracy=%.4f test_exact_ce=%.4f loss_path=%s (%s)",
         metrics["status"], metrics["val_accuracy"], metrics["test_accuracy"], test_exact_ce, path.path, out,

@@ -1,31 +1,90 @@
-"""What train.py does once Hydra has composed the config."""
+"""What train.py does once Hydra has composed the config.
+
+Single runs: a user error is one line on stderr and exit code 2; a bug keeps
+its traceback. In a sweep (multirun) nothing stops the other jobs: a failed
+job is recorded in its metrics.json with `status: "failed"` and the error.
+"""
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 
 from recipes.errors import UserError
-from recipes.results import RunAlreadyFinished
+from recipes.results import RunAlreadyFinished, write_metrics
 
 log = logging.getLogger("train")
 
 
-def main(cfg, run_dir: Path) -> float | None:
-    """Run the recipe; user errors become one line on stderr and exit code 2.
+class _NoRetracingNoise(logging.Filter):
+    """Each run (and each loss-path probe) builds fresh models, so TensorFlow's
+    "triggered tf.function retracing" advice is expected here, not a problem."""
 
-    Returns the validation accuracy, the value a Hydra sweeper optimises.
-    """
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_NoRetracingNoise())
+
+
+def in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
+    from omegaconf import OmegaConf
+
+    metrics = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err),
+        "loss": cfg.loss.name,
+        "data": cfg.data.name,
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        write_metrics(run_dir, metrics)
+        from recipes.hparams import log_run
+
+        log_run(Path(run_dir), metrics)
+    except Exception:  # recording a failure must not hide the failure itself
+        log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
+
+
+def main(cfg, run_dir) -> float:
+    """Run the configured recipe. Returns the validation accuracy (what a sweeper optimises)."""
     from recipes import classify, probe
 
+    run_dir = Path(run_dir)
     recipes = {"train": classify.run, "probe": probe.run}
     try:
         metrics = recipes[cfg.recipe.name](cfg, run_dir)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",
                  done.run_dir, done.metrics.get("status"))
-        return done.metrics.get("val_accuracy")
+        return _objective(done.metrics)
     except UserError as err:
+        if in_sweep():
+            log.error("job failed: %s", err)
+            record_failure(cfg, run_dir, err)
+            return float("nan")  # a sweeper (Optuna) records a NaN objective as a failed trial
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    return metrics.get("val_accuracy")
+    except Exception as err:
+        record_failure(cfg, run_dir, err)
+        if in_sweep():
+            log.error("job failed, the sweep goes on:\n%s", traceback.format_exc())
+            return float("nan")
+        raise
+    return _objective(metrics)
+
+
+def _objective(metrics: dict) -> float:
+    value = metrics.get("val_accuracy")
+    return float("nan") if value is None else float(value)

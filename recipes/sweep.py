@@ -1,0 +1,45 @@
+"""Hydra callback for multiruns: declare the HParams experiment, then summarise and compare."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+
+log = logging.getLogger(__name__)
+
+
+def summary_table(runs: list[dict]) -> str:
+    def num(v):
+        return "-" if not isinstance(v, (int, float)) else f"{v:.4f}"
+
+    width = max(len(r["run"]) for r in runs)
+    lines = [f"{'job':<{width}}  {'status':<9} {'loss_path':<24} {'val_acc':>8} {'test_acc':>8} {'exact_CE':>9}  error"]
+    for r in runs:
+        lines.append(
+            f"{r['run']:<{width}}  {r.get('status', '?'):<9} {str(r.get('loss_path') or '-'):<24} "
+            f"{num(r.get('val_accuracy')):>8} {num(r.get('test_accuracy')):>8} {num(r.get('test_exact_ce')):>9}  "
+            f"{(r.get('error') or '')[:80]}"
+        )
+    return "\n".join(lines)
+
+
+class SweepReport(Callback):
+    def on_multirun_start(self, config, **kwargs) -> None:
+        from recipes.hparams import declare_experiment
+
+        declare_experiment(Path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        from recipes.compare import write_report
+        from recipes.errors import UserError
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            report = write_report(sweep_dir)
+        except UserError as err:
+            log.warning("no comparison report: %s", err)
+            return
+        log.info("sweep summary (%d jobs):\n%s", len(report["runs"]), summary_table(report["runs"]))
+        log.info("comparison by %s:\n%s", ", ".join(report["keys"]), report["table"])
+        log.info("report: %s/comparison.{md,csv,png}; dashboards: tensorboard --logdir %s", sweep_dir, sweep_dir)
