@@ -43,8 +43,9 @@ def run(cfg, run_dir) -> dict:
     setup = validate(cfg)
     guard_run_dir(run_dir)
 
-    from recipes.network import precision_policy
+    from recipes.network import precision_policy, set_cpu_threads
 
+    set_cpu_threads(cfg.trainer.get("threads"))
     with precision_policy(cfg.trainer.precision):
         return _train(cfg, setup, run_dir, started)
 

@@ -31,6 +31,18 @@ RUN_FIELDS = [
 ]
 
 
+SWEEP_MARKER = "sweep.json"  # written by recipes/sweep.py when a multirun starts
+
+
+def mark_sweep(sweep_dir: Path, overrides: list[str]) -> None:
+    import time
+
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    marker = Path(sweep_dir) / SWEEP_MARKER
+    if not marker.exists():
+        marker.write_text(json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "overrides": overrides}, indent=2) + "\n")
+
+
 def flatten(config: dict, prefix: str = "") -> dict:
     out = {}
     for key, value in config.items():
@@ -47,10 +59,10 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir}: no such directory")
-    if not (sweep_dir / "multirun.yaml").is_file():
+    if not any((sweep_dir / name).is_file() for name in (SWEEP_MARKER, "multirun.yaml")):
         raise UserError(
-            f"{sweep_dir}: not a sweep directory (Hydra writes multirun.yaml into the directory "
-            "of every multirun); pass the directory a multirun printed, e.g. runs/sweeps/<time>"
+            f"{sweep_dir}: not a sweep directory (a multirun leaves {SWEEP_MARKER} or multirun.yaml "
+            "there); pass the directory a multirun printed, e.g. runs/sweeps/<time>"
         )
     runs = []
     for path in sorted(sweep_dir.rglob("metrics.json")):

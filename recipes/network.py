@@ -10,6 +10,23 @@ from __future__ import annotations
 import contextlib
 
 
+def set_cpu_threads(threads: int | None) -> None:
+    """Cap TensorFlow's CPU thread pools, e.g. one thread per parallel sweep worker.
+
+    Only possible before TensorFlow runs its first op; a worker process that
+    already ran a job keeps the setting it has (the same one, in a sweep).
+    """
+    if threads is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass
+
+
 @contextlib.contextmanager
 def precision_policy(name: str):
     """Set Keras's global dtype policy for building and training; restore it after."""

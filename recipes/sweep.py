@@ -26,9 +26,12 @@ def summary_table(runs: list[dict]) -> str:
 
 class SweepReport(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
+        from recipes.compare import mark_sweep
         from recipes.hparams import declare_experiment
 
-        declare_experiment(Path(config.hydra.sweep.dir))
+        sweep_dir = Path(config.hydra.sweep.dir)
+        mark_sweep(sweep_dir, list(config.hydra.overrides.task))
+        declare_experiment(sweep_dir)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         from recipes.compare import write_report
