@@ -21,4 +21,10 @@ def main(cfg):
 
 
 if __name__ == "__main__":
+    import sys
+    from pathlib import Path
+
+    from recipes.config_files import exit_on_yaml_errors
+
+    exit_on_yaml_errors(sys.argv[1:], Path(__file__).resolve().parent / "configs")
     main()

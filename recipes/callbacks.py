@@ -100,3 +100,26 @@ class NonFiniteGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs and all(math.isfinite(v) for v in logs.values() if isinstance(v, (int, float))):
             self.last_finite_logs = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+
+
+class SaveModels(keras.callbacks.Callback):
+    """best.keras (highest validation accuracy so far) and last.keras in the run directory.
+
+    `export` is a plain functional model sharing the trained layers, so the
+    files load with `keras.models.load_model` and no custom classes.
+    """
+
+    def __init__(self, export, run_dir: Path, best_so_far: float | None = None):
+        super().__init__()
+        self.export = export
+        self.run_dir = Path(run_dir)
+        self.best = best_so_far if best_so_far is not None and math.isfinite(best_so_far) else -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get("val_accuracy")
+        if value is not None and math.isfinite(value) and value > self.best:
+            self.best = value
+            self.export.save(self.run_dir / "best.keras")
+
+    def on_train_end(self, logs=None):
+        self.export.save(self.run_dir / "last.keras")

@@ -3,7 +3,9 @@
     metrics = run(cfg, run_dir)
 
 `cfg` is a composed config (see configs/train.yaml); `run_dir` receives the
-TensorBoard logs (train/, validation/) and metrics.json.
+TensorBoard logs (train/, validation/), history.csv, best.keras and
+last.keras, and metrics.json. A run killed mid-way is resumed from its last
+completed epoch by running the same command with the same run directory.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from omegaconf import OmegaConf
 import losses
 from recipes.data import load_splits
 from recipes.data.pipeline import make_dataset, scale_images
+from recipes.calibration import expected_calibration_error
 from recipes.hparams import log_run
-from recipes.results import guard_run_dir, write_metrics
+from recipes.results import BACKUP_DIR, prepare_run_dir, write_metrics
 from recipes.settings import validate
 
 log = logging.getLogger(__name__)
@@ -37,23 +40,39 @@ def measure_loss_path(model, setup):
     return report
 
 
+HISTORY_FILE = "history.csv"
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """Per-epoch logs of every attempt of this run (Keras CSVLogger appends on resume)."""
+    import csv
+
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
+                for row in csv.DictReader(handle)]
+
+
 def run(cfg, run_dir) -> dict:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     setup = validate(cfg)
-    guard_run_dir(run_dir)
+    mode = prepare_run_dir(run_dir, overwrite=bool(cfg.trainer.get("overwrite", False)))
+    splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
 
     from recipes.network import precision_policy, set_cpu_threads
 
     set_cpu_threads(cfg.trainer.get("threads"))
     with precision_policy(cfg.trainer.precision):
-        return _train(cfg, setup, run_dir, started)
+        return _train(cfg, setup, splits, run_dir, started, resuming=mode == "resume")
 
 
-def _train(cfg, setup, run_dir: Path, started: float) -> dict:
+def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool) -> dict:
     import keras
 
-    from recipes.callbacks import NonFiniteGuard, StabilityLogger
+    from recipes.callbacks import NonFiniteGuard, SaveModels, StabilityLogger
     from recipes.network import build_network
     from recipes.optimizers import make_optimizer
     from recipes.telemetry import StabilityTracker
@@ -62,7 +81,6 @@ def _train(cfg, setup, run_dir: Path, started: float) -> dict:
     # A sweep runs jobs one after another in this process: start each from a clean slate.
     keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
-    splits = load_splits(cfg.data)
     sizes = splits.sizes()
     log.info(
         "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
@@ -91,14 +109,26 @@ def _train(cfg, setup, run_dir: Path, started: float) -> dict:
 
     throughput = make_throughput_callback()(sizes["train"])
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
-    callbacks = [keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False), throughput, guard]
+    earlier = read_history(run_dir)
+    callbacks = [
+        # First, so a resumed run restores weights, optimizer and epoch before anything else.
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR)),
+        keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        SaveModels(keras.Model(model.inputs, model.outputs), run_dir,
+                   best_so_far=max((r.get("val_accuracy", float("nan")) for r in earlier), default=None)),
+        throughput,
+        guard,
+    ]
     stability = None
     if tracker is not None:
         stability = StabilityLogger(tracker, run_dir / "train", cfg.telemetry.get("every_n_steps"))
         callbacks.append(stability)
 
+    if resuming:
+        log.info("resuming the interrupted run in %s after epoch %d", run_dir, len(earlier))
     log.info("training %d epochs, batch %d, run dir %s", cfg.trainer.epochs, cfg.trainer.batch_size, run_dir)
-    history = model.fit(
+    model.fit(
         train_ds,
         validation_data=val_ds,
         epochs=cfg.trainer.epochs,
@@ -111,10 +141,11 @@ def _train(cfg, setup, run_dir: Path, started: float) -> dict:
     test_logits = logits_model.predict(scale_images(splits.x_test), batch_size=cfg.trainer.batch_size, verbose=0)
     with np.errstate(all="ignore"):
         test_exact_ce = float(np.mean(losses.exact_cross_entropy(test_logits, splits.y_test)))
+        test_ece = expected_calibration_error(test_logits, splits.y_test) if np.all(np.isfinite(test_logits)) else None
 
-    epochs = history.history.get("loss", [])
+    history = read_history(run_dir)
     diverged = guard.first_nonfinite is not None and cfg.trainer.on_nonfinite == "stop"
-    last = {k: v[-1] for k, v in history.history.items() if v}
+    last = history[-1] if history else {}
     metrics = {
         "status": "diverged" if diverged else "ok",
         "loss": setup.name,
@@ -128,19 +159,21 @@ def _train(cfg, setup, run_dir: Path, started: float) -> dict:
         "seed": int(cfg.seed),
         "backend": keras.backend.backend(),
         "precision": cfg.trainer.precision,
-        "epochs_completed": len(epochs) - (1 if diverged else 0),
+        "epochs_completed": len(history) - (1 if diverged else 0),
+        "resumed": resuming,
         "train_examples": sizes["train"],
         "val_accuracy": float(last.get("val_accuracy", float("nan"))),
         "test_accuracy": float(test_accuracy),
         "test_loss": float(test_loss),
         "test_exact_ce": test_exact_ce,
+        "test_ece": test_ece,
         "nonfinite_steps": model.nonfinite_steps,
         "first_nonfinite": guard.first_nonfinite,
         "train_samples_per_s": throughput.samples_per_s(),
         "wall_s": None,
         "params": int(model.count_params()),
         "stability": stability.epochs[-1] if stability and stability.epochs else {},
-        "history": {k: [float(x) for x in v] for k, v in history.history.items()},
+        "history": {k: [row.get(k) for row in history] for k in (history[0] if history else {}) if k != "epoch"},
         "python": platform.python_version(),
         "keras": keras.__version__,
         "config": OmegaConf.to_container(cfg, resolve=True),

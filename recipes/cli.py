@@ -57,18 +57,37 @@ def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
         log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
 
 
+def record_interruption(cfg, run_dir: Path) -> None:
+    """Ctrl-C: say so in metrics.json, so the run is known to be resumable, not finished."""
+    from recipes.classify import read_history
+
+    if cfg.recipe.name != "train" or not Path(run_dir).is_dir():
+        return
+    write_metrics(run_dir, {
+        "status": "interrupted",
+        "loss": cfg.loss.name,
+        "seed": cfg.seed,
+        "epochs_completed": len(read_history(run_dir)),
+    })
+
+
 def main(cfg, run_dir) -> float:
     """Run the configured recipe. Returns the validation accuracy (what a sweeper optimises)."""
-    from recipes import classify, probe
+    from recipes import classify, evaluate, probe
 
     run_dir = Path(run_dir)
-    recipes = {"train": classify.run, "probe": probe.run}
+    recipes = {"train": classify.run, "probe": probe.run, "evaluate": evaluate.run}
     try:
         metrics = recipes[cfg.recipe.name](cfg, run_dir)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",
                  done.run_dir, done.metrics.get("status"))
         return _objective(done.metrics)
+    except KeyboardInterrupt:
+        record_interruption(cfg, run_dir)
+        print(f"interrupted: {run_dir} keeps its last completed epoch; run the same command "
+              f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
+        raise SystemExit(130) from None
     except UserError as err:
         if in_sweep():
             log.error("job failed: %s", err)

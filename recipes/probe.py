@@ -25,7 +25,7 @@ import numpy as np
 
 import losses
 from losses.numerics import exact_cross_entropy, stable_softmax
-from recipes.results import guard_run_dir, write_metrics
+from recipes.results import prepare_run_dir, write_metrics
 
 log = logging.getLogger(__name__)
 TRUE_CLASS = 1
@@ -188,7 +188,7 @@ def write_tensorboard(rows: list[dict], png: Path, log_dir: Path) -> None:
 
 def run(cfg, run_dir) -> dict:
     run_dir = Path(run_dir)
-    guard_run_dir(run_dir)
+    prepare_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rows = sweep(cfg.recipe)
     failures = first_failures(rows)

@@ -26,18 +26,81 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
 
 
-def guard_run_dir(run_dir: Path) -> None:
-    """Stop before a new run could overwrite or mix with an earlier one."""
+# A run with one of these statuses can be taken up again by the same command.
+RESUMABLE = ("interrupted", "failed")
+BACKUP_DIR = "backup"  # Keras BackupAndRestore's state of the last completed epoch
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Move a run directory's contents to a sibling `<name>.previous-<time>`; nothing is deleted.
+
+    Hydra's own `.hydra/` and `train.log` of the new run stay (copied, not moved).
+    """
+    import shutil
+    import time
+
+    target = run_dir.parent / f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    suffix = 0
+    while target.exists():
+        suffix += 1
+        target = target.with_name(f"{target.name}-{suffix}")
+    target.mkdir(parents=True)
+    for entry in run_dir.iterdir():
+        if entry.name in HYDRA_FILES:
+            (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, target / entry.name)
+        else:
+            shutil.move(str(entry), str(target / entry.name))
+    return target
+
+
+def prepare_run_dir(run_dir: Path, overwrite: bool = False) -> str:
+    """Decide how a run may use `run_dir`: "fresh" or "resume"; never clobber an earlier run.
+
+    * a finished run (ok / diverged) raises RunAlreadyFinished, unless `overwrite`;
+    * an interrupted or failed run with a backup of its last epoch is resumed
+      (its old metrics.json is kept as metrics.<status>.json);
+    * `overwrite` moves whatever is there to a sibling directory first;
+    * other leftovers are refused.
+    """
     run_dir = Path(run_dir)
-    if (run_dir / METRICS_FILE).exists():
-        raise RunAlreadyFinished(run_dir, read_metrics(run_dir))
-    if run_dir.is_dir():
-        leftovers = sorted(p.name for p in run_dir.iterdir() if p.name not in HYDRA_FILES)
-        if leftovers:
-            raise UserError(
-                f"hydra.run.dir={run_dir} already holds files of an unfinished run "
-                f"({', '.join(leftovers[:5])}); choose a new hydra.run.dir"
-            )
+    if not run_dir.is_dir():
+        run_dir.mkdir(parents=True)
+        return "fresh"
+    contents = [p for p in run_dir.iterdir() if p.name not in HYDRA_FILES]
+    if overwrite and contents:
+        moved = move_aside(run_dir)
+        print(f"trainer.overwrite=true: moved the earlier run in {run_dir} to {moved}", flush=True)
+        return "fresh"
+    metrics_path = run_dir / METRICS_FILE
+    earlier_attempt = metrics_path.exists()
+    if earlier_attempt:
+        metrics = read_metrics(run_dir)
+        if metrics.get("status") not in RESUMABLE:
+            raise RunAlreadyFinished(run_dir, metrics)
+        record = run_dir / f"metrics.{metrics['status']}.json"
+        n = 1
+        while record.exists():
+            n += 1
+            record = run_dir / f"metrics.{metrics['status']}.{n}.json"
+        metrics_path.rename(record)
+    if (run_dir / BACKUP_DIR).is_dir():
+        return "resume"
+    if earlier_attempt:
+        # An interrupted or failed attempt with no epoch to resume from: keep it, start over.
+        moved = move_aside(run_dir)
+        print(f"the earlier attempt in {run_dir} has no completed epoch; moved it to {moved}", flush=True)
+        return "fresh"
+    leftovers = sorted(
+        p.name for p in run_dir.iterdir()
+        if p.name not in HYDRA_FILES and not p.name.startswith("metrics.")
+    )
+    if leftovers:
+        raise UserError(
+            f"hydra.run.dir={run_dir} holds files of an unfinished run that cannot be resumed "
+            f"({', '.join(leftovers[:5])}); pass trainer.overwrite=true to move them aside and "
+            "start over, or choose a new hydra.run.dir"
+        )
+    return "fresh"
 
 
 def _finite_or_none(value):

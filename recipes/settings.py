@@ -96,6 +96,7 @@ def check_trainer(trainer) -> None:
     require_choice("trainer.precision", trainer.precision, PRECISIONS)
     require_choice("trainer.on_nonfinite", trainer.on_nonfinite, NONFINITE_POLICIES)
     require_optional_int("trainer.threads", trainer.get("threads"), 1)
+    require_choice("trainer.overwrite", trainer.get("overwrite", False), (True, False))
 
 
 def check_stress(stress) -> None:

@@ -85,7 +85,7 @@ def test_idx_source_trains(compose, tmp_path):
 def test_a_run_dir_with_unfinished_files_is_not_reused(compose, tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "events.out.tfevents.x").write_text("earlier run")
-    with pytest.raises(UserError, match="already holds files of an unfinished run"):
+    with pytest.raises(UserError, match="holds files of an unfinished run that cannot be resumed"):
         classify.run(compose(*TINY), tmp_path)
     assert (tmp_path / "train" / "events.out.tfevents.x").read_text() == "earlier run"
 

@@ -1,0 +1,259 @@
+"""Reliability: resume after a kill, Ctrl-C, overwrite, saved models, evaluate, bad input, real TensorBoard."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from recipes import classify
+from recipes.errors import UserError
+from tests.conftest import ROOT, TINY
+
+# Long enough to be interrupted in the middle of an epoch: 4,000 images, batch 16.
+SLOW_EPOCHS = ["model=mlp", "trainer.batch_size=16", "trainer.epochs=4", "trainer.verbose=0"]
+
+
+def start_train(run_dir, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def wait_for_epochs(run_dir, epochs: int, proc, timeout=120):
+    history = Path(run_dir) / "history.csv"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if history.exists() and len(history.read_text().splitlines()) - 1 >= epochs:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before epoch {epochs}: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.05)
+    pytest.fail(f"no epoch {epochs} within {timeout}s")
+
+
+def tensor_steps(log_dir, tag):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    mux = EventMultiplexer()
+    mux.AddRunsFromDirectory(str(log_dir))
+    mux.Reload()
+    return sorted(e.step for e in mux.Tensors(".", tag))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigkill", "ctrl_c"])
+def test_a_killed_run_resumes_from_its_last_completed_epoch(train_cli, tmp_path, how):
+    run_dir = tmp_path / "run"
+    proc = start_train(run_dir, *SLOW_EPOCHS)
+    wait_for_epochs(run_dir, 1, proc)
+    time.sleep(0.3)  # into the middle of the next epoch
+    proc.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if how == "ctrl_c":
+        assert proc.returncode == 130, err[-2000:]
+        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+        assert "to resume" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+        assert not (run_dir / "metrics.json").exists()
+    done_before = len((run_dir / "history.csv").read_text().splitlines()) - 1
+    assert 1 <= done_before < 4
+
+    again = train_cli(*SLOW_EPOCHS, f"hydra.run.dir={run_dir}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "resuming the interrupted run" in again.stdout + again.stderr
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["resumed"] is True
+    assert metrics["epochs_completed"] == 4 and len(metrics["history"]["val_accuracy"]) == 4
+    epochs = [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1, 2, 3]
+    # TensorBoard: one point per epoch across both attempts, none duplicated or reset.
+    assert tensor_steps(run_dir / "validation", "epoch_accuracy") == [0, 1, 2, 3]
+    assert (run_dir / "best.keras").exists() and (run_dir / "last.keras").exists()
+    assert not (run_dir / "backup").exists()  # removed once training finished
+    if how == "ctrl_c":
+        assert json.loads((run_dir / "metrics.interrupted.json").read_text())["status"] == "interrupted"
+
+
+def test_overwrite_moves_the_earlier_run_aside(compose, tmp_path):
+    run_dir = tmp_path / "run"
+    first = classify.run(compose(*TINY), run_dir)
+    second = classify.run(compose(*TINY, "seed=1", "trainer.overwrite=true"), run_dir)
+    [previous] = tmp_path.glob("run.previous-*")
+    assert json.loads((previous / "metrics.json").read_text())["seed"] == first["seed"] == 0
+    assert json.loads((run_dir / "metrics.json").read_text())["seed"] == second["seed"] == 1
+
+
+def test_best_and_last_models_and_evaluate_agree_with_the_run(compose, tmp_path):
+    from recipes import evaluate
+
+    run = classify.run(compose(*TINY, "loss=softmax_ce", "trainer.epochs=2"), tmp_path / "run")
+    assert (tmp_path / "run" / "best.keras").exists() and (tmp_path / "run" / "last.keras").exists()
+    assert run["test_ece"] is not None and 0 <= run["test_ece"] <= 1
+    cfg = compose(*TINY, "recipe=evaluate", f"checkpoint={tmp_path / 'run' / 'last.keras'}")
+    result = evaluate.run(cfg, tmp_path / "eval")
+    saved = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert saved == result
+    assert result["test_accuracy"] == pytest.approx(run["test_accuracy"], abs=1e-6)
+    assert result["test_exact_ce"] == pytest.approx(run["test_exact_ce"], rel=1e-5)
+    assert result["test_ece"] == pytest.approx(run["test_ece"], rel=1e-5)
+    assert (tmp_path / "eval" / "reliability.png").stat().st_size > 5000
+    # A run directory is accepted too (it picks best.keras).
+    result_dir = evaluate.run(compose(*TINY, "recipe=evaluate", f"checkpoint={tmp_path / 'run'}"), tmp_path / "eval2")
+    assert result_dir["checkpoint"].endswith("best.keras")
+
+
+def test_ece_of_a_perfectly_calibrated_and_an_overconfident_model():
+    from recipes.calibration import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, size=20000)
+    # Overconfident: always 99.99% sure, right half of the time.
+    logits = np.zeros((20000, 2))
+    logits[np.arange(20000), rng.integers(0, 2, size=20000)] = 10.0
+    assert expected_calibration_error(logits, labels) == pytest.approx(0.5, abs=0.02)
+    # Calibrated: confidence 0.8 and right 80% of the time.
+    guess = np.where(rng.random(20000) < 0.8, labels, 1 - labels)
+    calibrated = np.zeros((20000, 2))
+    calibrated[np.arange(20000), guess] = np.log(4.0)  # softmax gives 0.8
+    assert expected_calibration_error(calibrated, labels) < 0.02
+
+
+# --- bad input: one clear line, non-zero exit, no traceback, nothing else touched --
+
+
+def idx_dir(tmp_path, **broken):
+    from tests.test_data import write_idx_dir
+
+    directory = tmp_path / "idx"
+    directory.mkdir(parents=True)
+    write_idx_dir(directory, n_train=40, n_test=20)
+    for name, blob in broken.items():
+        (directory / name.replace("_", "-")).write_bytes(blob)
+    return directory
+
+
+def bad_inputs(tmp_path):
+    from tests.test_data import idx_bytes
+
+    not_a_model = tmp_path / "fake.keras"
+    not_a_model.write_text("this is not a zip file")
+    yaml_dir = tmp_path / "cfg" / "loss"
+    yaml_dir.mkdir(parents=True)
+    (yaml_dir / "broken.yaml").write_text("name: sparse_from_logits\nlabel_smoothing: [0.0\n")
+    truncated = idx_bytes(np.zeros((20, 28, 28)))[:-100]
+    return [
+        (["trainer.epochs=0"], "trainer.epochs=0: must be an integer >= 1"),
+        (["trainer.epochs=-2"], "trainer.epochs=-2: must be an integer >= 1"),
+        (["trainer.batch_size=0"], "trainer.batch_size=0: must be an integer >= 1"),
+        (["trainer.batch_size=-8"], "trainer.batch_size=-8: must be an integer >= 1"),
+        (["optimizer.learning_rate=-0.01"], "optimizer.learning_rate=-0.01: must be a finite number > 0"),
+        (["trainer.precision=float8"], "trainer.precision='float8': valid choices"),
+        (["loss.temperature=0"], "loss.temperature=0.0: must be a finite number > 0"),
+        (["loss.temperature=-1"], "loss.temperature=-1.0: must be a finite number > 0"),
+        (["loss=from_logits", "loss.label_smoothing=1.0"], "loss.label_smoothing=1.0: must be in [0, 1)"),
+        (["loss=from_logits", "loss.label_smoothing=-0.5"], "loss.label_smoothing=-0.5: must be in [0, 1)"),
+        (["data=idx", f"data.dir={tmp_path / 'missing'}"], "directory does not exist"),
+        (["data=idx", f"data.dir={idx_dir(tmp_path / 'a', t10k_images_idx3_ubyte=truncated)}", "data.val_examples=10"],
+         "truncated: header says (20, 28, 28)"),
+        (["data=idx", f"data.dir={idx_dir(tmp_path / 'b', t10k_images_idx3_ubyte=b'garbage!' * 4)}", "data.val_examples=10"],
+         "bad magic number"),
+        (["data=idx", f"data.dir={idx_dir(tmp_path / 'c', t10k_images_idx3_ubyte=idx_bytes(np.zeros((20, 32, 32))))}",
+          "data.val_examples=10"], "images have shape (20, 32, 32, 1)"),
+        (["data=idx", f"data.dir={idx_dir(tmp_path / 'd', t10k_labels_idx1_ubyte=idx_bytes(np.full(20, 11)))}",
+          "data.val_examples=10"], "labels range 11..11; expected 0..9"),
+        (["recipe=evaluate", f"checkpoint={tmp_path / 'nope.keras'}"], "no such file or directory"),
+        (["recipe=evaluate", f"checkpoint={not_a_model}"], "not a loadable Keras model"),
+        (["recipe=evaluate"], "checkpoint is not set"),
+        (["--config-dir", str(tmp_path / "cfg"), "loss=broken"], "broken.yaml:3:1: YAML syntax error"),
+    ]
+
+
+@pytest.mark.slow
+def test_bad_inputs_fail_cleanly_and_touch_nothing_else(compose, train_cli, tmp_path):
+    other = tmp_path / "other_run"
+    classify.run(compose(*TINY), other)
+    before = {p: p.stat().st_mtime_ns for p in other.rglob("*")}
+    for args, message in bad_inputs(tmp_path):
+        result = train_cli(*TINY, *args, f"hydra.run.dir={tmp_path / 'bad_run'}")
+        err_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+        assert result.returncode == 2, (args, result.stderr[-1500:])
+        assert "Traceback" not in result.stderr + result.stdout, args
+        assert len(err_lines) == 1 and message in err_lines[0], (args, err_lines)
+    assert {p: p.stat().st_mtime_ns for p in other.rglob("*")} == before
+
+
+def test_non_finite_images_are_reported_not_trained_on():
+    from recipes.data.splits import check_images_and_labels
+
+    images = np.zeros((3, 28, 28), np.float32)
+    images[1, 5, 5] = np.nan
+    with pytest.raises(UserError, match="1 images contain NaN or inf"):
+        check_images_and_labels(images, np.zeros(3), 10, "x")
+
+
+# --- TensorBoard as a user opens it -----------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url, data=None, timeout=10):
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.slow
+def test_tensorboard_server_shows_runs_stability_hparams_and_the_comparison(train_cli, tmp_path):
+    sweep = tmp_path / "sweep"
+    result = train_cli("-m", *TINY, "loss=sparse_from_logits,clipped_probs", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        runs = []
+        while time.time() < deadline:
+            try:
+                runs = get(f"{base}/data/runs")
+                if any(r.endswith("/validation") for r in runs):
+                    break
+            except OSError:
+                pass
+            time.sleep(0.5)
+        names = {r.split("/")[0] for r in runs if r != "."}
+        assert {n.split("loss=")[1].split(",")[0] for n in names if "loss=" in n} == {"sparse_from_logits", "clipped_probs"}
+        scalars = get(f"{base}/data/plugin/scalars/tags")
+        train_run = next(r for r in scalars if r.endswith("/train"))
+        assert "epoch_accuracy" in scalars[train_run]
+        assert {"stability/logit_gap", "stability/loss_gap", "stability/grad_norm"} <= set(scalars[train_run])
+        body = json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
+                           "colParams": [], "startIndex": 0, "sliceSize": 100}).encode()
+        groups = get(f"{base}/data/plugin/hparams/session_groups", data=body)
+        assert groups["totalSize"] == 2
+        losses_seen = {g["hparams"]["loss"] for g in groups["sessionGroups"]}
+        assert losses_seen == {"sparse_from_logits", "clipped_probs"}
+        metric_tags = {m["name"]["tag"] for g in groups["sessionGroups"] for m in g["metricValues"]}
+        assert {"epoch_accuracy", "final/test_accuracy"} <= metric_tags
+        images = get(f"{base}/data/plugin/images/tags")
+        assert "comparison/figure" in images.get("comparison", {})
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
