@@ -62,8 +62,13 @@ def run(cfg, run_dir) -> dict:
     mode = prepare_run_dir(run_dir, overwrite=bool(cfg.trainer.get("overwrite", False)))
     splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
 
+    import keras
+
     from recipes.network import precision_policy, set_cpu_threads
 
+    # A sweep runs jobs one after another in this process: start each from a clean
+    # slate. (Before the precision policy: clear_session resets it to float32.)
+    keras.backend.clear_session()
     set_cpu_threads(cfg.trainer.get("threads"))
     with precision_policy(cfg.trainer.precision):
         return _train(cfg, setup, splits, run_dir, started, resuming=mode == "resume")
@@ -78,8 +83,6 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool) ->
     from recipes.telemetry import StabilityTracker
     from recipes.timing import make_throughput_callback
 
-    # A sweep runs jobs one after another in this process: start each from a clean slate.
-    keras.backend.clear_session()
     keras.utils.set_random_seed(cfg.seed)
     sizes = splits.sizes()
     log.info(
