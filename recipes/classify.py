@@ -61,7 +61,11 @@ def run(cfg, run_dir) -> dict:
     setup = validate(cfg)
     mode = prepare_run_dir(run_dir, overwrite=bool(cfg.trainer.get("overwrite", False)))
     splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
+    return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started)
 
+
+def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, started: float | None = None) -> dict:
+    """Train on already loaded `splits` into a prepared `run_dir` (benchmarks call this directly)."""
     import keras
 
     from recipes.network import precision_policy, set_cpu_threads
@@ -71,7 +75,7 @@ def run(cfg, run_dir) -> dict:
     keras.backend.clear_session()
     set_cpu_threads(cfg.trainer.get("threads"))
     with precision_policy(cfg.trainer.precision):
-        return _train(cfg, setup, splits, run_dir, started, resuming=mode == "resume")
+        return _train(cfg, setup, splits, Path(run_dir), started or time.perf_counter(), resuming)
 
 
 def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool) -> dict:
@@ -173,6 +177,8 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool) ->
         "nonfinite_steps": model.nonfinite_steps,
         "first_nonfinite": guard.first_nonfinite,
         "train_samples_per_s": throughput.samples_per_s(),
+        "epoch_train_seconds": [round(x, 4) for x in throughput.epoch_seconds],
+        "startup_s": throughput.startup_s,
         "wall_s": None,
         "params": int(model.count_params()),
         "stability": stability.epochs[-1] if stability and stability.epochs else {},

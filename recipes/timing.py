@@ -5,6 +5,15 @@ import statistics
 import time
 
 
+def seconds_since_process_start() -> float | None:
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # psutil missing or no process table: not worth failing a run
+        return None
+
+
 def make_throughput_callback():
     import keras
 
@@ -20,6 +29,11 @@ def make_throughput_callback():
             self.train_examples = train_examples
             self.epoch_seconds: list[float] = []
             self._start = None
+            self.startup_s = None  # process start to the first training step (imports, data, build)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.startup_s is None:
+                self.startup_s = seconds_since_process_start()
 
         def on_epoch_begin(self, epoch, logs=None):
             self._start = time.perf_counter()
