@@ -191,11 +191,11 @@ def plot(rows: list[dict], path: Path) -> None:
 def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
     import tensorflow as tf
 
-    writer = tf.summary.create_file_writer(str(sweep_dir / "comparison"))
-    with writer.as_default():
+    from recipes.summaries import png_image, summary_writer
+
+    with summary_writer(sweep_dir / "comparison"):
         tf.summary.text("comparison/table", table, step=0)
-        tf.summary.image("comparison/figure", tf.io.decode_png(png.read_bytes(), channels=4)[None], step=0)
-    writer.close()
+        png_image("comparison/figure", png)
 
 
 def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:

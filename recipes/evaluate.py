@@ -95,9 +95,9 @@ def run(cfg, run_dir) -> dict:
 def write_tensorboard(run_dir: Path, result: dict, png: Path) -> None:
     import tensorflow as tf
 
-    writer = tf.summary.create_file_writer(str(run_dir / "evaluate"))
-    with writer.as_default():
+    from recipes.summaries import png_image, summary_writer
+
+    with summary_writer(run_dir / "evaluate"):
         for key in ("test_accuracy", "test_exact_ce", "test_ece"):
             tf.summary.scalar(f"evaluate/{key}", result[key], step=0)
-        tf.summary.image("evaluate/reliability", tf.io.decode_png(png.read_bytes(), channels=4)[None], step=0)
-    writer.close()
+        png_image("evaluate/reliability", png)

@@ -58,8 +58,9 @@ def log_run(run_dir: Path, metrics: dict) -> None:
     import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
-    writer = tf.summary.create_file_writer(str(run_dir))
-    with writer.as_default():
+    from recipes.summaries import summary_writer
+
+    with summary_writer(run_dir):
         hp.hparams(hparam_values(metrics), trial_id=Path(run_dir).name)
         for name in FINAL_METRICS:
             value = metrics.get(name)
@@ -67,12 +68,10 @@ def log_run(run_dir: Path, metrics: dict) -> None:
                 tf.summary.scalar(f"final/{name}", float(value), step=0)
             elif value is None and name in metrics:
                 tf.summary.scalar(f"final/{name}", math.nan, step=0)
-    writer.close()
 
 
 def declare_experiment(sweep_dir: Path) -> None:
     """Tell the HParams dashboard which hparams and metrics a sweep has."""
-    import tensorflow as tf
     from tensorboard.plugins.hparams import api as hp
 
     hparams = [hp.HParam(name) for name, _ in HPARAMS] + [hp.HParam(name) for name in OUTCOME_HPARAMS]
@@ -80,8 +79,8 @@ def declare_experiment(sweep_dir: Path) -> None:
         hp.Metric(tag, group=group or None, display_name=(f"{group}/{tag}" if group else tag))
         for group, tag in DASHBOARD_METRICS
     ]
+    from recipes.summaries import summary_writer
+
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    writer = tf.summary.create_file_writer(str(sweep_dir))
-    with writer.as_default():
+    with summary_writer(sweep_dir):
         hp.hparams_config(hparams=hparams, metrics=metrics)
-    writer.close()

@@ -173,17 +173,16 @@ def plot(rows: list[dict], failures: list[dict], path: Path) -> None:
 def write_tensorboard(rows: list[dict], png: Path, log_dir: Path) -> None:
     import tensorflow as tf
 
-    writer = tf.summary.create_file_writer(str(log_dir))
-    with writer.as_default():
-        image = tf.io.decode_png(png.read_bytes(), channels=4)[None]
-        tf.summary.image("probe/figure", image, step=0)
+    from recipes.summaries import png_image, summary_writer
+
+    with summary_writer(log_dir):
+        png_image("probe/figure", png)
         for row in rows:
             step = int(round(row["gap"]))
             for field in ("rel_error", "grad_norm"):
                 value = row[field]
                 tf.summary.scalar(f"probe/{row['dtype']}/{row['loss']}/{field}",
                                   value if math.isfinite(value) else float("nan"), step=step)
-    writer.close()
 
 
 def run(cfg, run_dir) -> dict:
