@@ -28,4 +28,17 @@ def compiled_loss(setup: LossSetup, logits, labels, head=None) -> float:
     model = keras.Model(inputs, outputs)
     model.compile(loss=setup.make_loss())
     y = setup.encode_labels(np.asarray(labels), num_classes)
+    # Under tf.distribute every replica needs examples: repeat the probe (the mean is unchanged).
+    copies = _replicas_in_sync()
+    logits, y = np.concatenate([logits] * copies), np.concatenate([y] * copies)
     return float(model.evaluate(logits, y, batch_size=len(logits), verbose=0))
+
+
+def _replicas_in_sync() -> int:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return tf.distribute.get_strategy().num_replicas_in_sync

@@ -68,20 +68,24 @@ def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, st
     """Train on already loaded `splits` into a prepared `run_dir` (benchmarks call this directly)."""
     import keras
 
+    from recipes.devices import distribution_scope, select_device
     from recipes.network import precision_policy, set_cpu_threads
 
     # A sweep runs jobs one after another in this process: start each from a clean
     # slate. (Before the precision policy: clear_session resets it to float32.)
     keras.backend.clear_session()
     set_cpu_threads(cfg.trainer.get("threads"))
-    with precision_policy(cfg.trainer.precision):
-        return _train(cfg, setup, splits, Path(run_dir), started or time.perf_counter(), resuming)
+    device = select_device(cfg.trainer.get("device", "auto"))
+    with precision_policy(cfg.trainer.precision), \
+            distribution_scope(cfg.trainer.get("distribution", "none"), cfg.trainer.get("devices")) as strategy:
+        return _train(cfg, setup, splits, Path(run_dir), started or time.perf_counter(), resuming, device, strategy)
 
 
-def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool) -> dict:
+def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, device, strategy) -> dict:
     import keras
 
     from recipes.callbacks import NonFiniteGuard, SaveModels, StabilityLogger
+    from recipes.devices import jit_setting
     from recipes.network import build_network
     from recipes.optimizers import make_optimizer
     from recipes.telemetry import StabilityTracker
@@ -89,11 +93,12 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool) ->
 
     keras.utils.set_random_seed(cfg.seed)
     sizes = splits.sizes()
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     log.info(
         "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
-        "backend=%s precision=%s",
+        "backend=%s precision=%s device=%s (%s) replicas=%d",
         splits.name, sizes["train"], sizes["val"], sizes["test"], cfg.model.name, setup.name,
-        setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision,
+        setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision, device[0], device[1], replicas,
     )
     log.info("loss computes: %s", setup.formulation.computes)
 
@@ -103,6 +108,7 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool) ->
         optimizer=make_optimizer(cfg.optimizer),
         loss=setup.make_loss(),
         metrics=[setup.accuracy_metric()],
+        jit_compile=jit_setting(cfg.trainer.get("jit_compile", "auto"), device[0], strategy is not None),
     )
     path = measure_loss_path(model, setup)
 
@@ -166,6 +172,9 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool) ->
         "seed": int(cfg.seed),
         "backend": keras.backend.backend(),
         "precision": cfg.trainer.precision,
+        "device": device[0],
+        "device_name": device[1],
+        "replicas": replicas,
         "epochs_completed": len(history) - (1 if diverged else 0),
         "resumed": resuming,
         "train_examples": sizes["train"],

@@ -11,6 +11,7 @@ from numbers import Integral, Real
 
 import losses
 from recipes.data import SOURCES
+from recipes.devices import DEVICES, DISTRIBUTIONS, JIT_CHOICES
 from recipes.errors import UserError
 from recipes.models import BUILDERS as MODEL_BUILDERS
 
@@ -97,6 +98,12 @@ def check_trainer(trainer) -> None:
     require_choice("trainer.on_nonfinite", trainer.on_nonfinite, NONFINITE_POLICIES)
     require_optional_int("trainer.threads", trainer.get("threads"), 1)
     require_choice("trainer.overwrite", trainer.get("overwrite", False), (True, False))
+    require_choice("trainer.device", trainer.get("device", "auto"), DEVICES)
+    require_choice("trainer.distribution", trainer.get("distribution", "none"), DISTRIBUTIONS)
+    require_choice("trainer.jit_compile", trainer.get("jit_compile", "auto"), JIT_CHOICES)
+    if trainer.get("distribution", "none") != "none" and trainer.on_nonfinite == "skip":
+        raise UserError("trainer.on_nonfinite=skip works with trainer.distribution=none only; "
+                        "use stop or continue with mirrored")
 
 
 def check_stress(stress) -> None:

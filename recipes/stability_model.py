@@ -5,7 +5,8 @@ The step is Keras's own TensorFlow `train_step` plus, in the same tape:
   * the figures of `recipes.telemetry`, when a tracker is given,
   * the non-finite policy: `stop` and `skip` leave the weights untouched on a
     step whose loss or gradients are NaN/inf (`stop` then ends training, see
-    `callbacks.NonFiniteGuard`); `continue` applies every update.
+    `callbacks.NonFiniteGuard`); `continue` applies every update. Under
+    tf.distribute (several replicas) the step's gradients are zeroed instead.
 """
 from __future__ import annotations
 
@@ -42,7 +43,9 @@ class StabilityModel(keras.Model):
 
     @property
     def nonfinite_steps(self) -> int:
-        return int(self._extra.nonfinite.result())
+        from recipes.telemetry import scalar_value
+
+        return int(scalar_value(self._extra.nonfinite.result()))
 
     def train_step(self, data):
         import tensorflow as tf
@@ -55,6 +58,10 @@ class StabilityModel(keras.Model):
             y_pred, logits = extra.both(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
             scaled_loss = self.optimizer.scale_loss(loss)
+        # Under tf.distribute Keras divides each replica's loss by the replica count
+        # (the gradients are summed); the figures want the per-example mean back.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        loss = loss * replicas if replicas > 1 else loss
 
         weights = self.trainable_weights
         targets = [*weights, logits] if extra.tracker is not None else weights
@@ -64,6 +71,11 @@ class StabilityModel(keras.Model):
 
         if extra.on_nonfinite == "continue":
             self.optimizer.apply(param_grads, weights)
+        elif replicas > 1:
+            # tf.distribute cannot all-reduce inside a cond: zero the step's gradients
+            # instead of skipping it (the optimizer's momentum still moves once).
+            safe = [None if g is None else ops.where(finite, g, ops.zeros_like(g)) for g in param_grads]
+            self.optimizer.apply(safe, weights)
         else:
             ops.cond(finite, lambda: self.optimizer.apply(param_grads, weights), lambda: None)
 

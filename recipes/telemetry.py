@@ -91,9 +91,16 @@ class StabilityTracker:
             metric.reset_state()
 
     def results(self) -> dict[str, float]:
-        out = {PREFIX + n: float(m.result()) for n, m in self.means.items() if float(m.count) > 0}
-        out[PREFIX + "nonfinite_steps"] = float(self.nonfinite.result())
+        out = {PREFIX + n: scalar_value(m.result()) for n, m in self.means.items() if scalar_value(m.count) > 0}
+        out[PREFIX + "nonfinite_steps"] = scalar_value(self.nonfinite.result())
         return out
 
     def latest(self) -> dict[str, float]:
-        return {PREFIX + n: float(v.numpy()) for n, v in self.last.items()}
+        return {PREFIX + n: scalar_value(v) for n, v in self.last.items()}
+
+
+def scalar_value(variable_or_tensor) -> float:
+    """A scalar as a Python float, also for tf.distribute's per-replica variables."""
+    from keras import ops
+
+    return float(ops.convert_to_numpy(ops.convert_to_tensor(variable_or_tensor)))

@@ -57,6 +57,10 @@ def test_defaults_are_the_documented_ones(compose):
         ("stress.logit_scale=0", "stress.logit_scale=0: must be a finite number > 0"),
         ("stress.head_init_std=-1", "stress.head_init_std=-1: must be a finite number > 0"),
         ("telemetry.every_n_steps=0", "telemetry.every_n_steps=0: must be an integer >= 1"),
+        ("trainer.device=tpu", "trainer.device='tpu': valid choices: auto, cpu, gpu"),
+        ("trainer.distribution=horovod", "trainer.distribution='horovod': valid choices: none, mirrored"),
+        ("trainer.distribution=mirrored trainer.on_nonfinite=skip", "on_nonfinite=skip works with trainer.distribution=none"),
+        ("trainer.jit_compile=maybe", "trainer.jit_compile='maybe': valid choices: auto, True, False"),
     ],
 )
 def test_bad_values_are_named_with_what_is_allowed(compose, override, message):

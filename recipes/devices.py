@@ -1,0 +1,79 @@
+"""Where training runs: CPU or GPU, one device or several (tf.distribute.MirroredStrategy).
+
+    trainer.device        auto (GPU when TensorFlow sees one) | cpu | gpu
+    trainer.distribution  none | mirrored (all visible GPUs, or trainer.devices)
+    trainer.jit_compile   auto | true | false (XLA; forced on a CPU it was about 6x slower here)
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import platform
+from pathlib import Path
+
+from recipes.errors import UserError
+
+log = logging.getLogger(__name__)
+DEVICES = ("auto", "cpu", "gpu")
+DISTRIBUTIONS = ("none", "mirrored")
+JIT_CHOICES = ("auto", True, False)
+
+
+def cpu_name() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def select_device(choice: str) -> tuple[str, str]:
+    """Make TensorFlow use the chosen device kind; return ("cpu"|"gpu", a readable name)."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if choice == "gpu" and not gpus:
+        found = ", ".join(d.name for d in tf.config.list_physical_devices()) or "nothing"
+        raise UserError(
+            f"trainer.device=gpu: TensorFlow sees no GPU (it found: {found}); on a CUDA machine install "
+            "requirements-gpu.txt, or use trainer.device=auto or cpu"
+        )
+    if choice == "cpu" and gpus:
+        try:
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:
+            raise UserError(
+                "trainer.device=cpu: TensorFlow already started on the GPU in this process; "
+                "run in a new process (or set CUDA_VISIBLE_DEVICES=)"
+            ) from None
+        gpus = []
+    if gpus and choice in ("auto", "gpu"):
+        details = tf.config.experimental.get_device_details(gpus[0])
+        return "gpu", f"{details.get('device_name', gpus[0].name)} x{len(gpus)}"
+    return "cpu", cpu_name()
+
+
+@contextlib.contextmanager
+def distribution_scope(distribution: str, devices=None):
+    """Yield the tf.distribute strategy (or None) with its scope entered."""
+    if distribution == "none":
+        yield None
+        return
+    import tensorflow as tf
+
+    strategy = tf.distribute.MirroredStrategy(devices=list(devices) if devices else None)
+    log.info("MirroredStrategy over %d replicas: %s", strategy.num_replicas_in_sync,
+             ", ".join(strategy.extended.worker_devices))
+    with strategy.scope():
+        yield strategy
+
+
+def jit_setting(value, device: str, distributed: bool):
+    """What to pass to compile(jit_compile=...); warns where forcing XLA is known to hurt."""
+    if value is True and device == "cpu":
+        log.warning("WARNING: trainer.jit_compile=true on a CPU: XLA made this convnet about 6x slower "
+                    "here; trainer.jit_compile=auto lets Keras decide")
+    if value is True and distributed:
+        log.warning("WARNING: Keras turns XLA off under tf.distribute; trainer.jit_compile=true is ignored")
+    return value

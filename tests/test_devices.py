@@ -1,0 +1,72 @@
+"""Devices: the GPU error on a CPU machine, XLA warnings, MirroredStrategy on 2 logical CPUs."""
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+
+from recipes import classify
+from recipes.devices import jit_setting
+from tests.conftest import ROOT, TINY
+
+
+def test_metrics_record_the_device(compose, tmp_path):
+    m = classify.run(compose(*TINY), tmp_path)
+    assert m["device"] in ("cpu", "gpu") and m["device_name"] and m["replicas"] == 1
+
+
+@pytest.mark.slow
+def test_gpu_on_a_machine_without_one_is_a_clear_error(train_cli, tmp_path):
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU")
+    result = train_cli(*TINY, "trainer.device=gpu", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "trainer.device=gpu: TensorFlow sees no GPU (it found: /physical_device:CPU:0" in line
+
+
+def test_forcing_xla_on_a_cpu_warns(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert jit_setting(True, "cpu", distributed=False) is True
+        assert jit_setting("auto", "cpu", distributed=False) == "auto"
+    assert sum("about 6x slower" in r.getMessage() for r in caplog.records) == 1
+
+
+MIRRORED_DRIVER = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+sys.path.insert(0, sys.argv[1])
+from hydra import compose, initialize_config_dir
+from recipes import classify
+out = {}
+for dist in ("none", "mirrored"):
+    overrides = ["model=mlp", "data.max_train_examples=1000", "trainer.epochs=2", "trainer.verbose=0",
+                 f"trainer.distribution={dist}", 'trainer.devices=["/cpu:0","/cpu:1"]']
+    with initialize_config_dir(config_dir=sys.argv[1] + "/configs", version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    out[dist] = classify.run(cfg, os.path.join(sys.argv[2], dist))
+print("RESULT " + json.dumps({d: {k: m[k] for k in ("status", "replicas", "test_accuracy", "stability")} for d, m in out.items()}))
+"""
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
+    # Logical devices must be configured before TensorFlow starts: a fresh process.
+    result = subprocess.run([sys.executable, "-c", MIRRORED_DRIVER, str(ROOT), str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
+    out = json.loads(line[len("RESULT "):])
+    single, mirrored = out["none"], out["mirrored"]
+    assert single["replicas"] == 1 and mirrored["replicas"] == 2
+    assert mirrored["status"] == "ok" and mirrored["test_accuracy"] > 0.6
+    assert abs(mirrored["test_accuracy"] - single["test_accuracy"]) < 0.05
+    # The telemetry sees the per-example loss, not Keras's per-replica share of it.
+    assert abs(mirrored["stability"]["stability/loss_gap"]) < 1e-3
