@@ -143,8 +143,11 @@ def test_tensorflow_only_formulations_refuse_other_backends():
 
 def test_mistake_logits_as_probs_is_far_from_the_exact_loss():
     # [2, 1, 0.1] read as unnormalised probabilities: -log(0.1 / 3.1) = 3.434
-    got = compiled_loss(losses.get("mistake_logits_as_probs"), [[2.0, 1.0, 0.1]], [2])
-    assert got == pytest.approx(-np.log(0.1 / 3.1), rel=1e-5)
+    setup = losses.get("mistake_logits_as_probs")
+    assert compiled_loss(setup, [[2.0, 1.0, 0.1]], [2]) == pytest.approx(-np.log(0.1 / 3.1), rel=1e-5)
+    # Keras divides by the sum of the "probabilities": 0 for the extreme case.
+    assert np.isnan(compiled_loss(setup, EXTREME, [2]))
+    assert compiled_loss(setup, [[1000.0, 0.0, -999.0]], [2]) == pytest.approx(CLIPPED_CAP, rel=1e-5)
 
 
 def test_mistake_double_softmax_is_rescued_on_tensorflow():
