@@ -74,3 +74,34 @@ def test_stability_stress_preset(compose):
     assert cfg.stress.logit_scale == 300 and cfg.model.name == "mlp"
     assert cfg.data.max_train_examples == 2000 and cfg.trainer.epochs == 5
     assert cfg.loss.name == "clipped_probs"
+
+
+def readme_commands():
+    """`python train.py ...` lines of README.md's code blocks (one command per line)."""
+    readme = (CONFIGS.parent / "README.md").read_text()
+    commands, in_block = [], False
+    for line in readme.splitlines():
+        if line.startswith("```"):
+            in_block = not in_block
+            continue
+        if in_block and "python train.py" in line:
+            args = line.split("python train.py", 1)[1].split("#", 1)[0].split()
+            commands.append([a for a in args if a != "-m"])
+    return commands
+
+
+@pytest.mark.parametrize("args", readme_commands(), ids=lambda a: " ".join(a) or "(defaults)")
+def test_every_readme_command_composes(compose, args):
+    # Sweep lists (a,b,c) are Hydra's multirun syntax: compose each command with the first value;
+    # <placeholders> stand for the user's own paths.
+    import re
+
+    args = [re.sub(r"<[^>]*>", "x", a) for a in args]
+    first = [a.split("=", 1)[0] + "=" + a.split("=", 1)[1].split(",")[0] if "=" in a else a for a in args]
+    cfg = compose(*first)
+    if not any("checkpoint=" in a or "trainer.epochs=-1" in a for a in args):
+        validate(cfg)
+
+
+def test_readme_commands_were_found():
+    assert len(readme_commands()) >= 8
