@@ -42,28 +42,6 @@ BATCH = 128
 TILE = 5  # 4,000 embedded training images x 5 = 20,000
 
 
-def epoch_timer():
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        """Seconds of the training part of each epoch (validation excluded)."""
-
-        def __init__(self):
-            super().__init__()
-            self.seconds = []
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.start, self.end = time.perf_counter(), None
-
-        def on_test_begin(self, logs=None):
-            self.end = self.end or time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append((self.end or time.perf_counter()) - self.start)
-
-    return EpochTimer()
-
-
 def data():
     import numpy as np
 
@@ -78,8 +56,9 @@ def data():
 def plain_keras(splits, epochs: int) -> list[float]:
     """The keras.io "Simple MNIST convnet", as a user would write it."""
     import keras
-    import numpy as np
     from keras import layers
+
+    from recipes.callbacks import TrainThroughput
 
     x = splits.x_train.astype("float32") / 255
     y = keras.utils.to_categorical(splits.y_train, 10)
@@ -94,10 +73,10 @@ def plain_keras(splits, epochs: int) -> list[float]:
         layers.Dense(10, activation="softmax"),
     ])
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    timer = epoch_timer()
+    # The same timer the framework uses for its own figures.
+    timer = TrainThroughput(len(x))
     model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
-    del np
-    return [len(x) / s for s in timer.seconds[1:]]
+    return [len(x) / s for s in timer.epoch_seconds[1:]]
 
 
 def framework(splits, epochs: int, loss: str, telemetry: bool) -> list[float]:

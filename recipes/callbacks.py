@@ -1,8 +1,10 @@
-"""Callbacks of the classification recipe: stability logging and the NaN/inf guard."""
+"""Callbacks of the classification recipe: throughput, stability logging, the NaN/inf guard, saved models."""
 from __future__ import annotations
 
 import logging
 import math
+import statistics
+import time
 from pathlib import Path
 
 import keras
@@ -123,3 +125,47 @@ class SaveModels(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.export.save(self.run_dir / "last.keras")
+
+
+def seconds_since_process_start() -> float | None:
+    try:
+        import psutil
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # psutil missing or no process table: not worth failing a run
+        return None
+
+
+class TrainThroughput(keras.callbacks.Callback):
+    """Seconds and samples/s of the training part of each epoch (validation excluded).
+
+    The first epoch includes tracing and warm-up, so the summary is the median
+    of the later epochs when there are any. Also notes the time from process
+    start to the first training step (imports, data, model build).
+    """
+
+    def __init__(self, train_examples: int):
+        super().__init__()
+        self.train_examples = train_examples
+        self.epoch_seconds: list[float] = []
+        self.startup_s = None
+        self._start = self._train_done = None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.startup_s is None:
+            self.startup_s = seconds_since_process_start()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start, self._train_done = time.perf_counter(), None
+
+    def on_test_begin(self, logs=None):
+        # Called when fit starts validating: the training part is over.
+        if self._start is not None and self._train_done is None:
+            self._train_done = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append((self._train_done or time.perf_counter()) - self._start)
+
+    def samples_per_s(self) -> float | None:
+        steady = self.epoch_seconds[1:] or self.epoch_seconds
+        return self.train_examples / statistics.median(steady) if steady else None

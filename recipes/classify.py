@@ -84,12 +84,11 @@ def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, st
 def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, device, strategy) -> dict:
     import keras
 
-    from recipes.callbacks import NonFiniteGuard, SaveModels, StabilityLogger
+    from recipes.callbacks import NonFiniteGuard, SaveModels, StabilityLogger, TrainThroughput
     from recipes.devices import jit_setting
     from recipes.network import build_network
     from recipes.optimizers import make_optimizer
     from recipes.telemetry import StabilityTracker
-    from recipes.timing import make_throughput_callback
 
     keras.utils.set_random_seed(cfg.seed)
     sizes = splits.sizes()
@@ -120,7 +119,7 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
     val_ds = dataset(splits.x_val, splits.y_val, shuffle=False)
     test_ds = dataset(splits.x_test, splits.y_test, shuffle=False)
 
-    throughput = make_throughput_callback()(sizes["train"])
+    throughput = TrainThroughput(sizes["train"])
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
     earlier = read_history(run_dir)
     callbacks = [
