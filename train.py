@@ -24,7 +24,9 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
+    from recipes.backends import preselect_from_argv
     from recipes.config_files import exit_on_yaml_errors
 
     exit_on_yaml_errors(sys.argv[1:], Path(__file__).resolve().parent / "configs")
+    preselect_from_argv(sys.argv[1:])
     main()

@@ -87,6 +87,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
         self.global_step = 0
         self.epoch = 0
         self.first_nonfinite = None  # {"epoch": e, "step": s}, 1-based
+        self.nonfinite_seen = 0  # counted here only when the model has no counter of its own
         self.last_finite_logs: dict = {}
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -94,7 +95,13 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.global_step += 1
-        if self.first_nonfinite is None and self.model.nonfinite_steps > 0:
+        counted = getattr(self.model, "nonfinite_steps", None)
+        if counted is None:  # Keras's own training step: watch the reported loss
+            loss = (logs or {}).get("loss")
+            if loss is not None and not math.isfinite(float(loss)):
+                self.nonfinite_seen += 1
+            counted = self.nonfinite_seen
+        if self.first_nonfinite is None and counted > 0:
             self.first_nonfinite = {"epoch": self.epoch + 1, "step": self.global_step}
             if self.stop:
                 self.model.stop_training = True

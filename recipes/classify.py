@@ -66,6 +66,9 @@ def run(cfg, run_dir) -> dict:
 
 def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, started: float | None = None) -> dict:
     """Train on already loaded `splits` into a prepared `run_dir` (benchmarks call this directly)."""
+    from recipes.backends import activate_backend
+
+    activate_backend(cfg.get("backend", "tensorflow"))
     import keras
 
     from recipes.devices import distribution_scope, select_device
@@ -101,7 +104,12 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
     )
     log.info("loss computes: %s", setup.formulation.computes)
 
-    tracker = StabilityTracker() if cfg.telemetry.enabled else None
+    telemetry = bool(cfg.telemetry.enabled)
+    if telemetry and keras.backend.backend() != "tensorflow":
+        log.warning("WARNING: the stability telemetry needs backend=tensorflow for now; training on %s "
+                    "without it (loss_path is still measured)", keras.backend.backend())
+        telemetry = False
+    tracker = StabilityTracker() if telemetry else None
     model, logits_model = build_network(cfg, setup, splits.num_classes, tracker)
     model.compile(
         optimizer=make_optimizer(cfg.optimizer),
@@ -182,7 +190,8 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
         "test_loss": float(test_loss),
         "test_exact_ce": test_exact_ce,
         "test_ece": test_ece,
-        "nonfinite_steps": model.nonfinite_steps,
+        "nonfinite_steps": getattr(model, "nonfinite_steps", guard.nonfinite_seen),
+        "telemetry": telemetry,
         "first_nonfinite": guard.first_nonfinite,
         "train_samples_per_s": throughput.samples_per_s(),
         "epoch_train_seconds": [round(x, 4) for x in throughput.epoch_seconds],

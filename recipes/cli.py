@@ -11,6 +11,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from recipes.backends import activate_backend
 from recipes.errors import UserError
 from recipes.results import RunAlreadyFinished, write_metrics
 
@@ -78,6 +79,7 @@ def main(cfg, run_dir) -> float:
     run_dir = Path(run_dir)
     recipes = {"train": classify.run, "probe": probe.run, "evaluate": evaluate.run}
     try:
+        activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
         metrics = recipes[cfg.recipe.name](cfg, run_dir)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",

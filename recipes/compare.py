@@ -25,7 +25,7 @@ from recipes.errors import UserError
 
 IGNORED_KEYS = {"seed", "trainer.verbose"}  # vary between runs without defining a group
 RUN_FIELDS = [
-    "run", "status", "loss", "loss_path", "seed", "val_accuracy", "test_accuracy", "test_loss",
+    "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "test_accuracy", "test_loss",
     "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "epochs_completed",
     "train_samples_per_s", "wall_s", "error",
 ]

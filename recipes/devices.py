@@ -29,7 +29,18 @@ def cpu_name() -> str:
 
 
 def select_device(choice: str) -> tuple[str, str]:
-    """Make TensorFlow use the chosen device kind; return ("cpu"|"gpu", a readable name)."""
+    """Make the backend use the chosen device kind; return ("cpu"|"gpu", a readable name)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        from recipes.backends import device_of_backend
+
+        kind, name = device_of_backend()
+        if choice == "gpu" and kind != "gpu":
+            raise UserError(f"trainer.device=gpu: Keras's {keras.backend.backend()} backend sees no GPU (it uses {name})")
+        if choice == "cpu" and kind == "gpu":
+            raise UserError(f"trainer.device=cpu: hide the GPU from {keras.backend.backend()} with CUDA_VISIBLE_DEVICES=")
+        return kind, name
     import tensorflow as tf
 
     gpus = tf.config.list_physical_devices("GPU")

@@ -186,6 +186,9 @@ def write_tensorboard(rows: list[dict], png: Path, log_dir: Path) -> None:
 
 
 def run(cfg, run_dir) -> dict:
+    from recipes.settings import validate
+
+    validate(cfg)
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

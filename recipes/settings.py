@@ -10,6 +10,7 @@ import math
 from numbers import Integral, Real
 
 import losses
+from recipes.backends import BACKENDS
 from recipes.data import SOURCES
 from recipes.devices import DEVICES, DISTRIBUTIONS, JIT_CHOICES
 from recipes.errors import UserError
@@ -48,12 +49,16 @@ def require_choice(key: str, value, choices) -> None:
 
 def check_loss(cfg) -> losses.LossSetup:
     try:
-        return losses.get(
+        setup = losses.get(
             cfg.loss.name,
             label_smoothing=cfg.loss.get("label_smoothing", 0.0),
             temperature=cfg.loss.get("temperature", 1.0),
         )
+        setup.check_backend(cfg.get("backend", "tensorflow"))
+        return setup
     except losses.LossOptionError as err:
+        if err.option == "backend":
+            raise UserError(f"loss={cfg.loss.name}: {err}") from None
         if err.option == "name":
             raise UserError(f"loss.name: {err}") from None
         raise UserError(f"loss.{err}") from None
@@ -121,6 +126,14 @@ def check_telemetry(telemetry) -> None:
 def validate(cfg) -> losses.LossSetup:
     """Check the whole config; return the loss setup it describes."""
     require_int("seed", cfg.seed, 0)
+    require_choice("backend", cfg.get("backend", "tensorflow"), BACKENDS)
+    if cfg.get("backend", "tensorflow") != "tensorflow":
+        if cfg.trainer.get("distribution", "none") != "none":
+            raise UserError(f"trainer.distribution={cfg.trainer.distribution}: tf.distribute needs backend=tensorflow")
+        if cfg.trainer.on_nonfinite == "skip":
+            raise UserError("trainer.on_nonfinite=skip needs backend=tensorflow (its training step); use stop or continue")
+        if cfg.recipe.name == "probe":
+            raise UserError(f"recipe=probe runs on backend=tensorflow only, not {cfg.backend}")
     check_trainer(cfg.trainer)
     check_stress(cfg.stress)
     check_telemetry(cfg.telemetry)
