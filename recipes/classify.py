@@ -135,8 +135,8 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
         keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR)),
         keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-        SaveModels(keras.Model(model.inputs, model.outputs), run_dir,
-                   best_so_far=max((r.get("val_accuracy", float("nan")) for r in earlier), default=None)),
+        SaveModels(keras.Model(model.inputs, model.outputs), run_dir, best_so_far=max(
+            (v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))), default=None)),
         throughput,
         guard,
     ]
