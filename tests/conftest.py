@@ -18,6 +18,11 @@ if str(ROOT) not in sys.path:
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=1", "trainer.verbose=0"]
 
 
+def project_env() -> dict:
+    """The environment for running the project's own scripts in a child process."""
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+
+
 @pytest.fixture
 def compose():
     """compose(*overrides) -> the config train.py would see."""
@@ -36,10 +41,9 @@ def train_cli():
     """train_cli(*args, cwd=...) -> CompletedProcess of `python train.py args`."""
 
     def _run(*args, cwd=None, timeout=300):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
         return subprocess.run(
             [sys.executable, str(ROOT / "train.py"), *args],
-            cwd=cwd or ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+            cwd=cwd or ROOT, env=project_env(), capture_output=True, text=True, timeout=timeout,
         )
 
     return _run

@@ -1,13 +1,12 @@
 """Keras backends: the same recipes on JAX, with the loss path measured there (not assumed)."""
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, project_env
 from tests.test_paths import EXPECTED_ON_TENSORFLOW
 
 # Measured on JAX (CPU): without TensorFlow's softmax rescue, a softmax head is the clipped path.
@@ -37,7 +36,7 @@ print("RESULT " + json.dumps({"backend": keras.backend.backend(), "paths": out})
 
 
 def run_env(args, backend_env=None, **kw):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    env = project_env()
     env.pop("KERAS_BACKEND", None)
     if backend_env:
         env["KERAS_BACKEND"] = backend_env

@@ -1,6 +1,5 @@
 """Reliability: resume after a kill, Ctrl-C, overwrite, saved models, evaluate, bad input, real TensorBoard."""
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -14,17 +13,16 @@ import pytest
 
 from recipes import classify
 from recipes.errors import UserError
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, project_env
 
 # Long enough to be interrupted in the middle of an epoch: 4,000 images, batch 16.
 SLOW_EPOCHS = ["model=mlp", "trainer.batch_size=16", "trainer.epochs=4", "trainer.verbose=0"]
 
 
 def start_train(run_dir, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
     return subprocess.Popen(
         [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
 
