@@ -9,7 +9,8 @@ from pathlib import Path
 
 import keras
 
-from recipes.telemetry import PREFIX
+from recipes.stability_model import NONFINITE_LOG
+from recipes.telemetry import PREFIX, STEP_PREFIX
 
 log = logging.getLogger(__name__)
 # The figures worth a glance on the console each epoch.
@@ -18,19 +19,20 @@ SUMMARY = [PREFIX + n for n in (
 
 
 class StabilityLogger(keras.callbacks.Callback):
-    """Writes the tracker's figures to TensorBoard as `stability/<name>` per epoch.
+    """Writes the training step's stability figures to TensorBoard as `stability/<name>` per epoch.
 
-    With `every_n_steps`, the latest step's figures also go out every N steps
-    as `stability_steps/<name>` (their x axis is the global step, not the epoch).
+    The figures arrive in the step's logs (see `telemetry.StabilityTracker`);
+    this callback takes them out of the logs, so it must come before Keras's own
+    callbacks, which would otherwise print them on every progress line. With
+    `every_n_steps`, the step's own figures also go out every N steps as
+    `stability_steps/<name>` (their x axis is the global step, not the epoch).
     The epoch figures are kept in `epochs` (one dict per epoch) and summed up
-    in one console line; they are not added to Keras's logs, which would make
-    the progress lines unreadable.
+    in one console line.
     """
 
-    def __init__(self, tracker, log_dir: Path, every_n_steps: int | None = None):
+    def __init__(self, log_dir: Path, every_n_steps: int | None = None):
         super().__init__()
-        self.tracker = tracker
-        self.log_dir = str(log_dir)
+        self.log_dir = Path(log_dir)
         self.every_n_steps = every_n_steps
         self.global_step = 0
         self.epochs: list[dict] = []
@@ -39,31 +41,27 @@ class StabilityLogger(keras.callbacks.Callback):
     @property
     def writer(self):
         if self._writer is None:
-            import tensorflow as tf
+            from recipes.summaries import EventWriter
 
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+            self._writer = EventWriter(self.log_dir)
         return self._writer
-
-    def _write(self, values: dict, step: int, prefix_from: str = PREFIX, prefix_to: str = PREFIX):
-        import tensorflow as tf
-
-        with self.writer.as_default(step=step):
-            for name, value in values.items():
-                tf.summary.scalar(prefix_to + name[len(prefix_from):], value)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.tracker.reset()
 
     def on_train_batch_end(self, batch, logs=None):
         self.global_step += 1
+        figures = _take(logs, STEP_PREFIX)
+        _take(logs, PREFIX)
         if self.every_n_steps and self.global_step % self.every_n_steps == 0:
-            self._write(self.tracker.latest(), self.global_step, prefix_to="stability_steps/")
+            for name, value in figures.items():
+                self.writer.scalar("stability_steps/" + name[len(STEP_PREFIX):], value, self.global_step)
 
     def on_epoch_end(self, epoch, logs=None):
-        values = self.tracker.results()
+        _take(logs, STEP_PREFIX)
+        values = _take(logs, PREFIX)
+        values[PREFIX + "nonfinite_steps"] = float((logs or {}).get(NONFINITE_LOG, 0.0))
         if PREFIX + "loss" in values and PREFIX + "exact_ce" in values:
             values[PREFIX + "loss_gap"] = values[PREFIX + "loss"] - values[PREFIX + "exact_ce"]
-        self._write(values, epoch)
+        for name, value in values.items():
+            self.writer.scalar(name, value, epoch)
         self.writer.flush()
         self.epochs.append(values)
         log.info("stability, epoch %d: %s", epoch + 1, "  ".join(
@@ -74,10 +72,19 @@ class StabilityLogger(keras.callbacks.Callback):
             self._writer.close()
 
 
+def _take(logs: dict | None, prefix: str) -> dict:
+    """Remove the entries whose name starts with `prefix` from `logs`; return them."""
+    if not logs:
+        return {}
+    return {name: float(logs.pop(name)) for name in [n for n in logs if n.startswith(prefix)]}
+
+
 class NonFiniteGuard(keras.callbacks.Callback):
     """Notes the first step with a NaN/inf loss or gradient; stops training if asked.
 
-    The step itself was already kept out of the weights by `StabilityModel`
+    It takes the step's `nonfinite_steps` log (this epoch's count so far, from
+    `StabilityModel`) out of the logs, so it comes before Keras's own callbacks;
+    the step itself was already kept out of the weights
     (policies stop and skip), so what was trained so far stays usable.
     """
 
@@ -87,28 +94,75 @@ class NonFiniteGuard(keras.callbacks.Callback):
         self.global_step = 0
         self.epoch = 0
         self.first_nonfinite = None  # {"epoch": e, "step": s}, 1-based
-        self.nonfinite_seen = 0  # counted here only when the model has no counter of its own
+        self.nonfinite_steps = 0  # over the whole fit
+        self._in_epoch = 0.0
         self.last_finite_logs: dict = {}
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
+        self._in_epoch = 0.0
 
     def on_train_batch_end(self, batch, logs=None):
         self.global_step += 1
-        counted = getattr(self.model, "nonfinite_steps", None)
-        if counted is None:  # Keras's own training step: watch the reported loss
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                self.nonfinite_seen += 1
-            counted = self.nonfinite_seen
-        if self.first_nonfinite is None and counted > 0:
-            self.first_nonfinite = {"epoch": self.epoch + 1, "step": self.global_step}
-            if self.stop:
-                self.model.stop_training = True
+        # Taken out of the logs: a count of zero on every progress line is noise.
+        counted = float((logs or {}).pop(NONFINITE_LOG, 0.0))
+        if counted > self._in_epoch:
+            self.nonfinite_steps += int(counted - self._in_epoch)
+            self._in_epoch = counted
+            if self.first_nonfinite is None:
+                self.first_nonfinite = {"epoch": self.epoch + 1, "step": self.global_step}
+                if self.stop:
+                    self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
+        (logs or {}).pop(NONFINITE_LOG, None)
         if logs and all(math.isfinite(v) for v in logs.values() if isinstance(v, (int, float))):
             self.last_finite_logs = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+
+
+def epoch_logger(run_dir: Path) -> keras.callbacks.Callback:
+    """Per-epoch logs as TensorBoard scalars under <run_dir>/train and <run_dir>/validation.
+
+    Keras's TensorBoard callback on TensorFlow; `EpochEventLogger`, which needs
+    no TensorFlow, on the other backends.
+    """
+    if keras.backend.backend() == "tensorflow":
+        return keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False)
+    return EpochEventLogger(run_dir)
+
+
+class EpochEventLogger(keras.callbacks.Callback):
+    """The epoch scalars of Keras's TensorBoard callback, written with the tensorboard package.
+
+    Same layout and tags: `train/epoch_<metric>` and `validation/epoch_<metric>`
+    (the `val_` prefix dropped), the epoch as step.
+    """
+
+    def __init__(self, run_dir: Path):
+        super().__init__()
+        self.run_dir = Path(run_dir)
+        self._writers: dict = {}
+
+    def _writer(self, name: str):
+        if name not in self._writers:
+            from recipes.summaries import EventWriter
+
+            self._writers[name] = EventWriter(self.run_dir / name)
+        return self._writers[name]
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            if not isinstance(value, (int, float)):
+                continue
+            run, name = ("validation", key[len("val_"):]) if key.startswith("val_") else ("train", key)
+            self._writer(run).scalar(f"epoch_{name}", value, epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def on_train_end(self, logs=None):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
 
 
 class SaveModels(keras.callbacks.Callback):

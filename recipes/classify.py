@@ -87,7 +87,7 @@ def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, st
 def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, device, strategy) -> dict:
     import keras
 
-    from recipes.callbacks import NonFiniteGuard, SaveModels, StabilityLogger, TrainThroughput
+    from recipes.callbacks import NonFiniteGuard, SaveModels, StabilityLogger, TrainThroughput, epoch_logger
     from recipes.devices import jit_setting
     from recipes.network import build_network
     from recipes.optimizers import make_optimizer
@@ -105,10 +105,6 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
     log.info("loss computes: %s", setup.formulation.computes)
 
     telemetry = bool(cfg.telemetry.enabled)
-    if telemetry and keras.backend.backend() != "tensorflow":
-        log.warning("WARNING: the stability telemetry needs backend=tensorflow for now; training on %s "
-                    "without it (loss_path is still measured)", keras.backend.backend())
-        telemetry = False
     tracker = StabilityTracker() if telemetry else None
     model, logits_model = build_network(cfg, setup, splits.num_classes, tracker)
     model.compile(
@@ -130,20 +126,19 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
     throughput = TrainThroughput(sizes["train"])
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
     earlier = read_history(run_dir)
+    stability = StabilityLogger(run_dir / "train", cfg.telemetry.get("every_n_steps")) if tracker else None
     callbacks = [
         # First, so a resumed run restores weights, optimizer and epoch before anything else.
         keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR)),
-        keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False),
+        # Before Keras's own loggers: these two take their figures out of the logs.
+        *([stability] if stability else []),
+        guard,
+        epoch_logger(run_dir),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         SaveModels(keras.Model(model.inputs, model.outputs), run_dir, best_so_far=max(
             (v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))), default=None)),
         throughput,
-        guard,
     ]
-    stability = None
-    if tracker is not None:
-        stability = StabilityLogger(tracker, run_dir / "train", cfg.telemetry.get("every_n_steps"))
-        callbacks.append(stability)
 
     if resuming:
         log.info("resuming the interrupted run in %s after epoch %d", run_dir, len(earlier))
@@ -190,7 +185,7 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
         "test_loss": float(test_loss),
         "test_exact_ce": test_exact_ce,
         "test_ece": test_ece,
-        "nonfinite_steps": getattr(model, "nonfinite_steps", guard.nonfinite_seen),
+        "nonfinite_steps": guard.nonfinite_steps,
         "telemetry": telemetry,
         "first_nonfinite": guard.first_nonfinite,
         "train_samples_per_s": throughput.samples_per_s(),

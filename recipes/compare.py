@@ -189,13 +189,11 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
-    import tensorflow as tf
+    from recipes.summaries import summary_writer
 
-    from recipes.summaries import png_image, summary_writer
-
-    with summary_writer(sweep_dir / "comparison"):
-        tf.summary.text("comparison/table", table, step=0)
-        png_image("comparison/figure", png)
+    with summary_writer(sweep_dir / "comparison") as writer:
+        writer.text("comparison/table", table, 0)
+        writer.png("comparison/figure", png)
 
 
 def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:

@@ -93,11 +93,9 @@ def run(cfg, run_dir) -> dict:
 
 
 def write_tensorboard(run_dir: Path, result: dict, png: Path) -> None:
-    import tensorflow as tf
+    from recipes.summaries import summary_writer
 
-    from recipes.summaries import png_image, summary_writer
-
-    with summary_writer(run_dir / "evaluate"):
+    with summary_writer(run_dir / "evaluate") as writer:
         for key in ("test_accuracy", "test_exact_ce", "test_ece"):
-            tf.summary.scalar(f"evaluate/{key}", result[key], step=0)
-        png_image("evaluate/reliability", png)
+            writer.scalar(f"evaluate/{key}", result[key], 0)
+        writer.png("evaluate/reliability", png)

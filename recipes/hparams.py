@@ -55,24 +55,22 @@ def hparam_values(metrics: dict) -> dict:
 
 def log_run(run_dir: Path, metrics: dict) -> None:
     """Write the run's hparams and final metrics as TensorBoard summaries in `run_dir`."""
-    import tensorflow as tf
-    from tensorboard.plugins.hparams import api as hp
-
     from recipes.summaries import summary_writer
 
-    with summary_writer(run_dir):
-        hp.hparams(hparam_values(metrics), trial_id=Path(run_dir).name)
+    with summary_writer(run_dir) as writer:
+        writer.hparams(hparam_values(metrics), trial_id=Path(run_dir).name)
         for name in FINAL_METRICS:
             value = metrics.get(name)
             if isinstance(value, (int, float)):
-                tf.summary.scalar(f"final/{name}", float(value), step=0)
+                writer.scalar(f"final/{name}", float(value), 0)
             elif value is None and name in metrics:
-                tf.summary.scalar(f"final/{name}", math.nan, step=0)
+                writer.scalar(f"final/{name}", math.nan, 0)
 
 
 def declare_experiment(sweep_dir: Path) -> None:
     """Tell the HParams dashboard which hparams and metrics a sweep has."""
-    from tensorboard.plugins.hparams import api as hp
+    # summary_v2, not hparams.api: the api module imports TensorFlow.
+    from tensorboard.plugins.hparams import summary_v2 as hp
 
     hparams = [hp.HParam(name) for name, _ in HPARAMS] + [hp.HParam(name) for name in OUTCOME_HPARAMS]
     metrics = [
@@ -82,5 +80,5 @@ def declare_experiment(sweep_dir: Path) -> None:
     from recipes.summaries import summary_writer
 
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    with summary_writer(sweep_dir):
-        hp.hparams_config(hparams=hparams, metrics=metrics)
+    with summary_writer(sweep_dir) as writer:
+        writer.hparams_config(hparams, metrics)

@@ -47,9 +47,7 @@ def build_network(cfg, setup, num_classes: int, tracker=None):
     import keras
 
     from recipes.models import build_logits
-
-    if keras.backend.backend() == "tensorflow":
-        from recipes.stability_model import StabilityModel
+    from recipes.stability_model import StabilityModel
 
     stress = cfg.stress
     head_dtype = None if stress.unsafe_head_dtype else "float32"
@@ -60,13 +58,9 @@ def build_network(cfg, setup, num_classes: int, tracker=None):
     if stress.logit_scale != 1:
         logits = keras.layers.Rescaling(float(stress.logit_scale), dtype=head_dtype, name="logit_scale")(logits)
     scaled_logits, outputs = setup.attach_head(logits, dtype=head_dtype)
-    if keras.backend.backend() == "tensorflow":
-        model = StabilityModel(
-            inputs, outputs, scaled_logits, num_classes=num_classes, tracker=tracker,
-            on_nonfinite=cfg.trainer.on_nonfinite, name=f"{cfg.model.name}_{setup.name}",
-        )
-    else:
-        # Keras's own training step: no telemetry, NaN/inf seen from the loss only.
-        model = keras.Model(inputs, outputs, name=f"{cfg.model.name}_{setup.name}")
+    model = StabilityModel(
+        inputs, outputs, scaled_logits, num_classes=num_classes, tracker=tracker,
+        on_nonfinite=cfg.trainer.on_nonfinite, name=f"{cfg.model.name}_{setup.name}",
+    )
     logits_model = keras.Model(inputs, scaled_logits, name=f"{cfg.model.name}_logits")
     return model, logits_model

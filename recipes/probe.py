@@ -171,18 +171,16 @@ def plot(rows: list[dict], failures: list[dict], path: Path) -> None:
 
 
 def write_tensorboard(rows: list[dict], png: Path, log_dir: Path) -> None:
-    import tensorflow as tf
+    from recipes.summaries import summary_writer
 
-    from recipes.summaries import png_image, summary_writer
-
-    with summary_writer(log_dir):
-        png_image("probe/figure", png)
+    with summary_writer(log_dir) as writer:
+        writer.png("probe/figure", png)
         for row in rows:
             step = int(round(row["gap"]))
             for field in ("rel_error", "grad_norm"):
                 value = row[field]
-                tf.summary.scalar(f"probe/{row['dtype']}/{row['loss']}/{field}",
-                                  value if math.isfinite(value) else float("nan"), step=step)
+                writer.scalar(f"probe/{row['dtype']}/{row['loss']}/{field}",
+                              value if math.isfinite(value) else float("nan"), step)
 
 
 def run(cfg, run_dir) -> dict:

@@ -130,8 +130,6 @@ def validate(cfg) -> losses.LossSetup:
     if cfg.get("backend", "tensorflow") != "tensorflow":
         if cfg.trainer.get("distribution", "none") != "none":
             raise UserError(f"trainer.distribution={cfg.trainer.distribution}: tf.distribute needs backend=tensorflow")
-        if cfg.trainer.on_nonfinite == "skip":
-            raise UserError("trainer.on_nonfinite=skip needs backend=tensorflow (its training step); use stop or continue")
         if cfg.recipe.name == "probe":
             raise UserError(f"recipe=probe runs on backend=tensorflow only, not {cfg.backend}")
     check_trainer(cfg.trainer)

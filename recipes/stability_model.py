@@ -1,12 +1,20 @@
 """A Keras model whose training step also measures stability and handles NaN/inf.
 
-The step is Keras's own TensorFlow `train_step` plus, in the same tape:
-  * the gradient with respect to the logits (one extra target, about 1 ms a step),
+Each backend has its own training step (`recipes/steps/`), because each gets
+gradients its own way (a TensorFlow tape, JAX's `value_and_grad`, PyTorch's
+`backward`). What the steps share lives here:
+  * the gradient with respect to the logits is taken with the parameters'
+    (TensorFlow, PyTorch: one extra target; JAX: the loss re-applied to the
+    logits, see `recipes/steps/jax_step.py`),
   * the figures of `recipes.telemetry`, when a tracker is given,
   * the non-finite policy: `stop` and `skip` leave the weights untouched on a
     step whose loss or gradients are NaN/inf (`stop` then ends training, see
     `callbacks.NonFiniteGuard`); `continue` applies every update. Under
     tf.distribute (several replicas) the step's gradients are zeroed instead.
+    Under a loss-scale optimizer (mixed precision) overflowing gradients are
+    its business (it skips the step and lowers the scale); only a NaN/inf
+    loss counts as non-finite there.
+Every step returns `nonfinite_steps` (this epoch's count) in its logs.
 """
 from __future__ import annotations
 
@@ -16,7 +24,10 @@ import keras
 from keras import ops
 
 from recipes.settings import NONFINITE_POLICIES
-from recipes.telemetry import StabilityTracker, all_finite, global_norm, logit_stats
+from recipes.telemetry import StabilityTracker, all_finite, as_onehot, global_norm, logit_stats
+
+HEAD_LAYER = "softmax"  # the name losses.LossSetup.attach_head gives a softmax head
+NONFINITE_LOG = "nonfinite_steps"
 
 
 class StabilityModel(keras.Model):
@@ -25,76 +36,84 @@ class StabilityModel(keras.Model):
     def __init__(self, inputs, outputs, logits, num_classes: int,
                  tracker: StabilityTracker | None = None, on_nonfinite: str = "stop", **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"on_nonfinite={on_nonfinite!r}: valid choices: {NONFINITE_POLICIES}")
+        head = next((layer for layer in self.layers if layer.name == HEAD_LAYER), None)
         # Held outside Keras's attribute tracking: the view shares this model's
         # layers, and tracking it would list every weight twice.
         self._extra = SimpleNamespace(
             both=keras.Model(inputs, [outputs, logits]),
+            head=head if head is not None else (lambda z: z),
             tracker=tracker,
             num_classes=num_classes,
             on_nonfinite=on_nonfinite,
-            nonfinite=keras.metrics.Sum(name="nonfinite_steps"),
         )
-        if on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"on_nonfinite={on_nonfinite!r}: valid choices: {NONFINITE_POLICIES}")
+        # Tracked metrics: every backend carries them in its training state.
+        self.nonfinite_counter = keras.metrics.Sum(name=NONFINITE_LOG)
+        self.stability_metrics = tracker.metrics if tracker is not None else []
+        self._step_only = {NONFINITE_LOG, *(m.name for m in self.stability_metrics)}
 
     @property
     def tracker(self) -> StabilityTracker | None:
         return self._extra.tracker
 
     @property
-    def nonfinite_steps(self) -> int:
-        from recipes.telemetry import scalar_value
+    def on_nonfinite(self) -> str:
+        return self._extra.on_nonfinite
 
-        return int(scalar_value(self._extra.nonfinite.result()))
+    def get_metrics_result(self):
+        # The step-only figures are added to the training logs by the step itself;
+        # leaving them out here keeps them out of validation's logs.
+        return {k: v for k, v in super().get_metrics_result().items() if k not in self._step_only}
 
-    def train_step(self, data):
-        import tensorflow as tf
+    def train_step(self, *args):
+        from recipes.steps import train_step_for
 
-        from recipes.telemetry import as_onehot
+        return train_step_for(keras.backend.backend())(self, *args)
 
-        extra = self._extra
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        with tf.GradientTape() as tape:
-            y_pred, logits = extra.both(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-            scaled_loss = self.optimizer.scale_loss(loss)
-        # Under tf.distribute Keras divides each replica's loss by the replica count
-        # (the gradients are summed); the figures want the per-example mean back.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        loss = loss * replicas if replicas > 1 else loss
+    # Shared by the backends' steps -------------------------------------------------
 
-        weights = self.trainable_weights
-        targets = [*weights, logits] if extra.tracker is not None else weights
-        grads = tape.gradient(scaled_loss, targets)
-        param_grads = grads[: len(weights)]
-        finite = ops.logical_and(ops.all(ops.isfinite(loss)), all_finite(param_grads))
+    def forward(self, x, training=True):
+        """(model output, logits) of one batch."""
+        return self._extra.both(x, training=training)
 
-        if extra.on_nonfinite == "continue":
-            self.optimizer.apply(param_grads, weights)
-        elif replicas > 1:
-            # tf.distribute cannot all-reduce inside a cond: zero the step's gradients
-            # instead of skipping it (the optimizer's momentum still moves once).
-            safe = [None if g is None else ops.where(finite, g, ops.zeros_like(g)) for g in param_grads]
-            self.optimizer.apply(safe, weights)
-        else:
-            ops.cond(finite, lambda: self.optimizer.apply(param_grads, weights), lambda: None)
+    def loss_of_logits(self, y, logits, sample_weight=None):
+        """The compiled loss of `logits` passed through the model's own head."""
+        return self.loss(y, self._extra.head(logits), sample_weight=sample_weight)
 
-        extra.nonfinite.update_state(1.0 - ops.cast(finite, "float32"))
+    def is_finite(self, loss, grads):
+        finite_loss = ops.all(ops.isfinite(loss))
+        if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+            return finite_loss
+        return ops.logical_and(finite_loss, all_finite(grads))
+
+    def loss_scale(self):
+        return ops.cast(getattr(self.optimizer, "dynamic_scale", 1.0), "float32")
+
+    def record_step(self, x, y, y_pred, sample_weight, loss, finite, param_grads, logits, logit_grads):
+        """Update the loss, metrics, non-finite count and telemetry; return the step's logs.
+
+        `param_grads` are those of the (possibly loss-scaled) loss; `logit_grads`
+        is d(loss)/d(logits) without the scale. Updates variables: JAX's step
+        calls it inside a StatelessScope.
+        """
         batch = ops.cast(ops.shape(x)[0], "float32")
-        if extra.on_nonfinite == "skip":
+        if self.on_nonfinite == "skip":
             # A skipped step is not part of the epoch's mean loss either.
             kept = ops.cast(finite, "float32")
             self._loss_tracker.update_state(ops.where(finite, loss, 0.0), sample_weight=batch * kept)
         else:
             self._loss_tracker.update_state(loss, sample_weight=batch)
-
-        if extra.tracker is not None:
-            scale = ops.cast(getattr(self.optimizer, "dynamic_scale", 1.0), "float32")
-            stats = logit_stats(logits, as_onehot(y, extra.num_classes))
+        self.nonfinite_counter.update_state(1.0 - ops.cast(finite, "float32"))
+        logs = dict(self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+        logs[NONFINITE_LOG] = self.nonfinite_counter.result()
+        tracker = self._extra.tracker
+        if tracker is not None:
+            scale = self.loss_scale()
+            stats = logit_stats(logits, as_onehot(y, self._extra.num_classes))
             stats["loss"] = ops.cast(loss, "float32")
             stats["grad_norm"] = global_norm(param_grads) / scale
-            stats["logit_grad_norm"] = global_norm(grads[-1:]) / scale
+            stats["logit_grad_norm"] = global_norm([logit_grads])
             stats["loss_scale"] = scale
-            extra.tracker.update(stats)
-            extra.tracker.count_nonfinite(finite)
-        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+            logs.update(tracker.update(stats))
+        return logs

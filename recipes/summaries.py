@@ -1,25 +1,88 @@
-"""Writing TensorBoard summaries outside Keras's own callback: one place for the writer plumbing."""
+"""TensorBoard event files written with the `tensorboard` package alone, on every backend.
+
+Keras's `TensorBoard` callback and `tf.summary` need TensorFlow; the JAX and
+PyTorch backends may run where it is not installed. Everything this project
+writes itself goes through `EventWriter`, which builds the same summaries
+(scalar, text, image and HParams plugin data, as `tf.summary` would) from
+TensorBoard's own protobuf helpers, so the dashboards look the same whichever
+backend wrote them.
+"""
 from __future__ import annotations
 
 import contextlib
+import struct
+import time
 from pathlib import Path
+
+
+class EventWriter:
+    """One event file in `log_dir`, as `tf.summary.create_file_writer` would make."""
+
+    def __init__(self, log_dir):
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        self._file = EventFileWriter(str(log_dir))
+
+    def _add(self, summary, step: int) -> None:
+        from tensorboard.compat.proto import event_pb2
+
+        self._file.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        from tensorboard.plugins.scalar.summary_v2 import scalar_pb
+
+        self._add(scalar_pb(tag, float(value)), step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        from tensorboard.plugins.text.summary_v2 import text_pb
+
+        self._add(text_pb(tag, text), step)
+
+    def png(self, tag: str, png: Path, step: int = 0) -> None:
+        """A PNG file as an image summary (stored encoded, as tf.summary.image stores it)."""
+        import numpy as np
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.plugins.image.metadata import create_summary_metadata
+        from tensorboard.util.tensor_util import make_tensor_proto
+
+        data = Path(png).read_bytes()
+        width, height = png_size(data)
+        tensor = make_tensor_proto(np.array([str(width).encode(), str(height).encode(), data], dtype=object))
+        summary = summary_pb2.Summary()
+        summary.value.add(tag=tag, tensor=tensor,
+                          metadata=create_summary_metadata(display_name=None, description=None))
+        self._add(summary, step)
+
+    def hparams(self, values: dict, trial_id: str) -> None:
+        from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+
+        self._add(hparams_pb(values, trial_id=trial_id), 0)
+
+    def hparams_config(self, hparams: list, metrics: list) -> None:
+        from tensorboard.plugins.hparams.summary_v2 import hparams_config_pb
+
+        self._add(hparams_config_pb(hparams=hparams, metrics=metrics), 0)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 @contextlib.contextmanager
 def summary_writer(log_dir):
-    """A TensorBoard event writer for `log_dir`, active as the default inside the block."""
-    import tensorflow as tf
-
-    writer = tf.summary.create_file_writer(str(log_dir))
+    """An `EventWriter` for `log_dir`, closed (flushed) at the end of the block."""
+    writer = EventWriter(log_dir)
     try:
-        with writer.as_default():
-            yield writer
+        yield writer
     finally:
         writer.close()
 
 
-def png_image(tag: str, png: Path, step: int = 0) -> None:
-    """A PNG file as a TensorBoard image (inside `summary_writer`)."""
-    import tensorflow as tf
-
-    tf.summary.image(tag, tf.io.decode_png(Path(png).read_bytes(), channels=4)[None], step=step)
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from a PNG's header."""
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError("not a PNG file")
+    return struct.unpack(">II", data[16:24])

@@ -11,8 +11,8 @@ The figures (logged as `stability/<name>`):
     logit_grad_norm  norm of d(loss)/d(logits): 0 where a clipped loss has stopped learning
     loss_scale       the mixed-precision loss scale (1 without one)
     nonfinite_steps  steps whose loss or gradients were NaN/inf (a count, not a mean)
-The tracker keeps per-epoch means (plus the latest step's value) in variables
-updated inside the compiled step, so reading them costs nothing per step.
+The tracker keeps per-epoch means in Keras metrics updated inside the compiled
+step on every backend; the step's own values travel in the step's logs.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ MEAN_STATS = (
     "grad_norm", "logit_grad_norm", "loss_scale",
 )
 PREFIX = "stability/"
+STEP_PREFIX = "stability_step/"
 
 
 def as_onehot(y, num_classes: int):
@@ -60,43 +61,36 @@ def all_finite(tensors):
 
 
 class StabilityTracker:
-    """Per-epoch means of the stability figures, kept in backend variables.
+    """Per-epoch means of the stability figures, as Keras metrics.
 
-    Deliberately not a Keras Metric attached to the model: that would add
-    `val_stability/...` columns that validation never fills.
+    `StabilityModel` lists them among its metrics, so every backend carries them
+    in its training state (JAX's included) and Keras resets them each epoch, but
+    leaves them out of `get_metrics_result`, so validation gets no stability
+    columns. The training step returns them in its logs: `stability/<name>` is
+    the epoch's mean so far and `stability_step/<name>` this step's value;
+    `callbacks.StabilityLogger` takes both out of the logs before Keras's own
+    callbacks (progress bar, CSV, TensorBoard) see them.
     """
 
     def __init__(self):
         import keras
 
         self.means = {name: keras.metrics.Mean(name=PREFIX + name) for name in MEAN_STATS}
-        self.nonfinite = keras.metrics.Sum(name=PREFIX + "nonfinite_steps")
-        self.last = {
-            name: keras.Variable(0.0, trainable=False, dtype="float32", name=f"last_{name}")
-            for name in MEAN_STATS
-        }
 
-    def update(self, stats: dict) -> None:
-        for name, value in stats.items():
-            self.means[name].update_state(value)
-            self.last[name].assign(value)
+    @property
+    def metrics(self) -> list:
+        return list(self.means.values())
 
-    def count_nonfinite(self, finite) -> None:
+    def update(self, stats: dict) -> dict:
+        """Add one step's figures to the means; return the step's logs."""
         from keras import ops
 
-        self.nonfinite.update_state(1.0 - ops.cast(finite, "float32"))
-
-    def reset(self) -> None:
-        for metric in [*self.means.values(), self.nonfinite]:
-            metric.reset_state()
-
-    def results(self) -> dict[str, float]:
-        out = {PREFIX + n: scalar_value(m.result()) for n, m in self.means.items() if scalar_value(m.count) > 0}
-        out[PREFIX + "nonfinite_steps"] = scalar_value(self.nonfinite.result())
-        return out
-
-    def latest(self) -> dict[str, float]:
-        return {PREFIX + n: scalar_value(v) for n, v in self.last.items()}
+        logs = {}
+        for name, value in stats.items():
+            self.means[name].update_state(value)
+            logs[STEP_PREFIX + name] = ops.cast(value, "float32")
+        logs.update({PREFIX + name: metric.result() for name, metric in self.means.items()})
+        return logs
 
 
 def scalar_value(variable_or_tensor) -> float:

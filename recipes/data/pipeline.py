@@ -1,5 +1,7 @@
-"""The one tf.data pipeline every source goes through."""
+"""The one input pipeline every source goes through: tf.data on TensorFlow, numpy elsewhere."""
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -10,14 +12,49 @@ def scale_images(images_uint8: np.ndarray) -> np.ndarray:
 
 
 def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int):
-    """Batched, prefetched tf.data.Dataset; reshuffled every epoch when `shuffle`.
+    """Batches for `model.fit`, reshuffled every epoch when `shuffle`.
 
     `labels` arrive already encoded (integer ids or one-hot) by the loss setup,
-    so the formulation, not the user, decides the label format.
+    so the formulation, not the user, decides the label format. On the
+    TensorFlow backend this is a prefetched tf.data.Dataset; on JAX and PyTorch
+    a `keras.utils.PyDataset` over numpy arrays, so they need no TensorFlow.
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return _array_batches_class()(scale_images(images_uint8), labels, batch_size, shuffle, seed)
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((scale_images(images_uint8), labels))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+@functools.cache
+def _array_batches_class():
+    # Built on first use: importing Keras at module import would fix its backend too early.
+    import keras
+
+    class ArrayBatches(keras.utils.PyDataset):
+        """Numpy batches in a seeded order that changes every epoch."""
+
+        def __init__(self, images, labels, batch_size: int, shuffle: bool, seed: int):
+            super().__init__()
+            self.images, self.labels = images, np.asarray(labels)
+            self.batch_size, self.shuffle = batch_size, shuffle
+            self._rng = np.random.default_rng(seed)
+            self._order = self._rng.permutation(len(self.labels)) if shuffle else np.arange(len(self.labels))
+
+        def __len__(self) -> int:
+            return -(-len(self.labels) // self.batch_size)
+
+        def __getitem__(self, index: int):
+            rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+            return self.images[rows], self.labels[rows]
+
+        def on_epoch_end(self):
+            if self.shuffle:
+                self._order = self._rng.permutation(len(self.labels))
+
+    return ArrayBatches

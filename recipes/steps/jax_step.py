@@ -1,0 +1,63 @@
+"""StabilityModel's training step on JAX: Keras's stateless step, with the logits as an output.
+
+JAX's step is a pure function of the training state (trainable, non-trainable,
+optimizer and metrics variables), so every variable update goes through a
+`keras.StatelessScope` and comes back as a new state. The gradient with
+respect to the logits comes from re-applying the model's head and loss to the
+logits (`jax.grad`): a ten-wide softmax and a loss, cheap next to the network.
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def _scoped(variables, values):
+    return keras.StatelessScope(state_mapping=list(zip(variables, values)))
+
+
+def _current(scope, variables):
+    """The values `variables` hold at the end of `scope` (unchanged ones as they were)."""
+    out = []
+    for v in variables:
+        new = scope.get_current_value(v)
+        out.append(v.value if new is None else new)
+    return out
+
+
+def train_step(model, state, data):
+    import jax
+
+    trainable, non_trainable, optimizer_vars, metrics_vars = state
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+
+    def scaled_loss(trainable, non_trainable, metrics_vars):
+        with _scoped([*model.trainable_variables, *model.non_trainable_variables],
+                     [*trainable, *non_trainable]) as scope:
+            y_pred, logits = model.forward(x, training=True)
+        non_trainable = _current(scope, model.non_trainable_variables)
+        loss, (_, non_trainable, metrics_vars) = model.stateless_compute_loss(
+            trainable, non_trainable, metrics_vars, x=x, y=y, y_pred=y_pred,
+            sample_weight=sample_weight, training=True)
+        with _scoped(model.optimizer.variables, optimizer_vars):
+            scaled = model.optimizer.scale_loss(loss)
+        return scaled, (loss, y_pred, logits, non_trainable, metrics_vars)
+
+    (_, (loss, y_pred, logits, non_trainable, metrics_vars)), grads = jax.value_and_grad(
+        scaled_loss, has_aux=True)(trainable, non_trainable, metrics_vars)
+    finite = model.is_finite(loss, grads)
+
+    new_trainable, new_optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads, trainable)
+    if model.on_nonfinite != "continue":
+        keep = lambda new, old: [ops.where(finite, n, o) for n, o in zip(new, old)]  # noqa: E731
+        new_trainable = keep(new_trainable, trainable)
+        new_optimizer_vars = keep(new_optimizer_vars, optimizer_vars)
+
+    logit_grads = None
+    if model.tracker is not None:
+        logit_grads = jax.grad(lambda z: model.loss_of_logits(y, z, sample_weight))(logits)
+    with _scoped([*model.metrics_variables, *model.optimizer.variables],
+                 [*metrics_vars, *optimizer_vars]) as scope:
+        logs = model.record_step(x, y, y_pred, sample_weight, loss, finite, grads, logits, logit_grads)
+    metrics_vars = _current(scope, model.metrics_variables)
+    return logs, (new_trainable, non_trainable, new_optimizer_vars, metrics_vars)

@@ -1,0 +1,38 @@
+"""StabilityModel's training step on TensorFlow: Keras's own step plus one extra tape target."""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+def train_step(model, data):
+    import tensorflow as tf
+
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    with tf.GradientTape() as tape:
+        y_pred, logits = model.forward(x, training=True)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+        scaled_loss = model.optimizer.scale_loss(loss)
+    # Under tf.distribute Keras divides each replica's loss by the replica count
+    # (the gradients are summed); the figures want the per-example mean back.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    loss = loss * replicas if replicas > 1 else loss
+
+    weights = model.trainable_weights
+    telemetry = model.tracker is not None
+    grads = tape.gradient(scaled_loss, [*weights, logits] if telemetry else weights)
+    param_grads = grads[: len(weights)]
+    finite = model.is_finite(loss, param_grads)
+
+    if model.on_nonfinite == "continue":
+        model.optimizer.apply(param_grads, weights)
+    elif replicas > 1:
+        # tf.distribute cannot all-reduce inside a cond: zero the step's gradients
+        # instead of skipping it (the optimizer's momentum still moves once).
+        safe = [None if g is None else ops.where(finite, g, ops.zeros_like(g)) for g in param_grads]
+        model.optimizer.apply(safe, weights)
+    else:
+        ops.cond(finite, lambda: model.optimizer.apply(param_grads, weights), lambda: None)
+
+    logit_grads = grads[-1] / model.loss_scale() if telemetry else None
+    return model.record_step(x, y, y_pred, sample_weight, loss, finite, param_grads, logits, logit_grads)
