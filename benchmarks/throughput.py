@@ -2,6 +2,7 @@
 
     python benchmarks/throughput.py                 # about 6 minutes on 2 CPU cores
     python benchmarks/throughput.py --repeats 1 --epochs 2   # a quick look
+    python benchmarks/throughput.py --backends tensorflow,jax,torch --repeats 1 --skip-process
 
 Same machine, same data (the embedded MNIST training split tiled to 20,000
 images), same model (the keras.io simple MNIST convnet), batch 128, Adam:
@@ -19,6 +20,10 @@ resident memory of a default run.
 The last line is machine-readable:
     ratio_off=1.02 ratio_on=0.97 startup_s=6.1 peak_rss_mb=1234
 (ratios: the framework's median samples/s over plain Keras's).
+
+`--backend jax` runs all of it on that Keras backend (both sides: plain Keras
+and the framework); `--backends a,b,c` runs one child process per backend (Keras
+picks its backend once per process) and ends with a table of all of them.
 """
 from __future__ import annotations
 
@@ -107,6 +112,31 @@ def new_process_run(args: list[str]) -> tuple[dict, float]:
     return metrics, max(peak_kb, before) / 1024
 
 
+def compare_backends(args) -> int:
+    rows = []
+    for backend in args.backends.split(","):
+        command = [sys.executable, str(Path(__file__).resolve()), "--backend", backend,
+                   "--repeats", str(args.repeats), "--epochs", str(args.epochs)]
+        if args.skip_process:
+            command.append("--skip-process")
+        print(f"== {backend}: {' '.join(command[1:])}", flush=True)
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        print(result.stdout, end="", flush=True)
+        if result.returncode != 0:
+            print(result.stderr[-3000:], file=sys.stderr)
+            return result.returncode
+        medians = {line.split()[0]: float(line.split()[1]) for line in result.stdout.splitlines()
+                   if line.split() and line.split()[0] in ("plain", "sparse_off", "sparse_on", "softmax_on")
+                   and len(line.split()) == 4}
+        rows.append((backend, medians))
+    print(f"\n{'backend':11s} {'plain':>8s} {'off':>8s} {'on':>8s} {'softmax':>8s} {'off/plain':>9s} {'on/plain':>9s}"
+          "   median training samples/s")
+    for backend, m in rows:
+        print(f"{backend:11s} {m['plain']:8.0f} {m['sparse_off']:8.0f} {m['sparse_on']:8.0f} {m['softmax_on']:8.0f} "
+              f"{m['sparse_off'] / m['plain']:9.2f} {m['sparse_on'] / m['plain']:9.2f}")
+    return 0
+
+
 def summary(values: list[float]) -> str:
     return f"{statistics.median(values):8.0f} {min(values):8.0f} {max(values):8.0f}"
 
@@ -116,7 +146,14 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="per fit; the first is not counted")
     parser.add_argument("--skip-process", action="store_true", help="skip the start-up and memory runs")
+    parser.add_argument("--backend", help="the Keras backend of this run (default: $KERAS_BACKEND, else tensorflow)")
+    parser.add_argument("--backends", help="comma-separated: one child process per backend, then a table")
     args = parser.parse_args(argv)
+    if args.backends:
+        return compare_backends(args)
+    if args.backend:
+        # Before Keras is imported; the framework's config reads the same variable.
+        os.environ["KERAS_BACKEND"] = args.backend
 
     import keras
 

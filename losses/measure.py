@@ -28,7 +28,7 @@ def compiled_loss(setup: LossSetup, logits, labels, head=None) -> float:
     model = keras.Model(inputs, outputs)
     model.compile(loss=setup.make_loss())
     y = setup.encode_labels(np.asarray(labels), num_classes)
-    # Under tf.distribute every replica needs examples: repeat the probe (the mean is unchanged).
+    # Under tf.distribute or DataParallel every replica needs examples: repeat the probe (the mean is unchanged).
     copies = _replicas_in_sync()
     logits, y = np.concatenate([logits] * copies), np.concatenate([y] * copies)
     return float(model.evaluate(logits, y, batch_size=len(logits), verbose=0))
@@ -38,7 +38,9 @@ def _replicas_in_sync() -> int:
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return 1
+        # keras.distribution (JAX): the batch is split over the mesh's devices.
+        distribution = keras.distribution.distribution()
+        return int(distribution.device_mesh.devices.size) if distribution is not None else 1
     import tensorflow as tf
 
     return tf.distribute.get_strategy().num_replicas_in_sync

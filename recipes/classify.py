@@ -21,6 +21,7 @@ import losses
 from recipes.data import load_splits
 from recipes.data.pipeline import make_dataset, scale_images
 from recipes.calibration import expected_calibration_error
+from recipes.errors import UserError
 from recipes.hparams import log_run
 from recipes.results import BACKUP_DIR, prepare_run_dir, write_metrics
 from recipes.settings import validate
@@ -96,6 +97,9 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
     keras.utils.set_random_seed(cfg.seed)
     sizes = splits.sizes()
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if cfg.trainer.get("distribution") == "data_parallel" and cfg.trainer.batch_size % replicas:
+        raise UserError(f"trainer.batch_size={cfg.trainer.batch_size}: data_parallel splits every batch over "
+                        f"{replicas} devices, so the batch size must be a multiple of {replicas}")
     log.info(
         "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
         "backend=%s precision=%s device=%s (%s) replicas=%d",
@@ -117,7 +121,8 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
 
     def dataset(x, y, shuffle):
         labels = setup.encode_labels(y, splits.num_classes)
-        return make_dataset(x, labels, cfg.trainer.batch_size, shuffle=shuffle, seed=cfg.seed)
+        return make_dataset(x, labels, cfg.trainer.batch_size, shuffle=shuffle, seed=cfg.seed,
+                            replicas=replicas if cfg.trainer.get("distribution") == "data_parallel" else 1)
 
     train_ds = dataset(splits.x_train, splits.y_train, shuffle=True)
     val_ds = dataset(splits.x_val, splits.y_val, shuffle=False)

@@ -2,8 +2,9 @@
 
 No training. For each dtype (float32, float16, bfloat16) the logits, the
 formulation's head and its loss all run in that dtype, through the same Keras
-code that training uses (a compiled tf.function, so the TensorFlow backend's
-softmax rescue applies exactly as in `fit`). The probe example is confidently
+code that training uses (compiled as training compiles it, so the TensorFlow
+backend's softmax rescue applies exactly as in `fit`, and is absent on JAX and
+PyTorch exactly as there). The probe example is confidently
 wrong: 10 classes, logits (gap, 0, ..., 0), true class 1, so the exact cross
 entropy grows like the gap and its gradient stays near sqrt(2).
 
@@ -47,33 +48,64 @@ def probe_logits(gaps: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def loss_and_logit_grad(setup, logits: np.ndarray, dtype: str):
-    """Per-example loss and |d loss / d logits| with head, loss and logits in `dtype`."""
+    """Per-example loss and |d loss / d logits| with head, loss and logits in `dtype`.
+
+    Compiled as training compiles it (tf.function on TensorFlow, jax.jit on
+    JAX; PyTorch runs eagerly as Keras's torch trainer does), so what Keras
+    rewrites in training it rewrites here too.
+    """
     import keras
-    import tensorflow as tf
+    from keras import ops
 
     num_classes = logits.shape[-1]
     head = keras.layers.Activation("softmax", dtype=dtype) if setup.head == "softmax" else None
     loss_fn = setup.make_loss(dtype=dtype, reduction="none")
-    y = tf.constant(setup.encode_labels(np.full(len(logits), TRUE_CLASS), num_classes))
+    y = ops.convert_to_tensor(setup.encode_labels(np.full(len(logits), TRUE_CLASS), num_classes))
+
+    def per_example(z):
+        return loss_fn(y, head(z) if head is not None else z)
+
+    z = ops.cast(ops.convert_to_tensor(logits.astype(np.float32)), dtype)
+    values, grads = _LOSS_AND_GRAD[keras.backend.backend()](per_example, z)
+    as_float64 = lambda t: ops.convert_to_numpy(ops.cast(t, "float32")).astype(np.float64)  # noqa: E731
+    return as_float64(values), np.linalg.norm(as_float64(grads), axis=-1), as_float64(z)
+
+
+def _tensorflow_loss_and_grad(per_example, z):
+    import tensorflow as tf
 
     @tf.function
     def step(z):
         with tf.GradientTape() as tape:
             tape.watch(z)
-            out = head(z) if head is not None else z
-            per_example = loss_fn(y, out)
-            total = tf.reduce_sum(tf.cast(per_example, tf.float32))
-        return per_example, tape.gradient(total, z)
+            values = per_example(z)
+            total = tf.reduce_sum(tf.cast(values, tf.float32))
+        grads = tape.gradient(total, z)
+        return values, tf.zeros_like(z) if grads is None else grads
 
-    z = tf.cast(tf.constant(logits, tf.float32), dtype)
-    values, grads = step(z)
-    grads = tf.zeros_like(z) if grads is None else grads
-    rounded = tf.cast(z, tf.float64).numpy()  # the logits as the dtype holds them
-    return (
-        tf.cast(values, tf.float64).numpy(),
-        np.linalg.norm(tf.cast(grads, tf.float64).numpy(), axis=-1),
-        rounded,
-    )
+    return step(z)
+
+
+def _jax_loss_and_grad(per_example, z):
+    import jax
+    import jax.numpy as jnp
+
+    def total(z):
+        values = per_example(z)
+        return jnp.sum(values.astype(jnp.float32)), values
+
+    (_, values), grads = jax.jit(jax.value_and_grad(total, has_aux=True))(z)
+    return values, grads
+
+
+def _torch_loss_and_grad(per_example, z):
+    z = z.detach().clone().requires_grad_(True)
+    values = per_example(z)
+    values.float().sum().backward()
+    return values.detach(), z.grad
+
+
+_LOSS_AND_GRAD = {"tensorflow": _tensorflow_loss_and_grad, "jax": _jax_loss_and_grad, "torch": _torch_loss_and_grad}
 
 
 def sweep(cfg) -> list[dict]:

@@ -12,7 +12,7 @@ from numbers import Integral, Real
 import losses
 from recipes.backends import BACKENDS
 from recipes.data import SOURCES
-from recipes.devices import DEVICES, DISTRIBUTIONS, JIT_CHOICES
+from recipes.devices import DEVICES, DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
 from recipes.errors import UserError
 from recipes.models import BUILDERS as MODEL_BUILDERS
 
@@ -106,9 +106,9 @@ def check_trainer(trainer) -> None:
     require_choice("trainer.device", trainer.get("device", "auto"), DEVICES)
     require_choice("trainer.distribution", trainer.get("distribution", "none"), DISTRIBUTIONS)
     require_choice("trainer.jit_compile", trainer.get("jit_compile", "auto"), JIT_CHOICES)
-    if trainer.get("distribution", "none") != "none" and trainer.on_nonfinite == "skip":
-        raise UserError("trainer.on_nonfinite=skip works with trainer.distribution=none only; "
-                        "use stop or continue with mirrored")
+    if trainer.get("distribution", "none") == "mirrored" and trainer.on_nonfinite == "skip":
+        raise UserError("trainer.on_nonfinite=skip does not work with trainer.distribution=mirrored; "
+                        "use stop or continue there")
 
 
 def check_stress(stress) -> None:
@@ -127,11 +127,10 @@ def validate(cfg) -> losses.LossSetup:
     """Check the whole config; return the loss setup it describes."""
     require_int("seed", cfg.seed, 0)
     require_choice("backend", cfg.get("backend", "tensorflow"), BACKENDS)
-    if cfg.get("backend", "tensorflow") != "tensorflow":
-        if cfg.trainer.get("distribution", "none") != "none":
-            raise UserError(f"trainer.distribution={cfg.trainer.distribution}: tf.distribute needs backend=tensorflow")
-        if cfg.recipe.name == "probe":
-            raise UserError(f"recipe=probe runs on backend=tensorflow only, not {cfg.backend}")
+    distribution = cfg.trainer.get("distribution", "none")
+    if distribution in DISTRIBUTION_BACKENDS and cfg.get("backend", "tensorflow") != DISTRIBUTION_BACKENDS[distribution]:
+        raise UserError(f"trainer.distribution={distribution} needs backend={DISTRIBUTION_BACKENDS[distribution]}, "
+                        f"not {cfg.get('backend', 'tensorflow')}")
     check_trainer(cfg.trainer)
     check_stress(cfg.stress)
     check_telemetry(cfg.telemetry)

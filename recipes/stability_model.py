@@ -73,7 +73,7 @@ class StabilityModel(keras.Model):
 
     # Shared by the backends' steps -------------------------------------------------
 
-    def forward(self, x, training=True):
+    def outputs_and_logits(self, x, training=True):
         """(model output, logits) of one batch."""
         return self._extra.both(x, training=training)
 

@@ -1,5 +1,7 @@
-"""Keras backends: the same recipes on JAX, with the loss path measured there (not assumed)."""
+"""Keras backends: the same recipes on JAX and PyTorch, with the loss path measured there (not assumed)."""
+import importlib.util
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -8,8 +10,9 @@ import pytest
 
 from tests.conftest import ROOT, TINY, project_env
 from tests.test_paths import EXPECTED_ON_TENSORFLOW
+from tests.test_stability import COMPARED, STABILITY_TAGS, event_tags
 
-# Measured on JAX (CPU): without TensorFlow's softmax rescue, a softmax head is the clipped path.
+# Measured on JAX and PyTorch (CPU): without TensorFlow's softmax rescue, a softmax head is the clipped path.
 EXPECTED_ON_JAX = {
     **EXPECTED_ON_TENSORFLOW,
     "softmax_ce": "clipped_probabilities",
@@ -18,6 +21,19 @@ EXPECTED_ON_JAX = {
     "tf_nn_logits": "unsupported",
     "tf_nn_sparse_logits": "unsupported",
 }
+EXPECTED_ON_TORCH = dict(EXPECTED_ON_JAX)
+EXPECTED = {"tensorflow": EXPECTED_ON_TENSORFLOW, "jax": EXPECTED_ON_JAX, "torch": EXPECTED_ON_TORCH}
+
+
+def needs(module: str, extra: str):
+    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
+                              reason=f"{module} is not installed (optional: pip install -r {extra})")
+
+
+OTHER_BACKENDS = [
+    pytest.param("jax", marks=needs("jax", "requirements-jax.txt")),
+    pytest.param("torch", marks=needs("torch", "requirements-torch.txt")),
+]
 
 PATHS_DRIVER = """
 import json, sys
@@ -35,43 +51,137 @@ print("RESULT " + json.dumps({"backend": keras.backend.backend(), "paths": out})
 """
 
 
-def run_env(args, backend_env=None, **kw):
+def run_env(args, backend_env=None, extra_env=None, **kw):
     env = project_env()
     env.pop("KERAS_BACKEND", None)
     if backend_env:
         env["KERAS_BACKEND"] = backend_env
+    env.update(extra_env or {})
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
+
+
+def run_driver(backend: str, runs: dict, out_dir: Path, **env) -> dict:
+    """Run `tests/backend_driver.py` on `backend`: {name: overrides} -> {name: metrics}."""
+    result = run_env([sys.executable, str(ROOT / "tests" / "backend_driver.py"), str(out_dir), json.dumps(runs)],
+                     backend_env=backend, extra_env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
+    return json.loads(line[len("RESULT "):])
 
 
 def readme_backend_table() -> dict:
     rows = {}
+    known = {path for table in EXPECTED.values() for path in table.values()}
     for line in (ROOT / "README.md").read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        known = set(EXPECTED_ON_JAX.values()) | set(EXPECTED_ON_TENSORFLOW.values())
-        if len(cells) == 3 and cells[0].startswith("`") and cells[1] in known and cells[2] in known:
-            rows[cells[0].strip("`")] = (cells[1], cells[2])
+        if len(cells) == 4 and cells[0].startswith("`") and all(c in known for c in cells[1:]):
+            rows[cells[0].strip("`")] = tuple(cells[1:])
     return rows
 
 
 def test_readme_table_of_paths_per_backend_is_the_measured_one():
-    table = readme_backend_table()
-    assert table == {name: (EXPECTED_ON_TENSORFLOW[name], EXPECTED_ON_JAX[name]) for name in EXPECTED_ON_JAX}
+    assert readme_backend_table() == {
+        name: tuple(EXPECTED[b][name] for b in ("tensorflow", "jax", "torch")) for name in EXPECTED_ON_TENSORFLOW
+    }
 
 
 @pytest.mark.slow
-def test_loss_paths_measured_on_jax():
-    pytest.importorskip("jax")
-    result = run_env([sys.executable, "-c", PATHS_DRIVER, str(ROOT)], backend_env="jax")
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_loss_paths_measured_on(backend):
+    result = run_env([sys.executable, "-c", PATHS_DRIVER, str(ROOT)], backend_env=backend)
     assert result.returncode == 0, result.stderr[-2000:]
     [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
     out = json.loads(line[len("RESULT "):])
-    assert out["backend"] == "jax"
-    assert out["paths"] == EXPECTED_ON_JAX
+    assert out["backend"] == backend
+    assert out["paths"] == EXPECTED[backend]
 
 
 @pytest.mark.slow
-def test_training_on_jax_measures_the_clipped_path_of_a_softmax_head(tmp_path):
-    pytest.importorskip("jax")
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(backend, tmp_path):
+    supported = [name for name, path in EXPECTED[backend].items() if path != "unsupported"]
+    runs = {name: [*TINY, f"loss={name}", "telemetry.every_n_steps=1"] for name in supported}
+    runs["telemetry_off"] = [*TINY, "loss=sparse_from_logits", "telemetry=off"]
+    for policy in ("stop", "skip", "continue"):
+        runs[policy] = [*TINY, "loss=naive", "stress.logit_scale=1000", "trainer.epochs=2",
+                        f"trainer.on_nonfinite={policy}"]
+    runs["probe"] = ["recipe=probe", "recipe.points=101", "recipe.dtypes=[float32,float16]"]
+    out = run_driver(backend, runs, tmp_path)
+
+    for name in supported:
+        m = out[name]
+        assert (m["status"], m["backend"], m["telemetry"]) == ("ok", backend, True), name
+        assert m["loss_path"] == EXPECTED[backend][name], name
+        train = event_tags(tmp_path / name / "train")
+        assert STABILITY_TAGS <= set(train.Tags()["tensors"]), name
+        assert len(train.Tensors("stability_steps/logit_gap")) == 3  # 300 images, batch 128
+        assert "epoch_accuracy" in event_tags(tmp_path / name / "validation").Tags()["tensors"], name
+        assert "_hparams_/session_start_info" in event_tags(tmp_path / name).Tags()["tensors"], name
+    # The figures are the same kind of numbers as on TensorFlow: no saturation on a tiny run,
+    # the reported loss is the exact cross entropy, gradients flow.
+    st = out["sparse_from_logits"]["stability"]
+    assert abs(st["stability/loss_gap"]) < 1e-4 and st["stability/saturated_frac"] == 0.0
+    assert st["stability/grad_norm"] > 0 and st["stability/logit_grad_norm"] > 0
+    assert out["sparse_from_logits"]["test_accuracy"] > 0.3
+    # Telemetry does not change what is trained.
+    assert [out["telemetry_off"][k] for k in COMPARED] == [out["sparse_from_logits"][k] for k in COMPARED]
+    assert out["telemetry_off"]["stability"] == {}
+
+    # The NaN/inf policies behave as on TensorFlow (tests/test_stability.py).
+    for policy, status, steps in (("stop", "diverged", 1), ("skip", "ok", 6), ("continue", "ok", 6)):
+        m = out[policy]
+        assert (m["status"], m["nonfinite_steps"], m["first_nonfinite"]) == (status, steps, {"epoch": 1, "step": 1})
+    assert out["stop"]["epochs_completed"] == 0
+    # The probe: without TensorFlow's rescue, softmax_ce fails where clipped_probs does (the clip, at
+    # a gap of about 17); naive fails near 88 (JAX flushes subnormals; PyTorch's CPU exp keeps them
+    # and it lasts until about 102); the logits formulations stay exact.
+    first = {(f["dtype"], f["loss"]): f["first_bad_gap"] for f in out["probe"]["failures"]}
+    for dtype in ("float32", "float16"):
+        assert 16 <= first[(dtype, "softmax_ce")] <= 19 and 16 <= first[(dtype, "clipped_probs")] <= 19
+        assert first[(dtype, "from_logits")] is None and first[(dtype, "sparse_from_logits")] is None
+    assert 84 <= first[("float32", "naive")] <= 104 and 14 <= first[("float16", "naive")] <= 20
+    # stop and skip keep NaN updates out of the weights; continue lets them in.
+    assert math.isfinite(out["skip"]["test_exact_ce"]) and not math.isfinite(out["continue"]["test_exact_ce"])
+
+
+@pytest.mark.slow
+@needs("jax", "requirements-jax.txt")
+def test_jax_data_parallel_over_two_host_devices_matches_one_device(tmp_path):
+    common = ["model=mlp", "data.max_train_examples=1000", "trainer.epochs=2", "trainer.verbose=0"]
+    out = run_driver("jax", {"one": [*common], "two": [*common, "trainer.distribution=data_parallel"]}, tmp_path,
+                     XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    assert (out["one"]["replicas"], out["two"]["replicas"]) == (1, 2)
+    for key in ("val_accuracy", "test_accuracy", "test_exact_ce"):
+        assert out["two"][key] == pytest.approx(out["one"][key], abs=1e-4), key
+    for key, value in out["one"]["stability"].items():
+        assert out["two"]["stability"][key] == pytest.approx(value, rel=1e-3, abs=1e-5), key
+
+
+@pytest.mark.slow
+@needs("jax", "requirements-jax.txt")
+def test_jax_runs_where_tensorflow_is_missing(tmp_path):
+    out = run_driver("jax", {"run": [*TINY, "telemetry.every_n_steps=1"]}, tmp_path, BLOCK_TENSORFLOW="1")
+    assert out["run"]["status"] == "ok" and out["run"]["telemetry"] is True
+    # The same dashboards as with TensorFlow: epoch scalars, stability figures, HParams.
+    assert {"epoch_accuracy", "epoch_loss"} <= set(event_tags(tmp_path / "run" / "train").Tags()["tensors"])
+    assert STABILITY_TAGS <= set(event_tags(tmp_path / "run" / "train").Tags()["tensors"])
+    assert "epoch_accuracy" in event_tags(tmp_path / "run" / "validation").Tags()["tensors"]
+    assert "final/test_accuracy" in event_tags(tmp_path / "run").Tags()["tensors"]
+
+
+@pytest.mark.slow
+@needs("jax", "requirements-jax.txt")
+def test_tfds_data_without_tensorflow_says_what_to_install(tmp_path):
+    result = run_env([sys.executable, str(ROOT / "tests" / "backend_driver.py"), str(tmp_path),
+                      json.dumps({"run": [*TINY, "data=fashion_mnist"]})],
+                     backend_env="jax", extra_env={"BLOCK_TENSORFLOW": "1"})
+    assert result.returncode != 0
+    assert "data=fashion_mnist needs tensorflow-datasets and TensorFlow" in result.stderr
+
+
+@pytest.mark.slow
+@needs("jax", "requirements-jax.txt")
+def test_training_on_jax_from_the_environment_and_the_report_has_a_backend_column(tmp_path):
     sweep = tmp_path / "sweep"
     # KERAS_BACKEND in the environment is the config's default backend.
     result = run_env([sys.executable, str(ROOT / "train.py"), "-m", *TINY, "loss=softmax_ce,sparse_from_logits",
@@ -81,10 +191,21 @@ def test_training_on_jax_measures_the_clipped_path_of_a_softmax_head(tmp_path):
     assert {m["backend"] for m in runs.values()} == {"jax"}
     assert runs["softmax_ce"]["loss_path"] == "clipped_probabilities" and runs["softmax_ce"]["warnings"]
     assert runs["sparse_from_logits"]["loss_path"] == "fused_logits"
-    assert all(m["status"] == "ok" and m["test_accuracy"] > 0.3 and m["telemetry"] is False for m in runs.values())
-    assert all(list((sweep / name / "train").glob("events.out.tfevents.*")) for name in
-               (p.parent.name for p in sweep.glob("*/metrics.json")))
     assert "backend" in (sweep / "comparison.csv").read_text().splitlines()[0]
+
+
+@pytest.mark.slow
+@needs("jax", "requirements-jax.txt")
+def test_compare_backends_preset_reports_the_rescue_difference(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_env([sys.executable, str(ROOT / "train.py"), "experiment=compare_backends", "loss=softmax_ce",
+                      "model=mlp", "data.max_train_examples=300", "trainer.epochs=1", f"hydra.sweep.dir={sweep}"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (sweep / "comparison.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| backend=")}
+    assert set(rows) == {"backend=tensorflow", "backend=jax"}, table
+    assert "rescued_softmax" in rows["backend=tensorflow"] and "clipped_probabilities" in rows["backend=jax"]
+    assert (sweep / "comparison.png").stat().st_size > 10_000
 
 
 @pytest.mark.slow
@@ -93,7 +214,8 @@ def test_training_on_jax_measures_the_clipped_path_of_a_softmax_head(tmp_path):
     [
         (["backend=nope"], "error: backend='nope': valid choices: tensorflow, jax, torch"),
         (["backend=jax", "loss=tf_nn_logits"], "error: loss=tf_nn_logits: loss 'tf_nn_logits' needs the tensorflow backend"),
-        (["backend=jax", "recipe=probe"], "error: recipe=probe runs on backend=tensorflow only, not jax"),
+        (["backend=tensorflow", "trainer.distribution=data_parallel"],
+         "error: trainer.distribution=data_parallel needs backend=jax, not tensorflow"),
     ],
 )
 def test_backend_errors_are_one_line(tmp_path, args, message):

@@ -59,7 +59,7 @@ def test_defaults_are_the_documented_ones(compose):
         ("telemetry.every_n_steps=0", "telemetry.every_n_steps=0: must be an integer >= 1"),
         ("trainer.device=tpu", "trainer.device='tpu': valid choices: auto, cpu, gpu"),
         ("trainer.distribution=horovod", "trainer.distribution='horovod': valid choices: none, mirrored"),
-        ("trainer.distribution=mirrored trainer.on_nonfinite=skip", "on_nonfinite=skip works with trainer.distribution=none"),
+        ("trainer.distribution=mirrored trainer.on_nonfinite=skip", "on_nonfinite=skip does not work with trainer.distribution=mirrored"),
         ("trainer.jit_compile=maybe", "trainer.jit_compile='maybe': valid choices: auto, True, False"),
     ],
 )

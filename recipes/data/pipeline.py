@@ -11,18 +11,21 @@ def scale_images(images_uint8: np.ndarray) -> np.ndarray:
     return images_uint8.astype(np.float32) / np.float32(255.0)
 
 
-def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int):
+def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1):
     """Batches for `model.fit`, reshuffled every epoch when `shuffle`.
 
     `labels` arrive already encoded (integer ids or one-hot) by the loss setup,
     so the formulation, not the user, decides the label format. On the
     TensorFlow backend this is a prefetched tf.data.Dataset; on JAX and PyTorch
     a `keras.utils.PyDataset` over numpy arrays, so they need no TensorFlow.
+    With `replicas` > 1 (JAX's DataParallel splits every batch evenly over its
+    devices) the last batch is cut to a multiple of `replicas`, dropping at
+    most `replicas - 1` examples.
     """
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return _array_batches_class()(scale_images(images_uint8), labels, batch_size, shuffle, seed)
+        return _array_batches_class()(scale_images(images_uint8), labels, batch_size, shuffle, seed, replicas)
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((scale_images(images_uint8), labels))
@@ -39,18 +42,19 @@ def _array_batches_class():
     class ArrayBatches(keras.utils.PyDataset):
         """Numpy batches in a seeded order that changes every epoch."""
 
-        def __init__(self, images, labels, batch_size: int, shuffle: bool, seed: int):
+        def __init__(self, images, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1):
             super().__init__()
             self.images, self.labels = images, np.asarray(labels)
             self.batch_size, self.shuffle = batch_size, shuffle
+            self.used = len(self.labels) - (len(self.labels) % batch_size) % replicas
             self._rng = np.random.default_rng(seed)
             self._order = self._rng.permutation(len(self.labels)) if shuffle else np.arange(len(self.labels))
 
         def __len__(self) -> int:
-            return -(-len(self.labels) // self.batch_size)
+            return -(-self.used // self.batch_size)
 
         def __getitem__(self, index: int):
-            rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+            rows = self._order[index * self.batch_size:min((index + 1) * self.batch_size, self.used)]
             return self.images[rows], self.labels[rows]
 
         def on_epoch_end(self):

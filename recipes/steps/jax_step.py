@@ -34,7 +34,7 @@ def train_step(model, state, data):
     def scaled_loss(trainable, non_trainable, metrics_vars):
         with _scoped([*model.trainable_variables, *model.non_trainable_variables],
                      [*trainable, *non_trainable]) as scope:
-            y_pred, logits = model.forward(x, training=True)
+            y_pred, logits = model.outputs_and_logits(x, training=True)
         non_trainable = _current(scope, model.non_trainable_variables)
         loss, (_, non_trainable, metrics_vars) = model.stateless_compute_loss(
             trainable, non_trainable, metrics_vars, x=x, y=y, y_pred=y_pred,

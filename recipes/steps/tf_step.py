@@ -10,7 +10,7 @@ def train_step(model, data):
 
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     with tf.GradientTape() as tape:
-        y_pred, logits = model.forward(x, training=True)
+        y_pred, logits = model.outputs_and_logits(x, training=True)
         loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
         scaled_loss = model.optimizer.scale_loss(loss)
     # Under tf.distribute Keras divides each replica's loss by the replica count
@@ -34,5 +34,5 @@ def train_step(model, data):
     else:
         ops.cond(finite, lambda: model.optimizer.apply(param_grads, weights), lambda: None)
 
-    logit_grads = grads[-1] / model.loss_scale() if telemetry else None
+    logit_grads = ops.cast(grads[-1], "float32") / model.loss_scale() if telemetry else None
     return model.record_step(x, y, y_pred, sample_weight, loss, finite, param_grads, logits, logit_grads)

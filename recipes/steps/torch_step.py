@@ -8,7 +8,7 @@ def train_step(model, data):
     import torch
 
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    y_pred, logits = model.forward(x, training=True)
+    y_pred, logits = model.outputs_and_logits(x, training=True)
     telemetry = model.tracker is not None
     if telemetry:
         logits.retain_grad()  # an intermediate tensor: backward() keeps its gradient only if asked
@@ -22,6 +22,6 @@ def train_step(model, data):
         finite = model.is_finite(loss, grads)
         if model.on_nonfinite == "continue" or bool(finite):
             model.optimizer.apply(grads, weights)
-        logit_grads = logits.grad / model.loss_scale() if telemetry else None
+        logit_grads = logits.grad.float() / model.loss_scale() if telemetry else None
         return model.record_step(x, y, y_pred, sample_weight, loss.detach(), finite, grads,
                                  logits.detach(), logit_grads)

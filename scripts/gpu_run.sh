@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# The GPU checks, run ON the lent GPU machine, in the repo root (or anywhere in the repo).
+# Prepare here first with `bash scripts/gpu_wheels.sh` (it fills the ignored folder .whl/),
+# then, with the device tool: carry [".whl"], command `bash scripts/gpu_run.sh`.
+#
+# That machine has no internet and no TensorFlow; it has JAX and PyTorch with CUDA. This
+# script installs the carried wheels into $SITE, prints the versions and the GPU, then for
+# each backend:
+#   a) the loss path of every formulation that backend supports, in float32 and under the
+#      mixed_float16 policy (losses.paths.detect_loss_path)
+#   b) a small sweep under stress (logits x300): softmax_ce, sparse_from_logits,
+#      clipped_probs, with its comparison.md
+#   c) benchmarks/throughput.py
+# Every step prints a header and goes on after a failure; the exit status is 1 if any failed.
+#
+# Output, in $OUT (kept to a few files: the device tool returns at most 8, at most two
+# folders deep):
+#   <backend>.log            everything each backend's steps printed
+#   loss_paths.jsonl         one line per backend x policy x formulation
+#   comparison_<backend>.md  the sweep's comparison table
+#   sweeps.tar.gz            the sweep directories (metrics, logs, events; no checkpoints)
+#   summary.json             versions, GPU, each step's status and time, loss paths, benchmark line
+# The sweep directories themselves (many files) are written under $WORK, not $OUT.
+#
+# Time: on an H100 each backend should take a few minutes (not measured yet). The device
+# tool stops a command after 10 minutes: if both backends do not fit, run
+# BACKENDS=jax and BACKENDS=torch in two calls.
+#
+# Environment:
+#   OUT            output folder (default gpu_out)
+#   BACKENDS       backends to check, space or comma separated (default "jax torch")
+#   PYTHON         the interpreter (default python3: the one that holds PyTorch there)
+#   SITE           where the wheels are installed (default /tmp/site); INSTALL_WHEELS=0 skips
+#   WORK           scratch folder for sweeps and helpers (default /tmp/gpu_work)
+#   QUICK=1        tiny sizes, for trying the script on a CPU
+#   STEP_TIMEOUT   seconds before a step is stopped (default 300)
+#   SWEEP_ARGS     replaces the sweep's size overrides
+#   BENCH_ARGS     replaces the benchmark's arguments
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+OUT=${OUT:-gpu_out}
+BACKENDS=${BACKENDS:-jax torch}
+BACKENDS=${BACKENDS//,/ }
+PYTHON=${PYTHON:-python3}
+SITE=${SITE:-/tmp/site}
+WORK=${WORK:-/tmp/gpu_work}
+QUICK=${QUICK:-0}
+STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+mkdir -p "$OUT" "$WORK"
+OUT=$(cd "$OUT" && pwd)
+STEPS=$WORK/steps.tsv
+: >"$STEPS"
+
+if [[ $QUICK == 1 ]]; then
+    SWEEP_ARGS=${SWEEP_ARGS:-model=mlp data.max_train_examples=300 trainer.epochs=1}
+    BENCH_ARGS=${BENCH_ARGS:---repeats 1 --epochs 2 --skip-process}
+else
+    # The size of experiment=stability_stress: the mlp, 2,000 training images, 5 epochs.
+    SWEEP_ARGS=${SWEEP_ARGS:-model=mlp data.max_train_examples=2000 trainer.epochs=5}
+    BENCH_ARGS=${BENCH_ARGS:---repeats 2 --epochs 3}
+fi
+SWEEP_LOSSES=softmax_ce,sparse_from_logits,clipped_probs
+
+header() { printf '\n===== %s  [%s]\n' "$*" "$(date +%T)"; }
+
+# run_step BACKEND NAME LOG COMMAND...: header, command with a time limit, output also into
+# LOG; the status goes into $STEPS and never stops the script.
+run_step() {
+    local backend=$1 name=$2 log=$3
+    shift 3
+    header "$backend: $name" | tee -a "$log"
+    echo "+ $*" | tee -a "$log"
+    local start=$SECONDS rc=0
+    timeout --kill-after=15 "$STEP_TIMEOUT" "$@" 2>&1 | tee -a "$log" || rc=$?
+    local secs=$((SECONDS - start)) status=ok
+    if ((rc == 124 || rc == 137)); then status="timed out after ${STEP_TIMEOUT} s"; elif ((rc)); then status="FAILED (exit $rc)"; fi
+    echo "----- $backend: $name: $status, ${secs} s" | tee -a "$log"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$backend" "$name" "$rc" "$secs" "$status" >>"$STEPS"
+}
+
+# --- setup -------------------------------------------------------------------------------
+header "setup: install the carried wheels"
+if [[ ${INSTALL_WHEELS:-1} != 1 ]]; then
+    echo "INSTALL_WHEELS=${INSTALL_WHEELS}: not installing; using what $PYTHON has"
+elif ! compgen -G ".whl/*.whl" >/dev/null; then
+    echo "no .whl/*.whl here (did the call carry .whl?); using what $PYTHON has"
+else
+    # Only wheels this interpreter can take: on the GPU machine that is all of them; on a
+    # machine with another Python the compiled ones (optree, cp312) must come from elsewhere.
+    mapfile -t WHEELS < <("$PYTHON" - <<'PY'
+import pathlib, sys
+wheels = sorted(str(p) for p in pathlib.Path(".whl").glob("*.whl"))
+try:
+    from packaging.tags import sys_tags
+    from packaging.utils import parse_wheel_filename
+except ImportError:
+    print("\n".join(wheels))
+    raise SystemExit
+ours = set(sys_tags())
+for w in wheels:
+    if ours & set(parse_wheel_filename(pathlib.Path(w).name)[3]):
+        print(w)
+    else:
+        print(f"WARNING: skipping {w}: not built for this Python/platform", file=sys.stderr)
+PY
+)
+    printf '  %s\n' "${WHEELS[@]}"
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target "$SITE" "${WHEELS[@]}"
+    export PYTHONPATH=$SITE${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+
+header "setup: versions and GPU"
+"$PYTHON" - "$WORK/env.json" <<'PY'
+import importlib.metadata as md, json, platform, sys
+
+info = {"python": sys.version.split()[0], "executable": sys.executable, "machine": platform.machine()}
+for name in ["jax", "jaxlib", "torch", "keras", "hydra-core", "omegaconf", "mlxtend", "optree", "numpy"]:
+    try:
+        info[name] = md.version(name)
+    except md.PackageNotFoundError:
+        info[name] = None
+try:
+    import jax
+    info["jax_devices"] = [f"{d.platform}: {d.device_kind}" for d in jax.devices()]
+except Exception as err:  # noqa: BLE001 - reported, not fatal
+    info["jax_devices"] = f"error: {type(err).__name__}: {err}"
+try:
+    import torch
+    info["torch_cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
+except Exception as err:  # noqa: BLE001
+    info["torch_cuda"] = f"error: {type(err).__name__}: {err}"
+try:
+    import tensorflow  # noqa: F401
+    info["tensorflow"] = "importable"
+except ImportError:
+    info["tensorflow"] = "not importable"
+for key, value in info.items():
+    print(f"{key:12s} {value}")
+json.dump(info, open(sys.argv[1], "w"), indent=1)
+PY
+if command -v nvidia-smi >/dev/null; then
+    nvidia-smi -L | tee "$WORK/gpus.txt"
+else
+    echo "nvidia-smi: not found" | tee "$WORK/gpus.txt"
+fi
+
+# --- the loss-path driver ------------------------------------------------------------------
+cat >"$WORK/loss_paths.py" <<'PY'
+"""Loss path of every formulation this backend supports, in float32 and mixed_float16."""
+import json
+import math
+import sys
+import traceback
+
+import keras
+
+import losses
+from losses.paths import detect_loss_path
+
+
+def number(x):
+    return x if math.isfinite(x) else str(x)  # JSON has no NaN/inf
+
+
+backend = keras.backend.backend()
+rows = []
+for policy in ("float32", "mixed_float16"):
+    keras.config.set_dtype_policy(policy)
+    for name in losses.names():
+        setup = losses.get(name)
+        if backend not in setup.formulation.backends:
+            continue
+        row = {"backend": backend, "policy": policy, "loss": name, "head": setup.head}
+        try:
+            found = detect_loss_path(setup)
+            row.update(path=found.path, measured=[number(v) for v in found.measured],
+                       exact=[number(v) for v in found.exact])
+        except Exception as err:  # noqa: BLE001 - recorded per formulation
+            traceback.print_exc()
+            row.update(path=None, error=f"{type(err).__name__}: {err}")
+        print(f"{backend:8s} {policy:14s} {name:24s} {row['path'] or 'ERROR ' + row['error']}")
+        rows.append(row)
+keras.config.set_dtype_policy("float32")
+with open(sys.argv[1], "a") as f:
+    for row in rows:
+        f.write(json.dumps(row) + "\n")
+sys.exit(1 if any(row["path"] is None for row in rows) else 0)
+PY
+
+# --- per backend ---------------------------------------------------------------------------
+: >"$OUT/loss_paths.jsonl"
+rm -f "$OUT/sweeps.tar.gz"
+for b in $BACKENDS; do
+    log=$OUT/$b.log
+    : >"$log"
+    export KERAS_BACKEND=$b
+
+    run_step "$b" "loss paths (float32, mixed_float16)" "$log" \
+        "$PYTHON" "$WORK/loss_paths.py" "$OUT/loss_paths.jsonl"
+
+    sweep=$WORK/sweep_$b
+    rm -rf "$sweep" "$OUT/comparison_$b.md"
+    # shellcheck disable=SC2086  # SWEEP_ARGS is a list of overrides
+    run_step "$b" "sweep under stress=logits_x300" "$log" \
+        "$PYTHON" train.py -m backend="$b" loss=$SWEEP_LOSSES stress=logits_x300 \
+        $SWEEP_ARGS hydra.sweep.dir="$sweep"
+    if [[ -f $sweep/comparison.md ]]; then
+        cp "$sweep/comparison.md" "$OUT/comparison_$b.md"
+        { echo "--- comparison.md"; cat "$sweep/comparison.md"; } | tee -a "$log"
+    else
+        echo "no $sweep/comparison.md" | tee -a "$log"
+    fi
+
+    # The benchmark picks its backend from KERAS_BACKEND (exported above): its framework runs
+    # compose the config without `backend=`, and its train.py child processes inherit the
+    # variable. Newer versions also take --backend; pass it where --help lists it.
+    bench_backend=()
+    if "$PYTHON" benchmarks/throughput.py --help 2>/dev/null | grep -qE -- '--backend( |=|$)'; then
+        bench_backend=(--backend "$b")
+    fi
+    # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
+    run_step "$b" "throughput benchmark (KERAS_BACKEND=$b)" "$log" \
+        "$PYTHON" benchmarks/throughput.py "${bench_backend[@]}" $BENCH_ARGS
+done
+unset KERAS_BACKEND
+
+# --- summary -------------------------------------------------------------------------------
+header "summary"
+sweeps=()
+for b in $BACKENDS; do [[ -d $WORK/sweep_$b ]] && sweeps+=("sweep_$b"); done
+if ((${#sweeps[@]})); then
+    tar -czf "$OUT/sweeps.tar.gz" -C "$WORK" --exclude='*.keras' --exclude='*.h5' "${sweeps[@]}"
+fi
+"$PYTHON" - "$WORK" "$OUT" "$BACKENDS" "$QUICK" <<'PY'
+import json, pathlib, re, sys
+
+work, out, backends, quick = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3].split(), sys.argv[4]
+summary = {"quick": quick == "1", "env": json.loads((work / "env.json").read_text()),
+           "gpus": (work / "gpus.txt").read_text().strip().splitlines(), "backends": {}}
+steps = [line.split("\t") for line in (work / "steps.tsv").read_text().splitlines()]
+paths = [json.loads(line) for line in (out / "loss_paths.jsonl").read_text().splitlines() if line]
+for b in backends:
+    log = out / f"{b}.log"
+    text = log.read_text() if log.exists() else ""
+    bench = re.findall(r"^(ratio_off=\S+.*)$", text, re.M)
+    summary["backends"][b] = {
+        "steps": [{"step": s[1], "exit": int(s[2]), "seconds": int(s[3]), "status": s[4]} for s in steps if s[0] == b],
+        "loss_paths": {p["policy"]: {} for p in paths if p["backend"] == b},
+        "benchmark": bench[-1] if bench else None,
+        "comparison": f"comparison_{b}.md" if (out / f"comparison_{b}.md").exists() else None,
+    }
+    for p in paths:
+        if p["backend"] == b:
+            summary["backends"][b]["loss_paths"][p["policy"]][p["loss"]] = p["path"] or p.get("error")
+summary["failed_steps"] = [f"{s[0]}: {s[1]}: {s[4]}" for s in steps if s[2] != "0"]
+(out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+print(json.dumps(summary, indent=1))
+PY
+echo
+ls -l "$OUT"
+failed=$(awk -F'\t' '$3 != 0' "$STEPS" | wc -l)
+if ((failed)); then
+    echo "gpu_run: $failed step(s) failed:"
+    awk -F'\t' '$3 != 0 {print "  " $1 ": " $2 ": " $5}' "$STEPS"
+    exit 1
+fi
+echo "gpu_run: all steps ok"

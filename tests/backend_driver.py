@@ -1,0 +1,48 @@
+"""Runs recipes (train, probe, evaluate) in this process on the backend named by KERAS_BACKEND.
+
+Keras picks its backend once per process, so the tests run this file as a child
+process per backend:
+
+    KERAS_BACKEND=jax python tests/backend_driver.py OUT_DIR '{"name": ["override", ...], ...}'
+
+It prints one line `RESULT {name: metrics}`. With BLOCK_TENSORFLOW=1 in the
+environment, importing tensorflow (or tensorflow_datasets) fails here, as on a
+machine without them.
+"""
+from __future__ import annotations
+
+import importlib.abc
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+class _NoTensorFlow(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
+            raise ModuleNotFoundError(f"No module named '{name}' (blocked by the test)", name=name)
+        return None
+
+
+def main(out_dir: str, runs_json: str) -> None:
+    if os.environ.get("BLOCK_TENSORFLOW") == "1":
+        sys.meta_path.insert(0, _NoTensorFlow())
+    from hydra import compose, initialize_config_dir
+
+    from recipes import classify, evaluate, probe
+
+    recipes = {"train": classify.run, "probe": probe.run, "evaluate": evaluate.run}
+    results = {}
+    for name, overrides in json.loads(runs_json).items():
+        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[f"backend={os.environ['KERAS_BACKEND']}", *overrides])
+        results[name] = recipes[cfg.recipe.name](cfg, Path(out_dir) / name)
+    print("RESULT " + json.dumps(results, default=str))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
