@@ -5,9 +5,9 @@ made before anything imports Keras. The config key `backend` defaults to the
 KERAS_BACKEND environment variable, else tensorflow; `backend=...` on the
 command line wins over both.
 
-What needs TensorFlow today: the tf.nn formulations, the stability telemetry
-(its training step), tf.distribute, the probe recipe, and every TensorBoard
-writer (so TensorFlow stays installed). Other backends train with telemetry off.
+Everything runs on all three, except what is TensorFlow by nature: the tf.nn
+formulations, tf.distribute (trainer.distribution=mirrored) and the TFDS data
+sources. JAX adds keras.distribution.DataParallel (trainer.distribution=data_parallel).
 """
 from __future__ import annotations
 

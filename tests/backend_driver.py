@@ -11,7 +11,7 @@ machine without them.
 """
 from __future__ import annotations
 
-import importlib.abc
+import importlib.machinery
 import json
 import os
 import sys
@@ -21,16 +21,32 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tensorflow_datasets"):
-            raise ModuleNotFoundError(f"No module named '{name}' (blocked by the test)", name=name)
-        return None
+HIDDEN = ("tensorflow", "tensorflow_datasets")
+
+
+class _PathFinderWithoutTensorFlow(importlib.machinery.PathFinder):
+    """The standard path finder, blind to TensorFlow: as if it were not installed.
+
+    (`import tensorflow` raises ModuleNotFoundError, `importlib.util.find_spec`
+    gives None and nothing appears in sys.modules, which libraries probe.)
+    """
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in HIDDEN:
+            return None
+        return super().find_spec(fullname, path, target)
+
+
+def hide_tensorflow() -> None:
+    assert not any(name.partition(".")[0] in HIDDEN for name in sys.modules), "TensorFlow is already imported"
+    sys.meta_path[:] = [_PathFinderWithoutTensorFlow if f is importlib.machinery.PathFinder else f
+                        for f in sys.meta_path]
 
 
 def main(out_dir: str, runs_json: str) -> None:
     if os.environ.get("BLOCK_TENSORFLOW") == "1":
-        sys.meta_path.insert(0, _NoTensorFlow())
+        hide_tensorflow()
     from hydra import compose, initialize_config_dir
 
     from recipes import classify, evaluate, probe

@@ -1,4 +1,5 @@
 """Reliability: resume after a kill, Ctrl-C, overwrite, saved models, evaluate, bad input, real TensorBoard."""
+import concurrent.futures
 import json
 import signal
 import socket
@@ -181,8 +182,12 @@ def test_bad_inputs_fail_cleanly_and_touch_nothing_else(compose, train_cli, tmp_
     other = tmp_path / "other_run"
     classify.run(compose(*TINY), other)
     before = {p: p.stat().st_mtime_ns for p in other.rglob("*")}
-    for args, message in bad_inputs(tmp_path):
-        result = train_cli(*TINY, *args, f"hydra.run.dir={tmp_path / 'bad_run'}")
+    cases = bad_inputs(tmp_path)
+    # Independent processes, most of which stop before TensorFlow is imported: run a few at a time.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda i: train_cli(*TINY, *cases[i][0], f"hydra.run.dir={tmp_path / f'bad_run_{i}'}"),
+                                range(len(cases))))
+    for (args, message), result in zip(cases, results):
         err_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
         assert result.returncode == 2, (args, result.stderr[-1500:])
         assert "Traceback" not in result.stderr + result.stdout, args

@@ -1,4 +1,5 @@
 """End-to-end training: in-process through Hydra's compose API, and train.py as a user runs it."""
+import concurrent.futures
 import json
 
 import numpy as np
@@ -112,8 +113,9 @@ def test_train_py_runs_and_never_overwrites_a_finished_run(train_cli, tmp_path):
 
 @pytest.mark.slow
 def test_train_py_default_run_dirs_are_unique(train_cli, tmp_path):
-    first = train_cli(*TINY, "data.max_train_examples=100", cwd=tmp_path)
-    second = train_cli(*TINY, "data.max_train_examples=100", cwd=tmp_path)
+    # Two runs of the same command, started together, from the same directory.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(lambda _: train_cli(*TINY, "data.max_train_examples=100", cwd=tmp_path), range(2))
     assert first.returncode == 0 and second.returncode == 0, second.stderr[-2000:]
     runs = sorted(tmp_path.glob("runs/*/*/metrics.json"))
     assert len(runs) == 2
