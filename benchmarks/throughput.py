@@ -43,7 +43,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BATCH = 128
+BATCH = 128  # --batch
 TILE = 5  # 4,000 embedded training images x 5 = 20,000
 
 
@@ -58,7 +58,7 @@ def data():
     return splits
 
 
-def plain_keras(splits, epochs: int) -> list[float]:
+def plain_keras(splits, epochs: int, batch: int = BATCH) -> list[float]:
     """The keras.io "Simple MNIST convnet", as a user would write it."""
     import keras
     from keras import layers
@@ -80,18 +80,18 @@ def plain_keras(splits, epochs: int) -> list[float]:
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     # The same timer the framework uses for its own figures.
     timer = TrainThroughput(len(x))
-    model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=[timer])
+    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[timer])
     return [len(x) / s for s in timer.epoch_seconds[1:]]
 
 
-def framework(splits, epochs: int, loss: str, telemetry: bool) -> list[float]:
+def framework(splits, epochs: int, loss: str, telemetry: bool, batch: int = BATCH) -> list[float]:
     from hydra import compose, initialize_config_dir
 
     from recipes import classify
     from recipes.settings import validate
 
     overrides = [f"loss={loss}", f"telemetry={'on' if telemetry else 'off'}", f"trainer.epochs={epochs}",
-                 f"trainer.batch_size={BATCH}", "trainer.verbose=0"]
+                 f"trainer.batch_size={batch}", "trainer.verbose=0"]
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     setup = validate(cfg)
@@ -116,7 +116,7 @@ def compare_backends(args) -> int:
     rows = []
     for backend in args.backends.split(","):
         command = [sys.executable, str(Path(__file__).resolve()), "--backend", backend,
-                   "--repeats", str(args.repeats), "--epochs", str(args.epochs)]
+                   "--repeats", str(args.repeats), "--epochs", str(args.epochs), "--batch", str(args.batch)]
         if args.skip_process:
             command.append("--skip-process")
         print(f"== {backend}: {' '.join(command[1:])}", flush=True)
@@ -146,6 +146,7 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=3, help="per fit; the first is not counted")
     parser.add_argument("--skip-process", action="store_true", help="skip the start-up and memory runs")
+    parser.add_argument("--batch", type=int, default=BATCH, help="batch size of both sides (default 128)")
     parser.add_argument("--backend", help="the Keras backend of this run (default: $KERAS_BACKEND, else tensorflow)")
     parser.add_argument("--backends", help="comma-separated: one child process per backend, then a table")
     args = parser.parse_args(argv)
@@ -159,10 +160,10 @@ def main(argv=None) -> int:
 
     splits = data()
     variants = {
-        "plain": lambda: plain_keras(splits, args.epochs),
-        "sparse_off": lambda: framework(splits, args.epochs, "sparse_from_logits", telemetry=False),
-        "sparse_on": lambda: framework(splits, args.epochs, "sparse_from_logits", telemetry=True),
-        "softmax_on": lambda: framework(splits, args.epochs, "softmax_ce", telemetry=True),
+        "plain": lambda: plain_keras(splits, args.epochs, args.batch),
+        "sparse_off": lambda: framework(splits, args.epochs, "sparse_from_logits", False, args.batch),
+        "sparse_on": lambda: framework(splits, args.epochs, "sparse_from_logits", True, args.batch),
+        "softmax_on": lambda: framework(splits, args.epochs, "softmax_ce", True, args.batch),
     }
     results = {name: [] for name in variants}
     for repeat in range(args.repeats):
@@ -174,7 +175,7 @@ def main(argv=None) -> int:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
     print(f"\nmachine: {cpu}, {os.cpu_count()} cores; keras {keras.__version__} ({keras.backend.backend()}); "
-          f"{len(splits.y_train)} training images, batch {BATCH}, {args.repeats} repeats x {args.epochs - 1} timed epochs")
+          f"{len(splits.y_train)} training images, batch {args.batch}, {args.repeats} repeats x {args.epochs - 1} timed epochs")
     print(f"{'variant':12s} {'median':>8s} {'min':>8s} {'max':>8s}   training samples/s")
     for name, values in results.items():
         print(f"{name:12s} {summary(values)}")

@@ -10,7 +10,7 @@
 #      mixed_float16 policy (losses.paths.detect_loss_path)
 #   b) a small sweep under stress (logits x300): softmax_ce, sparse_from_logits,
 #      clipped_probs, with its comparison.md
-#   c) benchmarks/throughput.py
+#   c) benchmarks/throughput.py at each of $BENCH_BATCHES
 # Every step prints a header and goes on after a failure; the exit status is 1 if any failed.
 #
 # Output, in $OUT (kept to a few files: the device tool returns at most 8, at most two
@@ -35,7 +35,8 @@
 #   QUICK=1        tiny sizes, for trying the script on a CPU
 #   STEP_TIMEOUT   seconds before a step is stopped (default 300)
 #   SWEEP_ARGS     replaces the sweep's size overrides
-#   BENCH_ARGS     replaces the benchmark's arguments
+#   BENCH_ARGS     replaces the benchmark's arguments (other than --backend and --batch)
+#   BENCH_BATCHES  batch sizes to benchmark (default "128 1024", the anchors in docs/gpu.md)
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 
@@ -50,6 +51,8 @@ SITE=${SITE:-/tmp/site}
 WORK=${WORK:-/tmp/gpu_work}
 QUICK=${QUICK:-0}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+BENCH_BATCHES=${BENCH_BATCHES:-128 1024}
+BENCH_BATCHES=${BENCH_BATCHES//,/ }
 mkdir -p "$OUT" "$WORK"
 OUT=$(cd "$OUT" && pwd)
 STEPS=$WORK/steps.tsv
@@ -217,16 +220,12 @@ for b in $BACKENDS; do
         echo "no $sweep/comparison.md" | tee -a "$log"
     fi
 
-    # The benchmark picks its backend from KERAS_BACKEND (exported above): its framework runs
-    # compose the config without `backend=`, and its train.py child processes inherit the
-    # variable. Newer versions also take --backend; pass it where --help lists it.
-    bench_backend=()
-    if "$PYTHON" benchmarks/throughput.py --help 2>/dev/null | grep -qE -- '--backend( |=|$)'; then
-        bench_backend=(--backend "$b")
-    fi
-    # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
-    run_step "$b" "throughput benchmark (KERAS_BACKEND=$b)" "$log" \
-        "$PYTHON" benchmarks/throughput.py "${bench_backend[@]}" $BENCH_ARGS
+    # The framework against the plain keras.io convnet, same backend, same batch, one run each.
+    for batch in $BENCH_BATCHES; do
+        # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
+        run_step "$b" "throughput benchmark, batch $batch" "$log" \
+            "$PYTHON" benchmarks/throughput.py --backend "$b" --batch "$batch" $BENCH_ARGS
+    done
 done
 unset KERAS_BACKEND
 
@@ -248,11 +247,12 @@ paths = [json.loads(line) for line in (out / "loss_paths.jsonl").read_text().spl
 for b in backends:
     log = out / f"{b}.log"
     text = log.read_text() if log.exists() else ""
-    bench = re.findall(r"^(ratio_off=\S+.*)$", text, re.M)
+    # One benchmark per batch size: its "batch N" line, then its last line.
+    bench = dict(zip(re.findall(r"training images, batch (\d+)", text), re.findall(r"^(ratio_off=\S+.*)$", text, re.M)))
     summary["backends"][b] = {
         "steps": [{"step": s[1], "exit": int(s[2]), "seconds": int(s[3]), "status": s[4]} for s in steps if s[0] == b],
         "loss_paths": {p["policy"]: {} for p in paths if p["backend"] == b},
-        "benchmark": bench[-1] if bench else None,
+        "benchmark": bench or None,
         "comparison": f"comparison_{b}.md" if (out / f"comparison_{b}.md").exists() else None,
     }
     for p in paths:

@@ -49,9 +49,14 @@ def tensor_steps(log_dir, tag):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["sigkill", "ctrl_c"])
-def test_a_killed_run_resumes_from_its_last_completed_epoch(train_cli, tmp_path, how):
-    run_dir = tmp_path / "run"
+def test_a_killed_run_resumes_from_its_last_completed_epoch(train_cli, tmp_path):
+    # The two ways a run ends early, in parallel (independent processes and run dirs).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        for done in [pool.submit(kill_and_resume, train_cli, tmp_path / how, how) for how in ("sigkill", "ctrl_c")]:
+            done.result()
+
+
+def kill_and_resume(train_cli, run_dir: Path, how: str) -> None:
     proc = start_train(run_dir, *SLOW_EPOCHS)
     wait_for_epochs(run_dir, 1, proc)
     time.sleep(0.3)  # into the middle of the next epoch

@@ -122,7 +122,9 @@ def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
+# submitit_local (one process per job) is exercised by
+# tests/test_backends.py::test_compare_backends_preset_reports_the_rescue_difference.
+@pytest.mark.parametrize("launcher", ["joblib"])
 def test_parallel_launchers_run_a_two_job_sweep(train_cli, tmp_path, launcher):
     pytest.importorskip({"joblib": "hydra_plugins.hydra_joblib_launcher",
                          "submitit_local": "hydra_plugins.hydra_submitit_launcher"}[launcher])

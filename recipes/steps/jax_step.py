@@ -5,6 +5,8 @@ optimizer and metrics variables), so every variable update goes through a
 `keras.StatelessScope` and comes back as a new state. The gradient with
 respect to the logits comes from re-applying the model's head and loss to the
 logits (`jax.grad`): a ten-wide softmax and a loss, cheap next to the network.
+Losses a layer adds in its call (activity regularisers) are not collected, as
+Keras's own JAX step would; the recipe's models add none.
 """
 from __future__ import annotations
 
