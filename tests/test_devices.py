@@ -16,19 +16,6 @@ def test_metrics_record_the_device(compose, tmp_path):
     assert m["device"] in ("cpu", "gpu") and m["device_name"] and m["replicas"] == 1
 
 
-@pytest.mark.slow
-def test_gpu_on_a_machine_without_one_is_a_clear_error(train_cli, tmp_path):
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        pytest.skip("this machine has a GPU")
-    result = train_cli(*TINY, "trainer.device=gpu", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert "trainer.device=gpu: TensorFlow sees no GPU (it found: /physical_device:CPU:0" in line
-
-
 def test_forcing_xla_on_a_cpu_warns(caplog):
     with caplog.at_level(logging.WARNING):
         assert jit_setting(True, "cpu", distributed=False) is True

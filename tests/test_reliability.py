@@ -155,7 +155,11 @@ def bad_inputs(tmp_path):
     yaml_dir.mkdir(parents=True)
     (yaml_dir / "broken.yaml").write_text("name: sparse_from_logits\nlabel_smoothing: [0.0\n")
     truncated = idx_bytes(np.zeros((20, 28, 28)))[:-100]
-    return [
+    import tensorflow as tf
+
+    no_gpu = [] if tf.config.list_physical_devices("GPU") else [
+        (["trainer.device=gpu"], "trainer.device=gpu: TensorFlow sees no GPU (it found: /physical_device:CPU:0")]
+    return no_gpu + [
         (["trainer.epochs=0"], "trainer.epochs=0: must be an integer >= 1"),
         (["trainer.epochs=-2"], "trainer.epochs=-2: must be an integer >= 1"),
         (["trainer.batch_size=0"], "trainer.batch_size=0: must be an integer >= 1"),

@@ -117,6 +117,9 @@ def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
     }
     failed = [m for m in run_metrics(sweep).values() if m["status"] == "failed"]
     assert all("trainer.batch_size=0: must be an integer >= 1" in m["error"] for m in failed)
+    # A diverging run is a result, not a crash: said on the console, recorded with its first NaN step.
+    [diverged] = [m for m in run_metrics(sweep).values() if m["status"] == "diverged"]
+    assert diverged["first_nonfinite"]["step"] == 1 and "DIVERGED" in result.stdout + result.stderr
     md = (sweep / "comparison.md").read_text()
     assert "failed" in md and (sweep / "comparison.png").exists()
 
