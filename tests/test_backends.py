@@ -79,6 +79,7 @@ def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(back
     for policy in ("stop", "skip", "continue"):
         runs[policy] = [*TINY, "loss=naive", "stress.logit_scale=1000", "trainer.epochs=2",
                         f"trainer.on_nonfinite={policy}"]
+    runs["mixed"] = [*TINY, "loss=softmax_ce", "trainer.precision=mixed_float16"]
     runs["probe"] = ["recipe=probe", "recipe.points=101", "recipe.dtypes=[float32]"]  # float16: test_stability
     env = {"BLOCK_TENSORFLOW": "1"}
     if backend == "jax":
@@ -114,6 +115,10 @@ def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(back
         m = out[policy]
         assert (m["status"], m["nonfinite_steps"], m["first_nonfinite"]) == (status, steps, {"epoch": 1, "step": 1})
     assert out["stop"]["epochs_completed"] == 0
+    # Mixed precision: Keras's loss-scale optimizer through this backend's step; still no rescue.
+    mixed = out["mixed"]
+    assert (mixed["status"], mixed["loss_path"], mixed["stability"]["stability/loss_scale"]) == (
+        "ok", EXPECTED[backend]["softmax_ce"], 32768.0)
     # stop and skip keep NaN updates out of the weights; continue lets them in.
     assert math.isfinite(out["skip"]["test_exact_ce"]) and not math.isfinite(out["continue"]["test_exact_ce"])
 
