@@ -41,6 +41,13 @@ def measure_loss_path(model, setup):
     return report
 
 
+def predict_logits(logits_model, images, batch_size: int, replicas: int = 1):
+    """Logits of every image; padded to a multiple of `replicas` (DataParallel splits batches evenly)."""
+    pad = -len(images) % replicas
+    padded = np.concatenate([images, images[:pad]]) if pad else images
+    return logits_model.predict(padded, batch_size=batch_size, verbose=0)[: len(images)]
+
+
 HISTORY_FILE = "history.csv"
 
 
@@ -158,7 +165,8 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
     )
 
     test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
-    test_logits = logits_model.predict(scale_images(splits.x_test), batch_size=cfg.trainer.batch_size, verbose=0)
+    test_logits = predict_logits(logits_model, scale_images(splits.x_test), cfg.trainer.batch_size,
+                                 replicas if cfg.trainer.get("distribution") == "data_parallel" else 1)
     with np.errstate(all="ignore"):
         test_exact_ce = float(np.mean(losses.exact_cross_entropy(test_logits, splits.y_test)))
         test_ece = expected_calibration_error(test_logits, splits.y_test) if np.all(np.isfinite(test_logits)) else None
