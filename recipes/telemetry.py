@@ -91,10 +91,3 @@ class StabilityTracker:
             logs[STEP_PREFIX + name] = ops.cast(value, "float32")
         logs.update({PREFIX + name: metric.result() for name, metric in self.means.items()})
         return logs
-
-
-def scalar_value(variable_or_tensor) -> float:
-    """A scalar as a Python float, also for tf.distribute's per-replica variables."""
-    from keras import ops
-
-    return float(ops.convert_to_numpy(ops.convert_to_tensor(variable_or_tensor)))
