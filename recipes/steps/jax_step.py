@@ -27,6 +27,10 @@ def _current(scope, variables):
     return out
 
 
+def _where(condition, new_values, old_values):
+    return [ops.where(condition, new, old) for new, old in zip(new_values, old_values)]
+
+
 def train_step(model, state, data):
     import jax
 
@@ -51,9 +55,9 @@ def train_step(model, state, data):
 
     new_trainable, new_optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads, trainable)
     if model.on_nonfinite != "continue":
-        keep = lambda new, old: [ops.where(finite, n, o) for n, o in zip(new, old)]  # noqa: E731
-        new_trainable = keep(new_trainable, trainable)
-        new_optimizer_vars = keep(new_optimizer_vars, optimizer_vars)
+        # A skipped step keeps the old weights and optimizer state (JAX has no "don't apply").
+        new_trainable = _where(finite, new_trainable, trainable)
+        new_optimizer_vars = _where(finite, new_optimizer_vars, optimizer_vars)
 
     logit_grads = None
     if model.tracker is not None:
