@@ -104,9 +104,11 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
     keras.utils.set_random_seed(cfg.seed)
     sizes = splits.sizes()
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
-    if cfg.trainer.get("distribution") == "data_parallel" and cfg.trainer.batch_size % replicas:
+    # DataParallel splits every batch evenly over its devices; the other strategies need no even split.
+    split_over = replicas if cfg.trainer.get("distribution") == "data_parallel" else 1
+    if cfg.trainer.batch_size % split_over:
         raise UserError(f"trainer.batch_size={cfg.trainer.batch_size}: data_parallel splits every batch over "
-                        f"{replicas} devices, so the batch size must be a multiple of {replicas}")
+                        f"{split_over} devices, so the batch size must be a multiple of {split_over}")
     log.info(
         "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
         "backend=%s precision=%s device=%s (%s) replicas=%d",
@@ -128,8 +130,7 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
 
     def dataset(x, y, shuffle):
         labels = setup.encode_labels(y, splits.num_classes)
-        return make_dataset(x, labels, cfg.trainer.batch_size, shuffle=shuffle, seed=cfg.seed,
-                            replicas=replicas if cfg.trainer.get("distribution") == "data_parallel" else 1)
+        return make_dataset(x, labels, cfg.trainer.batch_size, shuffle=shuffle, seed=cfg.seed, replicas=split_over)
 
     train_ds = dataset(splits.x_train, splits.y_train, shuffle=True)
     val_ds = dataset(splits.x_val, splits.y_val, shuffle=False)
@@ -165,8 +166,7 @@ def _train(cfg, setup, splits, run_dir: Path, started: float, resuming: bool, de
     )
 
     test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
-    test_logits = predict_logits(logits_model, scale_images(splits.x_test), cfg.trainer.batch_size,
-                                 replicas if cfg.trainer.get("distribution") == "data_parallel" else 1)
+    test_logits = predict_logits(logits_model, scale_images(splits.x_test), cfg.trainer.batch_size, split_over)
     with np.errstate(all="ignore"):
         test_exact_ce = float(np.mean(losses.exact_cross_entropy(test_logits, splits.y_test)))
         test_ece = expected_calibration_error(test_logits, splits.y_test) if np.all(np.isfinite(test_logits)) else None

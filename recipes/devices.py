@@ -98,7 +98,6 @@ class DataParallelReplicas:
     """What the recipe needs to know of a keras.distribution.DataParallel."""
 
     def __init__(self, devices: list[str]):
-        self.devices = devices
         self.num_replicas_in_sync = len(devices)
 
 

@@ -66,8 +66,10 @@ def loss_and_logit_grad(setup, logits: np.ndarray, dtype: str):
         return loss_fn(y, head(z) if head is not None else z)
 
     z = ops.cast(ops.convert_to_tensor(logits.astype(np.float32)), dtype)
+    def as_float64(t):
+        return ops.convert_to_numpy(ops.cast(t, "float32")).astype(np.float64)
+
     values, grads = _LOSS_AND_GRAD[keras.backend.backend()](per_example, z)
-    as_float64 = lambda t: ops.convert_to_numpy(ops.cast(t, "float32")).astype(np.float64)  # noqa: E731
     return as_float64(values), np.linalg.norm(as_float64(grads), axis=-1), as_float64(z)
 
 

@@ -2,10 +2,10 @@
 
 Each backend has its own training step (`recipes/steps/`), because each gets
 gradients its own way (a TensorFlow tape, JAX's `value_and_grad`, PyTorch's
-`backward`). What the steps share lives here:
-  * the gradient with respect to the logits is taken with the parameters'
-    (TensorFlow, PyTorch: one extra target; JAX: the loss re-applied to the
-    logits, see `recipes/steps/jax_step.py`),
+`backward`); each also gives the gradient with respect to the logits
+(TensorFlow, PyTorch: one extra target of the same backward pass; JAX: the
+head and loss re-applied to the logits, see `recipes/steps/jax_step.py`).
+What the steps share lives here:
   * the figures of `recipes.telemetry`, when a tracker is given,
   * the non-finite policy: `stop` and `skip` leave the weights untouched on a
     step whose loss or gradients are NaN/inf (`stop` then ends training, see
