@@ -24,8 +24,8 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
-    from recipes.backends import preselect_from_argv
-    from recipes.config_files import exit_on_yaml_errors
+    from recipes.runtime.backends import preselect_from_argv
+    from recipes.runtime.config_files import exit_on_yaml_errors
 
     exit_on_yaml_errors(sys.argv[1:], Path(__file__).resolve().parent / "configs")
     preselect_from_argv(sys.argv[1:])

@@ -63,7 +63,7 @@ def plain_keras(splits, epochs: int, batch: int = BATCH) -> list[float]:
     import keras
     from keras import layers
 
-    from recipes.callbacks import TrainThroughput
+    from recipes.training.callbacks import TrainThroughput
 
     x = splits.x_train.astype("float32") / 255
     y = keras.utils.to_categorical(splits.y_train, 10)
@@ -87,7 +87,7 @@ def plain_keras(splits, epochs: int, batch: int = BATCH) -> list[float]:
 def framework(splits, epochs: int, loss: str, telemetry: bool, batch: int = BATCH) -> list[float]:
     from hydra import compose, initialize_config_dir
 
-    from recipes import classify
+    from recipes import train as train_recipe
     from recipes.settings import validate
 
     overrides = [f"loss={loss}", f"telemetry={'on' if telemetry else 'off'}", f"trainer.epochs={epochs}",
@@ -96,7 +96,7 @@ def framework(splits, epochs: int, loss: str, telemetry: bool, batch: int = BATC
         cfg = compose(config_name="train", overrides=overrides)
     setup = validate(cfg)
     with tempfile.TemporaryDirectory() as run_dir:
-        metrics = classify.train_prepared(cfg, setup, splits, Path(run_dir))
+        metrics = train_recipe.train_prepared(cfg, setup, splits, Path(run_dir))
     return [len(splits.y_train) / s for s in metrics["epoch_train_seconds"][1:]]
 
 

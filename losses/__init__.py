@@ -4,9 +4,12 @@
     losses.get(name, label_smoothing=0, temperature=1)   a formulation bound to options
     losses.stable_softmax(logits, axis=-1, temperature=1.0)
     losses.exact_cross_entropy(logits, labels)   float64 reference, per example
+    python -m losses                      the formulation table of the README, from the registry
 """
 from losses.formulations import (
     ALL_BACKENDS,
+    EXACT_PATHS,
+    SOFTMAX_LAYER,
     Formulation,
     LossOptionError,
     LossSetup,
@@ -19,9 +22,11 @@ from losses.numerics import CLIP_EPSILON, exact_cross_entropy, stable_softmax
 __all__ = [
     "ALL_BACKENDS",
     "CLIP_EPSILON",
+    "EXACT_PATHS",
     "Formulation",
     "LossOptionError",
     "LossSetup",
+    "SOFTMAX_LAYER",
     "exact_cross_entropy",
     "formulation",
     "get",

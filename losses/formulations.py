@@ -1,21 +1,25 @@
 """The loss formulations: each defined once, everything else asks this registry.
 
-A formulation fixes four things that belong together:
+A formulation fixes what belongs together:
   * the head on top of the model's logits: none ("logits") or a softmax layer,
   * the label format the loss expects: integer ids ("sparse") or "onehot",
   * the loss callable itself,
-  * whether Keras computes it from the logits (`keras_fuses`): explicitly with
-    `from_logits=True`, or by the TensorFlow backend silently reading the logits
-    back out of a softmax output. Formulations with `keras_fuses=False` compute
-    from probabilities and show what that costs.
+  * the loss path Keras takes with it on each backend (`expected_path`): the
+    computation `losses.paths` measures, e.g. a softmax head with a plain
+    `CategoricalCrossentropy()` is `rescued_softmax` (exact) on TensorFlow and
+    `clipped_probabilities` on JAX and PyTorch. The tests measure every one of
+    these on every installed backend.
+The README's formulation table is rendered from here: `python -m losses`.
 
 Example:
 
 >>> setup = get("sparse_from_logits")
 >>> setup.head, setup.labels
 ('logits', 'sparse')
->>> "naive" in names(), formulation("naive").keras_fuses
-(True, False)
+>>> formulation("softmax_ce").expected_path("tensorflow"), formulation("softmax_ce").expected_path("jax")
+('rescued_softmax', 'clipped_probabilities')
+>>> formulation("tf_nn_logits").expected_path("torch")
+'unsupported'
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ import numpy as np
 from losses.numerics import CLIP_EPSILON
 
 ALL_BACKENDS = ("tensorflow", "jax", "torch")
+SOFTMAX_LAYER = "softmax"  # the name `LossSetup.attach_head` gives a softmax head
+EXACT_PATHS = ("fused_logits", "rescued_softmax")  # the paths that compute the exact cross entropy
 
 
 class LossOptionError(ValueError):
@@ -47,15 +53,29 @@ class Formulation:
     name: str
     head: str  # "logits" or "softmax"
     labels: str  # "sparse" or "onehot"
-    keras_fuses: bool
     computes: str  # what the loss computes, in one line
-    use_when: str  # advice for the README table
+    use_when: str  # advice, shown in the README's formulation table
     # (label_smoothing, **loss_kwargs) -> a keras Loss, or a per-example function
     build: Callable[..., Callable]
+    # The loss path measured on TensorFlow, and on JAX and PyTorch where it differs.
+    path_on_tensorflow: str = "fused_logits"
+    path_elsewhere: str | None = None
     supports_label_smoothing: bool = True
     backends: tuple[str, ...] = ALL_BACKENDS
     # Reproduces a classic user error on purpose, so comparisons can show it.
     is_mistake: bool = False
+
+    def expected_path(self, backend: str) -> str:
+        """The loss path Keras takes with this formulation on `backend` ("unsupported" if it cannot run)."""
+        if backend not in self.backends:
+            return "unsupported"
+        if backend == "tensorflow":
+            return self.path_on_tensorflow
+        return self.path_elsewhere or self.path_on_tensorflow
+
+    def is_exact_on(self, backend: str) -> bool:
+        """Whether Keras computes the exact cross entropy with it on `backend`."""
+        return self.expected_path(backend) in EXACT_PATHS
 
 
 # --- loss builders (keras / tensorflow are imported only when a loss is built) ---
@@ -145,74 +165,80 @@ _REGISTRY: dict[str, Formulation] = {
     f.name: f
     for f in [
         Formulation(
-            "softmax_ce", "softmax", "onehot", True,
-            "Dense -> softmax layer -> CategoricalCrossentropy() on probabilities",
-            "The classic keras.io pattern. Safe only because TensorFlow's Keras backend "
-            "reads the logits back out of the softmax; on JAX/PyTorch it is the clipped path.",
-            _keras_categorical(from_logits=False),
+            "softmax_ce", head="softmax", labels="onehot",
+            computes="Dense -> softmax layer -> CategoricalCrossentropy() on probabilities",
+            use_when="The classic keras.io pattern. Exact only on TensorFlow, whose Keras backend "
+                     "reads the logits back out of the softmax layer; on JAX and PyTorch it is the clipped path.",
+            build=_keras_categorical(from_logits=False),
+            path_on_tensorflow="rescued_softmax", path_elsewhere="clipped_probabilities",
         ),
         Formulation(
-            "sparse_softmax", "softmax", "sparse", True,
-            "Dense -> softmax layer -> SparseCategoricalCrossentropy() on probabilities",
-            "As softmax_ce with integer labels.",
-            _keras_sparse(from_logits=False),
+            "sparse_softmax", head="softmax", labels="sparse",
+            computes="Dense -> softmax layer -> SparseCategoricalCrossentropy() on probabilities",
+            use_when="As softmax_ce, with integer labels.",
+            build=_keras_sparse(from_logits=False),
+            path_on_tensorflow="rescued_softmax", path_elsewhere="clipped_probabilities",
             supports_label_smoothing=False,
         ),
         Formulation(
-            "from_logits", "logits", "onehot", True,
-            "logits -> CategoricalCrossentropy(from_logits=True)",
-            "Stable on every backend; use when you need one-hot or soft labels (label smoothing).",
-            _keras_categorical(from_logits=True),
+            "from_logits", head="logits", labels="onehot",
+            computes="logits -> CategoricalCrossentropy(from_logits=True)",
+            use_when="Stable on every backend; use it when you need one-hot or soft labels (label smoothing).",
+            build=_keras_categorical(from_logits=True),
         ),
         Formulation(
-            "sparse_from_logits", "logits", "sparse", True,
-            "logits -> SparseCategoricalCrossentropy(from_logits=True)",
-            "The recommended default: stable on every backend, integer labels, no one-hot copy.",
-            _keras_sparse(from_logits=True),
+            "sparse_from_logits", head="logits", labels="sparse",
+            computes="logits -> SparseCategoricalCrossentropy(from_logits=True)",
+            use_when="The default: stable on every backend, integer labels, no one-hot copy.",
+            build=_keras_sparse(from_logits=True),
             supports_label_smoothing=False,
         ),
         Formulation(
-            "tf_nn_logits", "logits", "onehot", True,
-            "logits -> tf.nn.softmax_cross_entropy_with_logits",
-            "The fused TensorFlow op; same numbers as from_logits, TensorFlow backend only.",
-            _tf_nn_softmax_logits,
+            "tf_nn_logits", head="logits", labels="onehot",
+            computes="logits -> tf.nn.softmax_cross_entropy_with_logits",
+            use_when="The fused TensorFlow op; the same numbers as from_logits, TensorFlow backend only.",
+            build=_tf_nn_softmax_logits,
             backends=("tensorflow",),
         ),
         Formulation(
-            "tf_nn_sparse_logits", "logits", "sparse", True,
-            "logits -> tf.nn.sparse_softmax_cross_entropy_with_logits",
-            "The fused sparse TensorFlow op; same numbers as sparse_from_logits, TensorFlow only.",
-            _tf_nn_sparse_logits,
+            "tf_nn_sparse_logits", head="logits", labels="sparse",
+            computes="logits -> tf.nn.sparse_softmax_cross_entropy_with_logits",
+            use_when="The fused sparse TensorFlow op; the same numbers as sparse_from_logits, TensorFlow only.",
+            build=_tf_nn_sparse_logits,
             supports_label_smoothing=False,
             backends=("tensorflow",),
         ),
         Formulation(
-            "naive", "logits", "onehot", False,
-            "-sum(y * log(softmax(z))) written out, no clipping",
-            "Never in practice: shows the textbook formula turning into NaN at large logit gaps.",
-            _naive,
+            "naive", head="logits", labels="onehot",
+            computes="-sum(y * log(softmax(z))) written out, no clipping",
+            use_when="Never: it shows the textbook formula turning into NaN at large logit gaps.",
+            build=_naive,
+            path_on_tensorflow="naive",
         ),
         Formulation(
-            "clipped_probs", "softmax", "onehot", False,
-            "softmax -> clip(p, 1e-7, 1 - 1e-7) -> -sum(y * log(p))",
-            "Never in practice: shows what Keras computes when it cannot see the softmax "
-            "(loss capped at 16.118, zero gradient where the clip bites).",
-            _clipped,
+            "clipped_probs", head="softmax", labels="onehot",
+            computes="softmax -> clip(p, 1e-7, 1 - 1e-7) -> -sum(y * log(p))",
+            use_when="Never: it shows what Keras computes when it cannot see the logits behind a softmax "
+                     "(loss capped at 16.118, zero gradient where the clip bites).",
+            build=_clipped,
+            path_on_tensorflow="clipped_probabilities",
         ),
         Formulation(
-            "mistake_logits_as_probs", "logits", "onehot", False,
-            "logits -> CategoricalCrossentropy() without from_logits: logits read as probabilities",
-            "Never: the classic forgotten from_logits=True. Keras normalises and clips the "
-            "logits as if they were probabilities, without a warning.",
-            _keras_categorical(from_logits=False),
+            "mistake_logits_as_probs", head="logits", labels="onehot",
+            computes="logits -> CategoricalCrossentropy() without from_logits: logits read as probabilities",
+            use_when="Never: the classic forgotten from_logits=True. Keras normalises and clips the "
+                     "logits as if they were probabilities, without a warning.",
+            build=_keras_categorical(from_logits=False),
+            path_on_tensorflow="logits_as_probabilities",
             is_mistake=True,
         ),
         Formulation(
-            "mistake_double_softmax", "softmax", "onehot", True,
-            "softmax layer -> CategoricalCrossentropy(from_logits=True)",
-            "Never: from_logits=True on a softmax output. Keras on TensorFlow warns and uses "
-            "the logits behind the softmax; other backends apply a second softmax.",
-            _keras_categorical(from_logits=True),
+            "mistake_double_softmax", head="softmax", labels="onehot",
+            computes="softmax layer -> CategoricalCrossentropy(from_logits=True)",
+            use_when="Never: from_logits=True on a softmax output. Keras on TensorFlow warns and uses "
+                     "the logits behind the softmax; JAX and PyTorch apply a second softmax.",
+            build=_keras_categorical(from_logits=True),
+            path_on_tensorflow="rescued_softmax", path_elsewhere="double_softmax",
             is_mistake=True,
         ),
     ]
@@ -308,7 +334,7 @@ class LossSetup:
         if self.temperature != 1.0:
             logits = keras.layers.Rescaling(1.0 / self.temperature, dtype=dtype, name="temperature")(logits)
         if self.head == "softmax":
-            return logits, keras.layers.Activation("softmax", dtype=dtype, name="softmax")(logits)
+            return logits, keras.layers.Activation("softmax", dtype=dtype, name=SOFTMAX_LAYER)(logits)
         return logits, logits
 
     def accuracy_metric(self):

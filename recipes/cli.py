@@ -11,9 +11,11 @@ import sys
 import traceback
 from pathlib import Path
 
-from recipes.backends import activate_backend
-from recipes.errors import UserError
-from recipes.results import RunAlreadyFinished, write_metrics
+from recipes.registry import get_recipe
+from recipes.reporting.hparams import log_run
+from recipes.reporting.results import RunAlreadyFinished, read_history, write_metrics
+from recipes.runtime.backends import activate_backend
+from recipes.runtime.errors import UserError
 
 log = logging.getLogger("train")
 
@@ -51,8 +53,6 @@ def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
     try:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         write_metrics(run_dir, metrics)
-        from recipes.hparams import log_run
-
         log_run(Path(run_dir), metrics)
     except Exception:  # recording a failure must not hide the failure itself
         log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
@@ -60,8 +60,6 @@ def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
 
 def record_interruption(cfg, run_dir: Path) -> None:
     """Ctrl-C: say so in metrics.json, so the run is known to be resumable, not finished."""
-    from recipes.classify import read_history
-
     if cfg.recipe.name != "train" or not Path(run_dir).is_dir():
         return
     write_metrics(run_dir, {
@@ -74,13 +72,10 @@ def record_interruption(cfg, run_dir: Path) -> None:
 
 def main(cfg, run_dir) -> float:
     """Run the configured recipe. Returns the validation accuracy (what a sweeper optimises)."""
-    from recipes import classify, evaluate, probe
-
     run_dir = Path(run_dir)
-    recipes = {"train": classify.run, "probe": probe.run, "evaluate": evaluate.run}
     try:
         activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
-        metrics = recipes[cfg.recipe.name](cfg, run_dir)
+        metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",
                  done.run_dir, done.metrics.get("status"))

@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 
 import losses
-from recipes.calibration import expected_calibration_error, plot_reliability
 from recipes.data import load_splits
 from recipes.data.pipeline import scale_images
-from recipes.errors import UserError
-from recipes.results import prepare_run_dir, write_metrics
+from recipes.reporting.calibration import expected_calibration_error, plot_reliability
+from recipes.reporting.results import prepare_run_dir, write_metrics
+from recipes.runtime.errors import UserError
+from recipes.training.network import logits_model_of
 
 log = logging.getLogger(__name__)
 MODEL_FILES = ("best.keras", "last.keras")
@@ -48,23 +49,13 @@ def load_model(path: Path):
         raise UserError(f"checkpoint={path}: not a loadable Keras model ({type(err).__name__}: {str(err)[:200]})") from None
 
 
-def logits_of(model):
-    """A model that outputs the logits behind `model`'s output (before any softmax head)."""
-    import keras
-
-    names = {layer.name for layer in model.layers}
-    if "softmax" in names:
-        return keras.Model(model.inputs, model.get_layer("softmax").input)
-    return model
-
-
 def run(cfg, run_dir) -> dict:
     run_dir = Path(run_dir)
     checkpoint = resolve_checkpoint(cfg.get("checkpoint"))
     prepare_run_dir(run_dir)
     splits = load_splits(cfg.data)
     model = load_model(checkpoint)
-    logits = np.asarray(logits_of(model).predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
+    logits = np.asarray(logits_model_of(model).predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
     if logits.shape[-1] != splits.num_classes:
         raise UserError(
             f"checkpoint={checkpoint}: the model has {logits.shape[-1]} outputs but data={splits.name} "
@@ -93,7 +84,7 @@ def run(cfg, run_dir) -> dict:
 
 
 def write_tensorboard(run_dir: Path, result: dict, png: Path) -> None:
-    from recipes.summaries import summary_writer
+    from recipes.runtime.event_files import summary_writer
 
     with summary_writer(run_dir / "evaluate") as writer:
         for key in ("test_accuracy", "test_exact_ce", "test_ece"):

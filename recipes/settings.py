@@ -1,8 +1,10 @@
 """Up-front validation of a composed config, before any data loading or model building.
 
 Each check names the config key, the bad value and what is allowed, so the
-entry point can print one line and exit non-zero. Nothing here imports
-TensorFlow: a typo costs milliseconds, not the framework's start-up time.
+entry point can print one line and exit non-zero. The valid choices come from
+the code that builds each thing (models, optimizers, data sources, devices,
+precisions, NaN/inf policies); nothing is listed twice. Nothing here imports
+Keras or TensorFlow: a typo costs milliseconds, not the framework's start-up time.
 """
 from __future__ import annotations
 
@@ -10,17 +12,18 @@ import math
 from numbers import Integral, Real
 
 import losses
-from recipes.backends import BACKENDS
 from recipes.data import SOURCES
-from recipes.devices import DEVICES, DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
-from recipes.errors import UserError
-from recipes.models import BUILDERS as MODEL_BUILDERS
+from recipes.data.idx import check_directory
+from recipes.data.tfds_source import DOWNLOAD_MODES
+from recipes.runtime.backends import BACKENDS, DEVICES
+from recipes.runtime.distribution import DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
+from recipes.runtime.errors import UserError
+from recipes.runtime.session import PRECISIONS
+from recipes.training.models import BUILDERS as MODEL_BUILDERS
+from recipes.training.optimizers import BUILDERS as OPTIMIZER_BUILDERS
+from recipes.training.steps import NONFINITE_POLICIES
 
-OPTIMIZERS = ("adam", "sgd")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-NONFINITE_POLICIES = ("stop", "skip", "continue")
-VERBOSITY = (0, 1, 2, "auto")
-DOWNLOAD_MODES = ("auto", "true", "false")
+VERBOSITY = (0, 1, 2, "auto")  # what Keras's fit(verbose=...) accepts
 
 
 def _is_int(value) -> bool:
@@ -77,8 +80,6 @@ def check_data(data) -> None:
                 "must leave training examples out of the 5,000 embedded digits"
             )
     elif data.source == "idx":
-        from recipes.data.idx import check_directory
-
         check_directory(data.get("dir"))
         require_int("data.num_classes", data.num_classes, 2)
     elif data.source == "tfds":
@@ -87,7 +88,7 @@ def check_data(data) -> None:
 
 
 def check_optimizer(opt) -> None:
-    require_choice("optimizer.name", opt.name, OPTIMIZERS)
+    require_choice("optimizer.name", opt.name, tuple(OPTIMIZER_BUILDERS))
     require_positive("optimizer.learning_rate", opt.learning_rate)
     if opt.name == "sgd":
         momentum = opt.get("momentum", 0.0)

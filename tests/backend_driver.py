@@ -49,14 +49,13 @@ def main(out_dir: str, runs_json: str) -> None:
         hide_tensorflow()
     from hydra import compose, initialize_config_dir
 
-    from recipes import classify, evaluate, probe
+    from recipes.registry import get_recipe
 
-    recipes = {"train": classify.run, "probe": probe.run, "evaluate": evaluate.run}
     results = {}
     for name, overrides in json.loads(runs_json).items():
         with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
             cfg = compose(config_name="train", overrides=[f"backend={os.environ['KERAS_BACKEND']}", *overrides])
-        results[name] = recipes[cfg.recipe.name](cfg, Path(out_dir) / name)
+        results[name] = get_recipe(cfg.recipe.name)(cfg, Path(out_dir) / name)
     print("RESULT " + json.dumps(results, default=str))
 
 

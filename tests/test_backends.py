@@ -9,20 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TINY, project_env
-from tests.test_paths import EXPECTED_ON_TENSORFLOW
+import losses
 from tests.test_stability import COMPARED, STABILITY_TAGS, event_tags
 
-# Measured on JAX and PyTorch (CPU): without TensorFlow's softmax rescue, a softmax head is the clipped path.
-EXPECTED_ON_JAX = {
-    **EXPECTED_ON_TENSORFLOW,
-    "softmax_ce": "clipped_probabilities",
-    "sparse_softmax": "clipped_probabilities",
-    "mistake_double_softmax": "double_softmax",
-    "tf_nn_logits": "unsupported",
-    "tf_nn_sparse_logits": "unsupported",
-}
-EXPECTED_ON_TORCH = dict(EXPECTED_ON_JAX)
-EXPECTED = {"tensorflow": EXPECTED_ON_TENSORFLOW, "jax": EXPECTED_ON_JAX, "torch": EXPECTED_ON_TORCH}
+# What the registry says each formulation does per backend; measured by the tests below.
+EXPECTED = {backend: {name: losses.formulation(name).expected_path(backend) for name in losses.names()}
+            for backend in losses.ALL_BACKENDS}
 
 
 def needs(module: str, extra: str):
@@ -65,7 +57,7 @@ def readme_backend_table() -> dict:
 
 def test_readme_table_of_paths_per_backend_is_the_measured_one():
     assert readme_backend_table() == {
-        name: tuple(EXPECTED[b][name] for b in ("tensorflow", "jax", "torch")) for name in EXPECTED_ON_TENSORFLOW
+        name: tuple(EXPECTED[b][name] for b in ("tensorflow", "jax", "torch")) for name in losses.names()
     }
 
 

@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 from recipes.settings import validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

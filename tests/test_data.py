@@ -9,7 +9,7 @@ from recipes.data import load_splits
 from recipes.data.idx import load_idx, parse_idx
 from recipes.data.pipeline import make_dataset
 from recipes.data.splits import balanced_subset, stratified_split
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
 
 def embedded_cfg(**overrides):

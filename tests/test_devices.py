@@ -6,13 +6,13 @@ import sys
 
 import pytest
 
-from recipes import classify
-from recipes.devices import jit_setting
+from recipes import train as train_recipe
+from recipes.runtime.distribution import jit_setting
 from tests.conftest import ROOT, TINY
 
 
 def test_metrics_record_the_device(compose, tmp_path):
-    m = classify.run(compose(*TINY), tmp_path)
+    m = train_recipe.run(compose(*TINY), tmp_path)
     assert m["device"] in ("cpu", "gpu") and m["device_name"] and m["replicas"] == 1
 
 
@@ -31,14 +31,14 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
 from hydra import compose, initialize_config_dir
-from recipes import classify
+from recipes import train as train_recipe
 out = {}
 for dist in ("none", "mirrored"):
     overrides = ["model=mlp", "data.max_train_examples=1000", "trainer.epochs=2", "trainer.verbose=0",
                  f"trainer.distribution={dist}", 'trainer.devices=["/cpu:0","/cpu:1"]']
     with initialize_config_dir(config_dir=sys.argv[1] + "/configs", version_base="1.3"):
         cfg = compose("train", overrides=overrides)
-    out[dist] = classify.run(cfg, os.path.join(sys.argv[2], dist))
+    out[dist] = train_recipe.run(cfg, os.path.join(sys.argv[2], dist))
 print("RESULT " + json.dumps({d: {k: m[k] for k in ("status", "replicas", "test_accuracy", "stability")} for d, m in out.items()}))
 """
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recipes import classify
-from recipes.errors import UserError
+from recipes import train as train_recipe
+from recipes.runtime.errors import UserError
 from tests.conftest import ROOT, TINY, project_env
 
 # Long enough to be interrupted in the middle of an epoch: 4,000 images, batch 16.
@@ -90,8 +90,8 @@ def kill_and_resume(train_cli, run_dir: Path, how: str) -> None:
 
 def test_overwrite_moves_the_earlier_run_aside(compose, tmp_path):
     run_dir = tmp_path / "run"
-    first = classify.run(compose(*TINY), run_dir)
-    second = classify.run(compose(*TINY, "seed=1", "trainer.overwrite=true"), run_dir)
+    first = train_recipe.run(compose(*TINY), run_dir)
+    second = train_recipe.run(compose(*TINY, "seed=1", "trainer.overwrite=true"), run_dir)
     [previous] = tmp_path.glob("run.previous-*")
     assert json.loads((previous / "metrics.json").read_text())["seed"] == first["seed"] == 0
     assert json.loads((run_dir / "metrics.json").read_text())["seed"] == second["seed"] == 1
@@ -100,7 +100,7 @@ def test_overwrite_moves_the_earlier_run_aside(compose, tmp_path):
 def test_best_and_last_models_and_evaluate_agree_with_the_run(compose, tmp_path):
     from recipes import evaluate
 
-    run = classify.run(compose(*TINY, "loss=softmax_ce", "trainer.epochs=2"), tmp_path / "run")
+    run = train_recipe.run(compose(*TINY, "loss=softmax_ce", "trainer.epochs=2"), tmp_path / "run")
     assert (tmp_path / "run" / "best.keras").exists() and (tmp_path / "run" / "last.keras").exists()
     assert run["test_ece"] is not None and 0 <= run["test_ece"] <= 1
     cfg = compose(*TINY, "recipe=evaluate", f"checkpoint={tmp_path / 'run' / 'last.keras'}")
@@ -117,7 +117,7 @@ def test_best_and_last_models_and_evaluate_agree_with_the_run(compose, tmp_path)
 
 
 def test_ece_of_a_perfectly_calibrated_and_an_overconfident_model():
-    from recipes.calibration import expected_calibration_error
+    from recipes.reporting.calibration import expected_calibration_error
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, size=20000)
@@ -189,7 +189,7 @@ def bad_inputs(tmp_path):
 @pytest.mark.slow
 def test_bad_inputs_fail_cleanly_and_touch_nothing_else(compose, train_cli, tmp_path):
     other = tmp_path / "other_run"
-    classify.run(compose(*TINY), other)
+    train_recipe.run(compose(*TINY), other)
     before = {p: p.stat().st_mtime_ns for p in other.rglob("*")}
     cases = bad_inputs(tmp_path)
     # Independent processes, most of which stop before TensorFlow is imported: run a few at a time.

@@ -4,7 +4,8 @@ import csv
 import numpy as np
 import pytest
 
-from recipes import classify, probe
+from recipes import probe
+from recipes import train as train_recipe
 from tests.conftest import TINY
 
 STABILITY_TAGS = {
@@ -24,7 +25,7 @@ def event_tags(log_dir):
 
 
 def test_telemetry_is_written_per_epoch_and_every_n_steps(compose, tmp_path):
-    m = classify.run(compose(*TINY, "trainer.epochs=2", "telemetry.every_n_steps=1"), tmp_path)
+    m = train_recipe.run(compose(*TINY, "trainer.epochs=2", "telemetry.every_n_steps=1"), tmp_path)
     acc = event_tags(tmp_path / "train")
     tags = set(acc.Tags()["tensors"])
     assert STABILITY_TAGS <= tags
@@ -38,8 +39,8 @@ def test_telemetry_is_written_per_epoch_and_every_n_steps(compose, tmp_path):
 
 
 def test_telemetry_does_not_change_what_is_trained(compose, tmp_path):
-    on = classify.run(compose(*TINY, "trainer.epochs=2"), tmp_path / "on")
-    off = classify.run(compose(*TINY, "trainer.epochs=2", "telemetry=off"), tmp_path / "off")
+    on = train_recipe.run(compose(*TINY, "trainer.epochs=2"), tmp_path / "on")
+    off = train_recipe.run(compose(*TINY, "trainer.epochs=2", "telemetry=off"), tmp_path / "off")
     assert [on[k] for k in COMPARED] == [off[k] for k in COMPARED]
     assert off["stability"] == {}
     assert not any(t.startswith("stability") for t in event_tags(tmp_path / "off" / "train").Tags()["tensors"])
@@ -47,8 +48,8 @@ def test_telemetry_does_not_change_what_is_trained(compose, tmp_path):
 
 def test_clipped_path_shows_a_loss_gap_and_a_vanishing_logit_gradient(compose, tmp_path):
     common = [*TINY, "stress.logit_scale=300", "trainer.epochs=2"]
-    clipped = classify.run(compose(*common, "loss=clipped_probs"), tmp_path / "clipped")
-    fused = classify.run(compose(*common, "loss=from_logits"), tmp_path / "fused")
+    clipped = train_recipe.run(compose(*common, "loss=clipped_probs"), tmp_path / "clipped")
+    fused = train_recipe.run(compose(*common, "loss=from_logits"), tmp_path / "fused")
     # The clipped loss under-reports: far below the exact cross entropy.
     assert clipped["stability"]["stability/loss_gap"] < -10
     assert abs(fused["stability"]["stability/loss_gap"]) < 1e-2 * fused["stability"]["stability/exact_ce"]
@@ -63,7 +64,7 @@ def test_clipped_path_shows_a_loss_gap_and_a_vanishing_logit_gradient(compose, t
 def test_nonfinite_policies(compose, tmp_path, policy, status, weights_finite):
     cfg = compose(*TINY, "loss=naive", "stress.logit_scale=1000", "trainer.epochs=2",
                   f"trainer.on_nonfinite={policy}")
-    m = classify.run(cfg, tmp_path)
+    m = train_recipe.run(cfg, tmp_path)
     assert m["status"] == status
     assert m["loss_path"] == "naive" and m["warnings"]
     assert m["first_nonfinite"] == {"epoch": 1, "step": 1}
@@ -86,7 +87,7 @@ def test_mixed_precision_paths_and_policy_restored(compose, tmp_path, precision,
     import keras
 
     cfg = compose(*TINY, "loss=softmax_ce", f"trainer.precision={precision}", f"stress.unsafe_head_dtype={unsafe}")
-    m = classify.run(cfg, tmp_path)
+    m = train_recipe.run(cfg, tmp_path)
     assert m["status"] == "ok" and m["precision"] == precision
     assert m["loss_path"] == path
     assert keras.config.dtype_policy().name == "float32"

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from recipes import compare
-from recipes.errors import UserError
+from recipes.reporting import comparison as compare
+from recipes.runtime.errors import UserError
 from tests.conftest import ROOT, TINY
 
 SWEEP = [*TINY, "trainer.epochs=1"]

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import losses
-from recipes import classify
-from recipes.errors import UserError
+from recipes import train as train_recipe
+from recipes.runtime.errors import UserError
 from tests.conftest import TINY
 from tests.test_paths import EXPECTED_ON_TENSORFLOW
 
@@ -28,7 +28,7 @@ def scalar_tags(log_dir):
 @pytest.mark.parametrize("name", losses.names())
 def test_every_formulation_trains_and_writes_results(compose, tmp_path, name):
     cfg = compose(*TINY, f"loss={name}")
-    metrics = classify.run(cfg, tmp_path)
+    metrics = train_recipe.run(cfg, tmp_path)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert REQUIRED_METRICS <= set(saved)
     assert saved["status"] == "ok" and saved["loss"] == name
@@ -50,26 +50,26 @@ def test_every_formulation_trains_and_writes_results(compose, tmp_path, name):
 
 
 def test_exact_ce_agrees_with_the_reported_loss_for_a_stable_formulation(compose, tmp_path):
-    saved = classify.run(compose(*TINY, "loss=sparse_from_logits"), tmp_path)
+    saved = train_recipe.run(compose(*TINY, "loss=sparse_from_logits"), tmp_path)
     assert saved["test_exact_ce"] == pytest.approx(saved["test_loss"], rel=1e-4)
 
 
 def test_same_seed_same_metrics_other_seed_other_metrics(compose, tmp_path):
     keys = ["val_accuracy", "test_accuracy", "test_loss", "test_exact_ce"]
-    a = classify.run(compose(*TINY, "seed=1"), tmp_path / "a")
-    b = classify.run(compose(*TINY, "seed=1"), tmp_path / "b")
-    c = classify.run(compose(*TINY, "seed=2"), tmp_path / "c")
+    a = train_recipe.run(compose(*TINY, "seed=1"), tmp_path / "a")
+    b = train_recipe.run(compose(*TINY, "seed=1"), tmp_path / "b")
+    c = train_recipe.run(compose(*TINY, "seed=2"), tmp_path / "c")
     assert [a[k] for k in keys] == [b[k] for k in keys]
     assert a["test_loss"] != c["test_loss"]
 
 
 def test_temperature_and_label_smoothing_train(compose, tmp_path):
-    m = classify.run(compose(*TINY, "loss=from_logits", "loss.temperature=2.0", "loss.label_smoothing=0.1"), tmp_path)
+    m = train_recipe.run(compose(*TINY, "loss=from_logits", "loss.temperature=2.0", "loss.label_smoothing=0.1"), tmp_path)
     assert m["status"] == "ok" and m["config"]["loss"]["temperature"] == 2.0
 
 
 def test_sgd_and_cnn_train(compose, tmp_path):
-    m = classify.run(compose(*TINY, "model=cnn", "optimizer=sgd"), tmp_path)
+    m = train_recipe.run(compose(*TINY, "model=cnn", "optimizer=sgd"), tmp_path)
     assert m["params"] == 34826 and m["optimizer"] == "sgd"
 
 
@@ -79,7 +79,7 @@ def test_idx_source_trains(compose, tmp_path):
     data_dir = tmp_path / "idx"
     data_dir.mkdir()
     write_idx_dir(data_dir, n_train=120, n_test=40, gz=True)
-    m = classify.run(compose(*TINY, "data=idx", f"data.dir={data_dir}", "data.val_examples=20"), tmp_path / "run")
+    m = train_recipe.run(compose(*TINY, "data=idx", f"data.dir={data_dir}", "data.val_examples=20"), tmp_path / "run")
     assert m["data"] == "idx" and m["train_examples"] == 100
 
 
@@ -87,7 +87,7 @@ def test_a_run_dir_with_unfinished_files_is_not_reused(compose, tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "events.out.tfevents.x").write_text("earlier run")
     with pytest.raises(UserError, match="holds files of an unfinished run that cannot be resumed"):
-        classify.run(compose(*TINY), tmp_path)
+        train_recipe.run(compose(*TINY), tmp_path)
     assert (tmp_path / "train" / "events.out.tfevents.x").read_text() == "earlier run"
 
 

@@ -1,33 +1,43 @@
-"""Data sources. Every source yields the same `Splits`; one pipeline feeds them to Keras.
+"""The data layer: sources that all yield the same `Splits`, and one pipeline that feeds them to Keras.
 
     data.source = embedded | idx | tfds   (chosen by the `data=` config group)
+
+May import `recipes.runtime` only; never the recipes, `training` or `reporting`.
 """
 from __future__ import annotations
 
 from recipes.data.splits import Splits, cap_train
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
-SOURCES = ("embedded", "idx", "tfds")
+
+def _embedded(cfg, split_seed: int) -> Splits:
+    from recipes.data.embedded import load_embedded
+
+    return load_embedded(cfg.val_examples, cfg.test_examples, split_seed)
+
+
+def _idx(cfg, split_seed: int) -> Splits:
+    from recipes.data.idx import load_idx
+
+    return load_idx(cfg, split_seed)
+
+
+def _tfds(cfg, split_seed: int) -> Splits:
+    from recipes.data.tfds_source import load_tfds
+
+    return load_tfds(cfg, split_seed)
+
+
+LOADERS = {"embedded": _embedded, "idx": _idx, "tfds": _tfds}
+SOURCES = tuple(LOADERS)
 
 
 def load_splits(cfg) -> Splits:
     """Load the configured source, then cap the training split (class-balanced)."""
-    source = cfg.source
+    if cfg.source not in LOADERS:
+        raise UserError(f"data.source={cfg.source!r}: valid choices: {', '.join(SOURCES)}")
     split_seed = int(cfg.get("split_seed", 0))
-    if source == "embedded":
-        from recipes.data.embedded import load_embedded
-
-        splits = load_embedded(cfg.val_examples, cfg.test_examples, split_seed)
-    elif source == "idx":
-        from recipes.data.idx import load_idx
-
-        splits = load_idx(cfg, split_seed)
-    elif source == "tfds":
-        from recipes.data.tfds_source import load_tfds
-
-        splits = load_tfds(cfg, split_seed)
-    else:
-        raise UserError(f"data.source={source!r}: valid choices: {', '.join(SOURCES)}")
+    splits = LOADERS[cfg.source](cfg, split_seed)
     return cap_train(splits, cfg.get("max_train_examples"), split_seed)
 
 

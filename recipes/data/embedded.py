@@ -12,7 +12,7 @@ from importlib import resources
 import numpy as np
 
 from recipes.data.splits import Splits, check_images_and_labels, stratified_split
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
 NUM_CLASSES = 10
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from recipes.data.splits import Splits, check_images_and_labels, stratified_split
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
 UBYTE = 0x08
 TYPE_NAMES = {0x08: "ubyte", 0x09: "byte", 0x0B: "short", 0x0C: "int", 0x0D: "float", 0x0E: "double"}

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
 IMAGE_SHAPE = (28, 28, 1)
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from recipes.data.splits import Splits, check_images_and_labels, stratified_split
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
 # TFDS fetches prepared data and most source files from Google Cloud Storage.
 DOWNLOAD_HOST = "storage.googleapis.com"
+DOWNLOAD_MODES = ("auto", "true", "false")  # data.download
 
 
 def default_data_dir() -> Path:
@@ -45,8 +46,8 @@ def ensure_prepared(builder, name: str, data_dir: Path, download) -> None:
         return
     missing = f"TFDS data set {name!r} is not in {data_dir}"
     mode = str(download).lower()
-    if mode not in ("auto", "true", "false"):
-        raise UserError(f"data.download={download!r}: must be auto, true or false")
+    if mode not in DOWNLOAD_MODES:
+        raise UserError(f"data.download={download!r}: valid choices: {', '.join(DOWNLOAD_MODES)}")
     if mode == "false":
         raise UserError(f"{missing} and data.download=false. {how_to_provide(name, data_dir)}")
     if mode == "auto" and not host_resolves():

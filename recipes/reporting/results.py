@@ -1,14 +1,16 @@
-"""The run directory: refusing to clobber earlier runs, and writing metrics.json."""
+"""The run directory: refusing to clobber earlier runs, metrics.json, and history.csv."""
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
 from pathlib import Path
 
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
 METRICS_FILE = "metrics.json"
+HISTORY_FILE = "history.csv"  # one row per epoch, written by Keras's CSVLogger
 # Written by Hydra into the run directory before the recipe starts.
 HYDRA_FILES = {".hydra", "train.log"}
 
@@ -24,6 +26,16 @@ class RunAlreadyFinished(Exception):
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / METRICS_FILE).read_text())
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """Per-epoch logs of every attempt of this run (Keras's CSVLogger appends on resume)."""
+    path = Path(run_dir) / HISTORY_FILE
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        return [{k: float(v) if v not in ("", None) else float("nan") for k, v in row.items()}
+                for row in csv.DictReader(handle)]
 
 
 # A run with one of these statuses can be taken up again by the same command.

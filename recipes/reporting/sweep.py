@@ -26,16 +26,16 @@ def summary_table(runs: list[dict]) -> str:
 
 class SweepReport(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
-        from recipes.compare import mark_sweep
-        from recipes.hparams import declare_experiment
+        from recipes.reporting.comparison import mark_sweep
+        from recipes.reporting.hparams import declare_experiment
 
         sweep_dir = Path(config.hydra.sweep.dir)
         mark_sweep(sweep_dir, list(config.hydra.overrides.task))
         declare_experiment(sweep_dir)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from recipes.compare import write_report
-        from recipes.errors import UserError
+        from recipes.reporting.comparison import write_report
+        from recipes.runtime.errors import UserError
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:

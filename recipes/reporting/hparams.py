@@ -55,7 +55,7 @@ def hparam_values(metrics: dict) -> dict:
 
 def log_run(run_dir: Path, metrics: dict) -> None:
     """Write the run's hparams and final metrics as TensorBoard summaries in `run_dir`."""
-    from recipes.summaries import summary_writer
+    from recipes.runtime.event_files import summary_writer
 
     with summary_writer(run_dir) as writer:
         writer.hparams(hparam_values(metrics), trial_id=Path(run_dir).name)
@@ -77,7 +77,7 @@ def declare_experiment(sweep_dir: Path) -> None:
         hp.Metric(tag, group=group or None, display_name=(f"{group}/{tag}" if group else tag))
         for group, tag in DASHBOARD_METRICS
     ]
-    from recipes.summaries import summary_writer
+    from recipes.runtime.event_files import summary_writer
 
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     with summary_writer(sweep_dir) as writer:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import keras
 
-from recipes.stability_model import NONFINITE_LOG
-from recipes.telemetry import PREFIX, STEP_PREFIX
+from recipes.training.stability_model import NONFINITE_LOG
+from recipes.training.telemetry import PREFIX, STEP_PREFIX
 
 log = logging.getLogger(__name__)
 # The figures worth a glance on the console each epoch.
@@ -41,7 +41,7 @@ class StabilityLogger(keras.callbacks.Callback):
     @property
     def writer(self):
         if self._writer is None:
-            from recipes.summaries import EventWriter
+            from recipes.runtime.event_files import EventWriter
 
             self._writer = EventWriter(self.log_dir)
         return self._writer
@@ -145,7 +145,7 @@ class EpochEventLogger(keras.callbacks.Callback):
 
     def _writer(self, name: str):
         if name not in self._writers:
-            from recipes.summaries import EventWriter
+            from recipes.runtime.event_files import EventWriter
 
             self._writers[name] = EventWriter(self.run_dir / name)
         return self._writers[name]

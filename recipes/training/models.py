@@ -5,7 +5,7 @@
 """
 from __future__ import annotations
 
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
 
 def logits_layer(num_classes: int, head_init_std: float | None):

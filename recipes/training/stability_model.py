@@ -1,12 +1,12 @@
 """A Keras model whose training step also measures stability and handles NaN/inf.
 
-Each backend has its own training step (`recipes/steps/`), because each gets
+Each backend has its own training step (`steps/`), because each gets
 gradients its own way (a TensorFlow tape, JAX's `value_and_grad`, PyTorch's
 `backward`); each also gives the gradient with respect to the logits
 (TensorFlow, PyTorch: one extra target of the same backward pass; JAX: the
-head and loss re-applied to the logits, see `recipes/steps/jax_step.py`).
+head and loss re-applied to the logits, see `steps/jax_step.py`).
 What the steps share lives here:
-  * the figures of `recipes.telemetry`, when a tracker is given,
+  * the figures of `telemetry`, when a tracker is given,
   * the non-finite policy: `stop` and `skip` leave the weights untouched on a
     step whose loss or gradients are NaN/inf (`stop` then ends training, see
     `callbacks.NonFiniteGuard`); `continue` applies every update. Under
@@ -23,10 +23,10 @@ from types import SimpleNamespace
 import keras
 from keras import ops
 
-from recipes.settings import NONFINITE_POLICIES
-from recipes.telemetry import StabilityTracker, all_finite, as_onehot, global_norm, logit_stats
+from losses import SOFTMAX_LAYER
+from recipes.training.steps import NONFINITE_POLICIES, train_step_for
+from recipes.training.telemetry import StabilityTracker, all_finite, as_onehot, global_norm, logit_stats
 
-HEAD_LAYER = "softmax"  # the name losses.LossSetup.attach_head gives a softmax head
 NONFINITE_LOG = "nonfinite_steps"
 
 
@@ -38,7 +38,7 @@ class StabilityModel(keras.Model):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite={on_nonfinite!r}: valid choices: {NONFINITE_POLICIES}")
-        head = next((layer for layer in self.layers if layer.name == HEAD_LAYER), None)
+        head = next((layer for layer in self.layers if layer.name == SOFTMAX_LAYER), None)
         # Held outside Keras's attribute tracking: the view shares this model's
         # layers, and tracking it would list every weight twice.
         self._extra = SimpleNamespace(
@@ -67,8 +67,6 @@ class StabilityModel(keras.Model):
         return {k: v for k, v in super().get_metrics_result().items() if k not in self._step_only}
 
     def train_step(self, *args):
-        from recipes.steps import train_step_for
-
         return train_step_for(keras.backend.backend())(self, *args)
 
     # Shared by the backends' steps -------------------------------------------------

@@ -1,6 +1,5 @@
-"""Where training runs: CPU or GPU, one device or several.
+"""Training on several devices, and whether to compile with XLA.
 
-    trainer.device        auto (GPU when the backend sees one) | cpu | gpu
     trainer.distribution  none
                           | mirrored       TensorFlow: tf.distribute.MirroredStrategy over all
                                            visible GPUs, or trainer.devices
@@ -12,63 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import platform
-from pathlib import Path
 
-from recipes.errors import UserError
+from recipes.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
-DEVICES = ("auto", "cpu", "gpu")
 DISTRIBUTIONS = ("none", "mirrored", "data_parallel")
 # The backend each distribution needs.
 DISTRIBUTION_BACKENDS = {"mirrored": "tensorflow", "data_parallel": "jax"}
 JIT_CHOICES = ("auto", True, False)
-
-
-def cpu_name() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def select_device(choice: str) -> tuple[str, str]:
-    """Make the backend use the chosen device kind; return ("cpu"|"gpu", a readable name)."""
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        from recipes.backends import device_of_backend
-
-        kind, name = device_of_backend()
-        if choice == "gpu" and kind != "gpu":
-            raise UserError(f"trainer.device=gpu: Keras's {keras.backend.backend()} backend sees no GPU (it uses {name})")
-        if choice == "cpu" and kind == "gpu":
-            raise UserError(f"trainer.device=cpu: hide the GPU from {keras.backend.backend()} with CUDA_VISIBLE_DEVICES=")
-        return kind, name
-    import tensorflow as tf
-
-    gpus = tf.config.list_physical_devices("GPU")
-    if choice == "gpu" and not gpus:
-        found = ", ".join(d.name for d in tf.config.list_physical_devices()) or "nothing"
-        raise UserError(
-            f"trainer.device=gpu: TensorFlow sees no GPU (it found: {found}); on a CUDA machine install "
-            "requirements-gpu.txt, or use trainer.device=auto or cpu"
-        )
-    if choice == "cpu" and gpus:
-        try:
-            tf.config.set_visible_devices([], "GPU")
-        except RuntimeError:
-            raise UserError(
-                "trainer.device=cpu: TensorFlow already started on the GPU in this process; "
-                "run in a new process (or set CUDA_VISIBLE_DEVICES=)"
-            ) from None
-        gpus = []
-    if gpus and choice in ("auto", "gpu"):
-        details = tf.config.experimental.get_device_details(gpus[0])
-        return "gpu", f"{details.get('device_name', gpus[0].name)} x{len(gpus)}"
-    return "cpu", cpu_name()
 
 
 @contextlib.contextmanager

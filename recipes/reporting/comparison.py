@@ -1,0 +1,218 @@
+"""The comparison report of a sweep: which formulation did what, over seeds.
+
+`write_report(sweep_dir)` writes into the sweep directory:
+    comparison.csv   one row per run: every config value, status, metrics
+    comparison.md    one row per group (the config values that vary, seed aside):
+                     mean +- std over seeds of the runs that finished `ok`;
+                     diverged and failed runs are counted, never averaged in
+    comparison.png   test accuracy and exact CE per group, validation accuracy per epoch
+    comparison/      the same table (text) and figure (image) for TensorBoard
+It runs by itself at the end of every multirun (`sweep.SweepReport`), and on
+demand with `python -m recipes.compare <sweep dir>`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import statistics
+from pathlib import Path
+
+from recipes.runtime.errors import UserError
+
+IGNORED_KEYS = {"seed", "trainer.verbose"}  # vary between runs without defining a group
+RUN_FIELDS = [
+    "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "test_accuracy", "test_loss",
+    "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "epochs_completed",
+    "train_samples_per_s", "wall_s", "error",
+]
+
+
+SWEEP_MARKER = "sweep.json"  # written by sweep.SweepReport when a multirun starts
+
+
+def mark_sweep(sweep_dir: Path, overrides: list[str]) -> None:
+    import time
+
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    marker = Path(sweep_dir) / SWEEP_MARKER
+    if not marker.exists():
+        marker.write_text(json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "overrides": overrides}, indent=2) + "\n")
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, list) else value
+    return out
+
+
+def collect_runs(sweep_dir: Path) -> list[dict]:
+    """Every run under `sweep_dir` that wrote a metrics.json, with its flattened config."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise UserError(f"{sweep_dir}: no such directory")
+    if not any((sweep_dir / name).is_file() for name in (SWEEP_MARKER, "multirun.yaml")):
+        raise UserError(
+            f"{sweep_dir}: not a sweep directory (a multirun leaves {SWEEP_MARKER} or multirun.yaml "
+            "there); pass the directory a multirun printed, e.g. runs/sweeps/<time>"
+        )
+    runs = []
+    for path in sorted(sweep_dir.rglob("metrics.json")):
+        if path.parent == sweep_dir:
+            continue
+        metrics = json.loads(path.read_text())
+        if metrics.get("recipe", "train") != "train":
+            continue
+        first = metrics.get("first_nonfinite") or {}
+        runs.append({
+            **metrics,
+            "run": str(path.parent.relative_to(sweep_dir)),
+            "first_nonfinite_step": first.get("step"),
+            "flat_config": flatten(metrics.get("config", {})),
+        })
+    if not runs:
+        raise UserError(f"{sweep_dir}: no run of this sweep has written its metrics.json yet")
+    return runs
+
+
+def varying_keys(runs: list[dict]) -> list[str]:
+    keys = sorted({k for r in runs for k in r["flat_config"]})
+    varying = [k for k in keys if len({repr(r["flat_config"].get(k)) for r in runs}) > 1]
+    return [k for k in varying if k not in IGNORED_KEYS] or ["loss.name"]
+
+
+def short_key(key: str) -> str:
+    """`loss.name` reads better as `loss`."""
+    return key[: -len(".name")] if key.endswith(".name") else key
+
+
+def group_label(run: dict, keys: list[str]) -> str:
+    return ", ".join(f"{short_key(k)}={run['flat_config'].get(k)}" for k in keys)
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(runs: list[dict], keys: list[str]) -> list[dict]:
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(group_label(run, keys), []).append(run)
+    rows = []
+    for label, members in groups.items():
+        ok = [r for r in members if r.get("status") == "ok"]
+        firsts = [r["first_nonfinite_step"] for r in members if r.get("first_nonfinite_step") is not None]
+        rows.append({
+            "group": label,
+            "runs": len(members),
+            "ok": len(ok),
+            "diverged": sum(r.get("status") == "diverged" for r in members),
+            "failed": sum(r.get("status") == "failed" for r in members),
+            "test_accuracy": _mean_std([r.get("test_accuracy") for r in ok]),
+            "test_exact_ce": _mean_std([r.get("test_exact_ce") for r in ok]),
+            "first_nan_step": statistics.median(firsts) if firsts else None,
+            "nonfinite_steps": _mean_std([r.get("nonfinite_steps") for r in members if r.get("status") != "failed"])[0],
+            "loss_path": "/".join(sorted({r.get("loss_path") for r in members if r.get("loss_path")})) or "-",
+            "samples_per_s": _mean_std([r.get("train_samples_per_s") for r in ok])[0],
+            "val_curves": [r.get("history", {}).get("val_accuracy", []) for r in ok],
+        })
+    return rows
+
+
+def _fmt(pair, digits=3) -> str:
+    mean, std = pair
+    return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| group | runs | ok | diverged | failed | test accuracy | test exact CE | first NaN step | nonfinite steps | loss_path | samples/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        first_nan = "-" if r["first_nan_step"] is None else f"{r['first_nan_step']:g}"
+        nonfinite = "-" if r["nonfinite_steps"] is None else f"{r['nonfinite_steps']:g}"
+        speed = "-" if r["samples_per_s"] is None else f"{r['samples_per_s']:.0f}"
+        lines.append(
+            f"| {r['group']} | {r['runs']} | {r['ok']} | {r['diverged']} | {r['failed']} | "
+            f"{_fmt(r['test_accuracy'])} | {_fmt(r['test_exact_ce'])} | {first_nan} | {nonfinite} | "
+            f"{r['loss_path']} | {speed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [r["group"] for r in rows]
+    ypos = range(len(rows))
+    fig, axes = plt.subplots(1, 3, figsize=(17, 1.2 + 0.45 * len(rows) + 2))
+    for ax, key, title in ((axes[0], "test_accuracy", "test accuracy (ok runs, mean ± std)"),
+                           (axes[1], "test_exact_ce", "test exact cross entropy (log scale)")):
+        means = [r[key][0] if r[key][0] is not None else 0.0 for r in rows]
+        stds = [r[key][1] or 0.0 for r in rows]
+        ax.barh(list(ypos), means, xerr=stds, color="tab:blue", alpha=0.75, capsize=3)
+        ax.set_yticks(list(ypos), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title)
+        for y, r in zip(ypos, rows):
+            if r["ok"] < r["runs"]:
+                ax.text(0, y, f"  {r['diverged']} diverged, {r['failed']} failed", va="center", fontsize=7, color="tab:red")
+    axes[1].set_xscale("log")
+    for r in rows:
+        curves = [c for c in r["val_curves"] if c]
+        if curves:
+            length = min(len(c) for c in curves)
+            mean_curve = [statistics.fmean(c[i] for c in curves) for i in range(length)]
+            axes[2].plot(range(1, length + 1), mean_curve, marker="o", ms=3, label=r["group"])
+    axes[2].set_title("validation accuracy per epoch (mean over ok runs)")
+    axes[2].set_xlabel("epoch")
+    axes[2].legend(fontsize=7)
+    axes[2].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
+    from recipes.runtime.event_files import summary_writer
+
+    with summary_writer(sweep_dir / "comparison") as writer:
+        writer.text("comparison/table", table, 0)
+        writer.png("comparison/figure", png)
+
+
+def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
+    sweep_dir = Path(sweep_dir)
+    runs = collect_runs(sweep_dir)
+    keys = varying_keys(runs)
+    rows = summarize(runs, keys)
+
+    config_keys = sorted({k for r in runs for k in r["flat_config"]})
+    with (sweep_dir / "comparison.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS + config_keys, extrasaction="ignore")
+        writer.writeheader()
+        for r in runs:
+            writer.writerow({**{k: r.get(k) for k in RUN_FIELDS}, **r["flat_config"]})
+
+    table = markdown_table(rows)
+    (sweep_dir / "comparison.md").write_text(
+        f"# Comparison of {len(runs)} runs in {sweep_dir}\n\nGrouped by: {', '.join(keys)}. "
+        "Means and stds are over the runs that finished `ok`; diverged and failed runs are counted.\n\n"
+        + table
+    )
+    plot(rows, sweep_dir / "comparison.png")
+    if tensorboard:
+        write_tensorboard(sweep_dir, table, sweep_dir / "comparison.png")
+    return {"runs": runs, "rows": rows, "keys": keys, "table": table}

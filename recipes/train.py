@@ -1,0 +1,298 @@
+"""The training recipe: train a classifier with one loss formulation and record what it did.
+
+    metrics = run(cfg, run_dir)
+
+1. Check the config, prepare the run directory (fresh, or resume an interrupted
+   run), load the data.
+2. Start a clean Keras session: CPU threads, device, precision, distribution.
+3. Build and compile the network; measure the loss path Keras really takes.
+4. Make the datasets, labels encoded as the formulation needs them.
+5. Wire the callbacks: backup, stability figures, the NaN/inf guard,
+   TensorBoard, history.csv, best/last models, throughput.
+6. Fit.
+7. Evaluate on the test split: accuracy, the formulation's own loss, and the
+   exact cross entropy and calibration error of the logits.
+8. Write the record: metrics.json and the TensorBoard HParams.
+
+`run_dir` receives the TensorBoard logs (train/, validation/), history.csv,
+best.keras, last.keras and metrics.json. A run killed mid-way is resumed from
+its last completed epoch by running the same command with the same run directory.
+"""
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from omegaconf import OmegaConf
+
+import losses
+from recipes.data import Splits, load_splits
+from recipes.data.pipeline import make_dataset, scale_images
+from recipes.reporting.calibration import expected_calibration_error
+from recipes.reporting.hparams import log_run
+from recipes.reporting.results import BACKUP_DIR, HISTORY_FILE, prepare_run_dir, read_history, write_metrics
+from recipes.runtime.backends import activate_backend, select_device
+from recipes.runtime.distribution import distribution_scope, jit_setting
+from recipes.runtime.errors import UserError
+from recipes.runtime.session import fresh_session, precision_policy, set_cpu_threads
+from recipes.settings import validate
+from recipes.training.network import build_network, measure_loss_path, predict_logits
+from recipes.training.optimizers import make_optimizer
+from recipes.training.telemetry import StabilityTracker
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg, run_dir) -> dict:
+    """Step 1, then the rest (`train_prepared`)."""
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    setup = validate(cfg)
+    mode = prepare_run_dir(run_dir, overwrite=bool(cfg.trainer.get("overwrite", False)))
+    splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
+    return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started)
+
+
+def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, started: float | None = None) -> dict:
+    """Train on already loaded `splits` into a prepared `run_dir` (benchmarks call this directly)."""
+    activate_backend(cfg.get("backend", "tensorflow"))
+    fresh_session()  # a sweep runs jobs one after another in this process
+    set_cpu_threads(cfg.trainer.get("threads"))
+    device = select_device(cfg.trainer.get("device", "auto"))
+    with precision_policy(cfg.trainer.precision), \
+            distribution_scope(cfg.trainer.get("distribution", "none"), cfg.trainer.get("devices")) as strategy:
+        job = Job(cfg, setup, splits, Path(run_dir), started or time.perf_counter(), resuming, device,
+                  replicas=strategy.num_replicas_in_sync if strategy is not None else 1)
+        return _train(job)
+
+
+@dataclass
+class Job:
+    """What every step of one training run needs to know."""
+
+    cfg: object
+    setup: losses.LossSetup
+    splits: Splits
+    run_dir: Path
+    started: float
+    resuming: bool
+    device: tuple[str, str]  # ("cpu" | "gpu", a readable name)
+    replicas: int
+
+    @property
+    def split_over(self) -> int:
+        """DataParallel splits every batch evenly over its devices; the other strategies need no even split."""
+        return self.replicas if self.cfg.trainer.get("distribution") == "data_parallel" else 1
+
+
+@dataclass
+class Callbacks:
+    """The callbacks of the fit, and the ones whose figures go into metrics.json."""
+
+    all: list
+    guard: object
+    throughput: object
+    stability: object | None
+
+
+def _train(job: Job) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(job.cfg.seed)
+    _check_batch_split(job)
+    _log_setup(job)
+    model, logits_model, tracker = build_and_compile(job)
+    path = measure_loss_path(model, job.setup)
+    datasets = make_datasets(job)
+    callbacks = make_callbacks(job, model, tracker)
+    fit(job, model, datasets, callbacks.all)
+    test = evaluate_test(job, model, logits_model, datasets["test"])
+    metrics = metrics_record(job, model, path, test, callbacks)
+    return write_record(job, metrics, path)
+
+
+def _check_batch_split(job: Job) -> None:
+    batch, split_over = job.cfg.trainer.batch_size, job.split_over
+    if batch % split_over:
+        raise UserError(f"trainer.batch_size={batch}: data_parallel splits every batch over "
+                        f"{split_over} devices, so the batch size must be a multiple of {split_over}")
+
+
+def _log_setup(job: Job) -> None:
+    import keras
+
+    cfg, setup, sizes = job.cfg, job.setup, job.splits.sizes()
+    log.info(
+        "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
+        "backend=%s precision=%s device=%s (%s) replicas=%d",
+        job.splits.name, sizes["train"], sizes["val"], sizes["test"], cfg.model.name, setup.name,
+        setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision, job.device[0], job.device[1],
+        job.replicas,
+    )
+    log.info("loss computes: %s", setup.formulation.computes)
+
+
+def build_and_compile(job: Job):
+    """Step 3: the network (with its stability tracker when telemetry is on), compiled."""
+    cfg, setup = job.cfg, job.setup
+    tracker = StabilityTracker() if cfg.telemetry.enabled else None
+    model, logits_model = build_network(cfg, setup, job.splits.x_train.shape[1:], job.splits.num_classes, tracker)
+    model.compile(
+        optimizer=make_optimizer(cfg.optimizer),
+        loss=setup.make_loss(),
+        metrics=[setup.accuracy_metric()],
+        jit_compile=jit_setting(cfg.trainer.get("jit_compile", "auto"), job.device[0],
+                                distributed=cfg.trainer.get("distribution", "none") != "none"),
+    )
+    return model, logits_model, tracker
+
+
+def make_datasets(job: Job) -> dict:
+    """Step 4: train (reshuffled every epoch, seeded), validation and test batches."""
+    splits, cfg = job.splits, job.cfg
+
+    def dataset(x, y, shuffle):
+        labels = job.setup.encode_labels(y, splits.num_classes)
+        return make_dataset(x, labels, cfg.trainer.batch_size, shuffle=shuffle, seed=cfg.seed, replicas=job.split_over)
+
+    return {
+        "train": dataset(splits.x_train, splits.y_train, shuffle=True),
+        "val": dataset(splits.x_val, splits.y_val, shuffle=False),
+        "test": dataset(splits.x_test, splits.y_test, shuffle=False),
+    }
+
+
+def make_callbacks(job: Job, model, tracker) -> Callbacks:
+    """Step 5, in the order they must run."""
+    import keras
+
+    # Imported here: the callbacks module imports Keras, which must wait for the backend choice.
+    from recipes.training.callbacks import NonFiniteGuard, SaveModels, StabilityLogger, TrainThroughput, epoch_logger
+
+    cfg, run_dir = job.cfg, job.run_dir
+    guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
+    throughput = TrainThroughput(job.splits.sizes()["train"])
+    stability = StabilityLogger(run_dir / "train", cfg.telemetry.get("every_n_steps")) if tracker else None
+    earlier = read_history(run_dir)
+    best_so_far = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))), default=None)
+    callbacks = [
+        # First, so a resumed run restores weights, optimizer and epoch before anything else.
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR)),
+        # Before Keras's own loggers: these two take their figures out of the logs.
+        *([stability] if stability else []),
+        guard,
+        epoch_logger(run_dir),
+        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        SaveModels(keras.Model(model.inputs, model.outputs), run_dir, best_so_far=best_so_far),
+        throughput,
+    ]
+    if job.resuming:
+        log.info("resuming the interrupted run in %s after epoch %d", run_dir, len(earlier))
+    return Callbacks(callbacks, guard, throughput, stability)
+
+
+def fit(job: Job, model, datasets: dict, callbacks: list) -> None:
+    """Step 6."""
+    cfg = job.cfg
+    log.info("training %d epochs, batch %d, run dir %s", cfg.trainer.epochs, cfg.trainer.batch_size, job.run_dir)
+    model.fit(
+        datasets["train"],
+        validation_data=datasets["val"],
+        epochs=cfg.trainer.epochs,
+        callbacks=callbacks,
+        shuffle=False,  # the dataset reshuffles itself each epoch, seeded
+        verbose=cfg.trainer.get("verbose", "auto"),
+    )
+
+
+def evaluate_test(job: Job, model, logits_model, test_ds) -> dict:
+    """Step 7: the model as it is after the last epoch, on the test split."""
+    splits = job.splits
+    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+    logits = predict_logits(logits_model, scale_images(splits.x_test), job.cfg.trainer.batch_size, job.split_over)
+    with np.errstate(all="ignore"):
+        exact_ce = float(np.mean(losses.exact_cross_entropy(logits, splits.y_test)))
+        ece = expected_calibration_error(logits, splits.y_test) if np.all(np.isfinite(logits)) else None
+    return {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
+            "test_exact_ce": exact_ce, "test_ece": ece}
+
+
+def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks) -> dict:
+    """Step 8's content: what metrics.json holds (wall_s is filled in when it is written)."""
+    import keras
+
+    cfg, guard = job.cfg, callbacks.guard
+    history = read_history(job.run_dir)
+    diverged = guard.first_nonfinite is not None and cfg.trainer.on_nonfinite == "stop"
+    last = history[-1] if history else {}
+    metrics = {
+        "status": "diverged" if diverged else "ok",
+        **_what_ran(job, path),
+        "epochs_completed": len(history) - (1 if diverged else 0),
+        "resumed": job.resuming,
+        "train_examples": job.splits.sizes()["train"],
+        "val_accuracy": float(last.get("val_accuracy", float("nan"))),
+        **test,
+        "nonfinite_steps": guard.nonfinite_steps,
+        "telemetry": bool(cfg.telemetry.enabled),
+        "first_nonfinite": guard.first_nonfinite,
+        "train_samples_per_s": callbacks.throughput.samples_per_s(),
+        "epoch_train_seconds": [round(x, 4) for x in callbacks.throughput.epoch_seconds],
+        "startup_s": callbacks.throughput.startup_s,
+        "wall_s": None,
+        "params": int(model.count_params()),
+        "stability": callbacks.stability.epochs[-1] if callbacks.stability and callbacks.stability.epochs else {},
+        "history": {k: [row.get(k) for row in history] for k in (history[0] if history else {}) if k != "epoch"},
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    if diverged:
+        metrics["last_finite"] = guard.last_finite_logs
+    return metrics
+
+
+def _what_ran(job: Job, path) -> dict:
+    import keras
+
+    cfg, setup = job.cfg, job.setup
+    return {
+        "loss": setup.name,
+        "loss_path": path.path,
+        "warnings": [path.warning] if path.warning else [],
+        "head": setup.head,
+        "label_format": setup.labels,
+        "data": job.splits.name,
+        "model": cfg.model.name,
+        "optimizer": cfg.optimizer.name,
+        "seed": int(cfg.seed),
+        "backend": keras.backend.backend(),
+        "precision": cfg.trainer.precision,
+        "device": job.device[0],
+        "device_name": job.device[1],
+        "replicas": job.replicas,
+    }
+
+
+def write_record(job: Job, metrics: dict, path) -> dict:
+    """Step 8: metrics.json and the HParams summary; one closing log line."""
+    if metrics["status"] == "diverged":
+        first = metrics["first_nonfinite"]
+        log.warning(
+            "DIVERGED: the loss or gradients became NaN/inf at epoch %d, step %d; training stopped "
+            "(trainer.on_nonfinite=stop). Metrics of the last finite epoch are in metrics.json "
+            "under last_finite.", first["epoch"], first["step"],
+        )
+    metrics["wall_s"] = round(time.perf_counter() - job.started, 2)
+    out = write_metrics(job.run_dir, metrics)
+    log_run(job.run_dir, metrics)
+    log.info(
+        "done (%s): val_accuracy=%.4f test_accuracy=%.4f test_exact_ce=%.4f loss_path=%s (%s)",
+        metrics["status"], metrics["val_accuracy"], metrics["test_accuracy"], metrics["test_exact_ce"],
+        path.path, out,
+    )
+    return metrics
