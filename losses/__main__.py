@@ -1,4 +1,5 @@
-"""python -m losses: print the README's formulation table, rendered from the registry."""
-from losses.table import formulation_table
+"""python -m losses: print the README's formulation tables, rendered from the registry."""
+from losses.table import formulation_table, path_table
 
-print(formulation_table(), end="")
+print(formulation_table())
+print(path_table(), end="")

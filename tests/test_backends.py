@@ -45,22 +45,6 @@ def run_driver(backend: str, runs: dict, out_dir: Path, **env) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-def readme_backend_table() -> dict:
-    rows = {}
-    known = {path for table in EXPECTED.values() for path in table.values()}
-    for line in (ROOT / "README.md").read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0].startswith("`") and all(c in known for c in cells[1:]):
-            rows[cells[0].strip("`")] = tuple(cells[1:])
-    return rows
-
-
-def test_readme_table_of_paths_per_backend_is_the_measured_one():
-    assert readme_backend_table() == {
-        name: tuple(EXPECTED[b][name] for b in ("tensorflow", "jax", "torch")) for name in losses.names()
-    }
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", OTHER_BACKENDS)
 def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(backend, tmp_path):

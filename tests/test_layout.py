@@ -1,0 +1,162 @@
+"""The package layout: layers import downwards only, no import circles, every package installed, one registry each."""
+from __future__ import annotations
+
+import ast
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+PACKAGES = ("losses", "recipes")
+# Each layer and the layers it may import (itself included). Above all: the recipes themselves.
+LAYERS = {
+    "recipes": {"recipes", "training", "reporting", "data", "runtime", "losses"},
+    "training": {"training", "runtime", "losses"},
+    "reporting": {"reporting", "runtime", "losses"},
+    "data": {"data", "runtime", "losses"},
+    "runtime": {"runtime", "losses"},
+    "losses": {"losses"},
+}
+
+
+def project_modules() -> dict[str, Path]:
+    """Dotted module name -> file, for every module of the installed packages."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            modules[name] = path
+    return modules
+
+
+def imports_of(path: Path, modules: dict) -> set[str]:
+    """The project modules a file imports anywhere (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            # `from recipes import train` imports the module recipes.train.
+            names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
+                     for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in modules)
+    return found
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    if parts[0] == "losses":
+        return "losses"
+    if len(parts) > 1 and parts[1] in LAYERS and parts[1] != "recipes":
+        return parts[1]
+    return "recipes"
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imports_of(path, modules) - {name} for name, path in modules.items()}
+
+
+def test_layers_import_downwards_only():
+    wrong = [f"{module} ({layer_of(module)}) imports {target} ({layer_of(target)})"
+             for module, targets in import_graph().items() for target in sorted(targets)
+             if layer_of(target) not in LAYERS[layer_of(module)]]
+    assert wrong == []
+
+
+def test_no_import_circles_lazy_imports_included():
+    graph = import_graph()
+    circles = []
+
+    def visit(module, trail):
+        for target in graph[module]:
+            if target in trail:
+                circles.append(trail[trail.index(target):] + [target])
+            elif target not in done:
+                visit(target, trail + [target])
+        done.add(module)
+
+    done: set[str] = set()
+    for module in graph:
+        if module not in done:
+            visit(module, [module])
+    assert circles == []
+
+
+def test_the_layout_checks_would_see_a_wrong_import(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("def f():\n    from recipes.reporting.results import write_metrics\n")
+    modules = project_modules()
+    assert imports_of(source, modules) == {"recipes.reporting.results"}
+    assert "reporting" not in LAYERS[layer_of("recipes.training.network")]
+
+
+def test_every_folder_of_code_is_a_package_that_pip_installs():
+    from setuptools import find_packages
+
+    folders = {p.parent for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+    missing_init = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file())
+    assert missing_init == []
+    # The same discovery as pyproject.toml's [tool.setuptools.packages.find].
+    found = set(find_packages(str(ROOT), include=["losses", "losses.*", "recipes", "recipes.*"]))
+    assert found == {".".join(f.relative_to(ROOT).parts) for f in folders}
+
+
+@pytest.mark.slow
+def test_the_built_wheel_holds_every_module(tmp_path):
+    """`pip install .` installs what this wheel holds: every module, recipes.training.steps included."""
+    import subprocess
+    import sys
+
+    import shutil
+
+    pytest.importorskip("setuptools")
+    # A copy of what the build reads: setuptools writes build/ and *.egg-info next to pyproject.toml.
+    source = tmp_path / "source"
+    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                             "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("keras_loss_recipes-*.whl")
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    expected = {str(p.relative_to(ROOT)) for p in project_modules().values()}
+    assert expected - in_wheel == set()
+    assert "recipes/training/steps/jax_step.py" in in_wheel
+
+
+def test_the_recipe_registry_matches_the_recipe_configs():
+    import yaml
+
+    from recipes.registry import RECIPES
+
+    configs = {p.stem: yaml.safe_load(p.read_text())["name"] for p in (ROOT / "configs" / "recipe").glob("*.yaml")}
+    assert configs == {name: name for name in RECIPES}
+
+
+def test_the_group_configs_offer_what_the_code_builds():
+    import yaml
+
+    from recipes.training.models import BUILDERS as MODELS
+    from recipes.training.optimizers import BUILDERS as OPTIMIZERS
+
+    for group, builders in (("model", MODELS), ("optimizer", OPTIMIZERS)):
+        names = {yaml.safe_load(p.read_text())["name"] for p in (ROOT / "configs" / group).glob("*.yaml")}
+        assert names == set(builders), group
+
+
+def test_readme_formulation_tables_are_the_registry_rendering():
+    """README.md shows the tables `python -m losses` prints, verbatim."""
+    from losses.table import formulation_table, path_table
+
+    readme = (ROOT / "README.md").read_text()
+    assert formulation_table() in readme
+    assert path_table() in readme
