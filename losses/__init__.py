@@ -1,5 +1,7 @@
 """Loss formulations for classifiers that output logits, and the numerics to judge them.
 
+The base layer: it imports nothing of `recipes`, and Keras only inside functions.
+
     losses.names()                        all formulation names
     losses.get(name, label_smoothing=0, temperature=1)   a formulation bound to options
     losses.stable_softmax(logits, axis=-1, temperature=1.0)

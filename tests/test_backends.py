@@ -45,10 +45,8 @@ def run_driver(backend: str, runs: dict, out_dir: Path, **env) -> dict:
     return json.loads(line[len("RESULT "):])
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", OTHER_BACKENDS)
-def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(backend, tmp_path):
-    """One child process per backend, with `import tensorflow` blocked: nothing here may need it."""
+def runs_on_other_backend(backend: str) -> tuple[list[str], dict, dict]:
+    """The formulations `backend` runs, the driver's runs {name: overrides}, and its environment."""
     supported = [name for name, path in EXPECTED[backend].items() if path != "unsupported"]
     runs = {name: [*TINY, f"loss={name}", "telemetry.every_n_steps=1"] for name in supported}
     runs["telemetry_off"] = [*TINY, "loss=sparse_from_logits", "telemetry=off"]
@@ -62,6 +60,14 @@ def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(back
         # Two host CPU devices for keras.distribution.DataParallel; the other runs use one.
         env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
         runs["data_parallel"] = [*runs["sparse_from_logits"], "trainer.distribution=data_parallel"]
+    return supported, runs, env
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(backend, tmp_path):
+    """One child process per backend, with `import tensorflow` blocked: nothing here may need it."""
+    supported, runs, env = runs_on_other_backend(backend)
     out = run_driver(backend, runs, tmp_path, **env)
 
     for name in supported:
