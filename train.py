@@ -5,6 +5,10 @@
     python train.py -m loss=softmax_ce,from_logits seed=0,1,2
 """
 import os
+import time
+
+# A job's start-up time counts from here (see recipes/runtime/clock.py).
+_PROCESS_START = {"pid": os.getpid(), "at": time.time(), "used": False}
 
 # Quiet TensorFlow's C++ start-up chatter unless the user asked for it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -17,7 +21,15 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 def main(cfg):
     from recipes.cli import main as run
 
-    return run(cfg, HydraConfig.get().runtime.output_dir)
+    return run(cfg, HydraConfig.get().runtime.output_dir, started_at=_job_start())
+
+
+def _job_start() -> float:
+    """This process's start for its first job; now for every later job of a sweep (or a launcher's worker)."""
+    if _PROCESS_START["pid"] == os.getpid() and not _PROCESS_START["used"]:
+        _PROCESS_START["used"] = True
+        return _PROCESS_START["at"]
+    return time.time()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 from recipes.registry import get_recipe
 from recipes.reporting.hparams import log_run
 from recipes.reporting.results import RunAlreadyFinished, read_history, write_metrics
+from recipes.runtime import clock
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.errors import UserError
 
@@ -70,9 +71,13 @@ def record_interruption(cfg, run_dir: Path) -> None:
     })
 
 
-def main(cfg, run_dir) -> float:
-    """Run the configured recipe. Returns the validation accuracy (what a sweeper optimises)."""
+def main(cfg, run_dir, started_at: float | None = None) -> float:
+    """Run the configured recipe. Returns the validation accuracy (what a sweeper optimises).
+
+    `started_at` (time.time()) is when this job started, for its start-up figure; default: now.
+    """
     run_dir = Path(run_dir)
+    clock.mark_job_start(started_at)
     try:
         activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
         metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
@@ -98,6 +103,8 @@ def main(cfg, run_dir) -> float:
             log.error("job failed, the sweep goes on:\n%s", traceback.format_exc())
             return float("nan")
         raise
+    finally:
+        clock.clear()
     return _objective(metrics)
 
 

@@ -1,7 +1,9 @@
 """Evaluate a saved model: accuracy, exact cross entropy, calibration (ECE) and a reliability diagram.
 
-`checkpoint` is a run directory (its best.keras, else last.keras) or a .keras
-file. The test split comes from the configured data (`data=`), so a model
+`checkpoint` is a run directory or a .keras file. In a run directory it takes
+last.keras, the model whose test figures the run recorded (so evaluating a run
+with the same data gives the run's numbers); `checkpoint=<run dir>/best.keras`
+evaluates the epoch with the best validation accuracy instead. The test split comes from the configured data (`data=`), so a model
 trained on the embedded digits can be checked on full MNIST.
 """
 from __future__ import annotations
@@ -18,10 +20,10 @@ from recipes.data.pipeline import scale_images
 from recipes.reporting.calibration import expected_calibration_error, plot_reliability
 from recipes.reporting.results import prepare_run_dir, write_metrics
 from recipes.runtime.errors import UserError
-from recipes.training.network import logits_model_of
+from recipes.training.network import BEST_MODEL, LAST_MODEL, logits_model_of
 
 log = logging.getLogger(__name__)
-MODEL_FILES = ("best.keras", "last.keras")
+MODEL_FILES = (LAST_MODEL, BEST_MODEL)  # in a run directory, the first that exists
 
 
 def resolve_checkpoint(checkpoint) -> Path:
@@ -66,6 +68,7 @@ def run(cfg, run_dir) -> dict:
         "status": "ok",
         "recipe": "evaluate",
         "checkpoint": str(checkpoint),
+        "model_file": checkpoint.name,
         "data": splits.name,
         "test_examples": len(splits.y_test),
         "test_accuracy": float(np.mean(logits.argmax(-1) == splits.y_test)),

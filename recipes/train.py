@@ -10,8 +10,10 @@
 5. Wire the callbacks: backup, stability figures, the NaN/inf guard,
    TensorBoard, history.csv, best/last models, throughput.
 6. Fit.
-7. Evaluate on the test split: accuracy, the formulation's own loss, and the
-   exact cross entropy and calibration error of the logits.
+7. Evaluate the model after the last epoch (saved as last.keras) on the test
+   split: accuracy, the formulation's own loss, and the exact cross entropy and
+   calibration error of the logits. best.keras (the best validation epoch) is
+   kept beside it and named in the record.
 8. Write the record: metrics.json and the TensorBoard HParams.
 
 `run_dir` receives the TensorBoard logs (train/, validation/), history.csv,
@@ -35,12 +37,13 @@ from recipes.data.pipeline import make_dataset, scale_images
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.hparams import log_run
 from recipes.reporting.results import BACKUP_DIR, HISTORY_FILE, prepare_run_dir, read_history, write_metrics
+from recipes.runtime import clock
 from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
 from recipes.runtime.session import fresh_session, precision_policy, set_cpu_threads
 from recipes.settings import validate
-from recipes.training.network import build_network, measure_loss_path, predict_logits
+from recipes.training.network import BEST_MODEL, LAST_MODEL, build_network, measure_loss_path, predict_logits
 from recipes.training.optimizers import make_optimizer
 from recipes.training.telemetry import StabilityTracker
 
@@ -50,14 +53,17 @@ log = logging.getLogger(__name__)
 def run(cfg, run_dir) -> dict:
     """Step 1, then the rest (`train_prepared`)."""
     started = time.perf_counter()
+    job_started = clock.job_started() or time.time()  # marked by train.py, or starting now
     run_dir = Path(run_dir)
     setup = validate(cfg)
     mode = prepare_run_dir(run_dir, overwrite=bool(cfg.trainer.get("overwrite", False)))
     splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
-    return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started)
+    return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started,
+                          job_started=job_started)
 
 
-def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, started: float | None = None) -> dict:
+def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, started: float | None = None,
+                   job_started: float | None = None) -> dict:
     """Train on already loaded `splits` into a prepared `run_dir` (benchmarks call this directly)."""
     activate_backend(cfg.get("backend", "tensorflow"))
     fresh_session()  # a sweep runs jobs one after another in this process
@@ -66,7 +72,8 @@ def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, st
     with precision_policy(cfg.trainer.precision), \
             distribution_scope(cfg.trainer.get("distribution", "none"), cfg.trainer.get("devices")) as strategy:
         job = Job(cfg, setup, splits, Path(run_dir), started or time.perf_counter(), resuming, device,
-                  replicas=strategy.num_replicas_in_sync if strategy is not None else 1)
+                  replicas=strategy.num_replicas_in_sync if strategy is not None else 1,
+                  job_started=job_started or time.time())
         return _train(job)
 
 
@@ -82,6 +89,7 @@ class Job:
     resuming: bool
     device: tuple[str, str]  # ("cpu" | "gpu", a readable name)
     replicas: int
+    job_started: float  # time.time() when the job started: the reference of startup_s
 
     @property
     def split_over(self) -> int:
@@ -175,7 +183,7 @@ def make_callbacks(job: Job, model, tracker) -> Callbacks:
 
     cfg, run_dir = job.cfg, job.run_dir
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
-    throughput = TrainThroughput(job.splits.sizes()["train"])
+    throughput = TrainThroughput(job.splits.sizes()["train"], job.job_started)
     stability = StabilityLogger(run_dir / "train", cfg.telemetry.get("every_n_steps")) if tracker else None
     earlier = read_history(run_dir)
     best_so_far = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))), default=None)
@@ -237,6 +245,8 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks) -> d
         "train_examples": job.splits.sizes()["train"],
         "val_accuracy": float(last.get("val_accuracy", float("nan"))),
         **test,
+        "test_model": LAST_MODEL,  # the test figures above are this saved model's
+        "best_model": _best_model(history),
         "nonfinite_steps": guard.nonfinite_steps,
         "telemetry": bool(cfg.telemetry.enabled),
         "first_nonfinite": guard.first_nonfinite,
@@ -254,6 +264,16 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks) -> d
     if diverged:
         metrics["last_finite"] = guard.last_finite_logs
     return metrics
+
+
+def _best_model(history: list[dict]) -> dict:
+    """Which epoch best.keras holds (the highest finite validation accuracy, over every attempt)."""
+    scored = [(row["val_accuracy"], i + 1) for i, row in enumerate(history)
+              if np.isfinite(row.get("val_accuracy", float("nan")))]
+    if not scored:
+        return {"file": None, "epoch": None, "val_accuracy": None}
+    value, epoch = max(scored, key=lambda pair: (pair[0], -pair[1]))  # the first of equal epochs, as saved
+    return {"file": BEST_MODEL, "epoch": epoch, "val_accuracy": value}
 
 
 def _what_ran(job: Job, path) -> dict:

@@ -111,9 +111,18 @@ def test_best_and_last_models_and_evaluate_agree_with_the_run(compose, tmp_path)
     assert result["test_exact_ce"] == pytest.approx(run["test_exact_ce"], rel=1e-5)
     assert result["test_ece"] == pytest.approx(run["test_ece"], rel=1e-5)
     assert (tmp_path / "eval" / "reliability.png").stat().st_size > 5000
-    # A run directory is accepted too (it picks best.keras).
+    # The run names the model its test figures belong to, and the best epoch's model beside it.
+    assert run["test_model"] == "last.keras"
+    assert run["best_model"]["file"] == "best.keras" and run["best_model"]["epoch"] in (1, 2)
+    assert run["best_model"]["val_accuracy"] == max(run["history"]["val_accuracy"])
+    # Evaluating the run directory with the defaults gives the run's own numbers (its last.keras).
     result_dir = evaluate.run(compose(*TINY, "recipe=evaluate", f"checkpoint={tmp_path / 'run'}"), tmp_path / "eval2")
-    assert result_dir["checkpoint"].endswith("best.keras")
+    assert result_dir["model_file"] == "last.keras"
+    assert round(result_dir["test_accuracy"], 4) == round(run["test_accuracy"], 4)
+    assert round(result_dir["test_exact_ce"], 4) == round(run["test_exact_ce"], 4)
+    best = evaluate.run(compose(*TINY, "recipe=evaluate", f"checkpoint={tmp_path / 'run' / 'best.keras'}"),
+                        tmp_path / "eval3")
+    assert best["model_file"] == "best.keras"
 
 
 def test_ece_of_a_perfectly_calibrated_and_an_overconfident_model():

@@ -1,5 +1,7 @@
 """End-to-end training: in-process through Hydra's compose API, and train.py as a user runs it."""
 import concurrent.futures
+import subprocess
+import sys
 import json
 
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 import losses
 from recipes import train as train_recipe
 from recipes.runtime.errors import UserError
-from tests.conftest import TINY
+from tests.conftest import ROOT, TINY
 from tests.test_paths import EXPECTED_ON_TENSORFLOW
 
 REQUIRED_METRICS = {
@@ -143,3 +145,32 @@ def test_train_py_unknown_group_option_lists_choices(train_cli, tmp_path):
     assert result.returncode != 0
     assert "Could not find 'loss/nope'" in result.stderr
     assert "sparse_from_logits" in result.stderr
+
+
+@pytest.mark.slow
+def test_startup_counts_this_job_only_when_a_shell_execs_python(tmp_path):
+    """`sh -c 'sleep; exec python train.py'` keeps the shell's process: its sleep is not start-up."""
+    import time
+
+    from tests.conftest import project_env
+
+    run_dir = tmp_path / "run"
+    command = f"sleep 4 && exec {sys.executable} {ROOT / 'train.py'} {' '.join(TINY)} hydra.run.dir={run_dir}"
+    began = time.time()
+    result = subprocess.run(["sh", "-c", command], cwd=ROOT, env=project_env(), capture_output=True, text=True,
+                            timeout=300)
+    elapsed = time.time() - began
+    assert result.returncode == 0, result.stderr[-2000:]
+    startup = json.loads((run_dir / "metrics.json").read_text())["startup_s"]
+    assert 0 < startup < elapsed - 3.5
+
+
+@pytest.mark.slow
+def test_startup_of_the_second_job_of_a_sweep_is_its_own(train_cli, tmp_path):
+    result = train_cli("-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    jobs = {m["seed"]: m for m in (json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/metrics.json"))}
+    first, second = jobs[0], jobs[1]
+    # The first job includes importing TensorFlow; the second starts when it starts.
+    assert 0 < second["startup_s"] <= second["wall_s"] + 0.5
+    assert second["startup_s"] < first["startup_s"]

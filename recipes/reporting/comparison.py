@@ -209,7 +209,8 @@ def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
     table = markdown_table(rows)
     (sweep_dir / "comparison.md").write_text(
         f"# Comparison of {len(runs)} runs in {sweep_dir}\n\nGrouped by: {', '.join(keys)}. "
-        "Means and stds are over the runs that finished `ok`; diverged and failed runs are counted.\n\n"
+        "Means and stds are over the runs that finished `ok`; diverged and failed runs are counted. "
+        "Test figures are each run's last.keras (the model after the last epoch).\n\n"
         + table
     )
     plot(rows, sweep_dir / "comparison.png")

@@ -57,14 +57,17 @@ def log_run(run_dir: Path, metrics: dict) -> None:
     """Write the run's hparams and final metrics as TensorBoard summaries in `run_dir`."""
     from recipes.runtime.event_files import summary_writer
 
+    # The dashboard shows the description: which saved model the figures are of.
+    model = metrics.get("test_model")
+    about = f"of {model}, the model after the last epoch" if model else None
     with summary_writer(run_dir) as writer:
         writer.hparams(hparam_values(metrics), trial_id=Path(run_dir).name)
         for name in FINAL_METRICS:
             value = metrics.get(name)
             if isinstance(value, (int, float)):
-                writer.scalar(f"final/{name}", float(value), 0)
+                writer.scalar(f"final/{name}", float(value), 0, description=about)
             elif value is None and name in metrics:
-                writer.scalar(f"final/{name}", math.nan, 0)
+                writer.scalar(f"final/{name}", math.nan, 0, description=about)
 
 
 def declare_experiment(sweep_dir: Path) -> None:

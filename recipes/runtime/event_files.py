@@ -29,10 +29,10 @@ class EventWriter:
 
         self._file.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), summary=summary))
 
-    def scalar(self, tag: str, value: float, step: int) -> None:
+    def scalar(self, tag: str, value: float, step: int, description: str | None = None) -> None:
         from tensorboard.plugins.scalar.summary_v2 import scalar_pb
 
-        self._add(scalar_pb(tag, float(value)), step)
+        self._add(scalar_pb(tag, float(value), description=description), step)
 
     def text(self, tag: str, text: str, step: int = 0) -> None:
         from tensorboard.plugins.text.summary_v2 import text_pb

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import keras
 
+from recipes.training.network import BEST_MODEL, LAST_MODEL
 from recipes.training.stability_model import NONFINITE_LOG
 from recipes.training.telemetry import PREFIX, STEP_PREFIX
 
@@ -177,44 +178,38 @@ class SaveModels(keras.callbacks.Callback):
         self.export = export
         self.run_dir = Path(run_dir)
         self.best = best_so_far if best_so_far is not None and math.isfinite(best_so_far) else -math.inf
+        self.best_epoch = None  # 1-based, this attempt's; None if no epoch beat best_so_far
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("val_accuracy")
         if value is not None and math.isfinite(value) and value > self.best:
-            self.best = value
-            self.export.save(self.run_dir / "best.keras")
+            self.best, self.best_epoch = value, epoch + 1
+            self.export.save(self.run_dir / BEST_MODEL)
 
     def on_train_end(self, logs=None):
-        self.export.save(self.run_dir / "last.keras")
-
-
-def seconds_since_process_start() -> float | None:
-    try:
-        import psutil
-
-        return time.time() - psutil.Process().create_time()
-    except Exception:  # psutil missing or no process table: not worth failing a run
-        return None
+        self.export.save(self.run_dir / LAST_MODEL)
 
 
 class TrainThroughput(keras.callbacks.Callback):
     """Seconds and samples/s of the training part of each epoch (validation excluded).
 
     The first epoch includes tracing and warm-up, so the summary is the median
-    of the later epochs when there are any. Also notes the time from process
-    start to the first training step (imports, data, model build).
+    of the later epochs when there are any. With `job_started` (a time.time()
+    value), also notes the time from the job's start to its first training step
+    (imports, data, model build): `startup_s`.
     """
 
-    def __init__(self, train_examples: int):
+    def __init__(self, train_examples: int, job_started: float | None = None):
         super().__init__()
         self.train_examples = train_examples
+        self.job_started = job_started
         self.epoch_seconds: list[float] = []
         self.startup_s = None
         self._start = self._train_done = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        if self.startup_s is None:
-            self.startup_s = seconds_since_process_start()
+        if self.startup_s is None and self.job_started is not None:
+            self.startup_s = round(time.time() - self.job_started, 3)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start, self._train_done = time.perf_counter(), None
