@@ -77,10 +77,10 @@ def test_stability_stress_preset(compose):
 
 
 def readme_commands():
-    """`python train.py ...` lines of README.md's code blocks (one command per line)."""
-    readme = (CONFIGS.parent / "README.md").read_text()
+    """`python train.py ...` lines of the code blocks of README.md and docs/*.md (one command per line)."""
+    pages = [CONFIGS.parent / "README.md", *sorted((CONFIGS.parent / "docs").glob("*.md"))]
     commands, in_block = [], False
-    for line in readme.splitlines():
+    for line in (line for page in pages for line in page.read_text().splitlines()):
         if line.startswith("```"):
             in_block = not in_block
             continue
