@@ -18,6 +18,7 @@ import math
 import statistics
 from pathlib import Path
 
+from recipes.reporting.palette import legend_room, path_color, path_legend
 from recipes.runtime.errors import UserError
 
 IGNORED_KEYS = {"seed", "trainer.verbose"}  # vary between runs without defining a group
@@ -150,39 +151,48 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
+    """Accuracy and exact CE per group (bars coloured by loss path), validation accuracy per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [r["group"] for r in rows]
-    ypos = range(len(rows))
-    fig, axes = plt.subplots(1, 3, figsize=(17, 1.2 + 0.45 * len(rows) + 2))
-    for ax, key, title in ((axes[0], "test_accuracy", "test accuracy (ok runs, mean ± std)"),
-                           (axes[1], "test_exact_ce", "test exact cross entropy (log scale)")):
-        means = [r[key][0] if r[key][0] is not None else 0.0 for r in rows]
-        stds = [r[key][1] or 0.0 for r in rows]
-        ax.barh(list(ypos), means, xerr=stds, color="tab:blue", alpha=0.75, capsize=3)
-        ax.set_yticks(list(ypos), labels, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title(title)
-        for y, r in zip(ypos, rows):
-            if r["ok"] < r["runs"]:
-                ax.text(0, y, f"  {r['diverged']} diverged, {r['failed']} failed", va="center", fontsize=7, color="tab:red")
+    fig, axes = plt.subplots(1, 3, figsize=(18, 2.6 + 0.45 * len(rows)))
+    for ax, key, title in ((axes[0], "test_accuracy", "test accuracy\n(ok runs, mean ± std)"),
+                           (axes[1], "test_exact_ce", "test exact cross entropy\n(log scale)")):
+        _bars(ax, rows, key)
+        ax.set_title(title, fontsize=10)
     axes[1].set_xscale("log")
-    for r in rows:
+    for i, r in enumerate(rows):
         curves = [c for c in r["val_curves"] if c]
         if curves:
             length = min(len(c) for c in curves)
-            mean_curve = [statistics.fmean(c[i] for c in curves) for i in range(length)]
-            axes[2].plot(range(1, length + 1), mean_curve, marker="o", ms=3, label=r["group"])
-    axes[2].set_title("validation accuracy per epoch (mean over ok runs)")
+            mean_curve = [statistics.fmean(c[e] for c in curves) for e in range(length)]
+            # Colour: the path; line style and marker: the group (groups can share a path).
+            axes[2].plot(range(1, length + 1), mean_curve, color=path_color(r["loss_path"]), label=r["group"],
+                         ls=["-", "--", "-.", ":"][i % 4], marker="osD^v<>"[i % 7], ms=4)
+    axes[2].set_title("validation accuracy per epoch\n(mean over ok runs)", fontsize=10)
     axes[2].set_xlabel("epoch")
-    axes[2].legend(fontsize=7)
     axes[2].grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    # Group names beside the curves, outside the axes: a legend inside would cover them.
+    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    path_legend(fig, {r["loss_path"] for r in rows})
+    fig.tight_layout(rect=(0, legend_room(fig), 1, 1))
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
+
+def _bars(ax, rows: list[dict], key: str) -> None:
+    ypos = list(range(len(rows)))
+    means = [r[key][0] if r[key][0] is not None else 0.0 for r in rows]
+    stds = [r[key][1] or 0.0 for r in rows]
+    ax.barh(ypos, means, xerr=stds, color=[path_color(r["loss_path"]) for r in rows], capsize=3)
+    ax.set_yticks(ypos, [r["group"] for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    for y, r in zip(ypos, rows):
+        if r["ok"] < r["runs"]:
+            ax.annotate(f"{r['diverged']} diverged, {r['failed']} failed", (0, y), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7, color="tab:red")
 
 
 def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:

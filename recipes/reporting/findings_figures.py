@@ -14,10 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-PATH_COLORS = {
-    "fused_logits": "#2ca02c", "rescued_softmax": "#1f77b4", "clipped_probabilities": "#ff7f0e",
-    "naive": "#d62728", "logits_as_probabilities": "#9467bd", "double_softmax": "#8c564b", "unknown": "#7f7f7f",
-}
+from recipes.reporting.palette import legend_room, path_color, path_legend
+
 LINE_STYLES = ["-", "--", "-.", ":"]
 
 
@@ -30,29 +28,12 @@ def _plt():
     return plt
 
 
-def _color(path: str | None) -> str:
-    return PATH_COLORS.get((path or "unknown").split("/")[0], PATH_COLORS["unknown"])
-
-
-def _path_legend(fig, paths) -> None:
-    from matplotlib.patches import Patch
-
-    shown = [p for p in PATH_COLORS if p in paths]
-    fig.legend(handles=[Patch(color=PATH_COLORS[p], label=p) for p in shown], title="colour: the measured loss path",
-               loc="lower center", ncol=min(len(shown), 4), frameon=False, bbox_to_anchor=(0.5, 0.0))
-
-
-def _legend_room(fig) -> float:
-    """The bottom fraction of the figure to keep free for the path legend (about 0.9 inch)."""
-    return min(0.4, 0.9 / fig.get_size_inches()[1])
-
-
 def _bars(ax, rows: list[dict], key: str, log: bool) -> None:
     """Horizontal bars of `key` (mean +- std), one per row, coloured by path; diverged/failed runs noted."""
     y = np.arange(len(rows))
     means = [r[key][0] if r[key] else 0.0 for r in rows]
     stds = [r[key][1] if r[key] else 0.0 for r in rows]
-    ax.barh(y, means, xerr=stds, color=[_color(r["loss_path"]) for r in rows], capsize=2)
+    ax.barh(y, means, xerr=stds, color=[path_color(r["loss_path"]) for r in rows], capsize=2)
     ax.set_yticks(y, [r["label"] for r in rows], fontsize=8)
     ax.invert_yaxis()
     if log:
@@ -77,8 +58,8 @@ def bar_figure(groups: list[dict], backends: list[str], path: Path, title: str, 
             _bars(ax, rows, key, log) if rows else ax.set_axis_off()
             ax.set_title(f"{backend}: {panel_title}", fontsize=9)
     fig.suptitle(title, fontsize=11)
-    _path_legend(fig, {r["loss_path"] for r in groups})
-    fig.tight_layout(rect=(0, _legend_room(fig), 1, 0.95))
+    path_legend(fig, {r["loss_path"] for r in groups})
+    fig.tight_layout(rect=(0, legend_room(fig), 1, 0.95))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
@@ -110,7 +91,7 @@ def probe_figure(out: Path, backends: list[str], paths: list[dict], path: Path) 
                 sel = [r for r in curves[backend] if r["dtype"] == dtype and r["loss"] == name]
                 gap = [r["gap"] for r in sel]
                 rel = [max(r["rel_error"], 1e-9) if math.isfinite(r["rel_error"]) else np.nan for r in sel]
-                ax.plot(gap, rel, color=_color(path_of(paths, backend, name)), ls=LINE_STYLES[k % 4], lw=1.2)
+                ax.plot(gap, rel, color=path_color(path_of(paths, backend, name)), ls=LINE_STYLES[k % 4], lw=1.2)
             ax.set_yscale("log")
             ax.set_title(f"{backend}, {dtype}: relative error of the loss", fontsize=9)
             ax.grid(alpha=0.3)
@@ -118,8 +99,8 @@ def probe_figure(out: Path, backends: list[str], paths: list[dict], path: Path) 
     for ax in axes[-1]:
         ax.set_xlabel("logit gap (the true class is behind by this much)")
     fig.suptitle("Where each formulation's loss goes wrong (gaps in a line: NaN or inf)", fontsize=11)
-    _path_legend(fig, {p["path"] for p in paths})
-    fig.tight_layout(rect=(0, _legend_room(fig), 1, 0.95))
+    path_legend(fig, {p["path"] for p in paths})
+    fig.tight_layout(rect=(0, legend_room(fig), 1, 0.95))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

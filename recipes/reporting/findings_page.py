@@ -82,9 +82,19 @@ def paths_table(f: dict) -> str:
     head = ["formulation"] + [f"{b} {p}" + (" (unsafe head)" if u else "") for b, p, u in columns]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name in losses.names():
-        cells = [path_of(f["paths"], b, name, p, u) or ("n/a" if u else "unsupported") for b, p, u in columns]
+        cells = [_path_cell(f["paths"], b, name, p, u) for b, p, u in columns]
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _path_cell(paths: list[dict], backend: str, name: str, precision: str, unsafe: bool) -> str:
+    measured = path_of(paths, backend, name, precision, unsafe)
+    if measured:
+        return measured
+    formulation = losses.formulation(name)
+    if backend not in formulation.backends:
+        return "unsupported"
+    return "n/a" if unsafe and formulation.head != "softmax" else "not measured"
 
 
 def group_table(f: dict, group: str, columns=("loss_path", "ok", "test_accuracy", "test_exact_ce", "first")) -> str:
@@ -143,12 +153,14 @@ def render_page(f: dict) -> str:
         "![Under stress](img/findings_stress.png)\n",
         "## Which path Keras takes, per backend and precision\n",
         "`unsafe head`: the softmax head left in the mixed-precision compute dtype "
-        "(`stress.unsafe_head_dtype=true`); the recipe keeps it in float32 by default.\n", paths_table(f),
+        "(`stress.unsafe_head_dtype=true`); the recipe keeps it in float32 by default. "
+        "`n/a`: a logits head has no softmax to leave in low precision.\n", paths_table(f),
         "## Under stress (float32)\n", group_table(f, "stress", ("loss_path", "ok", "test_accuracy", "test_exact_ce",
                                                                   "first", "saturated")),
-        "## Ordinary training (no stress, float32)\n", group_table(f, "ordinary"),
-        "![No stress](img/findings_ordinary.png)\n",
     ]
+    if any(g["group"] == "ordinary" for g in f["groups"]):
+        parts += ["## Ordinary training (no stress, float32)\n", group_table(f, "ordinary"),
+                  "![No stress](img/findings_ordinary.png)\n"]
     if any(g["group"] == "precision" for g in f["groups"]):
         parts += ["## Mixed precision, under stress\n", group_table(f, "precision"),
                   "![Mixed precision](img/findings_precision.png)\n"]
