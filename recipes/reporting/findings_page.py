@@ -76,15 +76,17 @@ def answer(f: dict) -> str:
 
 
 def paths_table(f: dict) -> str:
-    columns = [(b, r["precision"], r["unsafe_head"]) for b in f["backends"] for r in f["paths"]
-               if r["backend"] == b]
-    columns = list(dict.fromkeys(columns))
-    head = ["formulation"] + [f"{b} {p}" + (" (unsafe head)" if u else "") for b, p, u in columns]
-    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
-    for name in losses.names():
-        cells = [_path_cell(f["paths"], b, name, p, u) for b, p, u in columns]
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    """One table per backend: a row per formulation, a column per precision (and unsafe head)."""
+    out = []
+    for backend in f["backends"]:
+        columns = list(dict.fromkeys((r["precision"], r["unsafe_head"]) for r in f["paths"] if r["backend"] == backend))
+        head = ["formulation"] + [p + (" (unsafe head)" if u else "") for p, u in columns]
+        lines = [f"**{backend}**", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+        for name in losses.names():
+            lines.append(f"| `{name}` | " + " | ".join(_path_cell(f["paths"], backend, name, p, u) for p, u in columns)
+                         + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 def _path_cell(paths: list[dict], backend: str, name: str, precision: str, unsafe: bool) -> str:
@@ -181,8 +183,8 @@ def render_readme_block(f: dict) -> str:
     if f["default"]:
         lines += ["Expected result (" + f["environment"]["machine"]["cpu"] + ", "
                   + f"{f['environment']['machine']['cores']} cores, {f['environment']['date']}): " + default_line(f)]
-    lines += [f"Under stress (`stress=logits_x300`, seeds {f['matrix']['seeds']['stress']}), what Keras "
-              "computes decides the result:", ""]
+    lines += [f"Under stress (`{' '.join(f['matrix']['base'])} stress=logits_x300`, seeds "
+              f"{f['matrix']['seeds']['stress']}), what Keras computes decides the result:", ""]
     head = ["formulation"] + [f"{b}: path, test accuracy, exact CE" for b in f["backends"]]
     lines += ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for name in ("softmax_ce", "sparse_from_logits", "clipped_probs", "naive"):
