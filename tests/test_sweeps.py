@@ -100,6 +100,12 @@ def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(train_cli, tm
     accs = [m["test_accuracy"] for m in runs.values() if m["loss"] == "clipped_probs"]
     assert f"{statistics.fmean(accs):.3f} ± {statistics.stdev(accs):.3f}" in rows["loss=clipped_probs"]
     assert "sweep summary (4 jobs)" in result.stdout + result.stderr
+    # startup_s is each job's own: the first job imports TensorFlow, the later ones start when they start.
+    first_job = max(runs.values(), key=lambda m: m["startup_s"])
+    for metrics in runs.values():
+        if metrics is not first_job:
+            assert 0 < metrics["startup_s"] <= metrics["wall_s"] + 0.5
+            assert metrics["startup_s"] < first_job["startup_s"]
 
 
 @pytest.mark.slow

@@ -163,14 +163,3 @@ def test_startup_counts_this_job_only_when_a_shell_execs_python(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     startup = json.loads((run_dir / "metrics.json").read_text())["startup_s"]
     assert 0 < startup < elapsed - 3.5
-
-
-@pytest.mark.slow
-def test_startup_of_the_second_job_of_a_sweep_is_its_own(train_cli, tmp_path):
-    result = train_cli("-m", *TINY, "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    jobs = {m["seed"]: m for m in (json.loads(p.read_text()) for p in (tmp_path / "sweep").glob("*/metrics.json"))}
-    first, second = jobs[0], jobs[1]
-    # The first job includes importing TensorFlow; the second starts when it starts.
-    assert 0 < second["startup_s"] <= second["wall_s"] + 0.5
-    assert second["startup_s"] < first["startup_s"]
