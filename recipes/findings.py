@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import losses
@@ -202,7 +203,11 @@ def worker(backend: str, plan_file: Path, out: Path) -> None:
     activate_backend(backend)
     for job in json.loads(Path(plan_file).read_text()):
         began = time.perf_counter()
-        result = WORKER_JOBS[job["kind"]](job, out / "runs" / backend / job["group"] / job["name"])
+        try:
+            result = WORKER_JOBS[job["kind"]](job, out / "runs" / backend / job["group"] / job["name"])
+        except Exception as err:  # one failed job is a finding too; the matrix goes on
+            traceback.print_exc()
+            result = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         result["seconds"] = round(time.perf_counter() - began, 2)
         print("RESULT " + json.dumps(result, default=str), flush=True)
 
@@ -332,7 +337,10 @@ def run_and_save(backends: list[str], skipped: list[str], quick: bool, out: Path
     """Run the matrix; keep its raw results in `out`, so the docs can be rendered again (--render)."""
     out.mkdir(parents=True, exist_ok=True)
     began = time.time()
-    results = run_all(backends, quick, out)
+    try:
+        results = run_all(backends, quick, out)
+    except RuntimeError as err:
+        raise SystemExit(f"error: {err}") from None
     command = " ".join(["python -m recipes.findings", *(argv if argv is not None else sys.argv[1:])])
     saved = {"results": results, "matrix": matrix(quick),
              "env": environment(command, time.time() - began, quick, [*left_out(quick), *skipped])}

@@ -106,3 +106,15 @@ def test_the_published_findings_hold_the_claims_the_docs_make():
         assert measured["clipped_far_above_logits_under_stress"] is True, backend
         assert measured["naive_diverges_under_stress"] is True, backend
         assert measured["sound_formulations_agree_without_stress"] is True, backend
+
+
+def test_a_failing_job_is_recorded_and_the_worker_goes_on(tmp_path):
+    plan = [{"kind": "train", "group": "stress", "name": "bad", "loss": "naive", "seed": 0, "precision": "float32",
+             "unsafe_head": False, "overrides": ["trainer.epochs=-1"]}] * 2
+    (tmp_path / "plan.json").write_text(json.dumps(plan))
+    result = run_findings("--worker", "tensorflow", "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path),
+                          timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    reports = [json.loads(line[len("RESULT "):]) for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    assert [r["status"] for r in reports] == ["failed", "failed"]
+    assert "trainer.epochs=-1" in reports[0]["error"]

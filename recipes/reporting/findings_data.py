@@ -119,11 +119,11 @@ def _exact_everywhere(paths: list[dict], backend: str, loss: str) -> bool:
 
 def build_findings(results: list[dict], env: dict) -> dict:
     """findings.json: the environment, the paths, the runs, their summary, the probe and the claims."""
-    paths = [{"backend": r["backend"], **row} for r in results if r["kind"] == "paths" for row in r["paths"]]
+    paths = [{"backend": r["backend"], **row} for r in results if r["kind"] == "paths" for row in r.get("paths", [])]
     runs = [_run_record(r) for r in results if r["kind"] == "train"]
-    default = next((_run_record(r) for r in results if r["kind"] == "default"), None)
+    default = next((_run_record(r) for r in results if r["kind"] == "default" and r["status"] != "failed"), None)
     probe = [{"backend": r["backend"], "gap_step": r["gap_step"], **f}
-             for r in results if r["kind"] == "probe" for f in r["failures"]]
+             for r in results if r["kind"] == "probe" for f in r.get("failures", [])]
     groups = summarize_runs(runs)
     backends = list(dict.fromkeys(r["backend"] for r in results))
     return {"environment": env, "backends": backends, "paths": paths, "groups": groups, "runs": runs,

@@ -55,7 +55,10 @@ def bar_figure(groups: list[dict], backends: list[str], path: Path, title: str, 
         rows = groups_of(groups, backend)
         for row, (key, panel_title, log) in enumerate(panels):
             ax = axes[row, col]
-            _bars(ax, rows, key, log) if rows else ax.set_axis_off()
+            if rows:
+                _bars(ax, rows, key, log)
+            else:
+                ax.set_axis_off()
             ax.set_title(f"{backend}: {panel_title}", fontsize=9)
     fig.suptitle(title, fontsize=11)
     path_legend(fig, {r["loss_path"] for r in groups})
