@@ -23,11 +23,13 @@ SAME_RTOL = 1e-3  # "trains identically": the same mean exact CE to this relativ
 def environment(command: str, wall_s: float, quick: bool, left_out: list[str]) -> dict:
     from recipes.runtime.backends import cpu_name
 
+    from importlib import metadata
+
     versions = {"python": platform.python_version()}
     for package in ("tensorflow", "keras", "jax", "torch"):
-        try:
-            versions[package] = __import__(package).__version__
-        except ImportError:
+        try:  # the installed distribution's version: no need to import (and start) each framework
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
             versions[package] = None
     return {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "wall_s": round(wall_s, 1),
             "quick": quick, "machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "versions": versions,
