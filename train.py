@@ -37,8 +37,9 @@ if __name__ == "__main__":
     from pathlib import Path
 
     from recipes.runtime.backends import preselect_from_argv
-    from recipes.runtime.config_files import exit_on_yaml_errors
+    from recipes.runtime.config_files import exit_on_unknown_choices, exit_on_yaml_errors
 
     exit_on_yaml_errors(sys.argv[1:], Path(__file__).resolve().parent / "configs")
+    exit_on_unknown_choices(sys.argv[1:], Path(__file__).resolve().parent / "configs")
     preselect_from_argv(sys.argv[1:])
     main()

@@ -76,18 +76,27 @@ def test_stability_stress_preset(compose):
     assert cfg.loss.name == "clipped_probs"
 
 
-def readme_commands():
-    """`python train.py ...` lines of the code blocks of README.md and docs/*.md (one command per line)."""
+def documented_commands():
+    """(args, error line or None) of every `python train.py ...` line in the code blocks of README.md and docs/*.md.
+
+    A command followed in its block by an `error: ...` line documents that error.
+    """
     pages = [CONFIGS.parent / "README.md", *sorted((CONFIGS.parent / "docs").glob("*.md"))]
-    commands, in_block = [], False
-    for line in (line for page in pages for line in page.read_text().splitlines()):
+    found, in_block = [], False
+    lines = [line for page in pages for line in page.read_text().splitlines()]
+    for line, after in zip(lines, lines[1:] + [""]):
         if line.startswith("```"):
             in_block = not in_block
             continue
         if in_block and "python train.py" in line:
             args = line.split("python train.py", 1)[1].split("#", 1)[0].split()
-            commands.append([a for a in args if a != "-m"])
-    return commands
+            found.append(([a for a in args if a != "-m"], after if after.startswith("error: ") else None))
+    return found
+
+
+def readme_commands():
+    """The documented commands that should work."""
+    return [args for args, error in documented_commands() if error is None]
 
 
 @pytest.mark.parametrize("args", readme_commands(), ids=lambda a: " ".join(a) or "(defaults)")
@@ -99,9 +108,50 @@ def test_every_readme_command_composes(compose, args):
     args = [re.sub(r"<[^>]*>", "x", a) for a in args]
     first = [a.split("=", 1)[0] + "=" + a.split("=", 1)[1].split(",")[0] if "=" in a else a for a in args]
     cfg = compose(*first)
-    if not any("checkpoint=" in a or "trainer.epochs=-1" in a for a in args):
+    if not any("checkpoint=" in a for a in args):
         validate(cfg)
 
 
 def test_readme_commands_were_found():
     assert len(readme_commands()) >= 8
+    assert len([error for _, error in documented_commands() if error]) >= 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, error", [c for c in documented_commands() if c[1]], ids=lambda a: str(a))
+def test_documented_errors_are_what_train_py_prints(train_cli, tmp_path, args, error):
+    result = train_cli(*args, f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    printed = result.stderr.strip().splitlines()[-1]
+    assert _matches_elided(printed, error), printed
+
+
+def _matches_elided(printed: str, documented: str) -> bool:
+    """`...` in the documented line stands for text the docs leave out."""
+    import re
+
+    return re.fullmatch(".*".join(re.escape(part) for part in documented.split("...")), printed) is not None
+
+
+@pytest.mark.parametrize("argv, bad, hint", [
+    (["model=resnet"], "model=resnet", None),
+    (["-m", "loss=softmax_ce,sofmax_ce", "seed=0,1"], "loss=sofmax_ce", "did you mean softmax_ce"),
+    (["experiment=stability_stres"], "experiment=stability_stres", "did you mean stability_stress"),
+    (["hparams_search=optina"], "hparams_search=optina", "did you mean optuna"),
+    (["+trainer=quik"], "trainer=quik", "did you mean quick"),
+])
+def test_unknown_group_options_are_named_with_the_closest_choices(argv, bad, hint):
+    from recipes.runtime.config_files import group_options, unknown_choices
+
+    [message] = unknown_choices(argv, group_options([CONFIGS]))
+    group = bad.split("=")[0]
+    assert message.startswith(f"{bad}: no such option of the {group} group; valid choices: ")
+    assert (hint in message) if hint else "did you mean" not in message
+
+
+def test_known_options_sweeps_and_plain_keys_pass_the_group_check():
+    from recipes.runtime.config_files import group_options, unknown_choices
+
+    argv = ["-m", "loss=softmax_ce,naive", "experiment=null", "hydra/launcher=joblib", "model.hidden_units=8",
+            "optimizer.learning_rate=choice(0.1,0.01)", "+experiment=compare_losses", "data=idx"]
+    assert unknown_choices(argv, group_options([CONFIGS])) == []

@@ -140,11 +140,13 @@ def test_train_py_bad_value_is_one_line_and_exit_2(train_cli, tmp_path, override
 
 
 @pytest.mark.slow
-def test_train_py_unknown_group_option_lists_choices(train_cli, tmp_path):
-    result = train_cli("loss=nope", f"hydra.run.dir={tmp_path / 'run'}")
-    assert result.returncode != 0
-    assert "Could not find 'loss/nope'" in result.stderr
-    assert "sparse_from_logits" in result.stderr
+def test_train_py_unknown_group_option_is_one_line_with_the_closest_choices(train_cli, tmp_path):
+    result = train_cli("loss=sparse", f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: loss=sparse: no such option of the loss group; valid choices: ")
+    assert line.endswith("did you mean sparse_from_logits or sparse_softmax or tf_nn_sparse_logits?")
+    assert "HYDRA_FULL_ERROR" not in result.stderr and not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow

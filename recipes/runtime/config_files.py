@@ -1,7 +1,9 @@
-"""Check the YAML syntax of the config files before Hydra reads them.
+"""Check the command line's config files and group choices before Hydra reads them.
 
-Hydra reports a YAML syntax error as a long stack trace; a user who mistyped a
-bracket deserves one line with the file and the position instead.
+Hydra reports a YAML syntax error as a long stack trace, and an unknown option of
+a group (`loss=sparse`) with a config search path and a hint about stack traces;
+a user who mistyped deserves one line with what is wrong, the valid choices and
+the closest ones, and exit code 2.
 """
 from __future__ import annotations
 
@@ -38,6 +40,54 @@ def yaml_syntax_errors(directory: Path) -> list[str]:
 
 def exit_on_yaml_errors(argv: list[str], default: Path) -> None:
     errors = [e for d in config_dirs(argv, default) if d.is_dir() for e in yaml_syntax_errors(d)]
+    if errors:
+        for line in errors:
+            print(f"error: {line}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+# --- unknown options of a config group, before Hydra ------------------------------------------
+
+SWEEP_FUNCTIONS = ("(",)  # choice(...), range(...), glob(...): Hydra's sweep syntax, left to Hydra
+
+
+def group_options(dirs: list[Path]) -> dict[str, list[str]]:
+    """Each config group (a folder of YAML files) and its options, over every config directory."""
+    groups: dict[str, set[str]] = {}
+    for directory in dirs:
+        for path in Path(directory).glob("*/*.yaml"):
+            groups.setdefault(path.parent.name, set()).add(path.stem)
+    return {group: sorted(options) for group, options in groups.items()}
+
+
+def closest(value: str, options: list[str]) -> list[str]:
+    """Up to three options that look like `value`: those containing it first, then the most similar."""
+    import difflib
+
+    containing = [o for o in options if value and value in o]
+    similar = difflib.get_close_matches(value, options, n=3, cutoff=0.5)
+    return list(dict.fromkeys(containing + similar))[:3]
+
+
+def unknown_choices(argv: list[str], groups: dict[str, list[str]]) -> list[str]:
+    """One message per `group=value` override (sweep lists included) whose value the group does not offer."""
+    errors = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        group = key.lstrip("+~").split("@", 1)[0]
+        if arg.startswith("-") or not sep or group not in groups or any(f in value for f in SWEEP_FUNCTIONS):
+            continue
+        for choice in (v.strip().strip("'\"") for v in value.split(",")):
+            if choice in groups[group] or choice == "null":
+                continue
+            hint = closest(choice, groups[group])
+            errors.append(f"{group}={choice}: no such option of the {group} group; valid choices: "
+                          f"{', '.join(groups[group])}" + (f"; did you mean {' or '.join(hint)}?" if hint else ""))
+    return errors
+
+
+def exit_on_unknown_choices(argv: list[str], default: Path) -> None:
+    errors = unknown_choices(argv, group_options([d for d in config_dirs(argv, default) if d.is_dir()]))
     if errors:
         for line in errors:
             print(f"error: {line}", file=sys.stderr)
