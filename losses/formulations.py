@@ -73,10 +73,6 @@ class Formulation:
             return self.path_on_tensorflow
         return self.path_elsewhere or self.path_on_tensorflow
 
-    def is_exact_on(self, backend: str) -> bool:
-        """Whether Keras computes the exact cross entropy with it on `backend`."""
-        return self.expected_path(backend) in EXACT_PATHS
-
 
 # --- loss builders (keras / tensorflow are imported only when a loss is built) ---
 

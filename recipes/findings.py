@@ -234,16 +234,7 @@ def probe_job(job: dict, run_dir: Path) -> dict:
     from recipes import probe
 
     metrics = probe.run(compose(job["overrides"]), run_dir)
-    return {"status": metrics["status"], "failures": metrics["failures"], "png": str(run_dir / "probe.png"),
-            "gap_step": _gap_step(run_dir)}
-
-
-def _gap_step(run_dir: Path) -> float:
-    import csv
-
-    with (run_dir / "probe.csv").open() as handle:
-        gaps = sorted({float(row["gap"]) for row in csv.DictReader(handle)})
-    return gaps[1] - gaps[0] if len(gaps) > 1 else 0.0
+    return {"status": metrics["status"], "failures": metrics["failures"], "png": str(run_dir / "probe.png")}
 
 
 def paths_job(job: dict, run_dir: Path) -> dict:

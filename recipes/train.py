@@ -120,7 +120,7 @@ def _train(job: Job) -> dict:
     fit(job, model, datasets, callbacks.all)
     test = evaluate_test(job, model, logits_model, datasets["test"])
     metrics = metrics_record(job, model, path, test, callbacks)
-    return write_record(job, metrics, path)
+    return write_record(job, metrics)
 
 
 def _check_batch_split(job: Job) -> None:
@@ -298,7 +298,7 @@ def _what_ran(job: Job, path) -> dict:
     }
 
 
-def write_record(job: Job, metrics: dict, path) -> dict:
+def write_record(job: Job, metrics: dict) -> dict:
     """Step 8: metrics.json and the HParams summary; one closing log line."""
     if metrics["status"] == "diverged":
         first = metrics["first_nonfinite"]
@@ -313,6 +313,6 @@ def write_record(job: Job, metrics: dict, path) -> dict:
     log.info(
         "done (%s): val_accuracy=%.4f test_accuracy=%.4f test_exact_ce=%.4f loss_path=%s (%s)",
         metrics["status"], metrics["val_accuracy"], metrics["test_accuracy"], metrics["test_exact_ce"],
-        path.path, out,
+        metrics["loss_path"], out,
     )
     return metrics

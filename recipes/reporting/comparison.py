@@ -96,7 +96,7 @@ def group_label(run: dict, keys: list[str]) -> str:
     return ", ".join(f"{short_key(k)}={run['flat_config'].get(k)}" for k in keys)
 
 
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+def mean_std(values) -> tuple[float | None, float | None]:
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return None, None
@@ -117,12 +117,12 @@ def summarize(runs: list[dict], keys: list[str]) -> list[dict]:
             "ok": len(ok),
             "diverged": sum(r.get("status") == "diverged" for r in members),
             "failed": sum(r.get("status") == "failed" for r in members),
-            "test_accuracy": _mean_std([r.get("test_accuracy") for r in ok]),
-            "test_exact_ce": _mean_std([r.get("test_exact_ce") for r in ok]),
+            "test_accuracy": mean_std([r.get("test_accuracy") for r in ok]),
+            "test_exact_ce": mean_std([r.get("test_exact_ce") for r in ok]),
             "first_nan_step": statistics.median(firsts) if firsts else None,
-            "nonfinite_steps": _mean_std([r.get("nonfinite_steps") for r in members if r.get("status") != "failed"])[0],
+            "nonfinite_steps": mean_std([r.get("nonfinite_steps") for r in members if r.get("status") != "failed"])[0],
             "loss_path": "/".join(sorted({r.get("loss_path") for r in members if r.get("loss_path")})) or "-",
-            "samples_per_s": _mean_std([r.get("train_samples_per_s") for r in ok])[0],
+            "samples_per_s": mean_std([r.get("train_samples_per_s") for r in ok])[0],
             "val_curves": [r.get("history", {}).get("val_accuracy", []) for r in ok],
         })
     return rows

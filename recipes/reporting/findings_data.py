@@ -10,10 +10,10 @@ from __future__ import annotations
 import math
 import os
 import platform
-import statistics
 import time
 
 import losses
+from recipes.reporting.comparison import mean_std
 
 CLAIM_RATIO = 3.0  # "far above": more than three times the exact CE of the logits path
 AGREE_ACCURACY = 0.02  # "the same accuracy": the means of the sound formulations lie this close
@@ -37,10 +37,9 @@ def environment(command: str, wall_s: float, quick: bool, left_out: list[str]) -
 
 
 def _mean_std(values) -> list[float] | None:
-    values = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not values:
-        return None
-    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
+    """[mean, std] of the finite values (as the sweep report computes them), None if there are none."""
+    mean, std = mean_std(list(values))
+    return None if mean is None else [mean, std]
 
 
 def summarize_runs(runs: list[dict]) -> list[dict]:
@@ -64,6 +63,13 @@ def summarize_runs(runs: list[dict]) -> list[dict]:
             "logit_grad_norm": _mean_std((r.get("stability") or {}).get("stability/logit_grad_norm") for r in ok),
         })
     return rows
+
+
+def group_label(g: dict) -> str:
+    """A summary row's formulation, with its precision and head where they are not the default."""
+    if g["precision"] == "float32":
+        return g["loss"]
+    return f"{g['loss']} ({g['precision']}" + (", unsafe head)" if g["unsafe_head"] else ")")
 
 
 def find(rows: list[dict], **match) -> dict | None:
@@ -124,7 +130,7 @@ def build_findings(results: list[dict], env: dict) -> dict:
     paths = [{"backend": r["backend"], **row} for r in results if r["kind"] == "paths" for row in r.get("paths", [])]
     runs = [_run_record(r) for r in results if r["kind"] == "train"]
     default = next((_run_record(r) for r in results if r["kind"] == "default" and r["status"] != "failed"), None)
-    probe = [{"backend": r["backend"], "gap_step": r["gap_step"], **f}
+    probe = [{"backend": r["backend"], **f}
              for r in results if r["kind"] == "probe" for f in r.get("failures", [])]
     groups = summarize_runs(runs)
     backends = list(dict.fromkeys(r["backend"] for r in results))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from recipes.reporting.findings_data import group_label, path_of
 from recipes.reporting.palette import legend_room, path_color, path_legend
 
 LINE_STYLES = ["-", "--", "-.", ":"]
@@ -34,7 +35,7 @@ def _bars(ax, rows: list[dict], key: str, log: bool) -> None:
     means = [r[key][0] if r[key] else 0.0 for r in rows]
     stds = [r[key][1] if r[key] else 0.0 for r in rows]
     ax.barh(y, means, xerr=stds, color=[path_color(r["loss_path"]) for r in rows], capsize=2)
-    ax.set_yticks(y, [r["label"] for r in rows], fontsize=8)
+    ax.set_yticks(y, [group_label(r) for r in rows], fontsize=8)
     ax.invert_yaxis()
     if log:
         ax.set_xscale("log")
@@ -68,17 +69,11 @@ def bar_figure(groups: list[dict], backends: list[str], path: Path, title: str, 
 
 
 def groups_of(groups: list[dict], backend: str) -> list[dict]:
-    rows = [dict(r) for r in groups if r["backend"] == backend]
-    for r in rows:
-        r["label"] = r["loss"] + ("" if r["precision"] == "float32" else f" ({r['precision']}"
-                                  + (", unsafe head)" if r["unsafe_head"] else ")"))
-    return rows
+    return [r for r in groups if r["backend"] == backend]
 
 
 def probe_figure(out: Path, backends: list[str], paths: list[dict], path: Path) -> None:
     """Relative error against the gap: a row per backend, a column per dtype; colour = float32 loss path."""
-    from recipes.reporting.findings_data import path_of
-
     plt = _plt()
     curves = {b: _probe_rows(out / "runs" / b / "probe" / "probe" / "probe.csv") for b in backends}
     backends = [b for b in backends if curves[b]]

@@ -115,14 +115,14 @@ def prepare_run_dir(run_dir: Path, overwrite: bool = False) -> str:
     return "fresh"
 
 
-def _finite_or_none(value):
+def finite_or_none(value):
     """JSON has no NaN/inf: a non-finite float becomes null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
+        return {k: finite_or_none(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
+        return [finite_or_none(v) for v in value]
     return value
 
 
@@ -130,6 +130,6 @@ def write_metrics(run_dir: Path, metrics: dict) -> Path:
     """Write metrics.json atomically (a reader never sees half a file)."""
     path = Path(run_dir) / METRICS_FILE
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(_finite_or_none(metrics), indent=2, sort_keys=False) + "\n")
+    tmp.write_text(json.dumps(finite_or_none(metrics), indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
     return path

@@ -39,7 +39,11 @@ def yaml_syntax_errors(directory: Path) -> list[str]:
 
 
 def exit_on_yaml_errors(argv: list[str], default: Path) -> None:
-    errors = [e for d in config_dirs(argv, default) if d.is_dir() for e in yaml_syntax_errors(d)]
+    _exit_on([e for d in config_dirs(argv, default) if d.is_dir() for e in yaml_syntax_errors(d)])
+
+
+def _exit_on(errors: list[str]) -> None:
+    """One `error:` line per problem on stderr, then exit code 2; nothing if there is none."""
     if errors:
         for line in errors:
             print(f"error: {line}", file=sys.stderr)
@@ -47,9 +51,6 @@ def exit_on_yaml_errors(argv: list[str], default: Path) -> None:
 
 
 # --- unknown options of a config group, before Hydra ------------------------------------------
-
-SWEEP_FUNCTIONS = ("(",)  # choice(...), range(...), glob(...): Hydra's sweep syntax, left to Hydra
-
 
 def group_options(dirs: list[Path]) -> dict[str, list[str]]:
     """Each config group (a folder of YAML files) and its options, over every config directory."""
@@ -75,7 +76,8 @@ def unknown_choices(argv: list[str], groups: dict[str, list[str]]) -> list[str]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~").split("@", 1)[0]
-        if arg.startswith("-") or not sep or group not in groups or any(f in value for f in SWEEP_FUNCTIONS):
+        # choice(...), range(...), glob(...) are Hydra's sweep functions: left to Hydra.
+        if arg.startswith("-") or not sep or group not in groups or "(" in value:
             continue
         for choice in (v.strip().strip("'\"") for v in value.split(",")):
             if choice in groups[group] or choice == "null":
@@ -87,8 +89,4 @@ def unknown_choices(argv: list[str], groups: dict[str, list[str]]) -> list[str]:
 
 
 def exit_on_unknown_choices(argv: list[str], default: Path) -> None:
-    errors = unknown_choices(argv, group_options([d for d in config_dirs(argv, default) if d.is_dir()]))
-    if errors:
-        for line in errors:
-            print(f"error: {line}", file=sys.stderr)
-        raise SystemExit(2)
+    _exit_on(unknown_choices(argv, group_options([d for d in config_dirs(argv, default) if d.is_dir()])))

@@ -178,12 +178,11 @@ class SaveModels(keras.callbacks.Callback):
         self.export = export
         self.run_dir = Path(run_dir)
         self.best = best_so_far if best_so_far is not None and math.isfinite(best_so_far) else -math.inf
-        self.best_epoch = None  # 1-based, this attempt's; None if no epoch beat best_so_far
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("val_accuracy")
         if value is not None and math.isfinite(value) and value > self.best:
-            self.best, self.best_epoch = value, epoch + 1
+            self.best = value
             self.export.save(self.run_dir / BEST_MODEL)
 
     def on_train_end(self, logs=None):
