@@ -15,6 +15,7 @@ import losses
 from recipes.data import SOURCES
 from recipes.data.idx import check_directory
 from recipes.data.tfds_source import DOWNLOAD_MODES
+from recipes.data.validation_split import AUTO as VAL_AUTO
 from recipes.runtime.backends import BACKENDS, DEVICES
 from recipes.runtime.distribution import DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
 from recipes.runtime.errors import UserError
@@ -67,11 +68,20 @@ def check_loss(cfg) -> losses.LossSetup:
         raise UserError(f"loss.{err}") from None
 
 
+def check_val_examples(data) -> None:
+    """An integer >= 1; `auto` too where validation comes out of a training file (not the embedded set)."""
+    value = data.val_examples
+    if data.source == "embedded":
+        require_int("data.val_examples", value, 1)
+    elif value != VAL_AUTO and not (_is_int(value) and value >= 1):
+        raise UserError(f"data.val_examples={value!r}: must be {VAL_AUTO} or an integer >= 1")
+
+
 def check_data(data) -> None:
     require_choice("data.source", data.source, SOURCES)
     require_optional_int("data.max_train_examples", data.get("max_train_examples"), 1)
     require_int("data.split_seed", data.get("split_seed", 0), 0)
-    require_int("data.val_examples", data.val_examples, 1)
+    check_val_examples(data)
     if data.source == "embedded":
         require_int("data.test_examples", data.test_examples, 1)
         if data.val_examples + data.test_examples >= 5000:

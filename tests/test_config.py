@@ -50,6 +50,8 @@ def test_defaults_are_the_documented_ones(compose):
         ("data.max_train_examples=0", "data.max_train_examples=0: must be an integer >= 1"),
         ("data.val_examples=3000 data.test_examples=2000", "must leave training examples"),
         ("data=idx", "data.dir is not set"),
+        ("data=idx data.val_examples=most", "data.val_examples='most': must be auto or an integer >= 1"),
+        ("data.val_examples=auto", "data.val_examples='auto': must be an integer >= 1"),  # the embedded set's sizes are fixed
         ("data=idx data.dir=/no/such/dir", "data.dir=/no/such/dir: directory does not exist"),
         ("data=mnist data.download=maybe", "data.download='maybe': valid choices: auto, true, false"),
         ("trainer.precision=float64", "trainer.precision='float64': valid choices: float32, mixed_float16"),

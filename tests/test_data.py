@@ -1,5 +1,7 @@
 """Data sources: the embedded split, the IDX parser, TFDS through mock data."""
 import gzip
+import logging
+import re
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ from recipes.data import load_splits
 from recipes.data.idx import load_idx, parse_idx
 from recipes.data.pipeline import make_dataset
 from recipes.data.splits import balanced_subset, stratified_split
+from recipes.data.validation_split import auto_val_examples
 from recipes.runtime.errors import UserError
 
 
@@ -156,6 +159,36 @@ def test_idx_errors_for_missing_dir_files_shapes_and_labels(tmp_path):
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((20, 32, 32))))
     with pytest.raises(UserError, match=r"shape \(20, 32, 32, 1\)"):
         load_idx(idx_cfg(tmp_path), 0)
+
+
+# --- small data sets: data.val_examples ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_idx_dir(tmp_path_factory):
+    """4,000 training and 500 test images in the gzip IDX format: fewer than MNIST's 5,000 validation images."""
+    directory = tmp_path_factory.mktemp("idx_4000")
+    write_idx_dir(directory, n_train=4000, n_test=500, gz=True)
+    return directory
+
+
+def test_a_small_idx_set_trains_on_the_shipped_default_and_says_what_it_took(compose, small_idx_dir, caplog):
+    data = compose("data=idx", f"data.dir={small_idx_dir}").data
+    with caplog.at_level(logging.INFO, logger="recipes.data.validation_split"):
+        splits = load_splits(data)
+    assert splits.sizes() == {"train": 3600, "val": 400, "test": 500}  # auto: 10%
+    np.testing.assert_array_equal(np.bincount(splits.y_val), [40] * 10)
+    assert "data.val_examples=auto: 400 of the 4000 training images" in caplog.text
+    assert auto_val_examples(60_000) == 5000  # the full MNIST keeps its 5,000
+
+
+def test_a_validation_size_the_set_cannot_hold_names_the_setting_and_a_size_that_works(small_idx_dir):
+    with pytest.raises(UserError) as err:
+        load_splits(idx_cfg(small_idx_dir, val_examples=5000))
+    message = str(err.value)
+    assert message.startswith("data.val_examples=5000: ") and "holds only 4000 training images" in message
+    working = int(re.search(r"use e\.g\. data\.val_examples=(\d+)", message).group(1))
+    assert load_splits(idx_cfg(small_idx_dir, val_examples=working)).sizes()["val"] == working
 
 
 # --- TFDS ------------------------------------------------------------------

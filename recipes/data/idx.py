@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recipes.data.splits import Splits, check_images_and_labels, stratified_split
+from recipes.data.splits import Splits, check_images_and_labels
+from recipes.data.validation_split import split_off_validation
 from recipes.runtime.errors import UserError
 
 UBYTE = 0x08
@@ -91,7 +92,7 @@ def load_idx(cfg, split_seed: int) -> Splits:
     directory = check_directory(cfg.dir)
     x_train, y_train = load_pair(directory, cfg.files.train_images, cfg.files.train_labels, cfg.num_classes)
     x_test, y_test = load_pair(directory, cfg.files.test_images, cfg.files.test_labels, cfg.num_classes)
-    val_idx, train_idx = stratified_split(y_train, [cfg.val_examples, len(y_train) - cfg.val_examples], split_seed)
+    val_idx, train_idx = split_off_validation(y_train, cfg.val_examples, split_seed, f"{directory}/{cfg.files.train_images}")
     return Splits(
         cfg.get("name", "idx"), cfg.num_classes,
         x_train[train_idx], y_train[train_idx],

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recipes.data.splits import Splits, check_images_and_labels, stratified_split
+from recipes.data.splits import Splits, check_images_and_labels
+from recipes.data.validation_split import split_off_validation
 from recipes.runtime.errors import UserError
 
 # TFDS fetches prepared data and most source files from Google Cloud Storage.
@@ -96,9 +97,7 @@ def load_tfds(cfg, split_seed: int) -> Splits:
             images, labels - offset, cfg.num_classes, f"{cfg.tfds_name}[{split}]"
         )
     (x_train, y_train), (x_test, y_test) = loaded["train"], loaded["test"]
-    val_idx, train_idx = stratified_split(
-        y_train, [cfg.val_examples, len(y_train) - cfg.val_examples], split_seed
-    )
+    val_idx, train_idx = split_off_validation(y_train, cfg.val_examples, split_seed, f"{cfg.tfds_name}[train]")
     return Splits(
         cfg.name, cfg.num_classes,
         x_train[train_idx], y_train[train_idx],
