@@ -33,7 +33,8 @@ from losses.numerics import CLIP_EPSILON
 
 ALL_BACKENDS = ("tensorflow", "jax", "torch")
 SOFTMAX_LAYER = "softmax"  # the name `LossSetup.attach_head` gives a softmax head
-EXACT_PATHS = ("fused_logits", "rescued_softmax")  # the paths that compute the exact cross entropy
+# The paths that compute the exact cross entropy (a sigmoid head is rescued only in the loss doctor).
+EXACT_PATHS = ("fused_logits", "rescued_softmax", "rescued_sigmoid")
 
 
 class LossOptionError(ValueError):
@@ -51,8 +52,8 @@ class LossOptionError(ValueError):
 @dataclass(frozen=True)
 class Formulation:
     name: str
-    head: str  # "logits" or "softmax"
-    labels: str  # "sparse" or "onehot"
+    head: str  # "logits" or "softmax" ("sigmoid" for a user's model, see losses.keras_losses)
+    labels: str  # "sparse" or "onehot" ("binary": one 0/1 target per output unit)
     computes: str  # what the loss computes, in one line
     use_when: str  # advice, shown in the README's formulation table
     # (label_smoothing, **loss_kwargs) -> a keras Loss, or a per-example function
@@ -341,8 +342,13 @@ class LossSetup:
         return keras.metrics.CategoricalAccuracy(name="accuracy")
 
     def encode_labels(self, ids: np.ndarray, num_classes: int) -> np.ndarray:
-        """Integer class ids in the format this formulation's loss expects."""
+        """Integer class ids in the format this formulation's loss expects.
+
+        Binary losses take one target per output unit: `ids` are those targets already.
+        """
         ids = np.asarray(ids)
+        if self.labels == "binary":
+            return ids.astype(np.float32)
         if self.labels == "sparse":
             return ids.astype(np.int32)
         return np.eye(num_classes, dtype=np.float32)[ids]

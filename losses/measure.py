@@ -48,11 +48,17 @@ def _replicas_in_sync() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
-def loss_and_logit_grad(setup: LossSetup, logits: np.ndarray, labels, dtype: str):
+def loss_and_logit_grad(setup: LossSetup, logits: np.ndarray, labels, dtype: str, head=None, loss_dtype=None):
     """Per-example loss and |d loss / d logits| with head, loss and logits in `dtype`.
 
-    `labels` are integer class ids. Returns float64 arrays: the losses, the
-    gradient norms, and the logits as rounded to `dtype`.
+    `labels` are integer class ids (for a binary loss: its targets). Returns
+    float64 arrays: the losses, the gradient norms, and the logits as rounded
+    to `dtype`.
+
+    `head` (a layer) replaces the formulation's own softmax, e.g. by a user's
+    model's head with its dtype policy; `loss_dtype` is the dtype Keras casts
+    the head's output to before the loss (training under a mixed policy: float32).
+    Both default to what the probe measures: the formulation's head and loss in `dtype`.
 
     Compiled as training compiles it (tf.function on TensorFlow, jax.jit on
     JAX; PyTorch runs eagerly as Keras's torch trainer does), so what Keras
@@ -62,8 +68,9 @@ def loss_and_logit_grad(setup: LossSetup, logits: np.ndarray, labels, dtype: str
     from keras import ops
 
     num_classes = logits.shape[-1]
-    head = keras.layers.Activation("softmax", dtype=dtype) if setup.head == "softmax" else None
-    loss_fn = setup.make_loss(dtype=dtype, reduction="none")
+    if head is None and setup.head == "softmax":
+        head = keras.layers.Activation("softmax", dtype=dtype)
+    loss_fn = setup.make_loss(dtype=loss_dtype or dtype, reduction="none")
     y = ops.convert_to_tensor(setup.encode_labels(np.asarray(labels), num_classes))
 
     def per_example(z):

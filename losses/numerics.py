@@ -86,3 +86,22 @@ def exact_cross_entropy(logits, labels) -> np.ndarray:
     if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
         raise ValueError(f"label ids must be in 0..{num_classes - 1}, got {ids.min()}..{ids.max()}")
     return -np.take_along_axis(log_p, ids[..., None], axis=-1)[..., 0]
+
+
+def exact_binary_cross_entropy(logits, targets) -> np.ndarray:
+    """Reference sigmoid cross entropy from logits, per example (mean over the last axis), in float64.
+
+    `targets` are 0/1 (or soft) values of the same shape as `logits`, one per
+    output unit, as Keras's BinaryCrossentropy takes them. Written as
+    max(z, 0) - z * y + log(1 + exp(-|z|)), which never overflows.
+
+    >>> float(exact_binary_cross_entropy([[100.0]], [[0.0]])[0])
+    100.0
+    >>> round(float(exact_binary_cross_entropy([[0.0, 0.0]], [[1.0, 0.0]])[0]), 6)  # log 2 for each unit
+    0.693147
+    """
+    z = to_numpy(logits).astype(np.float64)
+    y = to_numpy(targets).astype(np.float64)
+    if y.shape != z.shape:
+        raise ValueError(f"targets of shape {y.shape} do not fit logits of shape {z.shape}: one target per unit")
+    return np.mean(np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z))), axis=-1)
