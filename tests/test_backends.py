@@ -132,6 +132,21 @@ def test_tfds_data_without_tensorflow_says_what_to_install(tmp_path):
     assert "data=fashion_mnist needs tensorflow-datasets and TensorFlow" in result.stderr
 
 
+def test_a_missing_backend_points_to_what_its_requirements_file_recommends(monkeypatch):
+    from recipes.runtime import backends
+    from recipes.runtime.errors import UserError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a))
+    with pytest.raises(UserError) as err:
+        backends.require_installed("torch")
+    recommended = [line.lstrip("# ") for line in (ROOT / "requirements-torch.txt").read_text().splitlines()
+                   if line.lstrip("# ").startswith("pip install")]
+    assert recommended and "whl/cpu" in recommended[0]  # the CPU-only wheel, not PyPI's CUDA build
+    assert str(err.value) == (f"backend=torch: the torch package is not installed; "
+                              f"requirements-torch.txt recommends: {recommended[0]}")
+
+
 def test_keras_backend_from_the_environment_is_the_default(compose, monkeypatch):
     monkeypatch.setenv("KERAS_BACKEND", "jax")
     assert compose().backend == "jax"

@@ -20,10 +20,10 @@ import sys
 from pathlib import Path
 
 from recipes.runtime.errors import UserError
+from recipes.runtime.install_hints import install_hint
 
 BACKENDS = ("tensorflow", "jax", "torch")
 PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
-INSTALL_HINTS = {"jax": "pip install -r requirements-jax.txt", "torch": "pip install torch"}
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -36,10 +36,13 @@ def activate_backend(name: str) -> None:
         if current != name:
             raise UserError(f"backend={name}: Keras already runs on {current} in this process; start a new one")
         return
-    if importlib.util.find_spec(PACKAGES[name]) is None:
-        raise UserError(f"backend={name}: the {PACKAGES[name]} package is not installed "
-                        f"({INSTALL_HINTS.get(name, '')})")
+    require_installed(name)
     os.environ["KERAS_BACKEND"] = name
+
+
+def require_installed(name: str) -> None:
+    if importlib.util.find_spec(PACKAGES[name]) is None:
+        raise UserError(f"backend={name}: the {PACKAGES[name]} package is not installed; {install_hint(name)}")
 
 
 def preselect_from_argv(argv: list[str]) -> None:
