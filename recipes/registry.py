@@ -4,10 +4,10 @@ Each is a module of this package with `run(cfg, run_dir) -> metrics`.
 """
 from __future__ import annotations
 
-from recipes import evaluate, probe, train
+from recipes import doctor, evaluate, probe, train
 from recipes.runtime.errors import UserError
 
-RECIPES = {"train": train.run, "probe": probe.run, "evaluate": evaluate.run}
+RECIPES = {"train": train.run, "probe": probe.run, "evaluate": evaluate.run, "doctor": doctor.run}
 
 
 def get_recipe(name: str):
