@@ -16,6 +16,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import hydra  # noqa: E402
 from hydra.core.hydra_config import HydraConfig  # noqa: E402
 
+from recipes.runtime import run_names  # noqa: E402
+
+run_names.register()  # the `${job_dir:...}` of sweep job directories (configs/train.yaml)
+
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg):

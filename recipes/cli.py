@@ -16,6 +16,7 @@ from recipes.reporting.hparams import log_run
 from recipes.reporting.results import RunAlreadyFinished, read_history, write_metrics
 from recipes.runtime import clock
 from recipes.runtime.backends import activate_backend
+from recipes.runtime.quiet import start_backend
 from recipes.runtime.errors import UserError
 
 log = logging.getLogger("train")
@@ -80,6 +81,7 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
     clock.mark_job_start(started_at)
     try:
         activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
+        start_backend()
         metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",

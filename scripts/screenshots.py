@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from scripts.tensorboard_server import serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "img"
@@ -31,12 +31,6 @@ CHROMIUM_FLAGS = [
     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--window-size=1400,1000", "--virtual-time-budget=20000",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> int:
@@ -54,20 +48,7 @@ def main() -> int:
             cwd=ROOT, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1", "--port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}/"
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                try:
-                    urllib.request.urlopen(base + "data/runs", timeout=2).read()
-                    break
-                except OSError:
-                    time.sleep(0.5)
+        with serve(sweep) as base:
             for name, fragment in SHOTS.items():
                 with tempfile.TemporaryDirectory() as profile:
                     subprocess.run(
@@ -75,9 +56,6 @@ def main() -> int:
                         check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
                     )
                 print(f"wrote {OUT / name}")
-        finally:
-            server.terminate()
-            server.wait(timeout=20)
     return 0
 
 

@@ -74,8 +74,8 @@ def data_parallel(count=None):
 def jit_setting(value, device: str, distributed: bool):
     """What to pass to compile(jit_compile=...); warns where forcing XLA is known to hurt."""
     if value is True and device == "cpu":
-        log.warning("WARNING: trainer.jit_compile=true on a CPU: XLA made this convnet about 6x slower "
+        log.warning("trainer.jit_compile=true on a CPU: XLA made this convnet about 6x slower "
                     "here; trainer.jit_compile=auto lets Keras decide")
     if value is True and distributed:
-        log.warning("WARNING: Keras turns XLA off under tf.distribute; trainer.jit_compile=true is ignored")
+        log.warning("Keras turns XLA off under tf.distribute; trainer.jit_compile=true is ignored")
     return value

@@ -59,10 +59,23 @@ class EventWriter:
 
         self._add(hparams_pb(values, trial_id=trial_id), 0)
 
-    def hparams_config(self, hparams: list, metrics: list) -> None:
+    def hparams_config(self, hparams: list, metrics: list, differs: frozenset = frozenset()) -> None:
+        """The experiment: its hparams and metrics, in order.
+
+        `differs` names the hparams marked as differing across sessions: the HParams
+        dashboard lists those first and shows the first five columns by default.
+        `summary_v2.HParam` cannot say so, hence the edit of the proto it builds.
+        """
+        from tensorboard.plugins.hparams import plugin_data_pb2
         from tensorboard.plugins.hparams.summary_v2 import hparams_config_pb
 
-        self._add(hparams_config_pb(hparams=hparams, metrics=metrics), 0)
+        summary = hparams_config_pb(hparams=hparams, metrics=metrics)
+        value = summary.value[0]
+        data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+        for info in data.experiment.hparam_infos:
+            info.differs = info.name in differs
+        value.metadata.plugin_data.content = data.SerializeToString()
+        self._add(summary, 0)
 
     def flush(self) -> None:
         self._file.flush()

@@ -54,7 +54,7 @@ def measure_loss_path(model, setup):
     report = detect_loss_path(setup, head=head)
     log.info(report.describe())
     if report.warning:
-        log.warning("WARNING: loss=%s: %s", setup.name, report.warning)
+        log.warning("loss=%s: %s", setup.name, report.warning)
     return report
 
 
