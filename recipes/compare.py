@@ -24,6 +24,8 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(report["table"], end="")
+    if report["kind"] == "search":
+        print(report["best"])
     print(f"wrote comparison.csv, comparison.md, comparison.png to {args.sweep_dir}")
     return 0
 

@@ -6,8 +6,11 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from recipes.reporting import comparison as compare
+from recipes.reporting import search_report
+from recipes.reporting.sweep_record import search_of
 from recipes.runtime.errors import UserError
 from tests.conftest import ROOT, TINY
 
@@ -70,6 +73,66 @@ def test_report_refuses_a_directory_that_is_not_a_sweep(tmp_path):
     result = subprocess.run([sys.executable, "-m", "recipes.compare", str(tmp_path / "nope")],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "no such directory" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- a search (Optuna) against a grid, on synthetic runs (fast) ------------
+
+OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+SPACES = {"optimizer.learning_rate": "tag(log, interval(0.0001, 0.01))", "trainer.batch_size": "choice(64, 128, 256)",
+          "loss.label_smoothing": "interval(0.0, 0.2)", "loss.temperature": "interval(0.5, 2.0)"}
+
+
+def fake_job(sweep_dir, num, sweeper, val_acc, lr, batch, smoothing, temperature, status="ok"):
+    """A job as Hydra and train.py leave it: .hydra/hydra.yaml (sweeper, job number) and metrics.json."""
+    import yaml
+
+    run = sweep_dir / f"job_{num}"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"sweeper": sweeper, "job": {"num": num}}}, sort_keys=False))
+    config = {"loss": {"name": "from_logits", "label_smoothing": smoothing, "temperature": temperature},
+              "optimizer": {"learning_rate": lr}, "trainer": {"batch_size": batch}, "seed": 0}
+    (run / "metrics.json").write_text(json.dumps({
+        "status": status, "loss": "from_logits", "loss_path": "fused_logits", "val_accuracy": val_acc,
+        "test_accuracy": None if val_acc is None else val_acc - 0.01, "test_exact_ce": 0.5,
+        "history": {"val_accuracy": [] if val_acc is None else [val_acc]}, "config": config}))
+
+
+def test_a_search_report_ranks_the_trials_and_shows_the_best_values_to_the_digits_that_matter(tmp_path):
+    compare.mark_sweep(tmp_path, ["hparams_search=optuna"])
+    sweeper = {"_target_": OPTUNA, "direction": "maximize", "params": SPACES}
+    fake_job(tmp_path, 0, sweeper, 0.50, 0.0007501954443620128, 128, 0.15834500761653292, 1.2933423796293568)
+    fake_job(tmp_path, 1, sweeper, None, 0.0093, 256, 0.1, 0.6, status="failed")
+    fake_job(tmp_path, 2, sweeper, 0.80, 0.001368009527972693, 64, 0.004043679488065144, 1.748929768321907)
+    fake_job(tmp_path, 3, sweeper, 0.70, 0.0012520653814999472, 64, 0.08473095986778095, 1.4688411695999841)
+    report = compare.write_report(tmp_path, tensorboard=False)
+    assert report["kind"] == "search"
+    assert [t["job"] for t in report["trials"]] == [2, 3, 0, 1]  # best first, the failed trial last
+    assert report["best"] == ("best: trial 2, validation accuracy 0.8000 (test accuracy 0.7900): optimizer.learning_rate=0.0014 "
+                              "trainer.batch_size=64 loss.label_smoothing=0.004 loss.temperature=1.75")
+    assert search_report.progress(report["runs"], search_of([sweeper])) == [(0, 0.5, 0.5), (2, 0.8, 0.8), (3, 0.7, 0.8)]
+    summary = report["summary"].splitlines()
+    assert summary[0].split() == ["rank", "trial", "status", "val_acc", "test_acc", "exact_CE",
+                                  "learning_rate", "batch_size", "label_smoothing", "temperature"]
+    assert summary[1].split() == ["1", "2", "ok", "0.8000", "0.7900", "0.5000", "0.0014", "64", "0.004", "1.75"]
+    assert summary[4].split()[:3] == ["4", "1", "failed"] and max(len(line) for line in summary) < 110
+    md = (tmp_path / "comparison.md").read_text()
+    assert "Grouped by" not in md and "| 2 | 3 | ok | 0.7000 |" in md
+    assert (tmp_path / "comparison.png").stat().st_size > 5000
+
+
+def test_a_grid_keeps_the_grouped_report_and_its_figure_fits_long_group_names(tmp_path):
+    import warnings
+
+    compare.mark_sweep(tmp_path, [])
+    grid = {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"}
+    for num, lr in enumerate([0.001368009527972693, 0.0012520653814999472, 0.0007501954443620128]):
+        fake_job(tmp_path, num, grid, 0.5, lr, 64 * (num + 1), 0.08473095986778095 + num, 1.4688411695999841 - num)
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        report = compare.write_report(tmp_path, tensorboard=False)
+    assert report["kind"] == "grid" and len(report["keys"]) == 4 and len(report["rows"]) == 3
+    assert "Grouped by: loss.label_smoothing" in (tmp_path / "comparison.md").read_text()
+    assert not [w for w in shown if "layout" in str(w.message)]  # e.g. matplotlib's "Tight layout not applied"
 
 
 # --- real sweeps through train.py -m ---------------------------------------
@@ -156,5 +219,15 @@ def test_optuna_search_runs_trials_in_memory(train_cli, tmp_path):
     runs = run_metrics(sweep)
     assert len(runs) == 2
     assert all(m["loss"] == "from_logits" and 0.0 <= m["config"]["loss"]["label_smoothing"] <= 0.2 for m in runs.values())
-    best = (sweep / "optimization_results.yaml").read_text()
-    assert "best_value" in best
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    # The summary of a search: ranked by the objective, the best trial's values, no directory names.
+    output = result.stdout + result.stderr
+    assert "search summary (2 trials, ranked by validation accuracy, best first)" in output
+    assert "Tight layout" not in output and "sweep summary" not in output
+    ranked = sorted(runs.values(), key=lambda m: -m["val_accuracy"])
+    summary = output.split("best first):\n", 1)[1].splitlines()
+    assert [float(line.split()[3]) for line in summary[1:3]] == [round(m["val_accuracy"], 4) for m in ranked]
+    assert summary[3].startswith(f"best: trial ") and f"validation accuracy {best['best_value']:.4f}" in summary[3]
+    assert f"trainer.batch_size={best['best_params']['trainer.batch_size']} " in summary[3]
+    assert max(len(line) for line in summary[:3]) < 110
+    assert "Search of 2 trials" in (sweep / "comparison.md").read_text() and (sweep / "comparison.png").exists()

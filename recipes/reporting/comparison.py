@@ -2,11 +2,13 @@
 
 `write_report(sweep_dir)` writes into the sweep directory:
     comparison.csv   one row per run: every config value, status, metrics
-    comparison.md    one row per group (the config values that vary, seed aside):
+    comparison.md    of a grid, one row per group (the config values that vary, seed aside):
                      mean +- std over seeds of the runs that finished `ok`;
                      diverged and failed runs are counted, never averaged in
     comparison.png   test accuracy and exact CE per group, validation accuracy per epoch
     comparison/      the same table (text) and figure (image) for TensorBoard
+A search (an Optuna sweep, `sweep_record`) gets its own .md and .png instead:
+its trials ranked by the objective, the best one, and its progress (`search_report`).
 It runs by itself at the end of every multirun (`sweep.SweepReport`), and on
 demand with `python -m recipes.compare <sweep dir>`.
 """
@@ -19,13 +21,15 @@ import statistics
 from pathlib import Path
 
 from recipes.reporting.palette import legend_room, path_color, path_legend
+from recipes.reporting.search_report import write_search_report
+from recipes.reporting.sweep_record import hydra_record, job_number, search_of
 from recipes.runtime.errors import UserError
 
 IGNORED_KEYS = {"seed", "trainer.verbose"}  # vary between runs without defining a group
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "test_accuracy", "test_loss",
     "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "epochs_completed",
-    "train_samples_per_s", "wall_s", "error",
+    "train_samples_per_s", "wall_s", "error", "job",
 ]
 
 
@@ -70,11 +74,14 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
         if metrics.get("recipe", "train") != "train":
             continue
         first = metrics.get("first_nonfinite") or {}
+        record = hydra_record(path.parent)
         runs.append({
             **metrics,
             "run": str(path.parent.relative_to(sweep_dir)),
             "first_nonfinite_step": first.get("step"),
             "flat_config": flatten(metrics.get("config", {})),
+            "job": job_number(record),
+            "sweeper": record.get("sweeper"),
         })
     if not runs:
         raise UserError(f"{sweep_dir}: no run of this sweep has written its metrics.json yet")
@@ -157,19 +164,21 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(18, 2.6 + 0.45 * len(rows)))
+    lines_per_label = max(_wrapped(r["group"]).count("\n") + 1 for r in rows)
+    fig, axes = plt.subplots(1, 3, figsize=(18, 2.6 + 0.45 * len(rows) * lines_per_label))
     for ax, key, title in ((axes[0], "test_accuracy", "test accuracy\n(ok runs, mean ± std)"),
                            (axes[1], "test_exact_ce", "test exact cross entropy\n(log scale)")):
         _bars(ax, rows, key)
         ax.set_title(title, fontsize=10)
     axes[1].set_xscale("log")
+    axes[1].tick_params(labelleft=False)  # the same rows as the first panel, whose labels name them
     for i, r in enumerate(rows):
         curves = [c for c in r["val_curves"] if c]
         if curves:
             length = min(len(c) for c in curves)
             mean_curve = [statistics.fmean(c[e] for c in curves) for e in range(length)]
             # Colour: the path; line style and marker: the group (groups can share a path).
-            axes[2].plot(range(1, length + 1), mean_curve, color=path_color(r["loss_path"]), label=r["group"],
+            axes[2].plot(range(1, length + 1), mean_curve, color=path_color(r["loss_path"]), label=_wrapped(r["group"]),
                          ls=["-", "--", "-.", ":"][i % 4], marker="osD^v<>"[i % 7], ms=4)
     axes[2].set_title("validation accuracy per epoch\n(mean over ok runs)", fontsize=10)
     axes[2].set_xlabel("epoch")
@@ -182,12 +191,17 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def _wrapped(group: str) -> str:
+    """One `key=value` a line: labels of several long keys on one line leave no room for the axes."""
+    return group.replace(", ", "\n")
+
+
 def _bars(ax, rows: list[dict], key: str) -> None:
     ypos = list(range(len(rows)))
     means = [r[key][0] if r[key][0] is not None else 0.0 for r in rows]
     stds = [r[key][1] or 0.0 for r in rows]
     ax.barh(ypos, means, xerr=stds, color=[path_color(r["loss_path"]) for r in rows], capsize=3)
-    ax.set_yticks(ypos, [r["group"] for r in rows], fontsize=8)
+    ax.set_yticks(ypos, [_wrapped(r["group"]) for r in rows], fontsize=8)
     ax.invert_yaxis()
     for y, r in zip(ypos, rows):
         if r["ok"] < r["runs"]:
@@ -203,12 +217,7 @@ def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
         writer.png("comparison/figure", png)
 
 
-def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
-    sweep_dir = Path(sweep_dir)
-    runs = collect_runs(sweep_dir)
-    keys = varying_keys(runs)
-    rows = summarize(runs, keys)
-
+def write_csv(sweep_dir: Path, runs: list[dict]) -> None:
     config_keys = sorted({k for r in runs for k in r["flat_config"]})
     with (sweep_dir / "comparison.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS + config_keys, extrasaction="ignore")
@@ -216,6 +225,10 @@ def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
         for r in runs:
             writer.writerow({**{k: r.get(k) for k in RUN_FIELDS}, **r["flat_config"]})
 
+
+def write_grid_report(sweep_dir: Path, runs: list[dict]) -> dict:
+    keys = varying_keys(runs)
+    rows = summarize(runs, keys)
     table = markdown_table(rows)
     (sweep_dir / "comparison.md").write_text(
         f"# Comparison of {len(runs)} runs in {sweep_dir}\n\nGrouped by: {', '.join(keys)}. "
@@ -224,6 +237,19 @@ def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
         + table
     )
     plot(rows, sweep_dir / "comparison.png")
+    return {"kind": "grid", "runs": runs, "rows": rows, "keys": keys, "table": table}
+
+
+def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
+    """The grid's report, or a search's (told apart by the sweeper each job recorded)."""
+    sweep_dir = Path(sweep_dir)
+    runs = collect_runs(sweep_dir)
+    write_csv(sweep_dir, runs)
+    search = search_of([r["sweeper"] for r in runs])
+    if search is None:
+        report = write_grid_report(sweep_dir, runs)
+    else:
+        report = write_search_report(sweep_dir, runs, search, list(search.spaces) or varying_keys(runs))
     if tensorboard:
-        write_tensorboard(sweep_dir, table, sweep_dir / "comparison.png")
-    return {"runs": runs, "rows": rows, "keys": keys, "table": table}
+        write_tensorboard(sweep_dir, report["table"], sweep_dir / "comparison.png")
+    return report

@@ -43,6 +43,10 @@ class SweepReport(Callback):
         except UserError as err:
             log.warning("no comparison report: %s", err)
             return
-        log.info("sweep summary (%d jobs):\n%s", len(report["runs"]), summary_table(report["runs"]))
-        log.info("comparison by %s:\n%s", ", ".join(report["keys"]), report["table"])
+        if report["kind"] == "search":
+            log.info("search summary (%d trials, ranked by %s, best first):\n%s\n%s", len(report["runs"]),
+                     report["objective"], report["summary"], report["best"])
+        else:
+            log.info("sweep summary (%d jobs):\n%s", len(report["runs"]), summary_table(report["runs"]))
+            log.info("comparison by %s:\n%s", ", ".join(report["keys"]), report["table"])
         log.info("report: %s/comparison.{md,csv,png}; dashboards: tensorboard --logdir %s", sweep_dir, sweep_dir)
