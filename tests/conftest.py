@@ -47,3 +47,22 @@ def train_cli():
         )
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A one-node SLURM cluster with accounting (scripts/slurm_cluster.py), for the whole session.
+
+    Installs Debian's packages first when they are missing; skips where that cannot
+    be done (not root, no apt-get). Every daemon is stopped by its PID at the end.
+    """
+    from scripts.slurm_cluster import ClusterUnavailable, start
+
+    try:
+        cluster = start(tmp_path_factory.mktemp("slurm"))
+    except ClusterUnavailable as reason:
+        pytest.skip(f"no local SLURM cluster: {reason}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()

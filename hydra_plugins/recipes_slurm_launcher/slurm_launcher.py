@@ -1,0 +1,95 @@
+"""The SLURM launcher of the `hydra/launcher=slurm_*` presets: submitit's, with every job's end recorded.
+
+Hydra's `submitit_slurm` launcher waits for the jobs' results in order and raises
+at the first job that left none (cancelled, killed, past its time limit, its
+node lost): the sweep stops with a traceback, later jobs are not waited for, and
+no report is written. This launcher submits the same job array, waits for every
+job, and records each one that ended without a result as `failed` in its run
+directory's metrics.json, with SLURM's end state and SLURM's own line about it
+(`CANCELLED AT ...`, `DUE TO TIME LIMIT`). The run directory keeps its backup,
+so the same command resumes that job (recipes.reporting.results.prepare_run_dir).
+
+Submitit learns a job's end state from `sacct`: the cluster needs accounting
+(slurmdbd), or a killed job is never known to have ended.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Sequence
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+# Launcher settings that configure the executor itself rather than each job.
+EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout")
+
+
+class SlurmJobEnded(RuntimeError):
+    """SLURM ended a job before it returned (the message says how)."""
+
+
+class RecordingSlurmLauncher(SlurmLauncher):
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import submitit
+
+        executor = submitit.AutoExecutor(folder=self.params["submitit_folder"], cluster="slurm",
+                                         slurm_max_num_timeout=self.params.get("max_num_timeout", 0))
+        executor.update_parameters(**job_parameters(self.params))
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        numbers = range(initial_job_idx, initial_job_idx + len(job_overrides))
+        arguments = [(list(overrides), "hydra.sweep.dir", n, f"job_id_for_{n}", Singleton.get_state())
+                     for n, overrides in zip(numbers, job_overrides)]
+        jobs = executor.map_array(self, *zip(*arguments))
+        for job, overrides in zip(jobs, job_overrides):
+            log.info("SLURM job %s: %s", job.job_id, " ".join(overrides))
+        return [self._outcome(job, list(overrides), n) for job, overrides, n in zip(jobs, job_overrides, numbers)]
+
+    def _outcome(self, job, overrides: list[str], number: int) -> JobReturn:
+        """The job's own return, or, when SLURM ended it, a failure recorded in its run directory."""
+        import submitit
+
+        from recipes.cli import record_failure  # here: Hydra imports this module at every start
+
+        try:
+            return job.results()[0]
+        except submitit.core.utils.UncompletedJobError as err:
+            ended = SlurmJobEnded(end_reason(job, err))
+        cfg, run_dir = self._job_config(overrides, number)
+        log.error("%s; recorded as failed in %s", ended, run_dir)
+        record_failure(cfg, run_dir, ended)
+        # NaN, as for any failed job (recipes.cli): a sweeper records it as a failed trial.
+        return JobReturn(overrides=overrides, cfg=cfg, working_dir=str(run_dir), status=JobStatus.COMPLETED,
+                         _return_value=float("nan"))
+
+    def _job_config(self, overrides: list[str], number: int):
+        """The config a job's task saw, and its run directory, composed as the job composed them."""
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(sweep_config.hydra.job):
+            sweep_config.hydra.job.num = number  # as the job itself sets it; run directory names may use it
+        run_dir = Path(str(self.config.hydra.sweep.dir)) / str(sweep_config.hydra.sweep.subdir)
+        task_config = copy.deepcopy(sweep_config)
+        with open_dict(task_config):
+            del task_config["hydra"]
+        return task_config, run_dir
+
+
+def job_parameters(params: dict) -> dict:
+    """The launcher settings as submitit's executor takes them: the SLURM-only ones prefixed `slurm_`."""
+    shared = set(OmegaConf.structured(BaseQueueConf).keys())
+    return {(key if key in shared else f"slurm_{key}"): value
+            for key, value in params.items() if key not in EXECUTOR_KEYS}
+
+
+def end_reason(job, err: Exception) -> str:
+    """`job 12_3 ended TIMEOUT: slurmstepd: error: *** JOB 15 ... DUE TO TIME LIMIT ***` (its last word on it)."""
+    state = job.state
+    said = [line.strip() for line in (job.stderr() or "").splitlines() if "***" in line]
+    detail = said[-1] if said else str(err).splitlines()[-1]
+    return f"SLURM job {job.job_id} ended {state} without a result: {detail}"

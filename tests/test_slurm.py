@@ -1,0 +1,112 @@
+"""SLURM: a sweep through a real one-node cluster, with a cancelled and a timed-out job, and a resumed one.
+
+The cluster (scripts/slurm_cluster.py) is started once per session by the
+`slurm_cluster` fixture and skipped where it cannot run (not root, no apt-get).
+"""
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, project_env
+
+# One sweep, four jobs of the cnn on 600 images, told apart by their epochs: two end ok,
+# the 6-epoch job is cancelled after its first epoch, the 400-epoch job gets a 1-minute
+# limit once it runs (the shortest SLURM has; the others keep 10 minutes, a loaded
+# machine's start-up included). No warning signal before the limit (signal_delay_s=0):
+# the job is ended by SLURM itself.
+EPOCHS = (1, 2, 6, 400)
+CANCELLED, TIMED_OUT = 2, 3  # their array indices: the order of the sweep's values
+LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", "hydra.launcher.signal_delay_s=0",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.array_parallelism=4"]
+JOB = ["model=cnn", "data.max_train_examples=600", "trainer.threads=1", "trainer.verbose=0"]
+
+
+def run_dir_of(sweep: Path, epochs: int) -> Path | None:
+    """The job directory of the job with `epochs` epochs, found by the overrides its job recorded."""
+    for overrides in sweep.glob("*/.hydra/overrides.yaml"):
+        if f"trainer.epochs={epochs}" in yaml.safe_load(overrides.read_text()):
+            return overrides.parent.parent
+    return None
+
+
+def sweep_command(sweep: Path, epochs: str, *extra: str) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), "-m", *LAUNCHER, *JOB, f"trainer.epochs={epochs}",
+            f"hydra.sweep.dir={sweep}", *extra]
+
+
+def array_task_ids(cluster, state: str = "all") -> dict[int, str]:
+    """Array index -> SLURM job id (`12_2`) of the jobs in the queue (in `state`)."""
+    listed = cluster.run("squeue", "-h", "-r", "-t", state, "-o", "%i").split()
+    return {int(job.rsplit("_", 1)[1]): job for job in listed if "_" in job}
+
+
+def limit_to_one_minute(cluster, sweep_process, index: int, timeout=60) -> None:
+    deadline = time.monotonic() + timeout
+    while index not in (running := array_task_ids(cluster, "RUNNING")):
+        assert sweep_process.poll() is None, sweep_process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"array task {index} never started"
+        time.sleep(0.2)
+    cluster.run("scontrol", "update", f"JobId={running[index]}", "TimeLimit=1")
+
+
+def cancel_after_first_epoch(cluster, sweep: Path, sweep_process, timeout=150) -> None:
+    deadline = time.monotonic() + timeout
+
+    def epochs_done() -> int:
+        run_dir = run_dir_of(sweep, EPOCHS[CANCELLED])
+        history = run_dir / "history.csv" if run_dir else None
+        return len(history.read_text().splitlines()) - 1 if history and history.exists() else 0
+
+    while epochs_done() < 1:
+        assert sweep_process.poll() is None, sweep_process.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the job to cancel never finished an epoch"
+        time.sleep(0.1)
+    cluster.run("scancel", array_task_ids(cluster)[CANCELLED])
+
+
+@pytest.mark.slow
+def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancelled_one(slurm_cluster, tmp_path):
+    sweep = tmp_path / "sweep"
+    env = dict(project_env(), SLURM_CONF=str(slurm_cluster.conf))
+    started = time.perf_counter()
+    process = subprocess.Popen(sweep_command(sweep, ",".join(map(str, EPOCHS))), cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        limit_to_one_minute(slurm_cluster, process, TIMED_OUT)
+        cancel_after_first_epoch(slurm_cluster, sweep, process)
+        out, err = process.communicate(timeout=240)  # the 1-minute limit is enforced within 30 s or so
+    finally:
+        if process.poll() is None:
+            process.kill()
+    sweep_s = time.perf_counter() - started
+    assert process.returncode == 0, err[-3000:]
+
+    runs = {epochs: json.loads((run_dir_of(sweep, epochs) / "metrics.json").read_text()) for epochs in EPOCHS}
+    assert [runs[e]["status"] for e in EPOCHS] == ["ok", "ok", "failed", "failed"]
+    assert [runs[e]["epochs_completed"] for e in EPOCHS[:2]] == [1, 2]
+    assert "ended CANCELLED" in runs[6]["error"] and "CANCELLED AT" in runs[6]["error"]
+    assert "ended TIMEOUT" in runs[400]["error"] and "DUE TO TIME LIMIT" in runs[400]["error"]
+    # The report and HParams cover every job, the failed ones with their reason.
+    report = (sweep / "comparison.md").read_text()
+    assert "| trainer.epochs=6 | 1 | 0 | 0 | 1 |" in report and "| trainer.epochs=400 | 1 | 0 | 0 | 1 |" in report
+    assert "DUE TO TIME LIMIT" in (sweep / "comparison.csv").read_text()
+    assert "sweep summary (4 jobs)" in out + err
+    for epochs in EPOCHS:
+        assert list((run_dir_of(sweep, epochs)).glob("events.out.tfevents.*")), f"no HParams for {epochs} epochs"
+
+    # The cancelled job alone, into its own job directory: it resumes from its backup and finishes.
+    cancelled = run_dir_of(sweep, EPOCHS[CANCELLED])
+    done_before = len((cancelled / "history.csv").read_text().splitlines()) - 1
+    again = subprocess.run(sweep_command(sweep, str(EPOCHS[CANCELLED]), f"hydra.sweep.subdir='{cancelled.name}'"),
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads((cancelled / "metrics.json").read_text())
+    assert resumed["status"] == "ok" and resumed["resumed"] is True and resumed["epochs_completed"] == 6
+    assert 1 <= done_before < 6
+    assert json.loads((cancelled / "metrics.failed.json").read_text())["status"] == "failed"
+    print(f"\nSLURM figures: {json.dumps({'cluster_startup_s': slurm_cluster.startup_s, 'sweep_s': round(sweep_s, 1), 'cancelled_after_epochs': done_before})}")
