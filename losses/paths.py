@@ -16,16 +16,7 @@ A binary loss (BinaryCrossentropy on sigmoid units) has probes of its own:
 unit 0 at logit 2, then at G, with target 0 (`binary_probe_batches`); there the
 clip caps the loss of a unit at -log(1 - (1 - 1e-7)) in float32, about 15.94.
 
-Paths:
-    fused_logits              exact, computed from logits (no softmax head)
-    rescued_softmax           exact, although the head is a softmax (Keras read the logits back)
-    rescued_sigmoid           the same for a sigmoid head and a binary loss
-    clipped_probabilities     probabilities clipped to [1e-7, 1 - 1e-7]: loss capped, gradient 0
-    naive                     log of an underflowed probability: inf/NaN at large gaps
-    logits_as_probabilities   logits normalised as if they were probabilities (from_logits missing)
-    double_softmax            a softmax applied to probabilities again (from_logits=True on a softmax)
-    double_sigmoid            the same for a sigmoid head and a binary loss
-    unknown                   none of the above matched
+Paths: `MEANINGS` below names each with what it means, in one line.
 
 Where a path breaks, `sweep_gaps` measures: the loss and its logits gradient
 for one confidently wrong example per logit gap 0, 1, ..., 200.
@@ -51,6 +42,20 @@ def match_rtol(head=None) -> float:
     """How closely a measured loss must match a candidate, given the head layer's compute dtype."""
     eps = HALF_PRECISION_EPS.get(str(getattr(head, "compute_dtype", "float32")), 0.0)
     return max(MATCH_RTOL, 4 * eps)
+
+# Every path, and what it means for the loss (run summaries and reports quote these).
+MEANINGS = {
+    "fused_logits": "exact, computed from the logits (no softmax head)",
+    "rescued_softmax": "exact, although the head is a softmax: TensorFlow's Keras read the logits back out of it",
+    "rescued_sigmoid": "exact, although the head is a sigmoid: TensorFlow's Keras read the logits back out of it",
+    "clipped_probabilities": "probabilities clipped to [1e-7, 1 - 1e-7]: the loss is capped and its gradient is 0 "
+                             "where the clip bites",
+    "naive": "log of an underflowed probability: inf/NaN at large logit gaps",
+    "logits_as_probabilities": "logits normalised as if they were probabilities (from_logits missing)",
+    "double_softmax": "a softmax applied to probabilities again (from_logits=True on a softmax)",
+    "double_sigmoid": "a sigmoid applied to probabilities again (from_logits=True on a sigmoid)",
+    "unknown": "none of the known computations matched the measurement",
+}
 
 # The paths that silently lose information; the warning text says what to use instead.
 MISTAKES = {

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from recipes.registry import get_recipe
 from recipes.reporting.hparams import log_run
-from recipes.reporting.results import RunAlreadyFinished, read_history, write_metrics
+from recipes.reporting.results import RunAlreadyFinished, discard_if_unused, read_history, write_metrics
+from recipes.reporting.tensorboard_views import write_run_summary
 from recipes.runtime import clock
 from recipes.runtime.backends import activate_backend
-from recipes.runtime.quiet import start_backend
 from recipes.runtime.errors import UserError
 
 log = logging.getLogger("train")
@@ -56,8 +56,17 @@ def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         write_metrics(run_dir, metrics)
         log_run(Path(run_dir), metrics)
+        write_run_summary(Path(run_dir), metrics)
     except Exception:  # recording a failure must not hide the failure itself
         log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
+
+
+def to_log_file(run_dir: Path, message: str) -> None:
+    """Write `message` into the run's log file (train.log) only: the console already shows it."""
+    record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == Path(run_dir).resolve():
+            handler.handle(record)
 
 
 def record_interruption(cfg, run_dir: Path) -> None:
@@ -81,7 +90,6 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
     clock.mark_job_start(started_at)
     try:
         activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
-        start_backend()
         metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",
@@ -97,9 +105,12 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
             log.error("job failed: %s", err)
             record_failure(cfg, run_dir, err)
             return float("nan")  # a sweeper (Optuna) records a NaN objective as a failed trial
+        if not discard_if_unused(run_dir):  # a run directory that holds an earlier run stays, and says why
+            to_log_file(run_dir, f"error: {err}")
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except Exception as err:
+        to_log_file(run_dir, f"run failed: {type(err).__name__}: {err}\n{traceback.format_exc()}")
         record_failure(cfg, run_dir, err)
         if in_sweep():
             log.error("job failed, the sweep goes on:\n%s", traceback.format_exc())

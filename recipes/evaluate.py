@@ -20,6 +20,7 @@ from recipes.data.pipeline import scale_images
 from recipes.reporting.calibration import expected_calibration_error, plot_reliability
 from recipes.reporting.results import prepare_run_dir, write_metrics
 from recipes.runtime.errors import UserError
+from recipes.runtime.quiet import start_backend
 from recipes.training.network import BEST_MODEL, LAST_MODEL, logits_model_of
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def run(cfg, run_dir) -> dict:
     checkpoint = resolve_checkpoint(cfg.get("checkpoint"))
     prepare_run_dir(run_dir)
     splits = load_splits(cfg.data)
+    start_backend()
     model = load_model(checkpoint)
     logits = np.asarray(logits_model_of(model).predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
     if logits.shape[-1] != splits.num_classes:

@@ -28,6 +28,7 @@ import losses
 from losses.paths import sweep_gaps
 from recipes.reporting import probe_report
 from recipes.reporting.results import prepare_run_dir, write_metrics
+from recipes.runtime.quiet import start_backend
 from recipes.settings import validate
 
 log = logging.getLogger(__name__)
@@ -87,6 +88,7 @@ def run(cfg, run_dir) -> dict:
     run_dir = Path(run_dir)
     prepare_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    start_backend()
     with mistakes_measured_on_purpose():
         rows = sweep(cfg.recipe)
     failures = probe_report.first_failures(rows)

@@ -144,14 +144,18 @@ def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(train_cli, tm
     result = train_cli("-m", *SWEEP, "loss=sparse_from_logits,clipped_probs", "seed=0,1", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = run_metrics(sweep)
-    assert sorted(runs) == sorted(
-        f"data.max_train_examples=300,loss={loss},model=mlp,seed={seed},trainer.epochs=1"
-        for loss in ("sparse_from_logits", "clipped_probs") for seed in (0, 1)
-    )
+    # Short, shell-safe job directories: the job number, then what the sweep varies.
+    assert sorted(runs) == ["00_loss-sparse_from_logits_seed-0", "01_loss-sparse_from_logits_seed-1",
+                            "02_loss-clipped_probs_seed-0", "03_loss-clipped_probs_seed-1"]
     assert {m["status"] for m in runs.values()} == {"ok"}
-    # HParams: the sweep declares the experiment, every run is a session with its hparams.
+    # HParams: the sweep declares the experiment, marking what it varies and the outcomes as differing;
+    # every run is a session with its hparams and its whole overrides.
     [experiment] = hparams_plugin_data(sweep)
     assert {m.name.tag for m in experiment.experiment.metric_infos} >= {"epoch_accuracy", "final/test_accuracy"}
+    assert {h.name for h in experiment.experiment.hparam_infos if h.differs} == {"loss", "seed", "status",
+                                                                                "loss_path"}
+    hp = hparams_plugin_data(sweep / "02_loss-clipped_probs_seed-0")[0].session_start_info.hparams
+    assert set(hp["overrides"].string_value.split()) == {*SWEEP, "loss=clipped_probs", "seed=0"}
     for name, metrics in runs.items():
         [session] = hparams_plugin_data(sweep / name)
         hp = session.session_start_info.hparams
@@ -163,6 +167,7 @@ def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(train_cli, tm
     accs = [m["test_accuracy"] for m in runs.values() if m["loss"] == "clipped_probs"]
     assert f"{statistics.fmean(accs):.3f} ± {statistics.stdev(accs):.3f}" in rows["loss=clipped_probs"]
     assert "sweep summary (4 jobs)" in result.stdout + result.stderr
+    assert "absl::InitializeLog" not in result.stderr and "cuInit" not in result.stderr  # a quiet start here too
     # startup_s is each job's own: the first job imports TensorFlow, the later ones start when they start.
     first_job = max(runs.values(), key=lambda m: m["startup_s"])
     for metrics in runs.values():

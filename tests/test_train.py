@@ -1,14 +1,17 @@
 """End-to-end training: in-process through Hydra's compose API, and train.py as a user runs it."""
 import concurrent.futures
+import json
+import re
 import subprocess
 import sys
-import json
 
 import numpy as np
 import pytest
 
 import losses
+from losses.paths import MEANINGS
 from recipes import train as train_recipe
+from recipes.reporting import tensorboard_views
 from recipes.runtime.errors import UserError
 from tests.conftest import ROOT, TINY
 from tests.test_paths import EXPECTED_ON_TENSORFLOW
@@ -17,6 +20,14 @@ REQUIRED_METRICS = {
     "status", "loss", "data", "model", "seed", "epochs_completed", "val_accuracy",
     "test_accuracy", "test_loss", "test_exact_ce", "train_samples_per_s", "wall_s",
 }
+
+
+def text_summaries(log_dir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir))
+    acc.Reload()
+    return [event.tensor_proto.string_val[0].decode() for event in acc.Tensors(tag)]
 
 
 def scalar_tags(log_dir):
@@ -49,6 +60,15 @@ def test_every_formulation_trains_and_writes_results(compose, tmp_path, name):
     assert metrics["val_accuracy"] == saved["val_accuracy"]
     assert "epoch_accuracy" in scalar_tags(tmp_path / "train")
     assert "epoch_accuracy" in scalar_tags(tmp_path / "validation")
+    # Every chart of the stability dashboard's layout finds its lines in what the run wrote.
+    written = scalar_tags(tmp_path / "train") | scalar_tags(tmp_path / "validation")
+    for _, charts in tensorboard_views.LAYOUT:
+        for title, regex in charts:
+            assert any(re.search(regex, tag) for tag in written), (title, sorted(written))
+    # The run explains itself in the Text tab: its path in words and, where it loses information, why.
+    [summary] = text_summaries(tmp_path, tensorboard_views.SUMMARY_TAG)
+    assert f"Loss path **{saved['loss_path']}**: {MEANINGS[saved['loss_path']]}" in summary
+    assert all(warning in summary for warning in saved["warnings"])
 
 
 def test_exact_ce_agrees_with_the_reported_loss_for_a_stable_formulation(compose, tmp_path):
@@ -99,9 +119,19 @@ def test_a_run_dir_with_unfinished_files_is_not_reused(compose, tmp_path):
 @pytest.mark.slow
 def test_train_py_runs_and_never_overwrites_a_finished_run(train_cli, tmp_path):
     run_dir = tmp_path / "run"
-    args = [*TINY, "loss=softmax_ce", f"hydra.run.dir={run_dir}"]
+    # One progress line per epoch, as a user sees it by default.
+    args = [*(a for a in TINY if not a.startswith("trainer.verbose")), "trainer.verbose=2", "loss=softmax_ce",
+            f"hydra.run.dir={run_dir}"]
     first = train_cli(*args)
     assert first.returncode == 0, first.stderr[-2000:]
+    # A quiet start: nothing before the run's first log line, nothing at all on stderr.
+    assert first.stdout.startswith("["), first.stdout[:2000]
+    assert first.stderr == ""
+    # The epoch's progress line, then the stability line that sums the epoch up.
+    lines = first.stdout.splitlines()
+    progress = next(i for i, line in enumerate(lines) if "val_accuracy:" in line)
+    stability = next(i for i, line in enumerate(lines) if "stability, epoch 1:" in line)
+    assert progress < stability
     before = (run_dir / "metrics.json").read_bytes()
     metrics = json.loads(before)
     assert metrics["status"] == "ok" and metrics["loss"] == "softmax_ce"
@@ -129,14 +159,28 @@ def test_train_py_default_run_dirs_are_unique(train_cli, tmp_path):
     [
         ("trainer.epochs=-1", "error: trainer.epochs=-1: must be an integer >= 1"),
         ("loss.temperature=0", "error: loss.temperature=0.0: must be a finite number > 0"),
+        ("trainer.epochs=abc", "error: trainer.epochs='abc': must be an integer >= 1"),
     ],
 )
 def test_train_py_bad_value_is_one_line_and_exit_2(train_cli, tmp_path, override, message):
-    result = train_cli(override, f"hydra.run.dir={tmp_path / 'run'}")
+    result = train_cli(override, cwd=tmp_path)  # the default run directory, under runs/
     assert result.returncode == 2
     assert "Traceback" not in result.stderr + result.stdout
-    assert message in result.stderr.splitlines()
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert result.stderr.splitlines() == [message]
+    assert "error" not in result.stdout
+    # No run directory is left behind: the latest run directory is always a run.
+    assert list(tmp_path.glob("runs/*/*")) == []
+
+
+@pytest.mark.slow
+def test_bad_input_keeps_a_run_directory_that_holds_an_earlier_run_and_logs_why(train_cli, tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "history.csv").write_text("epoch,accuracy\n0,0.5\n")
+    result = train_cli("trainer.epochs=abc", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2
+    assert (run_dir / "history.csv").read_text() == "epoch,accuracy\n0,0.5\n"
+    assert "error: trainer.epochs='abc': must be an integer >= 1" in (run_dir / "train.log").read_text()
 
 
 @pytest.mark.slow

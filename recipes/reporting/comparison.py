@@ -24,8 +24,10 @@ from recipes.reporting.palette import legend_room, path_color, path_legend
 from recipes.reporting.search_report import write_search_report
 from recipes.reporting.sweep_record import hydra_record, job_number, search_of
 from recipes.runtime.errors import UserError
+from recipes.runtime.run_names import SWEEP_FILE
 
-IGNORED_KEYS = {"seed", "trainer.verbose"}  # vary between runs without defining a group
+# Vary between runs without defining a group (recipe.run_name follows the loss).
+IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "test_accuracy", "test_loss",
     "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "epochs_completed",
@@ -33,16 +35,18 @@ RUN_FIELDS = [
 ]
 
 
-SWEEP_MARKER = "sweep.json"  # written by sweep.SweepReport when a multirun starts
+SWEEP_MARKER = SWEEP_FILE  # written by sweep.SweepReport when a multirun starts
 
 
-def mark_sweep(sweep_dir: Path, overrides: list[str]) -> None:
+def mark_sweep(sweep_dir: Path, overrides: list[str], swept: list[str] = ()) -> None:
+    """Record the sweep's overrides and the keys it varies (which name its job directories)."""
     import time
 
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     marker = Path(sweep_dir) / SWEEP_MARKER
     if not marker.exists():
-        marker.write_text(json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "overrides": overrides}, indent=2) + "\n")
+        marker.write_text(json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "overrides": overrides,
+                                      "swept": list(swept)}, indent=2) + "\n")
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

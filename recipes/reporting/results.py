@@ -115,6 +115,22 @@ def prepare_run_dir(run_dir: Path, overwrite: bool = False) -> str:
     return "fresh"
 
 
+def discard_if_unused(run_dir: Path) -> bool:
+    """Remove `run_dir` if it holds only what Hydra wrote at start (`HYDRA_FILES`).
+
+    A run stopped by bad input before it wrote anything leaves no directory
+    behind, so "the latest run" is always a run. Anything else there (a run
+    to resume, a user's files) is kept.
+    """
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or any(p.name not in HYDRA_FILES for p in run_dir.iterdir()):
+        return False
+    shutil.rmtree(run_dir)
+    return True
+
+
 def finite_or_none(value):
     """JSON has no NaN/inf: a non-finite float becomes null."""
     if isinstance(value, float) and not math.isfinite(value):

@@ -6,7 +6,12 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
+from recipes.runtime import run_names
+
 log = logging.getLogger(__name__)
+# Job directories are named by `${job_dir:...}` (configs/train.yaml). Hydra loads this module
+# for the callback in every process that runs a job, whichever launcher starts it.
+run_names.register()
 
 
 def summary_table(runs: list[dict]) -> str:
@@ -28,10 +33,15 @@ class SweepReport(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         from recipes.reporting.comparison import mark_sweep
         from recipes.reporting.hparams import declare_experiment
+        from recipes.reporting.tensorboard_views import write_layout
+        from recipes.runtime.run_names import swept_keys
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        mark_sweep(sweep_dir, list(config.hydra.overrides.task))
-        declare_experiment(sweep_dir)
+        overrides = list(config.hydra.overrides.task)
+        swept = swept_keys(overrides, dict(config.hydra.sweeper.get("params") or {}))
+        mark_sweep(sweep_dir, overrides, swept)  # before any job: their directory names read it
+        declare_experiment(sweep_dir, swept)
+        write_layout(sweep_dir)
 
     def on_multirun_end(self, config, **kwargs) -> None:
         from recipes.reporting.comparison import write_report

@@ -21,6 +21,9 @@ class EventWriter:
     def __init__(self, log_dir):
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+        from recipes.runtime.quiet import import_tensorflow
+
+        import_tensorflow()  # the writer imports it for its file system layer, where it is installed
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         self._file = EventFileWriter(str(log_dir))
 
@@ -75,6 +78,18 @@ class EventWriter:
         for info in data.experiment.hparam_infos:
             info.differs = info.name in differs
         value.metadata.plugin_data.content = data.SerializeToString()
+        self._add(summary, 0)
+
+    def custom_scalars(self, layout) -> None:
+        """A custom-scalars layout (a `layout_pb2.Layout`), as `summary.pb` writes it without TensorFlow."""
+        import numpy as np
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.plugins.custom_scalar import metadata
+        from tensorboard.util.tensor_util import make_tensor_proto
+
+        summary = summary_pb2.Summary()
+        summary.value.add(tag=metadata.CONFIG_SUMMARY_TAG, metadata=metadata.create_summary_metadata(),
+                          tensor=make_tensor_proto(np.array(layout.SerializeToString(), dtype=object)))
         self._add(summary, 0)
 
     def flush(self) -> None:

@@ -73,11 +73,27 @@ def filtered_native_stderr(patterns):
                 sys.stderr.flush()
 
 
+def import_tensorflow() -> None:
+    """Import TensorFlow, where it is installed, without its CPU-machine chatter.
+
+    For code that imports it indirectly (TensorBoard's event file writer does,
+    for its file system layer) before the backend starts.
+    """
+    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
+        return
+    with filtered_native_stderr(noise_patterns(gpu_device_present())):
+        import tensorflow  # noqa: F401
+
+
+_started = False
+
+
 def start_backend() -> None:
     """Import Keras on the chosen backend and meet its devices, without the CPU-machine noise."""
+    global _started
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # the "no TPU" INFO line
-    if "keras" in sys.modules:
-        return  # started before (a sweep's later job): nothing new is printed
+    if _started:
+        return  # a sweep's later job: nothing new would be printed
     with filtered_native_stderr(noise_patterns(gpu_device_present())):
         import keras
 
@@ -86,3 +102,4 @@ def start_backend() -> None:
 
             if keras.backend.backend() == "tensorflow":
                 tf.config.list_physical_devices("GPU")  # where TensorFlow calls cuInit
+    _started = True
