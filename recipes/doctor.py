@@ -33,7 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from losses import LossOptionError
-from losses.keras_losses import KERAS_LOSSES, HEADS_FOR, KerasLoss, parse
+from losses.keras_losses import HEADS_FOR, KERAS_LOSSES, KerasLoss, parse
+from losses.keras_losses import names as loss_names
 from recipes.reporting import doctor_report
 from recipes.reporting.findings_data import environment
 from recipes.reporting.results import prepare_run_dir, write_metrics
@@ -70,13 +71,13 @@ def model_file(checkpoint) -> Path:
 def choose_loss(model: SavedModel, name, from_logits) -> tuple[KerasLoss, str]:
     """The loss to examine and where it came from: `recipe.loss`, else the model file's compiled loss."""
     require_choice("recipe.from_logits", from_logits, (None, True, False))
-    choices = [*(function for function, _ in KERAS_LOSSES.values()), *KERAS_LOSSES]
+    choices = [*loss_names(), *KERAS_LOSSES]  # Keras takes a loss by its function or its class name
     if name is not None:
         require_choice("recipe.loss", name, choices)
         return parse(name, from_logits), "recipe.loss"
     if model.compiled_loss is None:
         raise UserError(f"checkpoint={model.path}: the model was saved without a compiled loss; name the loss "
-                        f"to examine with recipe.loss=<{' | '.join(choices[:len(KERAS_LOSSES)])}>")
+                        f"to examine with recipe.loss=<{' | '.join(loss_names())}>")
     try:
         return parse(model.compiled_loss, from_logits), "compiled into the model file"
     except LossOptionError as err:
@@ -174,12 +175,18 @@ def plan(path: Path, options) -> Plan:
     return Plan(path, model, loss, source, backends, precisions)
 
 
-def examine(plan_: Plan, work_dir: Path, checkpoint: str | None = None) -> dict:
-    """Measure what `plan_` says on every backend; the report (not yet written)."""
-    by_backend = run_workers([examination(plan_.model, plan_.loss, plan_.precisions)], plan_.backends, work_dir)
-    results = [r for b in plan_.backends for r in by_backend[b]]
-    return build_report(plan_.model, plan_.loss, plan_.loss_source, plan_.backends, results,
-                        checkpoint=checkpoint or str(plan_.path))
+def examine(plans: list[Plan], work_dir: Path, checkpoints: list[str] | None = None) -> list[dict]:
+    """Measure several plans (on the same backends) with one child process per backend; their reports.
+
+    `checkpoints` names the models in the reports (default: their paths).
+    """
+    backends = plans[0].backends
+    assert all(p.backends == backends for p in plans), "one child per backend examines every plan"
+    by_backend = run_workers([examination(p.model, p.loss, p.precisions) for p in plans], backends, work_dir)
+    names = checkpoints or [str(p.path) for p in plans]
+    return [build_report(p.model, p.loss, p.loss_source, backends,
+                         [r for b in backends for r in by_backend[b] if r["spec"] == i], names[i])
+            for i, p in enumerate(plans)]
 
 
 def _listed(key: str, value, choices, default: list[str]) -> list[str]:
@@ -201,7 +208,7 @@ def run(cfg, run_dir) -> dict:
     checked = plan(model_file(cfg.get("checkpoint")), options)
     prepare_run_dir(run_dir)
     began = time.time()
-    report = examine(checked, run_dir)  # the children's logs stay in the run directory
+    [report] = examine([checked], run_dir)  # the children's logs stay in the run directory
     report["wall_s"] = round(time.time() - began, 1)
     doctor_report.write_all(run_dir, report)
     metrics = {k: report[k] for k in ("status", "recipe", "checkpoint", "verdict", "lossy", "wall_s")}
@@ -227,7 +234,7 @@ def write_docs(docs_dir: Path = DOCS) -> None:
                        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         began = time.time()
         # Named by the file alone, not the temporary directory it was saved in.
-        report = examine(plan(scratch / f"{DOCS_EXAMPLE}.keras", {}), scratch, checkpoint=f"{DOCS_EXAMPLE}.keras")
+        [report] = examine([plan(scratch / f"{DOCS_EXAMPLE}.keras", {})], scratch, [f"{DOCS_EXAMPLE}.keras"])
         report["wall_s"] = round(time.time() - began, 1)
     report["environment"] = environment(DOCS_COMMAND, report["wall_s"], quick=False, left_out=[])
     (docs_dir / doctor_report.REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
