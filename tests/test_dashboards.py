@@ -7,8 +7,9 @@ import pytest
 import yaml
 
 from recipes.reporting.hparams import declare_experiment, log_run
+from recipes.reporting.tensorboard_views import LAYOUT, write_layout, write_run_summary
 from recipes.runtime.run_names import job_dir_name, swept_keys
-from scripts.tensorboard_server import post_json, serve
+from scripts.tensorboard_server import get_json, post_json, serve
 
 COMMON = ["model=mlp", "trainer.epochs=1"]
 
@@ -18,18 +19,22 @@ def fake_sweep(sweep_dir, losses=("softmax_ce", "sparse_from_logits"), seeds=(0,
     the overrides Hydra saves and the hparams and final metrics that the recipe logs."""
     declare_experiment(sweep_dir, swept_keys(["loss=" + ",".join(losses), "seed=" + ",".join(map(str, seeds)),
                                               *COMMON]))
+    write_layout(sweep_dir)
     for num, (loss, seed) in enumerate(itertools.product(losses, seeds)):
         overrides = [f"loss={loss}", f"seed={seed}", *COMMON]
         run = sweep_dir / job_dir_name(num, overrides, swept=["loss", "seed"])
         (run / ".hydra").mkdir(parents=True)
         (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
         path = "rescued_softmax" if loss == "softmax_ce" else "fused_logits"
-        log_run(run, {
+        metrics = {
             "status": "ok", "loss_path": path, "backend": "tensorflow", "test_accuracy": 0.9 + seed / 100,
             "test_exact_ce": 0.3, "val_accuracy": 0.91, "nonfinite_steps": 0, "test_loss": 0.3,
             "config": {"loss": {"name": loss}, "seed": seed, "model": {"name": "mlp"}, "trainer": {"epochs": 1},
                        "data": {"name": "mnist_embedded"}},
-        })
+            "loss": loss, "warnings": [],
+        }
+        log_run(run, metrics)
+        write_run_summary(run, metrics)
 
 
 def default_columns(experiment: dict) -> tuple[list[str], list[str]]:
@@ -61,6 +66,14 @@ def test_hparams_dashboard_opens_on_what_the_sweep_varies_and_its_outcomes(tmp_p
                                                       "STATUS_RUNNING"],
             "colParams": [], "startIndex": 0, "sliceSize": 100, "includeMetrics": True,
         })
+        layout = get_json(base + "data/plugin/custom_scalars/layout")
+        text = get_json(base + "data/plugin/text/text?run=01_loss-softmax_ce_seed-1&tag=run%2Fsummary")
+    # The stability dashboard opens laid out: one category per group, its charts in order.
+    assert [c["title"] for c in layout["category"]] == [title for title, _ in LAYOUT]
+    assert [c["title"] for c in layout["category"][0]["chart"]] == [chart for chart, _ in LAYOUT[0][1]]
+    # The run's summary in the Text tab, rendered: its path in words and the command that reproduces it.
+    [entry] = text
+    assert "rescued_softmax" in entry["text"] and "python train.py loss=softmax_ce seed=1 model=mlp" in entry["text"]
     hparams, metrics = default_columns(experiment)
     # What varies (loss, seed) and the outcomes (loss_path, status) first, by name; then the rest.
     assert hparams[:4] == ["loss", "loss_path", "seed", "status"]

@@ -232,7 +232,7 @@ def test_optuna_search_runs_trials_in_memory(train_cli, tmp_path):
     ranked = sorted(runs.values(), key=lambda m: -m["val_accuracy"])
     summary = output.split("best first):\n", 1)[1].splitlines()
     assert [float(line.split()[3]) for line in summary[1:3]] == [round(m["val_accuracy"], 4) for m in ranked]
-    assert summary[3].startswith(f"best: trial ") and f"validation accuracy {best['best_value']:.4f}" in summary[3]
+    assert summary[3].startswith("best: trial ") and f"validation accuracy {best['best_value']:.4f}" in summary[3]
     assert f"trainer.batch_size={best['best_params']['trainer.batch_size']} " in summary[3]
     assert max(len(line) for line in summary[:3]) < 110
     assert "Search of 2 trials" in (sweep / "comparison.md").read_text() and (sweep / "comparison.png").exists()
