@@ -6,6 +6,8 @@ ending in a stack trace.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import socket
 from pathlib import Path
@@ -75,6 +77,27 @@ def split_to_numpy(builder, split: str):
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
+class _MissingVariantFilter(logging.Filter):
+    """TFDS warns that a data set's version folder "has no dataset_info.json" when the folder does not
+    exist at all; `ensure_prepared` then says what is missing and how to provide it, in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "has no dataset_info.json" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_missing_variant_warning():
+    from absl import logging as absl_logging
+
+    absl_log = absl_logging.get_absl_logger()  # TFDS logs through absl's own logger object
+    quiet = _MissingVariantFilter()
+    absl_log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        absl_log.removeFilter(quiet)
+
+
 def load_tfds(cfg, split_seed: int) -> Splits:
     try:
         import tensorflow_datasets as tfds
@@ -83,11 +106,12 @@ def load_tfds(cfg, split_seed: int) -> Splits:
             f"data={cfg.name} needs tensorflow-datasets and TensorFlow: pip install -r requirements.txt"
         ) from None
     data_dir = Path(str(cfg.data_dir)).expanduser() if cfg.get("data_dir") else default_data_dir()
-    try:
-        builder = tfds.builder(cfg.tfds_name, data_dir=str(data_dir))
-    except Exception as err:
-        raise UserError(f"data.tfds_name={cfg.tfds_name!r}: not a TFDS data set ({err})") from None
-    ensure_prepared(builder, cfg.tfds_name, data_dir, cfg.get("download", "auto"))
+    with _no_missing_variant_warning():
+        try:
+            builder = tfds.builder(cfg.tfds_name, data_dir=str(data_dir))
+        except Exception as err:
+            raise UserError(f"data.tfds_name={cfg.tfds_name!r}: not a TFDS data set ({err})") from None
+        ensure_prepared(builder, cfg.tfds_name, data_dir, cfg.get("download", "auto"))
 
     offset = int(cfg.get("label_offset", 0))
     loaded = {}
