@@ -6,6 +6,7 @@ The base layer: it imports nothing of `recipes`, and Keras only inside functions
     losses.get(name, label_smoothing=0, temperature=1)   a formulation bound to options
     losses.stable_softmax(logits, axis=-1, temperature=1.0)
     losses.exact_cross_entropy(logits, labels)   float64 reference, per example
+    losses.keras_losses.parse("categorical_crossentropy")   a user's own Keras loss, for the loss doctor
     python -m losses                      the formulation table of the README, from the registry
 """
 from losses.formulations import (
