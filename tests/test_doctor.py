@@ -111,6 +111,20 @@ def test_bad_input_is_one_error_naming_the_value_and_the_choices(examples, tmp_p
         doctor.plan(examples["convnet"], {"precisions": ["float64"]})
 
 
+def test_a_softmax_layer_pinned_to_float32_in_a_nested_mixed_precision_model():
+    def policy(name):
+        return {"class_name": "DTypePolicy", "config": {"name": name}}
+
+    inner = {"class_name": "Sequential", "config": {"name": "inner", "layers": [
+        {"class_name": "Dense", "config": {"name": "scores", "units": 3, "dtype": policy("mixed_float16")}},
+        {"class_name": "Softmax", "config": {"name": "probs", "axis": -1, "dtype": policy("float32")}}]}}
+    outer = {"class_name": "Functional", "config": {"name": "outer", "output_layers": [["inner", 0, 0]],
+                                                    "layers": [{**inner, "name": "inner"}]}}
+    head = find_head(outer)
+    assert (head.kind, head.layer, head.logits_from, head.width) == ("softmax", "probs", "scores", 3)
+    assert head.pinned and head.dtype == "float32"  # the worker keeps it in float32 under a mixed policy
+
+
 def test_a_model_with_several_outputs_is_refused():
     model = {"class_name": "Functional", "config": {"name": "two", "output_layers": [["a", 0, 0], ["b", 0, 0]],
                                                     "layers": [{"class_name": "Dense", "config": {"name": "a"}}]}}

@@ -94,7 +94,8 @@ def head_text(report: dict) -> str:
     if head["kind"] == "unknown":
         return f"unknown (output layer '{head['layer']}', {head['layer_class']})"
     units = f"{head['width']} unit{'s' if head['width'] != 1 else ''}"
-    layer = f"layer '{head['layer']}' ({head['layer_class']}, {units}, {head['dtype']})"
+    dtype = f"{head['dtype']}, kept under a mixed policy" if head["pinned"] else head["dtype"]
+    layer = f"layer '{head['layer']}' ({head['layer_class']}, {units}, {dtype})"
     if head["kind"] == "logits":
         return f"logits: the output of {layer}, no activation"
     if head["activation_in_layer"]:

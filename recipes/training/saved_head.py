@@ -121,6 +121,11 @@ def _inbound_name(layer: dict) -> str | None:
         return None
 
 
+def _units(layer: dict | None) -> int | None:
+    config = (layer or {}).get("config", {})
+    return config.get("units", config.get("filters"))
+
+
 def _input_width(layer: dict) -> int | None:
     shapes = [layer.get("build_config", {}).get("input_shape")]
     try:
@@ -174,7 +179,8 @@ def find_head(model: dict, where: str = "the model") -> Head:
         raise UserError(f"checkpoint={where}: the output layer '{name}' ({class_name}) ends in "
                         f"activation {activation!r}, not a classifier head; the doctor examines outputs with "
                         f"activation {', '.join(repr(a) for a in HEAD_KINDS)} (linear: logits)")
-    width = _input_width(out) if separate else config.get("units", config.get("filters"))
+    # A weightless layer in a Sequential stores no shape: then the width is the units of the layer feeding it.
+    width = (_input_width(out) or _units(feeder)) if separate else _units(out)
     if not isinstance(width, int):
         raise UserError(f"checkpoint={where}: cannot tell how many outputs layer '{name}' ({class_name}) has")
     kind = HEAD_KINDS[activation]
