@@ -36,6 +36,18 @@ def post_json(url: str, body: dict):
         return json.loads(response.read())
 
 
+def hparams_default_columns(base: str) -> tuple[list[str], list[str]]:
+    """The hparam and metric columns the HParams dashboard at `base` shows before any click.
+
+    Its page sorts the hparams the experiment lists by `differs` (a stable sort)
+    and shows the first five hparams and the first five metrics.
+    """
+    experiment = post_json(base + "data/plugin/hparams/experiment",
+                           {"experimentName": "", "hparamsLimit": 1000, "includeMetrics": True})
+    hparams = sorted(experiment["hparamInfos"], key=lambda info: not info.get("differs", False))
+    return [h["name"] for h in hparams[:5]], [m["name"]["tag"] for m in experiment["metricInfos"][:5]]
+
+
 @contextlib.contextmanager
 def serve(logdir: Path, timeout: float = 90.0):
     """`tensorboard --logdir logdir` on 127.0.0.1; yields its base URL once it has read the logs."""

@@ -157,3 +157,20 @@ def test_known_options_sweeps_and_plain_keys_pass_the_group_check():
     argv = ["-m", "loss=softmax_ce,naive", "experiment=null", "hydra/launcher=joblib", "model.hidden_units=8",
             "optimizer.learning_rate=choice(0.1,0.01)", "+experiment=compare_losses", "data=idx"]
     assert unknown_choices(argv, group_options([CONFIGS])) == []
+
+
+@pytest.mark.parametrize("override, suffix", [
+    ([], "_sparse_from_logits"), (["loss=softmax_ce"], "_softmax_ce"),
+    (["recipe=probe"], "_probe"), (["recipe=evaluate"], "_evaluate"),
+])
+def test_a_run_directory_is_named_by_what_runs(override, suffix):
+    """Training runs by their loss; the other recipes by their name, not by the default loss."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=override, return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        run_dir = OmegaConf.select(cfg, "hydra.run.dir")
+    assert run_dir.startswith("runs/") and run_dir.endswith(suffix)

@@ -9,7 +9,7 @@ import yaml
 from recipes.reporting.hparams import declare_experiment, log_run
 from recipes.reporting.tensorboard_views import LAYOUT, write_layout, write_run_summary
 from recipes.runtime.run_names import job_dir_name, swept_keys
-from scripts.tensorboard_server import get_json, post_json, serve
+from scripts.tensorboard_server import get_json, hparams_default_columns, post_json, serve
 
 COMMON = ["model=mlp", "trainer.epochs=1"]
 
@@ -37,13 +37,6 @@ def fake_sweep(sweep_dir, losses=("softmax_ce", "sparse_from_logits"), seeds=(0,
         write_run_summary(run, metrics)
 
 
-def default_columns(experiment: dict) -> tuple[list[str], list[str]]:
-    """The hparam and metric columns the HParams dashboard shows before any click: it sorts the
-    hparams it gets by `differs` (stably) and shows the first five of each."""
-    hparams = sorted(experiment["hparamInfos"], key=lambda info: not info.get("differs", False))
-    return [h["name"] for h in hparams[:5]], [m["name"]["tag"] for m in experiment["metricInfos"][:5]]
-
-
 def test_job_dir_names_are_short_shell_safe_and_name_what_the_sweep_varies():
     overrides = ["model=mlp", "loss=softmax_ce", "seed=0", "optimizer.learning_rate=0.0013680095"]
     swept = swept_keys(["model=mlp", "loss=softmax_ce,naive", "seed=range(3)"],
@@ -59,8 +52,7 @@ def test_job_dir_names_are_short_shell_safe_and_name_what_the_sweep_varies():
 def test_hparams_dashboard_opens_on_what_the_sweep_varies_and_its_outcomes(tmp_path):
     fake_sweep(tmp_path)
     with serve(tmp_path) as base:
-        experiment = post_json(base + "data/plugin/hparams/experiment",
-                               {"experimentName": "", "hparamsLimit": 1000, "includeMetrics": True})
+        hparams, metrics = hparams_default_columns(base)
         groups = post_json(base + "data/plugin/hparams/session_groups", {
             "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE",
                                                       "STATUS_RUNNING"],
@@ -74,7 +66,6 @@ def test_hparams_dashboard_opens_on_what_the_sweep_varies_and_its_outcomes(tmp_p
     # The run's summary in the Text tab, rendered: its path in words and the command that reproduces it.
     [entry] = text
     assert "rescued_softmax" in entry["text"] and "python train.py loss=softmax_ce seed=1 model=mlp" in entry["text"]
-    hparams, metrics = default_columns(experiment)
     # What varies (loss, seed) and the outcomes (loss_path, status) first, by name; then the rest.
     assert hparams[:4] == ["loss", "loss_path", "seed", "status"]
     assert metrics[:2] == ["final/test_accuracy", "final/test_exact_ce"]
