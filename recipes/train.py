@@ -37,10 +37,12 @@ from recipes.data.pipeline import make_dataset, scale_images
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.hparams import log_run
 from recipes.reporting.results import BACKUP_DIR, HISTORY_FILE, prepare_run_dir, read_history, write_metrics
+from recipes.reporting.tensorboard_views import write_layout, write_run_summary
 from recipes.runtime import clock
 from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
+from recipes.runtime.quiet import start_backend
 from recipes.runtime.session import fresh_session, precision_policy, set_cpu_threads
 from recipes.settings import validate
 from recipes.training.network import BEST_MODEL, LAST_MODEL, build_network, measure_loss_path, predict_logits
@@ -66,6 +68,7 @@ def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, st
                    job_started: float | None = None) -> dict:
     """Train on already loaded `splits` into a prepared `run_dir` (benchmarks call this directly)."""
     activate_backend(cfg.get("backend", "tensorflow"))
+    start_backend()  # after the checks above: bad input fails before the backend's start-up
     fresh_session()  # a sweep runs jobs one after another in this process
     set_cpu_threads(cfg.trainer.get("threads"))
     device = select_device(cfg.trainer.get("device", "auto"))
@@ -179,7 +182,9 @@ def make_callbacks(job: Job, model, tracker) -> Callbacks:
     import keras
 
     # Imported here: the callbacks module imports Keras, which must wait for the backend choice.
-    from recipes.training.callbacks import NonFiniteGuard, SaveModels, StabilityLogger, TrainThroughput, epoch_logger
+    from recipes.training.callbacks import (
+        NonFiniteGuard, SaveModels, StabilityLine, StabilityLogger, TrainThroughput, epoch_logger,
+    )
 
     cfg, run_dir = job.cfg, job.run_dir
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
@@ -193,6 +198,9 @@ def make_callbacks(job: Job, model, tracker) -> Callbacks:
         # Before Keras's own loggers: these two take their figures out of the logs.
         *([stability] if stability else []),
         guard,
+        # Keras's progress line, placed here (Keras would append it last) so the stability line follows it.
+        *([keras.callbacks.ProgbarLogger()] if cfg.trainer.get("verbose", "auto") != 0 else []),
+        *([StabilityLine(stability)] if stability else []),
         epoch_logger(run_dir),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         SaveModels(keras.Model(model.inputs, model.outputs), run_dir, best_so_far=best_so_far),
@@ -310,6 +318,8 @@ def write_record(job: Job, metrics: dict) -> dict:
     metrics["wall_s"] = round(time.perf_counter() - job.started, 2)
     out = write_metrics(job.run_dir, metrics)
     log_run(job.run_dir, metrics)
+    write_run_summary(job.run_dir, metrics)
+    write_layout(job.run_dir)
     log.info(
         "done (%s): val_accuracy=%.4f test_accuracy=%.4f test_exact_ce=%.4f loss_path=%s (%s)",
         metrics["status"], metrics["val_accuracy"], metrics["test_accuracy"], metrics["test_exact_ce"],

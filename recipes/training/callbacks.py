@@ -65,12 +65,32 @@ class StabilityLogger(keras.callbacks.Callback):
             self.writer.scalar(name, value, epoch)
         self.writer.flush()
         self.epochs.append(values)
-        log.info("stability, epoch %d: %s", epoch + 1, "  ".join(
-            f"{name[len(PREFIX):]}={values[name]:.4g}" for name in SUMMARY if name in values))
+
+    def summary_line(self, epoch: int) -> str:
+        values = self.epochs[-1] if self.epochs else {}
+        return f"stability, epoch {epoch + 1}: " + "  ".join(
+            f"{name[len(PREFIX):]}={values[name]:.4g}" for name in SUMMARY if name in values)
+
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
+
+
+class StabilityLine(keras.callbacks.Callback):
+    """The console line of `StabilityLogger`'s epoch figures, placed after Keras's progress line.
+
+    The logger itself must run before the progress bar (it takes its figures out
+    of the logs); this callback runs after it, so the line reads as a footnote
+    to the epoch it sums up.
+    """
+
+    def __init__(self, stability: StabilityLogger):
+        super().__init__()
+        self.stability = stability
+
+    def on_epoch_end(self, epoch, logs=None):
+        log.info("%s", self.stability.summary_line(epoch))
 
 
 def _take(logs: dict | None, prefix: str) -> dict:
