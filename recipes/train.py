@@ -22,6 +22,7 @@ its last completed epoch by running the same command with the same run directory
 """
 from __future__ import annotations
 
+import functools
 import logging
 import platform
 import time
@@ -33,7 +34,7 @@ from omegaconf import OmegaConf
 
 import losses
 from recipes.data import Splits, load_splits
-from recipes.data.pipeline import make_dataset, scale_images
+from recipes.data.pipeline import fast_forward, make_dataset, scale_images
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.hparams import log_run
 from recipes.reporting.results import BACKUP_DIR, HISTORY_FILE, prepare_run_dir, read_history, write_metrics
@@ -119,7 +120,7 @@ def _train(job: Job) -> dict:
     model, logits_model, tracker = build_and_compile(job)
     path = measure_loss_path(model, job.setup)
     datasets = make_datasets(job)
-    callbacks = make_callbacks(job, model, tracker)
+    callbacks = make_callbacks(job, model, tracker, datasets["train"])
     fit(job, model, datasets, callbacks.all)
     test = evaluate_test(job, model, logits_model, datasets["test"])
     metrics = metrics_record(job, model, path, test, callbacks)
@@ -177,13 +178,14 @@ def make_datasets(job: Job) -> dict:
     }
 
 
-def make_callbacks(job: Job, model, tracker) -> Callbacks:
+def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     """Step 5, in the order they must run."""
     import keras
 
     # Imported here: the callbacks module imports Keras, which must wait for the backend choice.
     from recipes.training.callbacks import (
-        NonFiniteGuard, SaveModels, StabilityLine, StabilityLogger, TrainThroughput, epoch_logger,
+        ExactResume, NonFiniteGuard, SaveModels, StabilityLine, StabilityLogger, TrainThroughput,
+        epoch_logger,
     )
 
     cfg, run_dir = job.cfg, job.run_dir
@@ -195,6 +197,9 @@ def make_callbacks(job: Job, model, tracker) -> Callbacks:
     callbacks = [
         # First, so a resumed run restores weights, optimizer and epoch before anything else.
         keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR)),
+        # Then what the backup lacks: the data order and the layers' random state of that epoch.
+        *([ExactResume(run_dir / BACKUP_DIR, functools.partial(fast_forward, train_data))]
+          if train_data is not None else []),
         # Before Keras's own loggers: these two take their figures out of the logs.
         *([stability] if stability else []),
         guard,

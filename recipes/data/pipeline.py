@@ -34,6 +34,29 @@ def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def fast_forward(dataset, epochs: int) -> None:
+    """Move a training dataset's shuffling on by `epochs` epochs, as if it had been iterated that often.
+
+    A run resumed at epoch k starts with a fresh dataset, whose next order is
+    the first epoch's; after this, it draws epoch k's order, as the uninterrupted
+    run does, so both see the same batches. tf.data draws a new order each time
+    an iterator is made (the shuffle's seed generator moves on), so making and
+    dropping the iterators Keras would have made does it; the numpy batches draw
+    their orders from their own generator, one per epoch.
+    """
+    if hasattr(dataset, "fast_forward"):
+        dataset.fast_forward(epochs)
+        return
+    for _ in range(epochs * TF_ITERATORS_PER_EPOCH):
+        iter(dataset)
+
+
+# Keras 3's TensorFlow fit makes two iterators of a training dataset of known length per
+# epoch: one when the epoch starts and one, unused, when the epoch before has ended.
+# Measured; tests/test_exact_resume.py fails if a Keras version changes it.
+TF_ITERATORS_PER_EPOCH = 2
+
+
 @functools.cache
 def _array_batches_class():
     # Built on first use: importing Keras at module import would fix its backend too early.
@@ -60,5 +83,9 @@ def _array_batches_class():
         def on_epoch_end(self):
             if self.shuffle:
                 self._order = self._rng.permutation(len(self.labels))
+
+        def fast_forward(self, epochs: int) -> None:
+            for _ in range(epochs):
+                self.on_epoch_end()
 
     return ArrayBatches

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import statistics
 import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from recipes.training.network import BEST_MODEL, LAST_MODEL
 from recipes.training.stability_model import NONFINITE_LOG
@@ -98,6 +100,66 @@ def _take(logs: dict | None, prefix: str) -> dict:
     if not logs:
         return {}
     return {name: float(logs.pop(name)) for name in [n for n in logs if n.startswith(prefix)]}
+
+
+class ExactResume(keras.callbacks.Callback):
+    """What a resumed run needs, beyond Keras's BackupAndRestore, to go on exactly as if never stopped.
+
+    BackupAndRestore keeps the weights, the optimizer and the epoch, but not
+    * the random state of the layers (their SeedGenerators: dropout's masks) and, on
+      PyTorch, of torch's global generator (Keras draws unseeded dropout from it),
+      saved here beside the backup after every epoch and put
+      back on resume (`random_state.npz`);
+    * where the training data's per-epoch shuffling is: a resumed run's fresh dataset
+      would start the sequence of orders again, so `fast_forward(k)` moves it on
+      before epoch k.
+    Placed right after BackupAndRestore, which decides the epoch the fit starts at.
+    """
+
+    FILE = "random_state.npz"
+
+    def __init__(self, backup_dir: Path, fast_forward):
+        super().__init__()
+        self.path = Path(backup_dir) / self.FILE
+        self.fast_forward = fast_forward
+        self._started = False
+
+    def _seed_states(self) -> list:
+        return [v for v in self.model.variables if v.name == "seed_generator_state"]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._started:
+            return
+        self._started = True
+        if epoch == 0:
+            return
+        self.fast_forward(epoch)
+        states = self._seed_states()
+        saved = np.load(self.path) if self.path.exists() else None
+        layers_saved = sum(name.startswith("state_") for name in saved.files) if saved is not None else None
+        if saved is None or int(saved["epoch"]) != epoch or layers_saved != len(states):
+            log.warning("resumed at epoch %d without the layers' random state of that epoch: the run goes on, "
+                        "but not exactly as an uninterrupted one would", epoch + 1)
+            return
+        for i, state in enumerate(states):
+            state.assign(saved[f"state_{i}"])
+        if "torch_rng" in saved.files:
+            import torch
+
+            torch.set_rng_state(torch.from_numpy(saved["torch_rng"]))
+        log.info("resumed at epoch %d with the data order and the random state of that epoch", epoch + 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.path.parent.is_dir():
+            return  # no backup to go with
+        states = {f"state_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
+        if keras.backend.backend() == "torch":
+            import torch
+
+            states["torch_rng"] = torch.get_rng_state().numpy()
+        partial = self.path.with_name("partial_" + self.FILE)
+        np.savez(partial, epoch=epoch + 1, **states)
+        os.replace(partial, self.path)  # a kill mid-write leaves the previous epoch's file whole
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
