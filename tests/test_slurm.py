@@ -109,4 +109,6 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
     assert resumed["status"] == "ok" and resumed["resumed"] is True and resumed["epochs_completed"] == 6
     assert 1 <= done_before < 6
     assert json.loads((cancelled / "metrics.failed.json").read_text())["status"] == "failed"
-    print(f"\nSLURM figures: {json.dumps({'cluster_startup_s': slurm_cluster.startup_s, 'sweep_s': round(sweep_s, 1), 'cancelled_after_epochs': done_before})}")
+    figures = {"cluster_startup_s": slurm_cluster.startup_s, "sweep_s": round(sweep_s, 1),
+               "cancelled_after_epochs": done_before}
+    print(f"\nSLURM figures: {json.dumps(figures)}")
