@@ -78,8 +78,9 @@ def choose_loss(model: SavedModel, name, from_logits) -> tuple[KerasLoss, str]:
     if model.compiled_loss is None:
         raise UserError(f"checkpoint={model.path}: the model was saved without a compiled loss; name the loss "
                         f"to examine with recipe.loss=<{' | '.join(loss_names())}>")
+    source = "compiled into the model file" + (", from_logits by recipe.from_logits" if from_logits is not None else "")
     try:
-        return parse(model.compiled_loss, from_logits), "compiled into the model file"
+        return parse(model.compiled_loss, from_logits), source
     except LossOptionError as err:
         raise UserError(f"checkpoint={model.path}: {err} (set recipe.loss to examine one of them instead)") from None
 

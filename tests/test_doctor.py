@@ -71,6 +71,8 @@ def test_the_loss_is_the_compiled_one_unless_the_command_line_names_one(examples
     assert doctor.plan(examples["logits"], {}).loss == parse("SparseCategoricalCrossentropy", from_logits=True)
     chosen = doctor.plan(examples["convnet"], {"loss": "categorical_crossentropy", "from_logits": True})
     assert (chosen.loss.from_logits, chosen.loss_source) == (True, "recipe.loss")
+    overridden = doctor.plan(examples["logits"], {"from_logits": False})
+    assert not overridden.loss.from_logits and overridden.loss_source.endswith("from_logits by recipe.from_logits")
 
 
 def copy_with_config(source, target, change) -> None:
