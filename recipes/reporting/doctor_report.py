@@ -47,17 +47,21 @@ def fix_lines(report: dict) -> list[str]:
         return [f"The doctor cannot tell: {reason}.",
                 f"To let it (and Keras) see the logits, end the model in a Dense layer without activation, "
                 f"compile with {fixed_loss} and apply the activation at inference; then run the doctor again."]
-    probabilities = (f"for probabilities at inference use `keras.activations.{_activation(head)}(model(x))` "
-                     f"(or wrap it: `keras.Sequential([model, keras.layers.Activation(\"{_activation(head)}\")])`).")
+    activation = _activation(head, loss)
+    probabilities = (f"Probabilities at inference: `keras.activations.{activation}(model(x))`, or "
+                     f"`keras.Sequential([model, keras.layers.Activation(\"{activation}\")])`.")
     if head["kind"] == "logits":
         return [f"Layer '{head['layer']}' outputs logits but the loss reads them as probabilities: "
-                f"compile with {fixed_loss}.", probabilities[0].upper() + probabilities[1:]]
+                f"compile with {fixed_loss}.", probabilities]
     return [f"Remove the {head['kind']} from layer '{head['layer']}' ({_removal(head)}) and compile with "
-            f"{fixed_loss};", probabilities]
+            f"{fixed_loss}.", probabilities]
 
 
-def _activation(head: dict) -> str:
-    return head["kind"] if head["kind"] != "logits" else "softmax"
+def _activation(head: dict, loss: dict) -> str:
+    """The activation that turns this model's logits into probabilities."""
+    if head["kind"] != "logits":
+        return head["kind"]
+    return "sigmoid" if loss["labels"] == "binary" else "softmax"
 
 
 def _removal(head: dict) -> str:
