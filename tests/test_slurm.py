@@ -29,7 +29,7 @@ JOB = ["model=cnn", "data.max_train_examples=600", "trainer.threads=1", "trainer
 def run_dir_of(sweep: Path, epochs: int) -> Path | None:
     """The job directory of the job with `epochs` epochs, found by the overrides its job recorded."""
     for overrides in sweep.glob("*/.hydra/overrides.yaml"):
-        if f"trainer.epochs={epochs}" in yaml.safe_load(overrides.read_text()):
+        if f"trainer.epochs={epochs}" in (yaml.safe_load(overrides.read_text()) or []):  # [] while being written
             return overrides.parent.parent
     return None
 
@@ -106,7 +106,8 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = json.loads((cancelled / "metrics.json").read_text())
-    assert resumed["status"] == "ok" and resumed["resumed"] is True and resumed["epochs_completed"] == 6
+    assert resumed["status"] == "ok" and resumed["resumed"] is True, (again.stdout + again.stderr)[-3000:]
+    assert resumed["epochs_completed"] == 6
     assert 1 <= done_before < 6
     assert json.loads((cancelled / "metrics.failed.json").read_text())["status"] == "failed"
     figures = {"cluster_startup_s": slurm_cluster.startup_s, "sweep_s": round(sweep_s, 1),

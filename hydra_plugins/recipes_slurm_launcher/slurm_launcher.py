@@ -55,18 +55,27 @@ class RecordingSlurmLauncher(SlurmLauncher):
         """The job's own return, or, when SLURM ended it, a failure recorded in its run directory."""
         import submitit
 
-        from recipes.cli import record_failure  # here: Hydra imports this module at every start
+        # Imported here: Hydra imports this module at every start.
+        from recipes.cli import record_failure
+        from recipes.reporting.results import METRICS_FILE, RESUMABLE, read_metrics
 
         try:
             return job.results()[0]
         except submitit.core.utils.UncompletedJobError as err:
             ended = SlurmJobEnded(end_reason(job, err))
         cfg, run_dir = self._job_config(overrides, number)
-        log.error("%s; recorded as failed in %s", ended, run_dir)
-        record_failure(cfg, run_dir, ended)
-        # NaN, as for any failed job (recipes.cli): a sweeper records it as a failed trial.
+        earlier = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
+        if earlier and earlier.get("status") not in RESUMABLE:
+            # Ended between writing its record and handing back its result: the record stands.
+            log.warning("%s, after it had finished (%s); its record is kept", ended, earlier.get("status"))
+            value = earlier.get("val_accuracy")
+        else:
+            log.error("%s; recorded as failed in %s", ended, run_dir)
+            record_failure(cfg, run_dir, ended)
+            value = None
+        # NaN for a failed job, as recipes.cli returns: a sweeper records it as a failed trial.
         return JobReturn(overrides=overrides, cfg=cfg, working_dir=str(run_dir), status=JobStatus.COMPLETED,
-                         _return_value=float("nan"))
+                         _return_value=float("nan") if value is None else float(value))
 
     def _job_config(self, overrides: list[str], number: int):
         """The config a job's task saw, and its run directory, composed as the job composed them."""
@@ -88,8 +97,17 @@ def job_parameters(params: dict) -> dict:
 
 
 def end_reason(job, err: Exception) -> str:
-    """`job 12_3 ended TIMEOUT: slurmstepd: error: *** JOB 15 ... DUE TO TIME LIMIT ***` (its last word on it)."""
-    state = job.state
+    """`SLURM job 12_3 ended TIMEOUT without a result: slurmstepd: ... DUE TO TIME LIMIT ***`.
+
+    The detail is SLURM's own line about the end (`*** ... ***` in the job's
+    stderr), else the last line submitit gave (a crash's traceback ends with it).
+    """
+    import submitit
+
+    crashed = isinstance(err, submitit.core.utils.FailedJobError)
+    # A crash's message is the traceback between two dashed lines, then where the logs are.
+    message = str(err).split("-" * 22)[1] if crashed and str(err).count("-" * 22) >= 2 else str(err)
     said = [line.strip() for line in (job.stderr() or "").splitlines() if "***" in line]
-    detail = said[-1] if said else str(err).splitlines()[-1]
-    return f"SLURM job {job.job_id} ended {state} without a result: {detail}"
+    detail = said[-1] if said else (message.strip().splitlines() or ["?"])[-1]
+    how = "crashed" if crashed else f"ended {job.state}"
+    return f"SLURM job {job.job_id} {how} without a result: {detail}"
