@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -41,6 +42,7 @@ class RecordingSlurmLauncher(SlurmLauncher):
         executor = submitit.AutoExecutor(folder=self.params["submitit_folder"], cluster="slurm",
                                          slurm_max_num_timeout=self.params.get("max_num_timeout", 0))
         executor.update_parameters(**job_parameters(self.params))
+        importable_in_jobs()
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
         numbers = range(initial_job_idx, initial_job_idx + len(job_overrides))
@@ -87,6 +89,21 @@ class RecordingSlurmLauncher(SlurmLauncher):
         with open_dict(task_config):
             del task_config["hydra"]
         return task_config, run_dir
+
+
+def importable_in_jobs() -> None:
+    """Put the project on the jobs' PYTHONPATH: they unpickle this launcher and import the recipes.
+
+    sbatch hands the submitting environment on; without this, a sweep started
+    from outside the repository (python /path/to/train.py -m ...) has jobs that
+    cannot import either.
+    """
+    import recipes
+
+    root = str(Path(recipes.__file__).resolve().parents[1])
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
 def job_parameters(params: dict) -> dict:
