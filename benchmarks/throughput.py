@@ -1,37 +1,36 @@
-"""Training throughput of the framework against the plain keras.io convnet, in one run.
+"""The framework against plain Keras, as a user waits for it, per precision, against the hardware's limit.
 
-    python benchmarks/throughput.py                 # about 6 minutes on 2 CPU cores
-    python benchmarks/throughput.py --repeats 1 --epochs 2   # a quick look
-    python benchmarks/throughput.py --backends tensorflow,jax,torch --repeats 1 --skip-process
+    python benchmarks/throughput.py                  # about 15 minutes on 2 idle CPU cores; writes
+                                                     # docs/performance.json and docs/performance.md
+    python benchmarks/throughput.py --quick --out /tmp/bench      # a look in a few minutes
+    python benchmarks/performance_page.py docs/performance.json   # the page again, from the JSON
 
-Same machine, same data (the embedded MNIST training split tiled to 20,000
-images), same model (the keras.io simple MNIST convnet), batch 128, Adam:
-  plain           the keras.io example: model.fit on numpy arrays, softmax head,
-                  categorical_crossentropy
-  sparse_off      the framework, loss=sparse_from_logits, telemetry=off
-  sparse_on       the framework, loss=sparse_from_logits, telemetry on
-  softmax_on      the framework, loss=softmax_ce, telemetry on
-Each repeat runs all four in turn (A B C D A B C D ...), so machine noise hits
-all alike; the first epoch of every fit (tracing, warm-up) is left out, and
-validation time is never counted. Then `python train.py` is started twice as a
-new process: time from process start to the first training step, and the peak
-resident memory of a default run.
+In one process, interleaved (every side of every precision in turn, then again
+for each repeat, so machine noise hits all alike), the keras.io convnet trains
+on the embedded MNIST training split tiled to `--images`, batch 128, Adam,
+validating on the same 500 images, on four sides (benchmarks/sides.py: plain
+Keras, plain Keras on the framework's input pipeline, the framework with
+telemetry off and on) in each precision. The first epoch of every fit (tracing,
+warm-up) is left out. Then, as whole processes: an N-epoch run of each side from
+start to exit, a bare `import keras`, and the peak memory of the framework's run.
+Beside it: the training FLOPs per example, from the layers' shapes, and the
+large-matmul peak of each dtype, measured in the same run (benchmarks/hardware.py).
+With several Keras backends installed, each other backend runs the float32 sides
+in a child process of its own.
 
-The last line is machine-readable:
-    ratio_off=1.02 ratio_on=0.97 startup_s=6.1 peak_rss_mb=1234
-(ratios: the framework's median samples/s over plain Keras's).
-
-`--backend jax` runs all of it on that Keras backend (both sides: plain Keras
-and the framework); `--backends a,b,c` runs one child process per backend (Keras
-picks its backend once per process) and ends with a table of all of them.
+Everything measured goes into the JSON with its spread (min, median, max and
+the count of values); the page is rendered from it, tables and all.
 """
 from __future__ import annotations
 
 import argparse
+import cProfile
+import datetime
+import importlib.util
 import json
 import os
 import platform
-import resource
+import pstats
 import statistics
 import subprocess
 import sys
@@ -43,152 +42,268 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-BATCH = 128  # --batch
-TILE = 5  # 4,000 embedded training images x 5 = 20,000
+from benchmarks import hardware, processes  # noqa: E402
+from benchmarks.sides import SIDES, fit_side  # noqa: E402
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+MATMUL_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+OTHER_BACKEND_SIDES = ("plain", "framework_off", "framework_on")
+DOCS = ROOT / "docs"
+BATCH = 128
+EMBEDDED_TRAIN = 4000  # training images of the embedded split, tiled up to --images
 
 
-def data():
+def stats(values: list[float]) -> dict:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values), "n": len(values)}
+
+
+def data(images: int):
     import numpy as np
 
     from recipes.data.embedded import load_embedded
 
     splits = load_embedded(val_examples=500, test_examples=500, split_seed=0)
-    splits.x_train = np.concatenate([splits.x_train] * TILE)
-    splits.y_train = np.concatenate([splits.y_train] * TILE)
+    reps = -(-images // len(splits.y_train))
+    splits.x_train = np.concatenate([splits.x_train] * reps)[:images]
+    splits.y_train = np.concatenate([splits.y_train] * reps)[:images]
     return splits
 
 
-def plain_keras(splits, epochs: int, batch: int = BATCH) -> list[float]:
-    """The keras.io "Simple MNIST convnet", as a user would write it."""
-    import keras
-    from keras import layers
-
-    from recipes.training.callbacks import TrainThroughput
-
-    x = splits.x_train.astype("float32") / 255
-    y = keras.utils.to_categorical(splits.y_train, 10)
-    model = keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dropout(0.5),
-        layers.Dense(10, activation="softmax"),
-    ])
-    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
-    # The same timer the framework uses for its own figures.
-    timer = TrainThroughput(len(x))
-    model.fit(x, y, batch_size=batch, epochs=epochs, verbose=0, callbacks=[timer])
-    return [len(x) / s for s in timer.epoch_seconds[1:]]
+def run_fits(args, splits) -> dict:
+    """fits[precision][side] = {"wall_s": [...], "step_s": [...]}, the timed epochs of every repeat."""
+    fits = {p: {s: {"wall_s": [], "step_s": []} for s in args.sides} for p in args.precisions}
+    total, done, began = args.repeats * len(args.precisions) * len(args.sides), 0, time.time()
+    for repeat in range(args.repeats):
+        for precision in args.precisions:
+            for side in args.sides:
+                epochs = fit_side(side, splits, args.epochs, precision, args.batch)
+                for key in ("wall_s", "step_s"):
+                    fits[precision][side][key].extend(epochs[key][1:])  # the first epoch warms up
+                done += 1
+                rate = len(splits.y_train) / statistics.median(epochs["wall_s"][1:])
+                eta = (time.time() - began) / done * (total - done)
+                print(f"[{done}/{total}] repeat {repeat + 1} {precision:15s} {side:14s} {rate:7.0f} samples/s "
+                      f"(whole epoch); about {eta / 60:.0f} min left of the fits", flush=True)
+    return fits
 
 
-def framework(splits, epochs: int, loss: str, telemetry: bool, batch: int = BATCH) -> list[float]:
-    from hydra import compose, initialize_config_dir
-
-    from recipes import train as train_recipe
-    from recipes.settings import validate
-
-    overrides = [f"loss={loss}", f"telemetry={'on' if telemetry else 'off'}", f"trainer.epochs={epochs}",
-                 f"trainer.batch_size={batch}", "trainer.verbose=0"]
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    setup = validate(cfg)
-    with tempfile.TemporaryDirectory() as run_dir:
-        metrics = train_recipe.train_prepared(cfg, setup, splits, Path(run_dir))
-    return [len(splits.y_train) / s for s in metrics["epoch_train_seconds"][1:]]
-
-
-def new_process_run(args: list[str]) -> tuple[dict, float]:
-    """`python train.py args` in a fresh process: its metrics.json and its peak RSS in MB."""
-    with tempfile.TemporaryDirectory() as tmp:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        subprocess.run([sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={tmp}/run"],
-                       cwd=ROOT, check=True, capture_output=True)
-        peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-        metrics = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
-    # ru_maxrss of children is the largest child so far: runs are ordered so that it is this one.
-    return metrics, max(peak_kb, before) / 1024
+def summarize(fits: dict, images: int, flops: int, peaks: dict) -> dict:
+    summary = {}
+    for precision, sides in fits.items():
+        summary[precision] = {}
+        for side, epochs in sides.items():
+            wall = [images / s for s in epochs["wall_s"]]
+            step = [images / s for s in epochs["step_s"]]
+            gflops = statistics.median(step) * flops / 1e9
+            summary[precision][side] = {
+                "wall_samples_per_s": stats(wall), "step_samples_per_s": stats(step),
+                "step_gflops": gflops, "fraction_of_peak": gflops / peaks[precision] if peaks.get(precision) else None,
+            }
+    return summary
 
 
-def compare_backends(args) -> int:
+def ratio(summary: dict, precision: str, side: str, against: str = "plain") -> float | None:
+    sides = summary.get(precision, {})
+    if side not in sides or against not in sides:
+        return None
+    return sides[side]["wall_samples_per_s"]["median"] / sides[against]["wall_samples_per_s"]["median"]
+
+
+def speedup(summary: dict, precision: str, side: str) -> float | None:
+    if precision not in summary or "float32" not in summary or side not in summary[precision]:
+        return None
+    return (summary[precision][side]["wall_samples_per_s"]["median"]
+            / summary["float32"][side]["wall_samples_per_s"]["median"])
+
+
+# (goal, how it is computed, target)
+GOALS = [
+    ("framework / plain Keras, whole epoch, float32, telemetry off", ("ratio", "float32", "framework_off"), 1.0),
+    ("framework / plain Keras, whole epoch, float32, telemetry on", ("ratio", "float32", "framework_on"), 0.95),
+    ("framework / plain Keras, whole epoch, mixed_bfloat16, telemetry off",
+     ("ratio", "mixed_bfloat16", "framework_off"), 1.0),
+    ("framework / plain Keras, whole epoch, mixed_bfloat16, telemetry on",
+     ("ratio", "mixed_bfloat16", "framework_on"), 0.95),
+    ("framework in mixed_bfloat16 / its own float32 speed (telemetry on)",
+     ("speedup", "mixed_bfloat16", "framework_on"), 1.6),
+]
+
+
+def goals(summary: dict, process: dict | None) -> list[dict]:
+    out = []
+    for name, (kind, precision, side), target in GOALS:
+        value = ratio(summary, precision, side) if kind == "ratio" else speedup(summary, precision, side)
+        out.append({"goal": name, "value": value, "target": target, "at_least": True,
+                    "held": None if value is None else value >= target})
+    if process:
+        over = process["framework_startup_s"]["median"] - process["bare_import_s"]["median"]
+        out.append({"goal": "framework start-up above a bare `import keras`, seconds", "value": over,
+                    "target": 1.0, "at_least": False, "held": over <= 1.0})
+        rss = process["framework_peak_rss_mb"]["max"]
+        out.append({"goal": "peak resident memory of the framework's run, MB", "value": rss,
+                    "target": 1536, "at_least": False, "held": rss <= 1536})
+    return out
+
+
+def run_processes(args) -> dict:
+    """Whole processes, interleaved: the framework and the plain script per precision, and a bare import."""
+    runs = {"bare_import": []}
+    for repeat in range(args.process_repeats):
+        runs["bare_import"].append(processes.bare_import())
+        for precision in args.process_precisions:
+            runs.setdefault(f"framework/{precision}", []).append(processes.framework_run(args.process_epochs, precision))
+            runs.setdefault(f"plain/{precision}", []).append(processes.plain_run(args.process_epochs, precision))
+            print(f"processes, repeat {repeat + 1}/{args.process_repeats} {precision}: framework "
+                  f"{runs[f'framework/{precision}'][-1]['wall_s']:.1f} s, plain {runs[f'plain/{precision}'][-1]['wall_s']:.1f} s",
+                  flush=True)
+    framework = [r for k, v in runs.items() if k.startswith("framework/") for r in v]
+    return {
+        "epochs": args.process_epochs,
+        "wall_s": {k: stats([r["wall_s"] for r in v]) for k, v in runs.items()},
+        "bare_import_s": stats([r["wall_s"] for r in runs["bare_import"]]),
+        "framework_startup_s": stats([r["startup_s"] for r in framework]),
+        "framework_peak_rss_mb": stats([r["peak_rss_mb"] for r in framework]),
+        "plain_peak_rss_mb": stats([r["peak_rss_mb"] for k, v in runs.items() if k.startswith("plain/") for r in v]),
+    }
+
+
+def profile_framework(splits, epochs: int, top: int = 15) -> list[dict]:
+    """cProfile of one framework fit (float32, telemetry on): where its Python side spends the time."""
+    profiler = cProfile.Profile()
+    profiler.runcall(fit_side, "framework_on", splits, epochs, "float32", BATCH)
+    entries = pstats.Stats(profiler).sort_stats("cumulative")
     rows = []
-    for backend in args.backends.split(","):
-        command = [sys.executable, str(Path(__file__).resolve()), "--backend", backend,
-                   "--repeats", str(args.repeats), "--epochs", str(args.epochs), "--batch", str(args.batch)]
-        if args.skip_process:
-            command.append("--skip-process")
-        print(f"== {backend}: {' '.join(command[1:])}", flush=True)
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-        print(result.stdout, end="", flush=True)
-        if result.returncode != 0:
-            print(result.stderr[-3000:], file=sys.stderr)
-            return result.returncode
-        medians = {line.split()[0]: float(line.split()[1]) for line in result.stdout.splitlines()
-                   if line.split() and line.split()[0] in ("plain", "sparse_off", "sparse_on", "softmax_on")
-                   and len(line.split()) == 4}
-        rows.append((backend, medians))
-    print(f"\n{'backend':11s} {'plain':>8s} {'off':>8s} {'on':>8s} {'softmax':>8s} {'off/plain':>9s} {'on/plain':>9s}"
-          "   median training samples/s")
-    for backend, m in rows:
-        print(f"{backend:11s} {m['plain']:8.0f} {m['sparse_off']:8.0f} {m['sparse_on']:8.0f} {m['softmax_on']:8.0f} "
-              f"{m['sparse_off'] / m['plain']:9.2f} {m['sparse_on'] / m['plain']:9.2f}")
-    return 0
+    for (path, line, function), (_, calls, tottime, cumtime, _) in entries.stats.items():
+        if Path(path).parent == Path(__file__).parent:
+            continue  # the benchmark's own wrappers
+        rows.append({"function": f"{Path(path).name}:{line}({function})", "calls": calls,
+                     "tottime_s": tottime, "cumtime_s": cumtime})
+    return sorted(rows, key=lambda r: -r["cumtime_s"])[:top]
 
 
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):8.0f} {min(values):8.0f} {max(values):8.0f}"
+def other_backends(args) -> dict:
+    """The float32 sides on every other installed backend, one child process each."""
+    import keras
+
+    current = keras.backend.backend()
+    out = {}
+    for backend in ("tensorflow", "jax", "torch"):
+        if backend == current or importlib.util.find_spec(backend) is None or args.no_backends:
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            command = [sys.executable, str(Path(__file__).resolve()), "--backend", backend, "--out", tmp,
+                       "--precisions", "float32", "--sides", ",".join(OTHER_BACKEND_SIDES),
+                       "--repeats", str(args.backend_repeats), "--epochs", str(args.epochs),
+                       "--images", str(args.images), "--no-processes", "--no-backends", "--no-profile", "--no-docs"]
+            print(f"== {backend}: a child process", flush=True)
+            subprocess.run(command, cwd=ROOT, check=True)
+            out[backend] = json.loads((Path(tmp) / "performance.json").read_text())["summary"]["float32"]
+    return out
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for package in ("keras", "tensorflow", "jax", "torch"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=4000, help="training images per epoch (default 4,000)")
+    parser.add_argument("--epochs", type=int, default=3, help="per fit; the first is not counted (default 3)")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds of every side and precision (default 2)")
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--precisions", default=",".join(PRECISIONS))
+    parser.add_argument("--sides", default=",".join(SIDES))
+    parser.add_argument("--process-epochs", type=int, default=3)
+    parser.add_argument("--process-repeats", type=int, default=2)
+    parser.add_argument("--process-precisions", default="float32,mixed_bfloat16")
+    parser.add_argument("--backend-repeats", type=int, default=1)
+    parser.add_argument("--backend", help="the Keras backend of this run (default: $KERAS_BACKEND, else tensorflow)")
+    parser.add_argument("--no-processes", action="store_true", help="skip the whole-process runs")
+    parser.add_argument("--no-backends", action="store_true", help="skip the other installed backends")
+    parser.add_argument("--no-profile", action="store_true", help="skip the profile of a framework fit")
+    parser.add_argument("--no-docs", action="store_true", help="write no page, only the JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short look: 1,000 images, 2 epochs, 1 repeat, one 1-epoch process run each")
+    parser.add_argument("--out", type=Path, default=DOCS, help="where performance.json and .md go (default docs/)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.epochs, args.repeats, args.process_repeats, args.process_epochs = 1000, 2, 1, 1, 1
+    args.precisions = args.precisions.split(",")
+    args.sides = args.sides.split(",")
+    args.process_precisions = args.process_precisions.split(",")
+    for name, given, valid in (("--precisions", args.precisions, PRECISIONS), ("--sides", args.sides, SIDES),
+                               ("--process-precisions", args.process_precisions, PRECISIONS)):
+        bad = [v for v in given if v not in valid]
+        if bad:
+            parser.exit(2, f"error: {name} {','.join(bad)}: valid choices: {', '.join(valid)}\n")
+    if args.epochs < 2:
+        parser.exit(2, "error: --epochs must be at least 2 (the first epoch is not counted)\n")
+    return args
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=3, help="per fit; the first is not counted")
-    parser.add_argument("--skip-process", action="store_true", help="skip the start-up and memory runs")
-    parser.add_argument("--batch", type=int, default=BATCH, help="batch size of both sides (default 128)")
-    parser.add_argument("--backend", help="the Keras backend of this run (default: $KERAS_BACKEND, else tensorflow)")
-    parser.add_argument("--backends", help="comma-separated: one child process per backend, then a table")
-    args = parser.parse_args(argv)
-    if args.backends:
-        return compare_backends(args)
+    args = parse_args(argv)
     if args.backend:
-        # Before Keras is imported; the framework's config reads the same variable.
-        os.environ["KERAS_BACKEND"] = args.backend
+        os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported
+    command = "python benchmarks/throughput.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
+                                                    if (argv if argv is not None else sys.argv[1:]) else "")
+    import logging
 
     import keras
 
-    splits = data()
-    variants = {
-        "plain": lambda: plain_keras(splits, args.epochs, args.batch),
-        "sparse_off": lambda: framework(splits, args.epochs, "sparse_from_logits", False, args.batch),
-        "sparse_on": lambda: framework(splits, args.epochs, "sparse_from_logits", True, args.batch),
-        "softmax_on": lambda: framework(splits, args.epochs, "softmax_ce", True, args.batch),
-    }
-    results = {name: [] for name in variants}
-    for repeat in range(args.repeats):
-        for name, fn in variants.items():
-            values = fn()
-            results[name].extend(values)
-            print(f"repeat {repeat + 1}/{args.repeats} {name:11s} " + " ".join(f"{v:.0f}" for v in values), flush=True)
+    from benchmarks.plain_convnet import build_convnet
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    print(f"\nmachine: {cpu}, {os.cpu_count()} cores; keras {keras.__version__} ({keras.backend.backend()}); "
-          f"{len(splits.y_train)} training images, batch {args.batch}, {args.repeats} repeats x {args.epochs - 1} timed epochs")
-    print(f"{'variant':12s} {'median':>8s} {'min':>8s} {'max':>8s}   training samples/s")
-    for name, values in results.items():
-        print(f"{name:12s} {summary(values)}")
-    plain = statistics.median(results["plain"])
-    ratio_off = statistics.median(results["sparse_off"]) / plain
-    ratio_on = statistics.median(results["sparse_on"]) / plain
-    line = f"ratio_off={ratio_off:.2f} ratio_on={ratio_on:.2f}"
-    if not args.skip_process:
-        quick, _ = new_process_run(["trainer.epochs=1", "data.max_train_examples=256", "trainer.verbose=0"])
-        _, peak_mb = new_process_run([])
-        print(f"start-up to first training step: {quick['startup_s']:.1f} s; peak RSS of a default run: {peak_mb:.0f} MB")
-        line += f" startup_s={quick['startup_s']:.1f} peak_rss_mb={peak_mb:.0f}"
-    print(line)
+    # Every fit builds fresh models, so TensorFlow's retracing advice is expected here.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    from recipes.runtime.backends import cpu_name
+
+    began = time.time()
+    splits = data(args.images)
+    flops = hardware.training_flops_per_sample(build_convnet("float32"))
+    peaks = {p: hardware.matmul_peak(MATMUL_DTYPES[p]) for p in args.precisions}
+    print("matmul peak, GFLOP/s: " + ", ".join(f"{p} {v:.1f}" for p, v in peaks.items()), flush=True)
+    fits = run_fits(args, splits)
+    summary = summarize(fits, len(splits.y_train), flops, peaks)
+    process = None if args.no_processes else run_processes(args)
+    results = {
+        "command": command,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "features": hardware.cpu_features(),
+                    "backend": keras.backend.backend(), "versions": versions()},
+        "settings": {"images": len(splits.y_train), "validation_images": len(splits.y_val), "batch": args.batch,
+                     "epochs": args.epochs, "repeats": args.repeats, "precisions": args.precisions,
+                     "sides": args.sides},
+        "flops": {"forward_per_sample": hardware.forward_flops_per_sample(build_convnet("float32")),
+                  "training_per_sample": flops},
+        "matmul_peak_gflops": peaks,
+        "fits": fits,
+        "summary": summary,
+        "processes": process,
+        "profile": None if args.no_profile else profile_framework(splits, args.epochs),
+        "backends": other_backends(args),
+    }
+    results["goals"] = goals(summary, process)
+    results["seconds"] = time.time() - began
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "performance.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {args.out / 'performance.json'}", flush=True)
+    if not args.no_docs:
+        from benchmarks.performance_page import render
+
+        (args.out / "performance.md").write_text(render(results))
+        print(f"wrote {args.out / 'performance.md'}", flush=True)
+    for goal in results["goals"]:
+        held = "-" if goal["held"] is None else ("held" if goal["held"] else "MISSED")
+        value = "-" if goal["value"] is None else f"{goal['value']:.2f}"
+        print(f"{held:7s} {goal['goal']}: {value} ({'>=' if goal['at_least'] else '<='} {goal['target']})")
     return 0
 
 

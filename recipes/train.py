@@ -265,6 +265,7 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks) -> d
         "first_nonfinite": guard.first_nonfinite,
         "train_samples_per_s": callbacks.throughput.samples_per_s(),
         "epoch_train_seconds": [round(x, 4) for x in callbacks.throughput.epoch_seconds],
+        "epoch_wall_seconds": [round(x, 4) for x in callbacks.throughput.epoch_wall_seconds],
         "startup_s": callbacks.throughput.startup_s,
         "wall_s": None,
         "params": int(model.count_params()),

@@ -60,11 +60,11 @@ STEPS=$WORK/steps.tsv
 
 if [[ $QUICK == 1 ]]; then
     SWEEP_ARGS=${SWEEP_ARGS:-model=mlp data.max_train_examples=300 trainer.epochs=1}
-    BENCH_ARGS=${BENCH_ARGS:---repeats 1 --epochs 2 --skip-process}
+    BENCH_ARGS=${BENCH_ARGS:---quick --precisions float32 --no-processes --no-backends --no-docs}
 else
     # The size of experiment=stability_stress: the mlp, 2,000 training images, 5 epochs.
     SWEEP_ARGS=${SWEEP_ARGS:-model=mlp data.max_train_examples=2000 trainer.epochs=5}
-    BENCH_ARGS=${BENCH_ARGS:---repeats 2 --epochs 3}
+    BENCH_ARGS=${BENCH_ARGS:---repeats 2 --epochs 3 --no-processes --no-backends --no-docs}
 fi
 SWEEP_LOSSES=softmax_ce,sparse_from_logits,clipped_probs
 
@@ -224,7 +224,8 @@ for b in $BACKENDS; do
     for batch in $BENCH_BATCHES; do
         # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
         run_step "$b" "throughput benchmark, batch $batch" "$log" \
-            "$PYTHON" benchmarks/throughput.py --backend "$b" --batch "$batch" $BENCH_ARGS
+            "$PYTHON" benchmarks/throughput.py --backend "$b" --batch "$batch" $BENCH_ARGS \
+            --out "$OUT/benchmark_${b}_batch$batch"
     done
 done
 unset KERAS_BACKEND
@@ -247,8 +248,11 @@ paths = [json.loads(line) for line in (out / "loss_paths.jsonl").read_text().spl
 for b in backends:
     log = out / f"{b}.log"
     text = log.read_text() if log.exists() else ""
-    # One benchmark per batch size: its "batch N" line, then its last line.
-    bench = dict(zip(re.findall(r"training images, batch (\d+)", text), re.findall(r"^(ratio_off=\S+.*)$", text, re.M)))
+    # One benchmark per batch size, each with its performance.json: its goals (ratios and speedups).
+    bench = {}
+    for result in sorted(out.glob(f"benchmark_{b}_batch*/performance.json")):
+        data = json.loads(result.read_text())
+        bench[str(data["settings"]["batch"])] = {g["goal"]: g["value"] for g in data["goals"]}
     summary["backends"][b] = {
         "steps": [{"step": s[1], "exit": int(s[2]), "seconds": int(s[3]), "status": s[4]} for s in steps if s[0] == b],
         "loss_paths": {p["policy"]: {} for p in paths if p["backend"] == b},

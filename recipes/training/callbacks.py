@@ -272,7 +272,10 @@ class SaveModels(keras.callbacks.Callback):
 
 
 class TrainThroughput(keras.callbacks.Callback):
-    """Seconds and samples/s of the training part of each epoch (validation excluded).
+    """Seconds and samples/s of the training part of each epoch (validation excluded),
+    and the whole epoch as a user waits for it (`epoch_wall_seconds`: from the
+    epoch's start to the next one's, so validation and every epoch-end callback
+    are in it; the last epoch ends when training ends).
 
     The first epoch includes tracing and warm-up, so the summary is the median
     of the later epochs when there are any. With `job_started` (a time.time()
@@ -285,6 +288,7 @@ class TrainThroughput(keras.callbacks.Callback):
         self.train_examples = train_examples
         self.job_started = job_started
         self.epoch_seconds: list[float] = []
+        self.epoch_wall_seconds: list[float] = []
         self.startup_s = None
         self._start = self._train_done = None
 
@@ -293,7 +297,15 @@ class TrainThroughput(keras.callbacks.Callback):
             self.startup_s = round(time.time() - self.job_started, 3)
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start, self._train_done = time.perf_counter(), None
+        now = time.perf_counter()
+        if self._start is not None:
+            self.epoch_wall_seconds.append(now - self._start)
+        self._start, self._train_done = now, None
+
+    def on_train_end(self, logs=None):
+        if self._start is not None:
+            self.epoch_wall_seconds.append(time.perf_counter() - self._start)
+            self._start = None
 
     def on_test_begin(self, logs=None):
         # Called when fit starts validating: the training part is over.

@@ -1,0 +1,63 @@
+"""The benchmark runs on a tiny setting and writes well-formed JSON; the page is its rendering. No timing claims."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, project_env
+
+sys.path.insert(0, str(ROOT))
+from benchmarks import hardware  # noqa: E402
+from benchmarks.performance_page import render  # noqa: E402
+from benchmarks.plain_convnet import build_convnet  # noqa: E402
+
+
+def benchmark(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "throughput.py"), *args], cwd=ROOT,
+                          env=project_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def test_training_flops_come_from_the_layer_shapes():
+    # conv 3x3x1 -> 26x26x32, conv 3x3x32 -> 11x11x64, dense 1600 -> 10; a multiply-add is 2 FLOPs.
+    forward = 2 * (26 * 26 * 32 * 9 * 1 + 11 * 11 * 64 * 9 * 32 + 1600 * 10)
+    model = build_convnet("float32")
+    assert hardware.forward_flops_per_sample(model) == forward
+    assert hardware.training_flops_per_sample(model) == 3 * forward
+
+
+@pytest.mark.slow
+def test_a_tiny_benchmark_writes_every_figure_with_its_spread_and_the_page(tmp_path):
+    result = benchmark("--images", "256", "--epochs", "3", "--repeats", "1", "--precisions", "float32",
+                       "--sides", "plain,framework_off", "--no-processes", "--no-backends", "--no-profile",
+                       "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "performance.json").read_text())
+    assert results["settings"]["images"] == 256 and results["machine"]["cores"] >= 1
+    for side in ("plain", "framework_off"):
+        epochs = results["fits"]["float32"][side]
+        assert len(epochs["wall_s"]) == len(epochs["step_s"]) == 2  # 3 epochs, the first not counted
+        assert all(wall >= step > 0 for wall, step in zip(epochs["wall_s"], epochs["step_s"]))
+        spread = results["summary"]["float32"][side]["wall_samples_per_s"]
+        assert spread["min"] <= spread["median"] <= spread["max"] and spread["n"] == 2
+    assert results["matmul_peak_gflops"]["float32"] > 0
+    goal = results["goals"][0]
+    assert goal["value"] == pytest.approx(
+        results["summary"]["float32"]["framework_off"]["wall_samples_per_s"]["median"]
+        / results["summary"]["float32"]["plain"]["wall_samples_per_s"]["median"])
+    assert (tmp_path / "performance.md").read_text() == render(results)
+
+
+def test_the_performance_page_is_the_rendering_of_its_json():
+    results = json.loads((ROOT / "docs" / "performance.json").read_text())
+    assert (ROOT / "docs" / "performance.md").read_text() == render(results)
+    assert results["settings"]["precisions"] == ["float32", "mixed_bfloat16", "mixed_float16"]
+
+
+def test_bad_benchmark_arguments_are_one_line_and_exit_2():
+    result = benchmark("--precisions", "float32,float8", timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [(
+        "error: --precisions float8: valid choices: float32, mixed_bfloat16, mixed_float16")]
