@@ -161,7 +161,7 @@ def test_known_options_sweeps_and_plain_keys_pass_the_group_check():
 
 @pytest.mark.parametrize("override, suffix", [
     ([], "_sparse_from_logits"), (["loss=softmax_ce"], "_softmax_ce"),
-    (["recipe=probe"], "_probe"), (["recipe=evaluate"], "_evaluate"),
+    (["recipe=probe"], "_probe"), (["recipe=evaluate"], "_evaluate"), (["recipe=doctor"], "_doctor"),
 ])
 def test_a_run_directory_is_named_by_what_runs(override, suffix):
     """Training runs by their loss; the other recipes by their name, not by the default loss."""
