@@ -196,7 +196,8 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     best_so_far = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))), default=None)
     callbacks = [
         # First, so a resumed run restores weights, optimizer and epoch before anything else.
-        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR)),
+        # double_checkpoint: a kill while the backup is being written leaves the epoch before whole.
+        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR), double_checkpoint=True),
         # Then what the backup lacks: the data order and the layers' random state of that epoch.
         *([ExactResume(run_dir / BACKUP_DIR, functools.partial(fast_forward, train_data))]
           if train_data is not None else []),

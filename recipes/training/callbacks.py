@@ -73,7 +73,6 @@ class StabilityLogger(keras.callbacks.Callback):
         return f"stability, epoch {epoch + 1}: " + "  ".join(
             f"{name[len(PREFIX):]}={values[name]:.4g}" for name in SUMMARY if name in values)
 
-
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
@@ -108,21 +107,23 @@ class ExactResume(keras.callbacks.Callback):
     BackupAndRestore keeps the weights, the optimizer and the epoch, but not
     * the random state of the layers (their SeedGenerators: dropout's masks) and, on
       PyTorch, of torch's global generator (Keras draws unseeded dropout from it),
-      saved here beside the backup after every epoch and put
-      back on resume (`random_state.npz`);
+      saved beside the backup after every epoch (`random_state.<epoch>.npz`, the last
+      two, as Keras keeps its last two backups) and put back on resume;
     * where the training data's per-epoch shuffling is: a resumed run's fresh dataset
       would start the sequence of orders again, so `fast_forward(k)` moves it on
       before epoch k.
     Placed right after BackupAndRestore, which decides the epoch the fit starts at.
     """
 
-    FILE = "random_state.npz"
-
     def __init__(self, backup_dir: Path, fast_forward):
         super().__init__()
-        self.path = Path(backup_dir) / self.FILE
+        self.backup_dir = Path(backup_dir)
         self.fast_forward = fast_forward
         self._started = False
+
+    def _path(self, epoch: int) -> Path:
+        """The random state at the start of `epoch` (0-based), i.e. after `epoch` epochs."""
+        return self.backup_dir / f"random_state.{epoch}.npz"
 
     def _seed_states(self) -> list:
         return [v for v in self.model.variables if v.name == "seed_generator_state"]
@@ -135,7 +136,7 @@ class ExactResume(keras.callbacks.Callback):
             return
         self.fast_forward(epoch)
         states = self._seed_states()
-        saved = np.load(self.path) if self.path.exists() else None
+        saved = np.load(self._path(epoch)) if self._path(epoch).exists() else None
         layers_saved = sum(name.startswith("state_") for name in saved.files) if saved is not None else None
         if saved is None or int(saved["epoch"]) != epoch or layers_saved != len(states):
             log.warning("resumed at epoch %d without the layers' random state of that epoch: the run goes on, "
@@ -150,16 +151,17 @@ class ExactResume(keras.callbacks.Callback):
         log.info("resumed at epoch %d with the data order and the random state of that epoch", epoch + 1)
 
     def on_epoch_end(self, epoch, logs=None):
-        if not self.path.parent.is_dir():
+        if not self.backup_dir.is_dir():
             return  # no backup to go with
         states = {f"state_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
         if keras.backend.backend() == "torch":
             import torch
 
             states["torch_rng"] = torch.get_rng_state().numpy()
-        partial = self.path.with_name("partial_" + self.FILE)
+        partial = self.backup_dir / "partial_random_state.npz"
         np.savez(partial, epoch=epoch + 1, **states)
-        os.replace(partial, self.path)  # a kill mid-write leaves the previous epoch's file whole
+        os.replace(partial, self._path(epoch + 1))  # a kill mid-write leaves the earlier files whole
+        self._path(epoch - 1).unlink(missing_ok=True)
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
