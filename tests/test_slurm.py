@@ -113,3 +113,20 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
     figures = {"cluster_startup_s": slurm_cluster.startup_s, "sweep_s": round(sweep_s, 1),
                "cancelled_after_epochs": done_before}
     print(f"\nSLURM figures: {json.dumps(figures)}")
+
+
+def test_the_presets_compose_on_submitit_slurm_with_the_recording_launcher():
+    from hydra import compose, initialize_config_dir
+
+    from hydra_plugins.recipes_slurm_launcher.slurm_launcher import job_parameters
+
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cpu, gpu = (compose(config_name="train", overrides=[f"hydra/launcher={preset}"], return_hydra_config=True)
+                    .hydra.launcher for preset in ("slurm_cpu", "slurm_gpu"))
+    assert cpu._target_ == gpu._target_ == "hydra_plugins.recipes_slurm_launcher.slurm_launcher.RecordingSlurmLauncher"
+    assert (cpu.partition, cpu.gres, cpu.cpus_per_task) == ("cpu", None, 4)
+    assert (gpu.partition, gpu.gres, gpu.timeout_min, gpu.array_parallelism) == ("gpu", "gpu:1", 240, 16)
+    # What submitit's executor receives: SLURM-only keys prefixed, the executor's own left out.
+    params = job_parameters(dict(gpu))
+    assert params["slurm_gres"] == "gpu:1" and params["timeout_min"] == 240 and params["slurm_partition"] == "gpu"
+    assert "submitit_folder" not in params and "slurm_max_num_timeout" not in params
