@@ -67,6 +67,19 @@ def test_report_groups_by_what_varies_and_never_averages_diverged_runs(tmp_path)
     assert (tmp_path / "comparison.png").stat().st_size > 5000
 
 
+def test_a_sweep_whose_every_job_failed_still_gets_its_report(tmp_path):
+    """As cli.record_failure writes a failed job: no path, no figures, the error."""
+    compare.mark_sweep(tmp_path, ["loss=softmax_ce,naive"])
+    for num, loss in enumerate(("softmax_ce", "naive")):
+        (tmp_path / f"0{num}_loss-{loss}").mkdir()
+        (tmp_path / f"0{num}_loss-{loss}" / "metrics.json").write_text(json.dumps({
+            "status": "failed", "error": "SlurmJobEnded: SLURM job 1_0 ended CANCELLED", "loss": loss, "seed": 0,
+            "config": {"loss": {"name": loss}, "seed": 0}}))
+    report = compare.write_report(tmp_path, tensorboard=False)
+    assert [(r["runs"], r["ok"], r["failed"]) for r in report["rows"]] == [(1, 0, 1), (1, 0, 1)]
+    assert (tmp_path / "comparison.png").stat().st_size > 5000
+
+
 def test_report_refuses_a_directory_that_is_not_a_sweep(tmp_path):
     with pytest.raises(UserError, match="not a sweep directory"):
         compare.write_report(tmp_path)

@@ -174,7 +174,8 @@ def plot(rows: list[dict], path: Path) -> None:
                            (axes[1], "test_exact_ce", "test exact cross entropy\n(log scale)")):
         _bars(ax, rows, key)
         ax.set_title(title, fontsize=10)
-    axes[1].set_xscale("log")
+    if any((r["test_exact_ce"][0] or 0) > 0 for r in rows):  # nothing to scale when every run failed
+        axes[1].set_xscale("log")
     axes[1].tick_params(labelleft=False)  # the same rows as the first panel, whose labels name them
     for i, r in enumerate(rows):
         curves = [c for c in r["val_curves"] if c]
@@ -188,7 +189,8 @@ def plot(rows: list[dict], path: Path) -> None:
     axes[2].set_xlabel("epoch")
     axes[2].grid(alpha=0.3)
     # Group names beside the curves, outside the axes: a legend inside would cover them.
-    axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    if axes[2].lines:
+        axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     path_legend(fig, {r["loss_path"] for r in rows})
     fig.tight_layout(rect=(0, legend_room(fig), 1, 1))
     fig.savefig(path, dpi=100, bbox_inches="tight")

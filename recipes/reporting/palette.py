@@ -16,7 +16,11 @@ def path_legend(fig, paths) -> None:
     """A legend of the paths shown, centred below the axes (keep the figure's bottom free for it)."""
     from matplotlib.patches import Patch
 
-    shown = [p for p in PATH_COLORS if p in {(q or "unknown").split("/")[0] for q in paths}]
+    # "-" or None: a group with no measured path (all its runs failed) has no colour to explain.
+    measured = {q.split("/")[0] for q in paths if q and q != "-"}
+    shown = [p for p in PATH_COLORS if p in measured or (p == "unknown" and measured - set(PATH_COLORS))]
+    if not shown:
+        return
     fig.legend(handles=[Patch(color=PATH_COLORS[p], label=p) for p in shown], title="colour: the measured loss path",
                loc="lower center", ncol=min(len(shown), 4), frameon=False, bbox_to_anchor=(0.5, 0.0))
 
