@@ -85,7 +85,12 @@ def documented_commands():
     """
     pages = [CONFIGS.parent / "README.md", *sorted((CONFIGS.parent / "docs").glob("*.md"))]
     found, in_block = [], False
-    lines = [line for page in pages for line in page.read_text().splitlines()]
+    lines = []
+    for line in (line for page in pages for line in page.read_text().splitlines()):
+        if lines and lines[-1].endswith("\\"):  # a shell line continued: one command
+            lines[-1] = lines[-1][:-1].rstrip() + " " + line.strip()
+        else:
+            lines.append(line)
     for line, after in zip(lines, lines[1:] + [""]):
         if line.startswith("```"):
             in_block = not in_block

@@ -2,11 +2,9 @@
 import concurrent.futures
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -225,56 +223,38 @@ def test_non_finite_images_are_reported_not_trained_on():
 # --- TensorBoard as a user opens it -----------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get(url, data=None, timeout=10):
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
 @pytest.mark.slow
 def test_tensorboard_server_shows_runs_stability_hparams_and_the_comparison(train_cli, tmp_path):
+    """A real sweep, read back through a real TensorBoard server's HTTP API, as the dashboards read it."""
+    from recipes.reporting.tensorboard_views import LAYOUT
+    from scripts.tensorboard_server import get_json, hparams_default_columns, post_json, serve
+
     sweep = tmp_path / "sweep"
     result = train_cli("-m", *TINY, "loss=sparse_from_logits,clipped_probs", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-2000:]
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "tensorboard.main", "--logdir", str(sweep), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        runs = []
-        while time.time() < deadline:
-            try:
-                runs = get(f"{base}/data/runs")
-                if any(r.endswith("/validation") for r in runs):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        names = {r.split("/")[0] for r in runs if r != "."}
-        assert {n.split("loss=")[1].split(",")[0] for n in names if "loss=" in n} == {"sparse_from_logits", "clipped_probs"}
-        scalars = get(f"{base}/data/plugin/scalars/tags")
+    with serve(sweep) as base:
+        runs = get_json(base + "data/runs")
+        # Short job directories: the job number, then what the sweep varies.
+        assert {r.split("/")[0] for r in runs if r != "."} >= {"00_loss-sparse_from_logits", "01_loss-clipped_probs"}
+        scalars = get_json(base + "data/plugin/scalars/tags")
         train_run = next(r for r in scalars if r.endswith("/train"))
         assert "epoch_accuracy" in scalars[train_run]
         assert {"stability/logit_gap", "stability/loss_gap", "stability/grad_norm"} <= set(scalars[train_run])
-        body = json.dumps({"experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"],
-                           "colParams": [], "startIndex": 0, "sliceSize": 100}).encode()
-        groups = get(f"{base}/data/plugin/hparams/session_groups", data=body)
+        groups = post_json(base + "data/plugin/hparams/session_groups", {
+            "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"], "colParams": [],
+            "startIndex": 0, "sliceSize": 100})
         assert groups["totalSize"] == 2
-        losses_seen = {g["hparams"]["loss"] for g in groups["sessionGroups"]}
-        assert losses_seen == {"sparse_from_logits", "clipped_probs"}
+        assert {g["hparams"]["loss"] for g in groups["sessionGroups"]} == {"sparse_from_logits", "clipped_probs"}
         metric_tags = {m["name"]["tag"] for g in groups["sessionGroups"] for m in g["metricValues"]}
         assert {"epoch_accuracy", "final/test_accuracy"} <= metric_tags
-        images = get(f"{base}/data/plugin/images/tags")
+        # The HParams table opens on what the sweep varies and the outcomes, its metrics on test accuracy and CE.
+        hparams, metrics = hparams_default_columns(base)
+        assert hparams[:3] == ["loss", "loss_path", "status"]
+        assert metrics[:2] == ["final/test_accuracy", "final/test_exact_ce"]
+        # The stability dashboard opens laid out; each run explains itself in the Text tab.
+        layout = get_json(base + "data/plugin/custom_scalars/layout")
+        assert [c["title"] for c in layout["category"]] == [title for title, _ in LAYOUT]
+        [summary] = get_json(base + "data/plugin/text/text?run=01_loss-clipped_probs&tag=run%2Fsummary")
+        assert "clipped_probabilities" in summary["text"] and "python train.py" in summary["text"]
+        images = get_json(base + "data/plugin/images/tags")
         assert "comparison/figure" in images.get("comparison", {})
-    finally:
-        server.terminate()
-        server.wait(timeout=20)

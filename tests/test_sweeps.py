@@ -12,6 +12,7 @@ from recipes.reporting import comparison as compare
 from recipes.reporting import search_report
 from recipes.reporting.sweep_record import search_of
 from recipes.runtime.errors import UserError
+from recipes.runtime.run_names import job_dir_name, swept_keys
 from tests.conftest import ROOT, TINY
 
 SWEEP = [*TINY, "trainer.epochs=1"]
@@ -249,3 +250,17 @@ def test_optuna_search_runs_trials_in_memory(train_cli, tmp_path):
     assert f"trainer.batch_size={best['best_params']['trainer.batch_size']} " in summary[3]
     assert max(len(line) for line in summary[:3]) < 110
     assert "Search of 2 trials" in (sweep / "comparison.md").read_text() and (sweep / "comparison.png").exists()
+
+
+# --- job directory names (fast) ---------------------------------------------
+
+
+def test_job_dir_names_are_short_shell_safe_and_name_what_the_sweep_varies():
+    overrides = ["model=mlp", "loss=softmax_ce", "seed=0", "optimizer.learning_rate=0.0013680095"]
+    swept = swept_keys(["model=mlp", "loss=softmax_ce,naive", "seed=range(3)"],
+                       {"optimizer.learning_rate": "interval(0.0001, 0.01)"})
+    assert swept == ["loss", "seed", "optimizer.learning_rate"]
+    assert job_dir_name(7, overrides, swept) == "07_loss-softmax_ce_seed-0_learning_rate-0.00137"
+    long = job_dir_name(123, [f"+extra.key_{i}=it's a [value]" for i in range(9)])
+    assert len(long) <= 60 and long.startswith("123_key_0-it-s-a-value")
+    assert set(long) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
