@@ -124,12 +124,16 @@ def render(results: dict) -> str:
     if missed:
         lines += ["", "Why the missed ones were missed:", ""]
         lines += [f"* {g['goal']}: {why_missed(results, g)}." for g in missed]
-    if results.get("profile"):
-        lines += ["", "## Profile", "", "Where one framework fit (float32, telemetry on) spends its time, by "
-                  "cumulative seconds (`cProfile`, the Python side; TensorFlow's kernels show as the calls "
-                  "that run them):", "", "| function | calls | cumulative s | own s |", "|---|---|---|---|"]
-        lines += [f"| `{r['function']}` | {r['calls']} | {r['cumtime_s']:.2f} | {r['tottime_s']:.2f} |"
-                  for r in results["profile"]]
+    profile = results.get("profile")
+    if profile:
+        lines += ["", "## Profile", "", f"Where one framework fit ({profile['precision']}, telemetry on, "
+                  f"{settings['epochs']} epochs) spends its {profile['total_s']:.1f} s: the functions with the most "
+                  "time of their own (`cProfile`; TensorFlow's kernels count as the time of the call that runs "
+                  "them, `quick_execute`):", "", "| function | calls | own s | share | cumulative s |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| `{r['function']}` | {r['calls']} | {r['tottime_s']:.2f} | "
+                  f"{100 * r['tottime_s'] / profile['total_s']:.0f}% | {r['cumtime_s']:.2f} |"
+                  for r in profile["functions"]]
     if results.get("backends"):
         lines += ["", "## The other Keras backends", "", "float32, each backend in a child process of its own, "
                   "whole-epoch samples/s, median (min-max), and the ratio to plain Keras on the same backend:", "",

@@ -110,11 +110,12 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     except Exception as err:
-        to_log_file(run_dir, f"run failed: {type(err).__name__}: {err}\n{traceback.format_exc()}")
         record_failure(cfg, run_dir, err)
         if in_sweep():
             log.error("job failed, the sweep goes on:\n%s", traceback.format_exc())
             return float("nan")
+        # Hydra prints the traceback on the console; the run's train.log gets it too.
+        to_log_file(run_dir, f"run failed: {type(err).__name__}: {err}\n{traceback.format_exc()}")
         raise
     finally:
         clock.clear()
