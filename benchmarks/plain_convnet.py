@@ -33,22 +33,19 @@ BATCH = 128
 
 
 def build_convnet(precision: str = "float32"):
+    """The keras.io example's model (recipes.doctor_examples.convnet, the one definition of it), built under
+    `precision`; under a mixed policy its head becomes a linear Dense and a float32 softmax."""
     import keras
     from keras import layers
 
+    from recipes.doctor_examples import NUM_CLASSES, convnet
+
     keras.mixed_precision.set_global_policy(precision)
-    head = ([layers.Dense(10, activation="softmax")] if precision == "float32"
-            else [layers.Dense(10), layers.Activation("softmax", dtype="float32")])
-    return keras.Sequential([
-        keras.Input(shape=(28, 28, 1)),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dropout(0.5),
-        *head,
-    ])
+    model = convnet()
+    if precision == "float32":
+        return model
+    return keras.Sequential([model.inputs[0], *model.layers[:-1], layers.Dense(NUM_CLASSES),
+                             layers.Activation("softmax", dtype="float32")])
 
 
 def fit_plain(splits, epochs: int, precision: str = "float32", pipeline: str = "numpy", batch: int = BATCH):
