@@ -13,18 +13,20 @@
 #   c) benchmarks/throughput.py at each of $BENCH_BATCHES
 # Every step prints a header and goes on after a failure; the exit status is 1 if any failed.
 #
-# Output, in $OUT (kept to a few files: the device tool returns at most 8, at most two
-# folders deep):
+# Output, in $OUT (at most 8 files come back from the device tool, so few and flat):
 #   <backend>.log            everything each backend's steps printed
 #   loss_paths.jsonl         one line per backend x policy x formulation
-#   comparison_<backend>.md  the sweep's comparison table
-#   sweeps.tar.gz            the sweep directories (metrics, logs, events; no checkpoints)
-#   summary.json             versions, GPU, each step's status and time, loss paths, benchmark line
+#   summary.json             versions, GPU, each step's status and time, loss paths, and each
+#                            benchmark's settings, samples/s per precision and side, and goals
+#   results.tar.gz           comparison_<backend>.md, benchmark_<backend>_batch<N>/performance.json
+#                            and the sweep directories (metrics, logs, events; no checkpoints)
 # The sweep directories themselves (many files) are written under $WORK, not $OUT.
 #
-# Time: on an H100 each backend should take a few minutes (not measured yet). The device
-# tool stops a command after 10 minutes: if both backends do not fit, run
-# BACKENDS=jax and BACKENDS=torch in two calls.
+# Order: the loss paths and the sweep of every backend first (they are short), then the
+# benchmarks batch by batch, each backend in turn, so that a call cut short still brings
+# back the most. DEADLINE (seconds from the start, 0 for none) bounds the whole script:
+# each step's limit is the smaller of STEP_TIMEOUT and the time left before DEADLINE less
+# 30 s for the summary, and a step with under 30 s left is skipped and recorded as such.
 #
 # Environment:
 #   OUT            output folder (default gpu_out)
@@ -34,6 +36,7 @@
 #   WORK           scratch folder for sweeps and helpers (default /tmp/gpu_work)
 #   QUICK=1        tiny sizes, for trying the script on a CPU
 #   STEP_TIMEOUT   seconds before a step is stopped (default 300)
+#   DEADLINE       seconds the whole script may take (default 0: no limit)
 #   SWEEP_ARGS     replaces the sweep's size overrides
 #   BENCH_ARGS     replaces the benchmark's arguments (other than --backend and --batch)
 #   BENCH_BATCHES  batch sizes to benchmark (default "128 1024", the anchors in docs/gpu.md)
@@ -51,6 +54,7 @@ SITE=${SITE:-/tmp/site}
 WORK=${WORK:-/tmp/gpu_work}
 QUICK=${QUICK:-0}
 STEP_TIMEOUT=${STEP_TIMEOUT:-300}
+DEADLINE=${DEADLINE:-0}
 BENCH_BATCHES=${BENCH_BATCHES:-128 1024}
 BENCH_BATCHES=${BENCH_BATCHES//,/ }
 mkdir -p "$OUT" "$WORK"
@@ -60,11 +64,13 @@ STEPS=$WORK/steps.tsv
 
 if [[ $QUICK == 1 ]]; then
     SWEEP_ARGS=${SWEEP_ARGS:-model=mlp data.max_train_examples=300 trainer.epochs=1}
-    BENCH_ARGS=${BENCH_ARGS:---quick --precisions float32 --no-processes --no-backends --no-docs}
+    BENCH_ARGS=${BENCH_ARGS:---quick --precisions float32 --no-processes --no-backends --no-profile --no-docs}
 else
     # The size of experiment=stability_stress: the mlp, 2,000 training images, 5 epochs.
     SWEEP_ARGS=${SWEEP_ARGS:-model=mlp data.max_train_examples=2000 trainer.epochs=5}
-    BENCH_ARGS=${BENCH_ARGS:---repeats 2 --epochs 3 --no-processes --no-backends --no-docs}
+    # 20,000 images an epoch, as the anchors in docs/gpu.md; float32 and bfloat16, which
+    # the GPU computes natively; no whole-process runs (they start TensorFlow's default).
+    BENCH_ARGS=${BENCH_ARGS:---images 20000 --repeats 2 --epochs 3 --precisions float32,mixed_bfloat16 --no-processes --no-backends --no-profile --no-docs}
 fi
 SWEEP_LOSSES=softmax_ce,sparse_from_logits,clipped_probs
 
@@ -76,11 +82,21 @@ run_step() {
     local backend=$1 name=$2 log=$3
     shift 3
     header "$backend: $name" | tee -a "$log"
-    echo "+ $*" | tee -a "$log"
+    local limit=$STEP_TIMEOUT
+    if ((DEADLINE > 0)); then
+        local left=$((DEADLINE - SECONDS - 30))
+        ((left < limit)) && limit=$left
+        if ((limit < 30)); then
+            echo "----- $backend: $name: skipped, ${left} s left before DEADLINE=$DEADLINE" | tee -a "$log"
+            printf '%s\t%s\t%s\t%s\t%s\n' "$backend" "$name" "-1" "0" "skipped: no time left" >>"$STEPS"
+            return 0
+        fi
+    fi
+    echo "+ $*  (limit ${limit} s)" | tee -a "$log"
     local start=$SECONDS rc=0
-    timeout --kill-after=15 "$STEP_TIMEOUT" "$@" 2>&1 | tee -a "$log" || rc=$?
+    timeout --kill-after=15 "$limit" "$@" 2>&1 | tee -a "$log" || rc=$?
     local secs=$((SECONDS - start)) status=ok
-    if ((rc == 124 || rc == 137)); then status="timed out after ${STEP_TIMEOUT} s"; elif ((rc)); then status="FAILED (exit $rc)"; fi
+    if ((rc == 124 || rc == 137)); then status="timed out after ${limit} s"; elif ((rc)); then status="FAILED (exit $rc)"; fi
     echo "----- $backend: $name: $status, ${secs} s" | tee -a "$log"
     printf '%s\t%s\t%s\t%s\t%s\n' "$backend" "$name" "$rc" "$secs" "$status" >>"$STEPS"
 }
@@ -196,9 +212,12 @@ with open(sys.argv[1], "a") as f:
 sys.exit(1 if any(row["path"] is None for row in rows) else 0)
 PY
 
-# --- per backend ---------------------------------------------------------------------------
+# --- per backend: loss paths and the stress sweep -----------------------------------------
 : >"$OUT/loss_paths.jsonl"
-rm -f "$OUT/sweeps.tar.gz"
+rm -f "$OUT/results.tar.gz"
+RESULTS=$WORK/results
+rm -rf "$RESULTS"
+mkdir -p "$RESULTS"
 for b in $BACKENDS; do
     log=$OUT/$b.log
     : >"$log"
@@ -208,39 +227,41 @@ for b in $BACKENDS; do
         "$PYTHON" "$WORK/loss_paths.py" "$OUT/loss_paths.jsonl"
 
     sweep=$WORK/sweep_$b
-    rm -rf "$sweep" "$OUT/comparison_$b.md"
+    rm -rf "$sweep"
     # shellcheck disable=SC2086  # SWEEP_ARGS is a list of overrides
     run_step "$b" "sweep under stress=logits_x300" "$log" \
         "$PYTHON" train.py -m backend="$b" loss=$SWEEP_LOSSES stress=logits_x300 \
         $SWEEP_ARGS hydra.sweep.dir="$sweep"
     if [[ -f $sweep/comparison.md ]]; then
-        cp "$sweep/comparison.md" "$OUT/comparison_$b.md"
+        cp "$sweep/comparison.md" "$RESULTS/comparison_$b.md"
         { echo "--- comparison.md"; cat "$sweep/comparison.md"; } | tee -a "$log"
     else
         echo "no $sweep/comparison.md" | tee -a "$log"
     fi
+done
 
-    # The framework against the plain keras.io convnet, same backend, same batch, one run each.
-    for batch in $BENCH_BATCHES; do
+# --- the framework against the plain keras.io convnet, same backend, same batch -------------
+for batch in $BENCH_BATCHES; do
+    for b in $BACKENDS; do
+        export KERAS_BACKEND=$b
         # shellcheck disable=SC2086  # BENCH_ARGS is a list of arguments
-        run_step "$b" "throughput benchmark, batch $batch" "$log" \
+        run_step "$b" "throughput benchmark, batch $batch" "$OUT/$b.log" \
             "$PYTHON" benchmarks/throughput.py --backend "$b" --batch "$batch" $BENCH_ARGS \
-            --out "$OUT/benchmark_${b}_batch$batch"
+            --out "$RESULTS/benchmark_${b}_batch$batch"
     done
 done
 unset KERAS_BACKEND
 
 # --- summary -------------------------------------------------------------------------------
 header "summary"
-sweeps=()
-for b in $BACKENDS; do [[ -d $WORK/sweep_$b ]] && sweeps+=("sweep_$b"); done
-if ((${#sweeps[@]})); then
-    tar -czf "$OUT/sweeps.tar.gz" -C "$WORK" --exclude='*.keras' --exclude='*.h5' "${sweeps[@]}"
-fi
-"$PYTHON" - "$WORK" "$OUT" "$BACKENDS" "$QUICK" <<'PY'
+for b in $BACKENDS; do
+    [[ -d $WORK/sweep_$b ]] && cp -r "$WORK/sweep_$b" "$RESULTS/"
+done
+"$PYTHON" - "$WORK" "$OUT" "$BACKENDS" "$QUICK" "$RESULTS" <<'PY'
 import json, pathlib, re, sys
 
 work, out, backends, quick = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3].split(), sys.argv[4]
+results = pathlib.Path(sys.argv[5])
 summary = {"quick": quick == "1", "env": json.loads((work / "env.json").read_text()),
            "gpus": (work / "gpus.txt").read_text().strip().splitlines(), "backends": {}}
 steps = [line.split("\t") for line in (work / "steps.tsv").read_text().splitlines()]
@@ -248,29 +269,35 @@ paths = [json.loads(line) for line in (out / "loss_paths.jsonl").read_text().spl
 for b in backends:
     log = out / f"{b}.log"
     text = log.read_text() if log.exists() else ""
-    # One benchmark per batch size, each with its performance.json: its goals (ratios and speedups).
+    # One benchmark per batch size, each with its performance.json: settings, samples/s per
+    # precision and side, goals (ratios and speedups), the matmul peak and the run's time.
     bench = {}
-    for result in sorted(out.glob(f"benchmark_{b}_batch*/performance.json")):
+    for result in sorted(results.glob(f"benchmark_{b}_batch*/performance.json")):
         data = json.loads(result.read_text())
-        bench[str(data["settings"]["batch"])] = {g["goal"]: g["value"] for g in data["goals"]}
+        bench[str(data["settings"]["batch"])] = {
+            key: data[key] for key in ("command", "date", "settings", "summary", "goals", "matmul_peak_gflops",
+                                        "flops", "seconds") if key in data}
     summary["backends"][b] = {
         "steps": [{"step": s[1], "exit": int(s[2]), "seconds": int(s[3]), "status": s[4]} for s in steps if s[0] == b],
         "loss_paths": {p["policy"]: {} for p in paths if p["backend"] == b},
         "benchmark": bench or None,
-        "comparison": f"comparison_{b}.md" if (out / f"comparison_{b}.md").exists() else None,
+        "comparison": ((results / f"comparison_{b}.md").read_text()
+                       if (results / f"comparison_{b}.md").exists() else None),
     }
     for p in paths:
         if p["backend"] == b:
             summary["backends"][b]["loss_paths"][p["policy"]][p["loss"]] = p["path"] or p.get("error")
-summary["failed_steps"] = [f"{s[0]}: {s[1]}: {s[4]}" for s in steps if s[2] != "0"]
+summary["failed_steps"] = [f"{s[0]}: {s[1]}: {s[4]}" for s in steps if s[2] not in ("0", "-1")]
+summary["skipped_steps"] = [f"{s[0]}: {s[1]}" for s in steps if s[2] == "-1"]
 (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 print(json.dumps(summary, indent=1))
 PY
+tar -czf "$OUT/results.tar.gz" -C "$WORK" --exclude='*.keras' --exclude='*.h5' --exclude='*.npz' results
 echo
 ls -l "$OUT"
 failed=$(awk -F'\t' '$3 != 0' "$STEPS" | wc -l)
 if ((failed)); then
-    echo "gpu_run: $failed step(s) failed:"
+    echo "gpu_run: $failed step(s) failed or skipped:"
     awk -F'\t' '$3 != 0 {print "  " $1 ": " $2 ": " $5}' "$STEPS"
     exit 1
 fi

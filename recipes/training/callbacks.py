@@ -312,10 +312,18 @@ class TrainThroughput(keras.callbacks.Callback):
     def on_test_begin(self, logs=None):
         # Called when fit starts validating: the training part is over.
         if self._start is not None and self._train_done is None:
-            self._train_done = time.perf_counter()
+            self._train_done = self._after_last_step()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.epoch_seconds.append((self._train_done or time.perf_counter()) - self._start)
+        self.epoch_seconds.append((self._train_done or self._after_last_step()) - self._start)
+
+    def _after_last_step(self) -> float:
+        """The time once the epoch's last step has computed. JAX and PyTorch on a GPU dispatch
+        steps ahead of the device, so reading one weight back waits for the last update."""
+        weights = getattr(self.model, "trainable_variables", None)
+        if weights:
+            keras.ops.convert_to_numpy(weights[-1])
+        return time.perf_counter()
 
     def samples_per_s(self) -> float | None:
         steady = self.epoch_seconds[1:] or self.epoch_seconds
