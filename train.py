@@ -40,10 +40,17 @@ if __name__ == "__main__":
     import sys
     from pathlib import Path
 
+    from recipes.runtime import processes
     from recipes.runtime.backends import preselect_from_argv
     from recipes.runtime.config_files import exit_on_unknown_choices, exit_on_yaml_errors
+    from recipes.runtime.errors import UserError
 
     exit_on_yaml_errors(sys.argv[1:], Path(__file__).resolve().parent / "configs")
     exit_on_unknown_choices(sys.argv[1:], Path(__file__).resolve().parent / "configs")
+    try:  # one of several processes training one model: all but process 0 write to a scratch directory
+        sys.argv[1:] = processes.worker_argv(sys.argv[1:])
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     preselect_from_argv(sys.argv[1:])
     main()

@@ -15,7 +15,7 @@ from recipes.registry import get_recipe
 from recipes.reporting.hparams import log_run
 from recipes.reporting.results import RunAlreadyFinished, discard_if_unused, read_history, write_metrics
 from recipes.reporting.tensorboard_views import write_run_summary
-from recipes.runtime import clock
+from recipes.runtime import clock, processes
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.errors import UserError
 
@@ -88,6 +88,8 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
     """
     run_dir = Path(run_dir)
     clock.mark_job_start(started_at)
+    group = processes.current()
+    processes.watchdog.on_stall = lambda message: record_failure(cfg, run_dir, RuntimeError(message))
     try:
         activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
         metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
@@ -99,6 +101,8 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
         record_interruption(cfg, run_dir)
         print(f"interrupted: {run_dir} keeps its last completed epoch; run the same command "
               f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
+        if group is not None:
+            processes.exit_now(130)
         raise SystemExit(130) from None
     except UserError as err:
         if in_sweep():
@@ -108,6 +112,8 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
         if not discard_if_unused(run_dir):  # a run directory that holds an earlier run stays, and says why
             to_log_file(run_dir, f"error: {err}")
         print(f"error: {err}", file=sys.stderr, flush=True)
+        if group is not None and processes.joined():
+            processes.exit_now(2)
         raise SystemExit(2) from None
     except Exception as err:
         record_failure(cfg, run_dir, err)
@@ -116,10 +122,23 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
             return float("nan")
         # Hydra prints the traceback on the console; the run's train.log gets it too.
         to_log_file(run_dir, f"run failed: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+        if group is not None:
+            # A peer that died breaks the collectives: one line, then out at once (JAX's exit
+            # barrier would wait for the dead peer).
+            log.error("run failed:\n%s", traceback.format_exc())
+            print(f"error: process {group.rank} of {group.count}: {type(err).__name__}: "
+                  f"{_first_line(err)}; the run is recorded as failed and resumes when run again",
+                  file=sys.stderr, flush=True)
+            processes.exit_now(1)
         raise
     finally:
         clock.clear()
     return _objective(metrics)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "(no message)"
 
 
 def _objective(metrics: dict) -> float:

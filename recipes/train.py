@@ -19,6 +19,11 @@
 `run_dir` receives the TensorBoard logs (train/, validation/), history.csv,
 best.keras, last.keras and metrics.json. A run killed mid-way is resumed from
 its last completed epoch by running the same command with the same run directory.
+
+Several processes may train one model (JAX, recipes/runtime/processes.py):
+they meet before the backend starts, process 0 alone writes `run_dir`, each
+feeds its part of every (global) batch, and at the end they compare their
+weights (`weights_match` in metrics.json).
 """
 from __future__ import annotations
 
@@ -39,7 +44,7 @@ from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.hparams import log_run
 from recipes.reporting.results import BACKUP_DIR, HISTORY_FILE, prepare_run_dir, read_history, write_metrics
 from recipes.reporting.tensorboard_views import write_layout, write_run_summary
-from recipes.runtime import clock
+from recipes.runtime import clock, processes
 from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
@@ -59,7 +64,15 @@ def run(cfg, run_dir) -> dict:
     job_started = clock.job_started() or time.time()  # marked by train.py, or starting now
     run_dir = Path(run_dir)
     setup = validate(cfg)
-    mode = prepare_run_dir(run_dir, overwrite=bool(cfg.trainer.get("overwrite", False)))
+    prepare = functools.partial(prepare_run_dir, overwrite=bool(cfg.trainer.get("overwrite", False)))
+    group = processes.current()
+    if group is None:
+        mode = prepare(run_dir)
+    else:
+        processes.check_config(cfg, group)
+        activate_backend("jax")
+        processes.join(group, cfg.trainer.get("stall_timeout_s", processes.STALL_TIMEOUT_S))
+        run_dir, mode = processes.agree_on_run_dir(group, run_dir, prepare)
     splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
     return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started,
                           job_started=job_started)
@@ -75,9 +88,11 @@ def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, st
     device = select_device(cfg.trainer.get("device", "auto"))
     with precision_policy(cfg.trainer.precision), \
             distribution_scope(cfg.trainer.get("distribution", "none"), cfg.trainer.get("devices")) as strategy:
+        group = processes.current()
         job = Job(cfg, setup, splits, Path(run_dir), started or time.perf_counter(), resuming, device,
                   replicas=strategy.num_replicas_in_sync if strategy is not None else 1,
-                  job_started=job_started or time.time())
+                  job_started=job_started or time.time(),
+                  shard=(group.rank, group.count) if group is not None else (0, 1))
         return _train(job)
 
 
@@ -94,6 +109,11 @@ class Job:
     device: tuple[str, str]  # ("cpu" | "gpu", a readable name)
     replicas: int
     job_started: float  # time.time() when the job started: the reference of startup_s
+    shard: tuple[int, int] = (0, 1)  # (this process, processes): its part of every batch
+
+    @property
+    def processes(self) -> int:
+        return self.shard[1]
 
     @property
     def split_over(self) -> int:
@@ -124,7 +144,17 @@ def _train(job: Job) -> dict:
     fit(job, model, datasets, callbacks.all)
     test = evaluate_test(job, model, logits_model, datasets["test"])
     metrics = metrics_record(job, model, path, test, callbacks)
+    if job.processes > 1:
+        _compare_weights(model, metrics)
     return write_record(job, metrics)
+
+
+def _compare_weights(model, metrics: dict) -> None:
+    """Every process's weights against process 0's; a mismatch fails the run."""
+    metrics["weights_match"] = processes.weights_match(model)
+    if not metrics["weights_match"]:
+        metrics["status"] = "failed"
+        metrics["error"] = f"the weights of the {metrics['processes']} processes differ at the end of training"
 
 
 def _check_batch_split(job: Job) -> None:
@@ -169,7 +199,8 @@ def make_datasets(job: Job) -> dict:
 
     def dataset(x, y, shuffle):
         labels = job.setup.encode_labels(y, splits.num_classes)
-        return make_dataset(x, labels, cfg.trainer.batch_size, shuffle=shuffle, seed=cfg.seed, replicas=job.split_over)
+        return make_dataset(x, labels, cfg.trainer.batch_size, shuffle=shuffle, seed=cfg.seed, replicas=job.split_over,
+                            shard=job.shard)
 
     return {
         "train": dataset(splits.x_train, splits.y_train, shuffle=True),
@@ -184,7 +215,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
 
     # Imported here: the callbacks module imports Keras, which must wait for the backend choice.
     from recipes.training.callbacks import (
-        ExactResume, NonFiniteGuard, SaveModels, StabilityLine, StabilityLogger, TrainThroughput,
+        ExactResume, NonFiniteGuard, Progress, SaveModels, StabilityLine, StabilityLogger, TrainThroughput,
         epoch_logger,
     )
 
@@ -211,6 +242,8 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         SaveModels(keras.Model(model.inputs, model.outputs), run_dir, best_so_far=best_so_far),
         throughput,
+        # Several processes: every step tells the stall watchdog that the group still moves.
+        *([Progress(processes.watchdog.tick)] if job.processes > 1 else []),
     ]
     if job.resuming:
         log.info("resuming the interrupted run in %s after epoch %d", run_dir, len(earlier))
@@ -235,7 +268,8 @@ def evaluate_test(job: Job, model, logits_model, test_ds) -> dict:
     """Step 7: the model as it is after the last epoch, on the test split."""
     splits = job.splits
     test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
-    logits = predict_logits(logits_model, scale_images(splits.x_test), job.cfg.trainer.batch_size, job.split_over)
+    logits = predict_logits(logits_model, scale_images(splits.x_test), job.cfg.trainer.batch_size, job.split_over,
+                            job.shard)
     with np.errstate(all="ignore"):
         exact_ce = float(np.mean(losses.exact_cross_entropy(logits, splits.y_test)))
         ece = expected_calibration_error(logits, splits.y_test) if np.all(np.isfinite(logits)) else None
@@ -310,6 +344,8 @@ def _what_ran(job: Job, path) -> dict:
         "device": job.device[0],
         "device_name": job.device[1],
         "replicas": job.replicas,
+        "processes": job.processes,
+        "weights_match": None,  # several processes: whether all ended with process 0's weights
     }
 
 

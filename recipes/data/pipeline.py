@@ -11,7 +11,8 @@ def scale_images(images_uint8: np.ndarray) -> np.ndarray:
     return images_uint8.astype(np.float32) / np.float32(255.0)
 
 
-def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1):
+def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1,
+                 shard: tuple[int, int] = (0, 1)):
     """Batches for `model.fit`, reshuffled every epoch when `shuffle`.
 
     `labels` arrive already encoded (integer ids or one-hot) by the loss setup,
@@ -20,12 +21,16 @@ def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int
     a `keras.utils.PyDataset` over numpy arrays, so they need no TensorFlow.
     With `replicas` > 1 (JAX's DataParallel splits every batch evenly over its
     devices) the last batch is cut to a multiple of `replicas`, dropping at
-    most `replicas - 1` examples.
+    most `replicas - 1` examples. With `shard` (index, count) of several processes
+    training one model, every process draws the same orders and batches of
+    `batch_size` (the global batch) and feeds its own part of each: the index-th
+    of `count` equal slices.
     """
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return _array_batches_class()(scale_images(images_uint8), labels, batch_size, shuffle, seed, replicas)
+        return _array_batches_class()(scale_images(images_uint8), labels, batch_size, shuffle, seed, replicas,
+                                      shard)
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((scale_images(images_uint8), labels))
@@ -65,8 +70,10 @@ def _array_batches_class():
     class ArrayBatches(keras.utils.PyDataset):
         """Numpy batches in a seeded order that changes every epoch."""
 
-        def __init__(self, images, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1):
+        def __init__(self, images, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1,
+                     shard: tuple[int, int] = (0, 1)):
             super().__init__()
+            self.shard = shard
             self.images, self.labels = images, np.asarray(labels)
             self.batch_size, self.shuffle = batch_size, shuffle
             self.used = len(self.labels) - (len(self.labels) % batch_size) % replicas
@@ -78,6 +85,8 @@ def _array_batches_class():
 
         def __getitem__(self, index: int):
             rows = self._order[index * self.batch_size:min((index + 1) * self.batch_size, self.used)]
+            part, parts = self.shard
+            rows = rows[part * len(rows) // parts:(part + 1) * len(rows) // parts]
             return self.images[rows], self.labels[rows]
 
         def on_epoch_end(self):

@@ -4,7 +4,9 @@
                           | mirrored       TensorFlow: tf.distribute.MirroredStrategy over all
                                            visible GPUs, or trainer.devices
                           | data_parallel  JAX: keras.distribution.DataParallel over all devices,
-                                           or the first trainer.devices (a number)
+                                           or the first trainer.devices (a number); over the
+                                           devices of every process where several train one
+                                           model (recipes/runtime/processes.py)
     trainer.jit_compile   auto | true | false (XLA; forced on a CPU it was about 6x slower here)
 """
 from __future__ import annotations
@@ -54,16 +56,20 @@ class DataParallelReplicas:
 @contextlib.contextmanager
 def data_parallel(count=None):
     """keras.distribution.DataParallel over all devices (or the first `count`), set globally inside."""
+    import jax
     import keras
 
-    found = keras.distribution.list_devices()
+    found = keras.distribution.list_devices()  # every process's, where several train one model
     if count is not None:
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= len(found):
             raise UserError(f"trainer.devices={count!r}: with data_parallel, a number of devices from 1 to "
                             f"{len(found)} (found: {', '.join(found)})")
         found = found[:count]
     previous = keras.distribution.distribution()
-    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=found))
+    # Several processes: each feeds its own part of every batch (recipes/data/pipeline.py).
+    several = jax.process_count() > 1
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=found,
+                                                                        auto_shard_dataset=not several))
     log.info("DataParallel over %d devices: %s", len(found), ", ".join(found))
     try:
         yield DataParallelReplicas(found)

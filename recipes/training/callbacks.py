@@ -250,6 +250,26 @@ class EpochEventLogger(keras.callbacks.Callback):
         self._writers = {}
 
 
+class Progress(keras.callbacks.Callback):
+    """Calls `tick()` at every step of training, validation and prediction (a watchdog's sign of life)."""
+
+    def __init__(self, tick):
+        super().__init__()
+        self.tick = tick
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.tick()
+
+    def on_test_batch_end(self, batch, logs=None):
+        self.tick()
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self.tick()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.tick()
+
+
 class SaveModels(keras.callbacks.Callback):
     """best.keras (highest validation accuracy so far) and last.keras in the run directory.
 

@@ -67,8 +67,35 @@ def logits_model_of(model):
     return model
 
 
-def predict_logits(logits_model, images, batch_size: int, replicas: int = 1):
-    """Logits of every image; padded to a multiple of `replicas` (DataParallel splits batches evenly)."""
+def predict_logits(logits_model, images, batch_size: int, replicas: int = 1, shard: tuple[int, int] = (0, 1)):
+    """Logits of every image; padded to a multiple of `replicas` (DataParallel splits batches evenly).
+
+    With `shard` (index, count) of several processes training one model, each
+    computes the logits of its own equal part of the images from its copy of the
+    weights (Keras's predict cannot fetch outputs that span processes), and
+    every process gets them all.
+    """
+    part, parts = shard
+    if parts > 1:
+        from jax.experimental import multihost_utils
+
+        size = -(-len(images) // parts)
+        mine = np.concatenate([images, images[: size * parts - len(images)]])[part * size:(part + 1) * size]
+        logits = _local_logits(logits_model, mine, max(1, batch_size // parts))
+        return np.asarray(multihost_utils.process_allgather(logits, tiled=True))[: len(images)]
     pad = -len(images) % replicas
     padded = np.concatenate([images, images[:pad]]) if pad else images
     return logits_model.predict(padded, batch_size=batch_size, verbose=0)[: len(images)]
+
+
+def _local_logits(logits_model, images, batch_size: int):
+    """The model applied in this process alone (JAX), to this process's copy of the weights."""
+    import jax
+
+    def local(variables):
+        return [v.value.addressable_data(0) for v in variables]
+
+    weights = local(logits_model.trainable_variables), local(logits_model.non_trainable_variables)
+    call = jax.jit(lambda trainable, other, x: logits_model.stateless_call(trainable, other, x, training=False)[0])
+    return np.concatenate([np.asarray(call(*weights, images[i:i + batch_size]))
+                           for i in range(0, len(images), batch_size)])
