@@ -117,7 +117,7 @@ def check_trainer(trainer) -> None:
     require_choice("trainer.device", trainer.get("device", "auto"), DEVICES)
     require_choice("trainer.distribution", trainer.get("distribution", "none"), DISTRIBUTIONS)
     require_choice("trainer.jit_compile", trainer.get("jit_compile", "auto"), JIT_CHOICES)
-    require_positive("trainer.stall_timeout_s", trainer.get("stall_timeout_s", 90))
+    require_positive("trainer.stall_timeout_s", trainer.get("stall_timeout_s", 60))
     if trainer.get("distribution", "none") == "mirrored" and trainer.on_nonfinite == "skip":
         raise UserError("trainer.on_nonfinite=skip does not work with trainer.distribution=mirrored; "
                         "use stop or continue there")

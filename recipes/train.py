@@ -74,6 +74,7 @@ def run(cfg, run_dir) -> dict:
         processes.join(group, cfg.trainer.get("stall_timeout_s", processes.STALL_TIMEOUT_S))
         run_dir, mode = processes.agree_on_run_dir(group, run_dir, prepare)
     splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
+    processes.watchdog.tick()
     return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started,
                           job_started=job_started)
 

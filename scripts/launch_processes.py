@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from recipes.runtime import processes  # noqa: E402
 
 MAX_PROCESSES = 64
-GRACE_S = 30  # how long the others get to stop on their own (and record the failure) after one failed
+GRACE_S = 15  # how long the others get to stop on their own (and record the failure) after one failed
 TERM_S = 5  # then SIGTERM; after this, SIGKILL
 
 

@@ -51,7 +51,7 @@ LOOPBACK = "127.0.0.1"
 HEARTBEAT_TIMEOUT_S = 30
 SHUTDOWN_TIMEOUT_S = 30
 INIT_TIMEOUT_S = 90  # how long processes wait for each other to start
-STALL_TIMEOUT_S = 90  # trainer.stall_timeout_s where a config has none
+STALL_TIMEOUT_S = 60  # trainer.stall_timeout_s where a config has none
 SLURM_PORT_BASE, SLURM_PORT_SPAN = 20000, 20000
 
 

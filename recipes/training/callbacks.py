@@ -257,6 +257,9 @@ class Progress(keras.callbacks.Callback):
         super().__init__()
         self.tick = tick
 
+    def on_train_begin(self, logs=None):
+        self.tick()
+
     def on_train_batch_end(self, batch, logs=None):
         self.tick()
 
