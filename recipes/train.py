@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import logging
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,9 @@ from recipes.data import Splits, load_splits
 from recipes.data.pipeline import fast_forward, make_dataset, scale_images
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.hparams import log_run
-from recipes.reporting.results import BACKUP_DIR, HISTORY_FILE, prepare_run_dir, read_history, write_metrics
+from recipes.reporting.results import (
+    BACKUP_DIR, HISTORY_FILE, RunAlreadyFinished, prepare_run_dir, read_history, write_metrics,
+)
 from recipes.reporting.tensorboard_views import write_layout, write_run_summary
 from recipes.runtime import clock, processes
 from recipes.runtime.backends import activate_backend, select_device
@@ -72,11 +75,40 @@ def run(cfg, run_dir) -> dict:
         processes.check_config(cfg, group)
         activate_backend("jax")
         processes.join(group, cfg.trainer.get("stall_timeout_s", processes.STALL_TIMEOUT_S))
-        run_dir, mode = processes.agree_on_run_dir(group, run_dir, prepare)
+        mode = _prepare_with_others(group, run_dir, prepare)
     splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
     processes.watchdog.tick()
     return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started,
                           job_started=job_started)
+
+
+def _prepare_with_others(group: processes.Group, run_dir: Path, prepare) -> str:
+    """Several processes: process 0 prepares its run directory (`prepare(run_dir)` -> "fresh" | "resume")
+    and says how; the others copy its backup and history into their scratch `run_dir` and follow."""
+    if group.rank == 0:
+        try:
+            mode = prepare(run_dir)
+        except RunAlreadyFinished as done:
+            processes.tell_others("run_dir", f"finished\n{done.metrics.get('status')}")
+            raise
+        except BaseException as err:
+            processes.tell_others("run_dir", f"error\n{err}")
+            raise
+        processes.tell_others("run_dir", f"{mode}\n{run_dir.resolve()}")
+        processes.announce_run_dir(run_dir)
+        return mode
+    mode, detail = processes.hear_from_process_0("run_dir").split("\n", 1)
+    if mode == "finished":
+        raise RunAlreadyFinished(run_dir, {"status": detail})
+    if mode == "error":
+        raise UserError(f"process 0 stopped: {detail}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if mode == "resume":
+        source = Path(detail)
+        shutil.copytree(source / BACKUP_DIR, run_dir / BACKUP_DIR, dirs_exist_ok=True)
+        if (source / HISTORY_FILE).exists():
+            shutil.copy2(source / HISTORY_FILE, run_dir / HISTORY_FILE)
+    return mode
 
 
 def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, started: float | None = None,
@@ -84,6 +116,7 @@ def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, st
     """Train on already loaded `splits` into a prepared `run_dir` (benchmarks call this directly)."""
     activate_backend(cfg.get("backend", "tensorflow"))
     start_backend()  # after the checks above: bad input fails before the backend's start-up
+    processes.watchdog.tick()  # several processes: a phase done is progress
     fresh_session()  # a sweep runs jobs one after another in this process
     set_cpu_threads(cfg.trainer.get("threads"))
     device = select_device(cfg.trainer.get("device", "auto"))
@@ -140,6 +173,7 @@ def _train(job: Job) -> dict:
     _log_setup(job)
     model, logits_model, tracker = build_and_compile(job)
     path = measure_loss_path(model, job.setup)
+    processes.watchdog.tick()
     datasets = make_datasets(job)
     callbacks = make_callbacks(job, model, tracker, datasets["train"])
     fit(job, model, datasets, callbacks.all)

@@ -6,7 +6,7 @@
    by two (scripts/launch_processes.py): the largest difference between their
    per-epoch losses and accuracies and their test figures, the wall time of each,
    and every address the two processes listened on while they ran.
-2. Two processes on 1,024 images, 12 epochs, batch 64; process 1 SIGKILLed once the
+2. Two processes on 1,024 images, 6 epochs, batch 64; process 1 SIGKILLed once the
    first epoch is done: the seconds until every process had exited, the
    launcher's exit status and last line, and the status the run recorded.
 
@@ -37,9 +37,9 @@ BEGIN, END = "<!-- multiprocess figures: scripts/multiprocess_figures.py -->", "
 # The mlp on 512 images, 2 epochs of 4 global batches of 128.
 JOB = ["backend=jax", "trainer.distribution=data_parallel", "model=mlp", "data.max_train_examples=512",
        "trainer=quick", "trainer.verbose=2"]
-# Long enough to be killed in the middle: 12 epochs of 16 batches.
+# Long enough to be killed in the middle: 6 epochs of 16 batches.
 KILL_JOB = ["backend=jax", "trainer.distribution=data_parallel", "model=mlp", "data.max_train_examples=1024",
-            "trainer.batch_size=64", "trainer.epochs=12", "trainer.verbose=0"]
+            "trainer.batch_size=64", "trainer.epochs=6", "trainer.verbose=0"]
 COMPARED = {"history": ("loss", "accuracy", "val_loss", "val_accuracy"),
             "test": ("test_accuracy", "test_loss", "test_exact_ce")}
 

@@ -1,4 +1,5 @@
-"""SLURM: a sweep through a real one-node cluster, with a cancelled and a timed-out job, and a resumed one.
+"""SLURM: a sweep through a real one-node cluster, with a cancelled and a timed-out job, and a resumed one;
+and one model trained by the two processes of `srun -n 2` (recipes/runtime/processes.py).
 
 The cluster (scripts/slurm_cluster.py) is started once per session by the
 `slurm_cluster` fixture and skipped where it cannot run (not root, no apt-get).
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB
 from tests.conftest import ROOT, project_env
 
 # One sweep, four jobs of the cnn on 600 images, told apart by their epochs: two end ok,
@@ -130,3 +132,20 @@ def test_the_presets_compose_on_submitit_slurm_with_the_recording_launcher():
     params = job_parameters(dict(gpu))
     assert params["slurm_gres"] == "gpu:1" and params["timeout_min"] == 240 and params["slurm_partition"] == "gpu"
     assert "submitit_folder" not in params and "slurm_max_num_timeout" not in params
+
+
+@pytest.mark.slow
+def test_srun_starts_two_processes_that_train_one_model_on_jax(slurm_cluster, tmp_path):
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in project_env().items() if not k.startswith("SLURM_")}  # not a step of this job
+    env["SLURM_CONF"] = str(slurm_cluster.conf)
+    started = time.monotonic()
+    done = subprocess.run(["srun", "-n", "2", "--cpus-per-task=1", "--time=5", sys.executable, str(ROOT / "train.py"),
+                           *MULTIPROCESS_JOB, f"hydra.run.dir={run_dir}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["processes"] == 2 and metrics["weights_match"] is True
+    assert "(slurm): coordinator" in done.stdout + done.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # process 1 wrote nothing here
+    print(f"srun -n 2: {time.monotonic() - started:.1f} s, val_accuracy {metrics['val_accuracy']:.4f}")

@@ -201,39 +201,24 @@ def _bind_collectives(host: str) -> None:
     xla_bridge.register_backend_factory("cpu", cpu_client, priority=0, fail_quietly=False)
 
 
-def agree_on_run_dir(group: Group, run_dir: Path, prepare) -> tuple[Path, str]:
-    """Process 0 prepares its run directory (`prepare(run_dir)` -> "fresh" | "resume") and says how;
-    the others copy its backup and history into their scratch `run_dir` and follow."""
+def tell_others(key: str, value: str) -> None:
+    """Process 0: publish `value` under `key` in the coordinator's key-value store."""
     from jax._src import distributed
 
-    from recipes.reporting.results import BACKUP_DIR, HISTORY_FILE, RunAlreadyFinished
+    distributed.global_state.client.key_value_set(f"recipes/{key}", value)
 
-    client = distributed.global_state.client
-    if group.rank == 0:
-        try:
-            mode = prepare(run_dir)
-        except RunAlreadyFinished as done:
-            client.key_value_set("recipes/run_dir", "finished\n" + str(done.metrics.get("status")))
-            raise
-        except BaseException as err:
-            client.key_value_set("recipes/run_dir", f"error\n{err}")
-            raise
-        client.key_value_set("recipes/run_dir", f"{mode}\n{run_dir.resolve()}")
-        if os.environ.get(RUN_DIR_FILE_VAR):
-            Path(os.environ[RUN_DIR_FILE_VAR]).write_text(str(run_dir.resolve()))
-        return run_dir, mode
-    mode, detail = client.blocking_key_value_get("recipes/run_dir", INIT_TIMEOUT_S * 1000).split("\n", 1)
-    if mode == "finished":
-        raise RunAlreadyFinished(run_dir, {"status": detail})
-    if mode == "error":
-        raise UserError(f"process 0 stopped: {detail}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    source = Path(detail)
-    if mode == "resume":
-        shutil.copytree(source / BACKUP_DIR, run_dir / BACKUP_DIR, dirs_exist_ok=True)
-        if (source / HISTORY_FILE).exists():
-            shutil.copy2(source / HISTORY_FILE, run_dir / HISTORY_FILE)
-    return run_dir, mode
+
+def hear_from_process_0(key: str) -> str:
+    """The others: wait (at most INIT_TIMEOUT_S) for what process 0 published under `key`."""
+    from jax._src import distributed
+
+    return distributed.global_state.client.blocking_key_value_get(f"recipes/{key}", INIT_TIMEOUT_S * 1000)
+
+
+def announce_run_dir(run_dir: Path) -> None:
+    """Process 0: tell the launcher (if any) its run directory, for it to record a failure there."""
+    if os.environ.get(RUN_DIR_FILE_VAR):
+        Path(os.environ[RUN_DIR_FILE_VAR]).write_text(str(Path(run_dir).resolve()))
 
 
 def weights_checksum(model):
