@@ -99,6 +99,8 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
         return _objective(done.metrics)
     except KeyboardInterrupt:
         record_interruption(cfg, run_dir)
+        if group is not None and group.rank > 0:
+            processes.exit_now(130)  # its run directory is a scratch one; process 0 says where the run is
         print(f"interrupted: {run_dir} keeps its last completed epoch; run the same command "
               f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
         if group is not None:
@@ -126,8 +128,8 @@ def main(cfg, run_dir, started_at: float | None = None) -> float:
             # A peer that died breaks the collectives: one line, then out at once (JAX's exit
             # barrier would wait for the dead peer).
             log.error("run failed:\n%s", traceback.format_exc())
-            print(f"error: process {group.rank} of {group.count}: {type(err).__name__}: "
-                  f"{_first_line(err)}; the run is recorded as failed and resumes when run again",
+            recorded = f"; {run_dir} records the run as failed; the same command resumes it" if group.rank == 0 else ""
+            print(f"error: process {group.rank} of {group.count}: {type(err).__name__}: {_first_line(err)}{recorded}",
                   file=sys.stderr, flush=True)
             processes.exit_now(1)
         raise

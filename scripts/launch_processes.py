@@ -112,13 +112,28 @@ def watch(children: list[subprocess.Popen]) -> tuple[int, int] | None:
         time.sleep(0.1)
 
 
+def wait_for(children: list[subprocess.Popen], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(child.poll() is None for child in children):
+        time.sleep(0.1)
+
+
+def interrupt(children: list[subprocess.Popen]) -> None:
+    """Ctrl-C: the processes got the terminal's SIGINT too, and record the interruption; a launcher
+    interrupted otherwise passes SIGINT on. Whatever still runs after the grace is stopped."""
+    wait_for(children, 2)
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    wait_for(children, GRACE_S)
+    stop(children)
+
+
 def stop(children: list[subprocess.Popen], sig=signal.SIGTERM) -> None:
     for child in children:
         if child.poll() is None:
             child.send_signal(sig)
-    deadline = time.monotonic() + TERM_S
-    while time.monotonic() < deadline and any(child.poll() is None for child in children):
-        time.sleep(0.1)
+    wait_for(children, TERM_S)
     for child in children:
         if child.poll() is None:
             child.kill()
@@ -147,7 +162,7 @@ def main(argv: list[str]) -> int:
         try:
             failed = watch(children)
         except KeyboardInterrupt:
-            stop(children, signal.SIGINT)  # each records the interruption, then ends
+            interrupt(children)
             print(f"launch: interrupted; stopped the {len(children)} processes", file=sys.stderr, flush=True)
             return 130
         if failed is None:
