@@ -63,6 +63,7 @@ def test_defaults_are_the_documented_ones(compose):
         ("trainer.distribution=horovod", "trainer.distribution='horovod': valid choices: none, mirrored"),
         ("trainer.distribution=mirrored trainer.on_nonfinite=skip", "on_nonfinite=skip does not work with trainer.distribution=mirrored"),
         ("trainer.jit_compile=maybe", "trainer.jit_compile='maybe': valid choices: auto, True, False"),
+        ("trainer.stall_timeout_s=0", "trainer.stall_timeout_s=0: must be a finite number > 0"),
     ],
 )
 def test_bad_values_are_named_with_what_is_allowed(compose, override, message):

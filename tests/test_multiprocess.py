@@ -7,6 +7,7 @@ srun -n 2 on the local SLURM cluster is in tests/test_slurm.py, which starts the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -68,6 +69,19 @@ def test_bad_group_variables_are_one_line_errors():
     with pytest.raises(UserError, match="RECIPES_COORDINATOR='nowhere'"):
         processes.from_environment({"RECIPES_PROCESSES": "2", "RECIPES_PROCESS_ID": "0",
                                     "RECIPES_COORDINATOR": "nowhere"})
+
+
+def test_the_watchdog_ends_a_process_that_makes_no_progress(tmp_path):
+    record = tmp_path / "recorded"
+    code = ("import time; from recipes.runtime.processes import watchdog; "
+            f"watchdog.on_stall = lambda message: open({str(record)!r}, 'w').write(message); "
+            "watchdog.start(1, 'process 1'); [watchdog.tick() or time.sleep(0.1) for _ in range(20)]; "
+            "time.sleep(30)")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", code], env=project_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and time.monotonic() - started < 15
+    assert re.search(r"error: process 1 made no progress for \d+ s \(trainer.stall_timeout_s=1\)", done.stderr)
+    assert record.read_text().startswith("process 1 made no progress")
 
 
 @pytest.mark.parametrize("value", ["0", "two", "65"])
