@@ -17,6 +17,10 @@ from recipes.runtime.errors import UserError
 from recipes.training.saved_head import find_head
 from tests.conftest import ROOT
 
+# One worker runs the whole file (its session fixtures examine every example once).
+pytestmark = pytest.mark.xdist_group("doctor")
+
+
 # The largest loss each clipped path can report: -log(1e-7) for a softmax, and for a sigmoid unit with
 # target 0 -log(1 - p) at p = 1 - 1e-7 as float32 rounds it.
 SOFTMAX_CAP = float(-np.log(losses.CLIP_EPSILON))

@@ -8,6 +8,7 @@ import concurrent.futures
 import pytest
 
 from scripts.exact_resume import FIGURES, compare
+from tests.test_reliability import assert_resumed_run_is_whole
 
 # Epochs of about a second on 2 cores, so the kill lands between epoch 1 and the end.
 SMALL = ["model=cnn", "data.max_train_examples=500", "trainer.batch_size=32", "trainer.epochs=4", "seed=0",
@@ -25,3 +26,4 @@ def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_pat
         assert result["resumed"]["resumed"] is True and result["resumed"]["epochs_completed"] == 4, backend
         resumed = {k: result["resumed"][k] for k in FIGURES}
         assert resumed == result["uninterrupted"], backend
+        assert_resumed_run_is_whole(tmp_path / backend / "killed", 4)

@@ -11,6 +11,10 @@ import pytest
 from recipes.reporting.findings_page import README_BEGIN, README_END, render_page, render_readme_block
 from tests.conftest import ROOT, project_env
 
+# One worker runs the whole file (its module fixture runs the quick findings once).
+pytestmark = pytest.mark.xdist_group("findings")
+
+
 DOCS = ROOT / "docs"
 HAS_JAX = importlib.util.find_spec("jax") is not None
 

@@ -1,5 +1,4 @@
 """Reliability: resume after a kill, Ctrl-C, overwrite, saved models, evaluate, bad input, real TensorBoard."""
-import concurrent.futures
 import json
 import signal
 import subprocess
@@ -47,26 +46,17 @@ def tensor_steps(log_dir, tag):
 
 
 @pytest.mark.slow
-def test_a_killed_run_resumes_from_its_last_completed_epoch(train_cli, tmp_path):
-    # The two ways a run ends early, in parallel (independent processes and run dirs).
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        for done in [pool.submit(kill_and_resume, train_cli, tmp_path / how, how) for how in ("sigkill", "ctrl_c")]:
-            done.result()
-
-
-def kill_and_resume(train_cli, run_dir: Path, how: str) -> None:
+def test_a_run_stopped_with_ctrl_c_resumes_from_its_last_completed_epoch(train_cli, tmp_path):
+    """Ctrl-C; a SIGKILLed run's resume is checked, to the bit, in tests/test_exact_resume.py."""
+    run_dir = tmp_path / "ctrl_c"
     proc = start_train(run_dir, *SLOW_EPOCHS)
     wait_for_epochs(run_dir, 1, proc)
     time.sleep(0.3)  # into the middle of the next epoch
-    proc.send_signal(signal.SIGKILL if how == "sigkill" else signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    if how == "ctrl_c":
-        assert proc.returncode == 130, err[-2000:]
-        assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
-        assert "to resume" in err
-    else:
-        assert proc.returncode == -signal.SIGKILL
-        assert not (run_dir / "metrics.json").exists()
+    assert proc.returncode == 130, err[-2000:]
+    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
+    assert "to resume" in err
     done_before = len((run_dir / "history.csv").read_text().splitlines()) - 1
     assert 1 <= done_before < 4
 
@@ -76,14 +66,18 @@ def kill_and_resume(train_cli, run_dir: Path, how: str) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["resumed"] is True
     assert metrics["epochs_completed"] == 4 and len(metrics["history"]["val_accuracy"]) == 4
-    epochs = [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == [0, 1, 2, 3]
+    assert_resumed_run_is_whole(run_dir, 4)
+    assert json.loads((run_dir / "metrics.interrupted.json").read_text())["status"] == "interrupted"
+
+
+def assert_resumed_run_is_whole(run_dir: Path, epochs: int) -> None:
+    """What a resumed run leaves: every epoch once in the history and in TensorBoard, both models, no backup."""
+    rows = [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert rows == list(range(epochs))
     # TensorBoard: one point per epoch across both attempts, none duplicated or reset.
-    assert tensor_steps(run_dir / "validation", "epoch_accuracy") == [0, 1, 2, 3]
+    assert tensor_steps(run_dir / "validation", "epoch_accuracy") == list(range(epochs))
     assert (run_dir / "best.keras").exists() and (run_dir / "last.keras").exists()
     assert not (run_dir / "backup").exists()  # removed once training finished
-    if how == "ctrl_c":
-        assert json.loads((run_dir / "metrics.interrupted.json").read_text())["status"] == "interrupted"
 
 
 def test_overwrite_moves_the_earlier_run_aside(compose, tmp_path):
@@ -194,20 +188,30 @@ def bad_inputs(tmp_path):
 
 
 @pytest.mark.slow
-def test_bad_inputs_fail_cleanly_and_touch_nothing_else(compose, train_cli, tmp_path):
+def test_bad_inputs_fail_cleanly_and_touch_nothing_else(compose, train_cli, tmp_path, capsys):
+    """Each case through the function train.py's Hydra job calls (recipes.cli.main), in this process;
+    the YAML error, found before Hydra composes anything, through train.py itself. (That train.py
+    turns the same errors into the same line and exit status: tests/test_train.py, test_config.py.)"""
+    from recipes.cli import main as run_job
+
     other = tmp_path / "other_run"
     train_recipe.run(compose(*TINY), other)
     before = {p: p.stat().st_mtime_ns for p in other.rglob("*")}
-    cases = bad_inputs(tmp_path)
-    # Independent processes, most of which stop before TensorFlow is imported: run a few at a time.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda i: train_cli(*TINY, *cases[i][0], f"hydra.run.dir={tmp_path / f'bad_run_{i}'}"),
-                                range(len(cases))))
-    for (args, message), result in zip(cases, results):
-        err_lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-        assert result.returncode == 2, (args, result.stderr[-1500:])
-        assert "Traceback" not in result.stderr + result.stdout, args
+    for i, (args, message) in enumerate(bad_inputs(tmp_path)):
+        run_dir = tmp_path / f"bad_run_{i}"
+        if args[0].startswith("--"):  # a command-line option of train.py, not an override
+            result = train_cli(*TINY, *args, f"hydra.run.dir={run_dir}")
+            code, out, err = result.returncode, result.stdout, result.stderr
+        else:
+            run_dir.mkdir()  # as Hydra makes it before the job starts
+            with pytest.raises(SystemExit) as ended:
+                run_job(compose(*TINY, *args), run_dir)
+            code, (out, err) = ended.value.code, capsys.readouterr()
+        err_lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert code == 2, (args, err[-1500:])
+        assert "Traceback" not in err + out, args
         assert len(err_lines) == 1 and message in err_lines[0], (args, err_lines)
+        assert not run_dir.exists(), (args, "a run directory was left behind")
     assert {p: p.stat().st_mtime_ns for p in other.rglob("*")} == before
 
 

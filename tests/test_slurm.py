@@ -16,6 +16,9 @@ import yaml
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB
 from tests.conftest import ROOT, project_env
 
+# One worker runs every test that needs the SLURM cluster: the fixture starts one per worker.
+pytestmark = pytest.mark.xdist_group("slurm")
+
 # One sweep, four jobs of the cnn on 600 images, told apart by their epochs: two end ok,
 # the 6-epoch job is cancelled after its first epoch, the 400-epoch job gets a 1-minute
 # limit once it runs (the shortest SLURM has; the others keep 10 minutes, a loaded
