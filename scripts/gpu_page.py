@@ -143,12 +143,13 @@ Keras (docs/performance.md):
   epoch's end and plain Keras does not (the backup written for exact resume,
   the best and last models, the CSV, TensorBoard). It is a fixed cost per epoch,
   so its share falls as epochs grow (the full MNIST training set, a larger model).
-* **Per-step reads.** The non-finite guard reads each step's count of NaN/inf
-  steps back to the host (it runs whatever `trainer.on_nonfinite` says, since
-  it also counts them), and the telemetry reads its statistics every step. A
-  read waits for the step, so the host cannot queue steps ahead of the GPU as
-  plain Keras lets JAX and PyTorch do: that is the training-steps column, and
-  most of the telemetry-on column.
+* **Per-step reads.** The framework's callbacks look at every step (the
+  non-finite guard for the first NaN/inf step, whatever `trainer.on_nonfinite`
+  says; the telemetry for its step figures), and Keras then turns every entry of
+  every step's logs into a Python number. Each read waits for its step, so the
+  host cannot queue steps ahead of the GPU as it does for plain Keras on JAX and
+  PyTorch: that is the training-steps column. The telemetry adds entries to be
+  read, most of the telemetry-on column.
 * **bfloat16** does not help a model this small: its products are too small to
   keep the tensor cores busy (the matmul peaks above are of one 8192 x 8192
   product). JAX multiplies float32 matrices in TF32 on this GPU by default,
