@@ -168,8 +168,8 @@ def test_train_py_bad_value_is_one_line_and_exit_2(train_cli, tmp_path, override
     assert "Traceback" not in result.stderr + result.stdout
     assert result.stderr.splitlines() == [message]
     assert "error" not in result.stdout
-    # No run directory is left behind: the latest run directory is always a run.
-    assert list(tmp_path.glob("runs/*/*")) == []
+    # No run directory is left behind (the latest run directory is always a run), nor the day's folder.
+    assert list(tmp_path.glob("runs/*")) == []
 
 
 @pytest.mark.slow

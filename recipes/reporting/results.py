@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 from recipes.runtime.errors import UserError
@@ -128,6 +129,10 @@ def discard_if_unused(run_dir: Path) -> bool:
     if not run_dir.is_dir() or any(p.name not in HYDRA_FILES for p in run_dir.iterdir()):
         return False
     shutil.rmtree(run_dir)
+    # The day's folder of the default run directory (runs/<date>/), when this run would have been its first.
+    day = run_dir.parent
+    if day.parent.name == "runs" and re.fullmatch(r"\d{4}-\d{2}-\d{2}", day.name) and not any(day.iterdir()):
+        day.rmdir()
     return True
 
 
