@@ -65,6 +65,8 @@ def test_report_groups_by_what_varies_and_never_averages_diverged_runs(tmp_path)
     assert "| loss=naive | 2 | 1 | 1 | 0 | 0.700 ± 0.000 |" in md
     csv_lines = (tmp_path / "comparison.csv").read_text().splitlines()
     assert len(csv_lines) == 5 and csv_lines[0].startswith("run,status,loss,loss_path")
+    header = csv_lines[0].split(",")
+    assert len(header) == len(set(header)), header  # each column once
     assert (tmp_path / "comparison.png").stat().st_size > 5000
 
 

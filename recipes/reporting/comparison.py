@@ -224,7 +224,8 @@ def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
 
 
 def write_csv(sweep_dir: Path, runs: list[dict]) -> None:
-    config_keys = sorted({k for r in runs for k in r["flat_config"]})
+    # The config's keys after the run's fields, each once (`backend` and `seed` are both).
+    config_keys = sorted({k for r in runs for k in r["flat_config"]} - set(RUN_FIELDS))
     with (sweep_dir / "comparison.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS + config_keys, extrasaction="ignore")
         writer.writeheader()
