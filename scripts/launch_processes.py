@@ -60,6 +60,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+class Terminated(Exception):
+    """The launcher got SIGTERM (a batch system ending it): the processes are stopped with it."""
+
+
+def _terminated(signum, frame):
+    raise Terminated()
+
+
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr, flush=True)
     return 2
@@ -71,13 +79,14 @@ def _forward(rank: int, stream) -> None:
         sys.stdout.flush()
 
 
-def start(count: int, overrides: list[str], run_dir_file: Path) -> list[subprocess.Popen]:
+def start(count: int, overrides: list[str], scratch: Path) -> list[subprocess.Popen]:
     coordinator = f"{processes.LOOPBACK}:{free_loopback_port()}"
     children = []
     for rank in range(count):
         env = dict(os.environ, PYTHONUNBUFFERED="1", **{
             processes.COUNT_VAR: str(count), processes.RANK_VAR: str(rank),
-            processes.COORDINATOR_VAR: coordinator, processes.RUN_DIR_FILE_VAR: str(run_dir_file)})
+            processes.COORDINATOR_VAR: coordinator, processes.RUN_DIR_FILE_VAR: str(scratch / "run_dir"),
+            processes.SCRATCH_VAR: str(scratch)})
         for name in [n for n in env if n.startswith("SLURM_")]:
             del env[name]  # a local launch inside a SLURM allocation is still a local launch
         child = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], env=env,
@@ -158,13 +167,19 @@ def main(argv: list[str]) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="recipes-launch-") as scratch:
         run_dir_file = Path(scratch) / "run_dir"
-        children = start(args.processes, args.overrides, run_dir_file)
+        children = start(args.processes, args.overrides, Path(scratch))
+        signal.signal(signal.SIGTERM, _terminated)
         try:
             failed = watch(children)
         except KeyboardInterrupt:
             interrupt(children)
             print(f"launch: interrupted; stopped the {len(children)} processes", file=sys.stderr, flush=True)
             return 130
+        except Terminated:
+            stop(children)
+            record_failure(run_dir_file, "the launcher was terminated (SIGTERM); it stopped every process")
+            print("launch: terminated; stopped every process", file=sys.stderr, flush=True)
+            return 128 + signal.SIGTERM
         if failed is None:
             print(f"launch: {args.processes} processes finished in {time.monotonic() - started:.1f} s", flush=True)
             return 0

@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 COUNT_VAR, RANK_VAR, COORDINATOR_VAR = "RECIPES_PROCESSES", "RECIPES_PROCESS_ID", "RECIPES_COORDINATOR"
 PORT_VAR = "RECIPES_COORDINATOR_PORT"  # overrides the port derived from the SLURM job
 RUN_DIR_FILE_VAR = "RECIPES_RUN_DIR_FILE"  # where process 0 tells the launcher its run directory
+SCRATCH_VAR = "RECIPES_SCRATCH"  # where the other processes make their scratch run directories (the launcher's)
 LOOPBACK = "127.0.0.1"
 # JAX's defaults are 100 s (heartbeat) and 300 s (shutdown barrier): a dead peer would hold the
 # others for minutes. Within these, a peer that stops answering is declared dead.
@@ -121,6 +122,7 @@ def _address_of(host: str) -> str:
 
 
 _current: dict = {}
+_scratch: list[str] = []  # this process's scratch run directory, removed when it exits
 
 
 def current() -> Group | None:
@@ -143,7 +145,8 @@ def worker_argv(argv: list[str]) -> list[str]:
         raise UserError(f"{group.count} processes train one model: no sweep (-m) with them")
     if group.rank == 0:
         return argv
-    scratch = tempfile.mkdtemp(prefix=f"recipes-process{group.rank}-")
+    scratch = tempfile.mkdtemp(prefix=f"recipes-process{group.rank}-", dir=os.environ.get(SCRATCH_VAR) or None)
+    _scratch.append(scratch)
     atexit.register(shutil.rmtree, scratch, ignore_errors=True)
     return [a for a in argv if not a.lstrip("+").startswith("hydra.run.dir=")] + [f"hydra.run.dir={scratch}"]
 
@@ -190,8 +193,14 @@ def _bind_collectives(host: str) -> None:
     whatever this machine's name resolves to; make_gloo_tcp_collectives takes
     the host, so the CPU backend is registered anew with it (before any backend starts).
     """
+    import jax
     from jax._src import distributed, xla_bridge
     from jax._src.lib import _jax
+
+    if jax.config.jax_cpu_collectives_implementation not in (None, "gloo") or not hasattr(
+            _jax, "make_gloo_tcp_collectives"):
+        log.warning("gloo's collectives listen where JAX puts them (this JAX has no host setting for them)")
+        return
 
     def cpu_client():
         collectives = _jax.make_gloo_tcp_collectives(distributed_client=distributed.global_state.client,
@@ -252,6 +261,8 @@ def exit_now(code: int) -> None:
             pass
     sys.stdout.flush()
     sys.stderr.flush()
+    for scratch in _scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
     os._exit(code)
 
 
