@@ -313,9 +313,13 @@ def main(argv=None) -> int:
         (args.out / "performance.md").write_text(render(results))
         print(f"wrote {args.out / 'performance.md'}", flush=True)
     for goal in results["goals"]:
+        if goal["value"] is None:  # its precision or side was not in this run
+            continue
         held = "-" if goal["held"] is None else ("held" if goal["held"] else "MISSED")
-        value = "-" if goal["value"] is None else f"{goal['value']:.2f}"
-        print(f"{held:7s} {goal['goal']}: {value} ({'>=' if goal['at_least'] else '<='} {goal['target']})")
+        print(f"{held:7s} {goal['goal']}: {goal['value']:.2f} ({'>=' if goal['at_least'] else '<='} {goal['target']})")
+    unmeasured = [goal["goal"] for goal in results["goals"] if goal["value"] is None]
+    if unmeasured:
+        print(f"not measured in this run (its precisions or sides were left out): {'; '.join(unmeasured)}")
     return 0
 
 
