@@ -20,8 +20,10 @@ and history, so a resumed run resumes everywhere at the same epoch.
 
 A fault ends every process: a peer that dies breaks the collectives at once,
 and the process then exits at once (not after JAX's shutdown barrier); a peer
-that stalls is caught by a watchdog that ends the process after
-trainer.stall_timeout_s seconds without a step, an epoch or a phase done.
+that stops sending JAX's heartbeats for HEARTBEAT_TIMEOUT_S makes JAX end the
+others; a peer that stalls with its heartbeats going on is caught by a watchdog
+that ends the process after trainer.stall_timeout_s seconds without a step, an
+epoch or a phase done.
 """
 from __future__ import annotations
 
@@ -159,8 +161,6 @@ def check_config(cfg, group: Group) -> None:
     if cfg.trainer.get("devices") is not None:
         raise UserError(f"trainer.devices={cfg.trainer.devices}: with {group.count} processes every device of "
                         "every process trains; leave trainer.devices=null")
-    if cfg.recipe.name != "train":
-        raise UserError(f"recipe={cfg.recipe.name}: only recipe=train runs over several processes")
 
 
 def join(group: Group, stall_timeout_s: float) -> None:
