@@ -111,7 +111,9 @@ def watch(children: list[subprocess.Popen]) -> tuple[int, int] | None:
     while True:
         codes = [child.poll() for child in children]
         if first is None:
-            failed = [(rank, code) for rank, code in enumerate(codes) if code not in (None, 0)]
+            # A process killed by a signal first: the others' errors follow from it.
+            failed = sorted(((rank, code) for rank, code in enumerate(codes) if code not in (None, 0)),
+                            key=lambda failure: failure[1] > 0)
             if failed:
                 first, since = failed[0], time.monotonic()
         if all(code is not None for code in codes):
