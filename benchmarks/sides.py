@@ -37,10 +37,9 @@ def fit_side(side: str, splits, epochs: int, precision: str, batch: int) -> dict
 
 
 def framework_config(overrides: list[str]):
-    from hydra import compose, initialize_config_dir
+    from recipes.runtime.compose import compose_train
 
-    with initialize_config_dir(config_dir=str(Path(__file__).resolve().parents[1] / "configs"), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+    return compose_train(overrides)
 
 
 def fit_framework(splits, epochs: int, precision: str, batch: int, telemetry: bool) -> dict:

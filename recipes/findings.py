@@ -213,12 +213,9 @@ def worker(backend: str, plan_file: Path, out: Path) -> None:
 
 
 def compose(overrides: list[str]):
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from recipes.runtime.compose import compose_train
 
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return hydra_compose(config_name="train", overrides=[*overrides, "trainer.verbose=0",
-                                                             f"backend={os.environ['KERAS_BACKEND']}"])
+    return compose_train([*overrides, "trainer.verbose=0", f"backend={os.environ['KERAS_BACKEND']}"])
 
 
 def train_job(job: dict, run_dir: Path) -> dict:

@@ -47,14 +47,12 @@ def hide_tensorflow() -> None:
 def main(out_dir: str, runs_json: str) -> None:
     if os.environ.get("BLOCK_TENSORFLOW") == "1":
         hide_tensorflow()
-    from hydra import compose, initialize_config_dir
-
     from recipes.registry import get_recipe
+    from recipes.runtime.compose import compose_train
 
     results = {}
     for name, overrides in json.loads(runs_json).items():
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[f"backend={os.environ['KERAS_BACKEND']}", *overrides])
+        cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", *overrides])
         results[name] = get_recipe(cfg.recipe.name)(cfg, Path(out_dir) / name)
     print("RESULT " + json.dumps(results, default=str))
 

@@ -26,14 +26,9 @@ def project_env() -> dict:
 @pytest.fixture
 def compose():
     """compose(*overrides) -> the config train.py would see."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from recipes.runtime.compose import compose_train
 
-    def _compose(*overrides):
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            return hydra_compose(config_name="train", overrides=list(overrides))
-
-    return _compose
+    return lambda *overrides: compose_train(overrides)
 
 
 @pytest.fixture
