@@ -1,10 +1,11 @@
 """Does a killed and resumed run end exactly like an uninterrupted one? Prints both, as JSON.
 
-    python scripts/exact_resume.py [--backend jax] [--kill-after 3] [--out DIR] [override ...]
+    python scripts/exact_resume.py [--backend jax] [--kill-after 3] [--signal int] [--out DIR] [override ...]
 
-Runs `python train.py <overrides>` twice in DIR: once through; once SIGKILLed as
-soon as its history.csv holds `--kill-after` epochs, then started again with the
-same run directory, so it resumes from its backup. Default overrides: the cnn on
+Runs `python train.py <overrides>` twice in DIR: once through; once stopped as
+soon as its history.csv holds `--kill-after` epochs (SIGKILL, or with `--signal
+int` SIGINT, which is Ctrl-C), then started again with the same run directory,
+so it resumes from its backup. Default overrides: the cnn on
 2,000 images, 6 epochs, seed 0. Prints the final figures of both runs and
 whether every one is identical.
 """
@@ -22,12 +23,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ["model=cnn", "data.max_train_examples=2000", "trainer.epochs=6", "seed=0"]
+# How the run is stopped: the signal, and the exit status it must end with.
+SIGNALS = {"kill": (signal.SIGKILL, -signal.SIGKILL), "int": (signal.SIGINT, 130)}
 # The figures compared: everything a run reports about its result.
 FIGURES = ("val_accuracy", "test_accuracy", "test_loss", "test_exact_ce", "test_ece", "epochs_completed")
 
 
-def train(run_dir: Path, overrides: list[str], backend: str, kill_after: int | None = None) -> int:
-    """Run train.py into `run_dir`; with `kill_after`, SIGKILL it once that many epochs are in history.csv."""
+def train(run_dir: Path, overrides: list[str], backend: str, kill_after: int | None = None,
+          how: str = "kill") -> tuple[int, str]:
+    """Run train.py into `run_dir`; with `kill_after`, stop it (`SIGNALS[how]`) once that many epochs are
+    in history.csv. Returns its exit status and what it printed on stderr."""
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"backend={backend}", "trainer.verbose=0",
                f"hydra.run.dir={run_dir}"]
@@ -36,29 +41,31 @@ def train(run_dir: Path, overrides: list[str], backend: str, kill_after: int | N
         _, err = process.communicate()
         if process.returncode:
             raise RuntimeError(err.decode()[-2000:])
-        return 0
+        return 0, err.decode()
     history = run_dir / "history.csv"
     while process.poll() is None:
         if history.exists() and len(history.read_text().strip().splitlines()) > kill_after:  # header + epochs
-            process.send_signal(signal.SIGKILL)
+            process.send_signal(SIGNALS[how][0])
             break
         time.sleep(0.05)
-    process.wait()
-    return process.returncode
+    _, err = process.communicate()
+    return process.returncode, err.decode()
 
 
-def compare(out: Path, overrides: list[str], backend: str, kill_after: int) -> dict:
+def compare(out: Path, overrides: list[str], backend: str, kill_after: int, how: str = "kill") -> dict:
     whole, killed = out / "uninterrupted", out / "killed"
     started = time.perf_counter()
     train(whole, overrides, backend)
-    code = train(killed, overrides, backend, kill_after)
-    if code != -signal.SIGKILL:
-        raise RuntimeError(f"the run to kill ended by itself (exit {code}) before epoch {kill_after}")
+    code, said = train(killed, overrides, backend, kill_after, how)
+    if code != SIGNALS[how][1]:
+        raise RuntimeError(f"the run to stop with SIG{how.upper()} ended with exit {code} instead of "
+                           f"{SIGNALS[how][1]} (did it end by itself before epoch {kill_after}?)")
     epochs_at_kill = len((killed / "history.csv").read_text().strip().splitlines()) - 1
     train(killed, overrides, backend)
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, killed))
     return {
-        "backend": backend, "overrides": overrides, "killed_after_epoch": epochs_at_kill,
+        "backend": backend, "overrides": overrides, "signal": f"SIG{how.upper()}",
+        "killed_after_epoch": epochs_at_kill, "stopped_said": said.strip().splitlines()[-1:],
         "uninterrupted": {k: a.get(k) for k in FIGURES},
         "resumed": {k: b.get(k) for k in (*FIGURES, "resumed")},
         "identical": all(a.get(k) == b.get(k) for k in FIGURES),
@@ -70,11 +77,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="tensorflow")
     parser.add_argument("--kill-after", type=int, default=3)
+    parser.add_argument("--signal", choices=sorted(SIGNALS), default="kill",
+                        help="kill: SIGKILL (default); int: SIGINT, as Ctrl-C")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="exact_resume_"))
-    print(json.dumps(compare(out, args.overrides or DEFAULT, args.backend, args.kill_after), indent=2))
+    print(json.dumps(compare(out, args.overrides or DEFAULT, args.backend, args.kill_after, args.signal), indent=2))
 
 
 if __name__ == "__main__":

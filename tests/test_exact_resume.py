@@ -1,14 +1,16 @@
-"""Resume is exact: a run SIGKILLed after an epoch and resumed ends with the uninterrupted run's figures, bit for bit.
+"""Resume is exact: a run stopped after an epoch and resumed ends with the uninterrupted run's figures, bit for bit.
 
-The cnn (its dropout draws random masks every step) on TensorFlow and JAX, via
-scripts/exact_resume.py, the command that measures the same on the full-size run.
+The cnn (its dropout draws random masks every step) via scripts/exact_resume.py, the
+command that measures the same on the full-size run: on TensorFlow SIGKILLed (a lost
+node), on JAX stopped with SIGINT (Ctrl-C).
 """
 import concurrent.futures
+import json
+from pathlib import Path
 
 import pytest
 
 from scripts.exact_resume import FIGURES, compare
-from tests.test_reliability import assert_resumed_run_is_whole
 
 # Epochs of about a second on 2 cores, so the kill lands between epoch 1 and the end.
 SMALL = ["model=cnn", "data.max_train_examples=500", "trainer.batch_size=32", "trainer.epochs=4", "seed=0",
@@ -18,8 +20,8 @@ SMALL = ["model=cnn", "data.max_train_examples=500", "trainer.batch_size=32", "t
 @pytest.mark.slow
 def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {backend: pool.submit(compare, tmp_path / backend, SMALL, backend, 1)
-                   for backend in ("tensorflow", "jax")}
+        futures = {backend: pool.submit(compare, tmp_path / backend, SMALL, backend, 1, how)
+                   for backend, how in (("tensorflow", "kill"), ("jax", "int"))}
         results = {backend: future.result() for backend, future in futures.items()}
     for backend, result in results.items():
         assert 1 <= result["killed_after_epoch"] < 4, backend
@@ -27,3 +29,26 @@ def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_pat
         resumed = {k: result["resumed"][k] for k in FIGURES}
         assert resumed == result["uninterrupted"], backend
         assert_resumed_run_is_whole(tmp_path / backend / "killed", 4)
+    # Ctrl-C: the run says how to resume it and is recorded as interrupted until it is.
+    assert "to resume" in results["jax"]["stopped_said"][0]
+    interrupted = json.loads((tmp_path / "jax" / "killed" / "metrics.interrupted.json").read_text())
+    assert interrupted["status"] == "interrupted"
+
+
+def assert_resumed_run_is_whole(run_dir: Path, epochs: int) -> None:
+    """What a resumed run leaves: every epoch once in the history and in TensorBoard, both models, no backup."""
+    rows = [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+    assert rows == list(range(epochs))
+    # TensorBoard: one point per epoch across both attempts, none duplicated or reset.
+    assert tensor_steps(run_dir / "validation", "epoch_accuracy") == list(range(epochs))
+    assert (run_dir / "best.keras").exists() and (run_dir / "last.keras").exists()
+    assert not (run_dir / "backup").exists()  # removed once training finished
+
+
+def tensor_steps(log_dir, tag):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    mux = EventMultiplexer()
+    mux.AddRunsFromDirectory(str(log_dir))
+    mux.Reload()
+    return sorted(e.step for e in mux.Tensors(".", tag))

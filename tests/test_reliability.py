@@ -1,83 +1,15 @@
-"""Reliability: resume after a kill, Ctrl-C, overwrite, saved models, evaluate, bad input, real TensorBoard."""
+"""Reliability: overwrite, saved models, evaluate, bad input, real TensorBoard.
+
+Resume after SIGKILL and Ctrl-C, bit for bit: tests/test_exact_resume.py.
+"""
 import json
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from recipes import train as train_recipe
 from recipes.runtime.errors import UserError
-from tests.conftest import ROOT, TINY, project_env
-
-# Long enough to be interrupted in the middle of an epoch: 4,000 images, batch 16.
-SLOW_EPOCHS = ["model=mlp", "trainer.batch_size=16", "trainer.epochs=4", "trainer.verbose=0"]
-
-
-def start_train(run_dir, *args):
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "train.py"), *args, f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, env=project_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-
-
-def wait_for_epochs(run_dir, epochs: int, proc, timeout=120):
-    history = Path(run_dir) / "history.csv"
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if history.exists() and len(history.read_text().splitlines()) - 1 >= epochs:
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"training ended before epoch {epochs}: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.05)
-    pytest.fail(f"no epoch {epochs} within {timeout}s")
-
-
-def tensor_steps(log_dir, tag):
-    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
-
-    mux = EventMultiplexer()
-    mux.AddRunsFromDirectory(str(log_dir))
-    mux.Reload()
-    return sorted(e.step for e in mux.Tensors(".", tag))
-
-
-@pytest.mark.slow
-def test_a_run_stopped_with_ctrl_c_resumes_from_its_last_completed_epoch(train_cli, tmp_path):
-    """Ctrl-C; a SIGKILLed run's resume is checked, to the bit, in tests/test_exact_resume.py."""
-    run_dir = tmp_path / "ctrl_c"
-    proc = start_train(run_dir, *SLOW_EPOCHS)
-    wait_for_epochs(run_dir, 1, proc)
-    time.sleep(0.3)  # into the middle of the next epoch
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
-    assert json.loads((run_dir / "metrics.json").read_text())["status"] == "interrupted"
-    assert "to resume" in err
-    done_before = len((run_dir / "history.csv").read_text().splitlines()) - 1
-    assert 1 <= done_before < 4
-
-    again = train_cli(*SLOW_EPOCHS, f"hydra.run.dir={run_dir}")
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming the interrupted run" in again.stdout + again.stderr
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["status"] == "ok" and metrics["resumed"] is True
-    assert metrics["epochs_completed"] == 4 and len(metrics["history"]["val_accuracy"]) == 4
-    assert_resumed_run_is_whole(run_dir, 4)
-    assert json.loads((run_dir / "metrics.interrupted.json").read_text())["status"] == "interrupted"
-
-
-def assert_resumed_run_is_whole(run_dir: Path, epochs: int) -> None:
-    """What a resumed run leaves: every epoch once in the history and in TensorBoard, both models, no backup."""
-    rows = [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
-    assert rows == list(range(epochs))
-    # TensorBoard: one point per epoch across both attempts, none duplicated or reset.
-    assert tensor_steps(run_dir / "validation", "epoch_accuracy") == list(range(epochs))
-    assert (run_dir / "best.keras").exists() and (run_dir / "last.keras").exists()
-    assert not (run_dir / "backup").exists()  # removed once training finished
+from tests.conftest import TINY
 
 
 def test_overwrite_moves_the_earlier_run_aside(compose, tmp_path):
