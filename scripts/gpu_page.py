@@ -149,7 +149,9 @@ Keras (docs/performance.md):
   every step's logs into a Python number. Each read waits for its step, so the
   host cannot queue steps ahead of the GPU as it does for plain Keras on JAX and
   PyTorch: that is the training-steps column. The telemetry adds entries to be
-  read, most of the telemetry-on column.
+  read, most of the telemetry-on column. Plain Keras does the same with its
+  progress bar (`verbose=1`, the keras.io example's default): the plain sides
+  here run with `verbose=0`, their fastest.
 * **bfloat16** does not help a model this small: its products are too small to
   keep the tensor cores busy (the matmul peaks above are of one 8192 x 8192
   product). JAX multiplies float32 matrices in TF32 on this GPU by default,
