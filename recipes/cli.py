@@ -12,9 +12,8 @@ import traceback
 from pathlib import Path
 
 from recipes.registry import get_recipe
-from recipes.reporting.hparams import log_run
 from recipes.reporting.results import RunAlreadyFinished, discard_if_unused, read_history, write_metrics
-from recipes.reporting.tensorboard_views import write_run_summary
+from recipes.reporting.tensorboard_views import write_run_views
 from recipes.runtime import clock, processes
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.errors import UserError
@@ -55,8 +54,7 @@ def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
     try:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         write_metrics(run_dir, metrics)
-        log_run(Path(run_dir), metrics)
-        write_run_summary(Path(run_dir), metrics)
+        write_run_views(Path(run_dir), metrics, with_layout=False)
     except Exception:  # recording a failure must not hide the failure itself
         log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
 

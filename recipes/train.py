@@ -42,11 +42,10 @@ import losses
 from recipes.data import Splits, load_splits
 from recipes.data.pipeline import fast_forward, make_dataset, scale_images
 from recipes.reporting.calibration import expected_calibration_error
-from recipes.reporting.hparams import log_run
 from recipes.reporting.results import (
     BACKUP_DIR, HISTORY_FILE, RunAlreadyFinished, prepare_run_dir, read_history, write_metrics,
 )
-from recipes.reporting.tensorboard_views import write_layout, write_run_summary
+from recipes.reporting.tensorboard_views import write_run_views
 from recipes.runtime import clock, processes
 from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
@@ -395,9 +394,7 @@ def write_record(job: Job, metrics: dict) -> dict:
         )
     metrics["wall_s"] = round(time.perf_counter() - job.started, 2)
     out = write_metrics(job.run_dir, metrics)
-    log_run(job.run_dir, metrics)
-    write_run_summary(job.run_dir, metrics)
-    write_layout(job.run_dir)
+    write_run_views(job.run_dir, metrics)
     log.info(
         "done (%s): val_accuracy=%.4f test_accuracy=%.4f test_exact_ce=%.4f loss_path=%s (%s)",
         metrics["status"], metrics["val_accuracy"], metrics["test_accuracy"], metrics["test_exact_ce"],

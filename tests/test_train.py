@@ -69,6 +69,8 @@ def test_every_formulation_trains_and_writes_results(compose, tmp_path, name):
     [summary] = text_summaries(tmp_path, tensorboard_views.SUMMARY_TAG)
     assert f"Loss path **{saved['loss_path']}**: {MEANINGS[saved['loss_path']]}" in summary
     assert all(warning in summary for warning in saved["warnings"])
+    # HParams, final figures, summary and layout share the run's one event file at its root.
+    assert len(list(tmp_path.glob("events.out.tfevents.*"))) == 1
 
 
 def test_exact_ce_agrees_with_the_reported_loss_for_a_stable_formulation(compose, tmp_path):

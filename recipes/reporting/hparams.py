@@ -99,21 +99,19 @@ def hparam_values(metrics: dict, overrides: list[str] = ()) -> dict:
     return {k: ("none" if v is None else v) for k, v in values.items()}
 
 
-def log_run(run_dir: Path, metrics: dict) -> None:
-    """Write the run's hparams and final metrics as TensorBoard summaries in `run_dir`."""
-    from recipes.runtime.event_files import summary_writer
-
+def log_run(writer, run_dir: Path, metrics: dict, overrides: list[str]) -> None:
+    """The run's hparams and final metrics, as TensorBoard summaries, into `writer` (an EventWriter of
+    `run_dir`)."""
     # The dashboard shows the description: which saved model the figures are of.
     model = metrics.get("test_model")
     about = f"of {model}, the model after the last epoch" if model else None
-    with summary_writer(run_dir) as writer:
-        writer.hparams(hparam_values(metrics, read_overrides(run_dir)), trial_id=Path(run_dir).name)
-        for name in FINAL_METRICS:
-            value = metrics.get(name)
-            if isinstance(value, (int, float)):
-                writer.scalar(f"final/{name}", float(value), 0, description=about)
-            elif value is None and name in metrics:
-                writer.scalar(f"final/{name}", math.nan, 0, description=about)
+    writer.hparams(hparam_values(metrics, overrides), trial_id=Path(run_dir).name)
+    for name in FINAL_METRICS:
+        value = metrics.get(name)
+        if isinstance(value, (int, float)):
+            writer.scalar(f"final/{name}", float(value), 0, description=about)
+        elif value is None and name in metrics:
+            writer.scalar(f"final/{name}", math.nan, 0, description=about)
 
 
 def declare_experiment(sweep_dir: Path, swept: list[str] = ()) -> None:

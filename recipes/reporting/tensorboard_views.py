@@ -1,7 +1,9 @@
 """What TensorBoard shows of a run beyond its curves: a laid-out stability dashboard and a summary in words.
 
     write_layout(log_dir)              the Custom Scalars tab: the stability figures grouped into charts
-    write_run_summary(run_dir, metrics)  the Text tab: formulation, loss path, warnings, results, command
+    write_run_views(run_dir, metrics)  a run's HParams session and final figures, the Text tab's summary
+                                       (formulation, loss path, warnings, results, command) and the layout,
+                                       in one event file
 
 The layout is written into every run directory and into a sweep's root;
 TensorBoard merges identical layouts into one. Its charts take their lines from
@@ -13,7 +15,7 @@ import shlex
 from pathlib import Path
 
 from losses.paths import MEANINGS
-from recipes.reporting.hparams import read_overrides
+from recipes.reporting.hparams import log_run, read_overrides
 
 SUMMARY_TAG = "run/summary"
 # (category, [(chart title, tag regex)])
@@ -80,11 +82,17 @@ def run_summary(metrics: dict, overrides: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_run_summary(run_dir: Path, metrics: dict) -> str:
-    """The run's summary into its TensorBoard Text tab; returns the markdown."""
+def write_run_views(run_dir: Path, metrics: dict, with_layout: bool = True) -> str:
+    """What the dashboards show of a finished or failed run, in one event file of `run_dir`: the HParams
+    session with the final figures, the run's summary (returned, as markdown) and, unless told
+    otherwise, the custom-scalars layout."""
     from recipes.runtime.event_files import summary_writer
 
-    text = run_summary(metrics, read_overrides(run_dir))
+    overrides = read_overrides(run_dir)
+    text = run_summary(metrics, overrides)
     with summary_writer(run_dir) as writer:
+        log_run(writer, run_dir, metrics, overrides)
         writer.text(SUMMARY_TAG, text)
+        if with_layout:
+            writer.custom_scalars(layout())
     return text
