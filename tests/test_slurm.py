@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from scripts.exact_resume import FIGURES
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB
 from tests.conftest import ROOT, project_env
 
@@ -81,6 +82,11 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
     started = time.perf_counter()
     process = subprocess.Popen(sweep_command(sweep, ",".join(map(str, EPOCHS))), cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The job to cancel, once through and off the cluster, while the sweep runs: what its resume must equal.
+    whole = tmp_path / "uninterrupted"
+    reference = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *JOB, f"trainer.epochs={EPOCHS[CANCELLED]}",
+                                  f"hydra.run.dir={whole}"], cwd=tmp_path, env=project_env(),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         limit_to_one_minute(slurm_cluster, process, TIMED_OUT)
         cancel_after_first_epoch(slurm_cluster, sweep, process)
@@ -115,6 +121,10 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
     assert resumed["epochs_completed"] == 6
     assert 1 <= done_before < 6
     assert json.loads((cancelled / "metrics.failed.json").read_text())["status"] == "failed"
+    # scancel, then resumed: exactly the figures of the run never cancelled (the same seed, this machine).
+    assert reference.wait(timeout=240) == 0, reference.stderr.read()[-3000:]
+    uninterrupted = json.loads((whole / "metrics.json").read_text())
+    assert {k: resumed[k] for k in FIGURES} == {k: uninterrupted[k] for k in FIGURES}
     figures = {"cluster_startup_s": slurm_cluster.startup_s, "sweep_s": round(sweep_s, 1),
                "cancelled_after_epochs": done_before}
     print(f"\nSLURM figures: {json.dumps(figures)}")
