@@ -169,3 +169,19 @@ def test_scale_md_shows_the_measured_figures():
     assert figures["two_processes"]["weights_match"] is True
     assert all(is_loopback(f"{a}:0") for a in figures["listened_on"])
     assert figures["kill"]["seconds_until_all_exited"] < FAULT_BOUND_S and figures["kill"]["left_running"] == 0
+
+
+def test_scale_md_states_the_timeouts_the_code_uses():
+    """The settings docs/scale.md quotes are the code's: a change to one shows here."""
+    import yaml
+
+    from scripts.launch_processes import GRACE_S
+
+    page = PAGE.read_text()
+    assert f"after {processes.HEARTBEAT_TIMEOUT_S} s (JAX's default: 100 s)" in page
+    assert f"`trainer.stall_timeout_s` ({processes.STALL_TIMEOUT_S})" in page
+    assert f"wait at most {processes.INIT_TIMEOUT_S} s for each other" in page
+    assert f"ends whatever still runs {GRACE_S} s later" in page
+    for preset in ("default", "quick"):
+        trainer = yaml.safe_load((ROOT / "configs" / "trainer" / f"{preset}.yaml").read_text())
+        assert trainer["stall_timeout_s"] == processes.STALL_TIMEOUT_S, preset
