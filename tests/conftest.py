@@ -18,6 +18,12 @@ if str(ROOT) not in sys.path:
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=1", "trainer.verbose=0"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow end-to-end tests first (in their files' order): the workers then end together, rather
+    than one running a long test it picked up last while the other waits."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def project_env() -> dict:
     """The environment for running the project's own scripts in a child process."""
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))

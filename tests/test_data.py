@@ -21,7 +21,7 @@ def embedded_cfg(**overrides):
     return OmegaConf.create({**base, **overrides})
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def embedded():
     return load_splits(embedded_cfg())
 
@@ -164,7 +164,7 @@ def test_idx_errors_for_missing_dir_files_shapes_and_labels(tmp_path):
 # --- small data sets: data.val_examples ------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_idx_dir(tmp_path_factory):
     """4,000 training and 500 test images in the gzip IDX format: fewer than MNIST's 5,000 validation images."""
     directory = tmp_path_factory.mktemp("idx_4000")

@@ -11,7 +11,8 @@ import pytest
 from recipes.reporting.findings_page import README_BEGIN, README_END, render_page, render_readme_block
 from tests.conftest import ROOT, project_env
 
-# One worker runs the whole file (its module fixture runs the quick findings once).
+# One worker runs the whole file, and its session fixture runs the quick findings once there (a module
+# fixture would run again whenever the worker's tests of this file are interleaved with others).
 pytestmark = pytest.mark.xdist_group("findings")
 
 
@@ -24,7 +25,7 @@ def run_findings(*args, timeout=600):
                           capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def quick(tmp_path_factory):
     """One quick run for the tests below: TensorFlow, and JAX where it is installed."""
     out = tmp_path_factory.mktemp("findings")
