@@ -1,6 +1,8 @@
 """Shared fixtures: composing configs the way train.py does, and running train.py."""
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +24,22 @@ def pytest_collection_modifyitems(config, items):
     """The slow end-to-end tests first (in their files' order): the workers then end together, rather
     than one running a long test it picked up last while the other waits."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def once_per_run(tmp_path_factory, name: str, make) -> tuple[Path, object]:
+    """`make(directory)` once for the whole test run, by whichever pytest-xdist worker asks first; the
+    others wait for it. Returns the directory and what `make` returned (a JSON value). For the expensive
+    session fixtures: the workers take tests one by one, so any of them may need one."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the workers' base directories share this one
+    directory, result = root / f"once_{name}", root / f"once_{name}.json"
+    with open(root / f"once_{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not result.exists():
+            directory.mkdir(exist_ok=True)
+            result.write_text(json.dumps(make(directory)))
+        return directory, json.loads(result.read_text())
 
 
 def project_env() -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,11 +16,7 @@ from recipes import doctor
 from recipes.reporting import doctor_report
 from recipes.runtime.errors import UserError
 from recipes.training.saved_head import find_head
-from tests.conftest import ROOT
-
-# One worker runs the whole file (its session fixtures examine every example once).
-pytestmark = pytest.mark.xdist_group("doctor")
-
+from tests.conftest import ROOT, once_per_run
 
 # The largest loss each clipped path can report: -log(1e-7) for a softmax, and for a sigmoid unit with
 # target 0 -log(1 - p) at p = 1 - 1e-7 as float32 rounds it.
@@ -37,18 +34,25 @@ EXAMINED = {
 
 @pytest.fixture(scope="session")
 def examples(tmp_path_factory):
-    """The example models of recipes.doctor_examples, saved once."""
+    """The example models of recipes.doctor_examples, saved once for all workers."""
     from recipes.doctor_examples import save
 
-    return save(tmp_path_factory.mktemp("doctor_models"))
+    def make(directory: Path) -> dict:
+        return {name: str(path) for name, path in save(directory).items()}
+
+    return {name: Path(path) for name, path in once_per_run(tmp_path_factory, "doctor_models", make)[1].items()}
 
 
 @pytest.fixture(scope="session")
 def reports(examples, tmp_path_factory):
-    """The doctor's report on every example: one child process per installed backend examines them all."""
-    plans = [doctor.plan(examples[name], options) for name, options in EXAMINED.items()]
-    done = doctor.examine(plans, tmp_path_factory.mktemp("doctor_work"), list(EXAMINED))
-    return dict(zip(EXAMINED, done))
+    """The doctor's report on every example (once for all workers): one child process per installed
+    backend examines them all."""
+
+    def make(work: Path) -> dict:
+        plans = [doctor.plan(examples[name], options) for name, options in EXAMINED.items()]
+        return dict(zip(EXAMINED, doctor.examine(plans, work, list(EXAMINED))))
+
+    return once_per_run(tmp_path_factory, "doctor_reports", make)[1]
 
 
 def by_backend(report: dict, precision: str = "float32") -> dict[str, dict]:

@@ -5,16 +5,12 @@ import importlib.util
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from recipes.reporting.findings_page import README_BEGIN, README_END, render_page, render_readme_block
-from tests.conftest import ROOT, project_env
-
-# One worker runs the whole file, and its session fixture runs the quick findings once there (a module
-# fixture would run again whenever the worker's tests of this file are interleaved with others).
-pytestmark = pytest.mark.xdist_group("findings")
-
+from tests.conftest import ROOT, once_per_run, project_env
 
 DOCS = ROOT / "docs"
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -27,12 +23,16 @@ def run_findings(*args, timeout=600):
 
 @pytest.fixture(scope="session")
 def quick(tmp_path_factory):
-    """One quick run for the tests below: TensorFlow, and JAX where it is installed."""
-    out = tmp_path_factory.mktemp("findings")
-    backends = "tensorflow,jax" if HAS_JAX else "tensorflow"
-    result = run_findings("--quick", "--backends", backends, "--out", str(out))
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    return out, result.stdout, json.loads((out / "findings.json").read_text())
+    """One quick run for the tests below (once for all workers): TensorFlow, and JAX where it is installed."""
+
+    def run(out: Path) -> str:
+        backends = "tensorflow,jax" if HAS_JAX else "tensorflow"
+        result = run_findings("--quick", "--backends", backends, "--out", str(out))
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+        return result.stdout
+
+    out, stdout = once_per_run(tmp_path_factory, "findings_quick", run)
+    return out, stdout, json.loads((out / "findings.json").read_text())
 
 
 @pytest.mark.slow

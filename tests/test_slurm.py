@@ -15,10 +15,9 @@ import yaml
 
 from scripts.exact_resume import FIGURES
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB
+from scripts.multiprocess_figures import largest_differences, read_metrics
 from tests.conftest import ROOT, project_env
-
-# One worker runs every test that needs the SLURM cluster: the fixture starts one per worker.
-pytestmark = pytest.mark.xdist_group("slurm")
+from tests.test_multiprocess import TOLERANCE as MULTIPROCESS_TOLERANCE  # 2 processes against 1
 
 # One sweep, four jobs of the cnn on 600 images, told apart by their epochs: two end ok,
 # the 6-epoch job is cancelled after its first epoch, the 400-epoch job gets a 1-minute
@@ -152,6 +151,11 @@ def test_srun_starts_two_processes_that_train_one_model_on_jax(slurm_cluster, tm
     run_dir = tmp_path / "run"
     env = {k: v for k, v in project_env().items() if not k.startswith("SLURM_")}  # not a step of this job
     env["SLURM_CONF"] = str(slurm_cluster.conf)
+    # The same job in one process, off the cluster, meanwhile: what the two must agree with.
+    alone = tmp_path.parent / f"{tmp_path.name}_one_process"
+    reference = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *MULTIPROCESS_JOB, f"hydra.run.dir={alone}"],
+                                 cwd=tmp_path.parent, env=project_env(), stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
     started = time.monotonic()
     done = subprocess.run(["srun", "-n", "2", "--cpus-per-task=1", "--time=5", sys.executable, str(ROOT / "train.py"),
                            *MULTIPROCESS_JOB, f"hydra.run.dir={run_dir}"],
@@ -161,4 +165,8 @@ def test_srun_starts_two_processes_that_train_one_model_on_jax(slurm_cluster, tm
     assert metrics["status"] == "ok" and metrics["processes"] == 2 and metrics["weights_match"] is True
     assert "(slurm): coordinator" in done.stdout + done.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # process 1 wrote nothing here
-    print(f"srun -n 2: {time.monotonic() - started:.1f} s, val_accuracy {metrics['val_accuracy']:.4f}")
+    assert reference.wait(timeout=300) == 0, reference.stderr.read()[-3000:]
+    differences = largest_differences(read_metrics(alone), metrics)
+    assert max(differences.values()) <= MULTIPROCESS_TOLERANCE, differences
+    print(f"srun -n 2: {time.monotonic() - started:.1f} s, val_accuracy {metrics['val_accuracy']:.4f}, "
+          f"largest difference from 1 process {max(differences.values()):.2g}")
