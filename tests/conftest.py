@@ -21,9 +21,15 @@ TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=1", "trainer
 
 
 def pytest_collection_modifyitems(config, items):
-    """The slow end-to-end tests first (in their files' order): the workers then end together, rather
-    than one running a long test it picked up last while the other waits."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests first: `@pytest.mark.slow(seconds=N)` (N: about what it takes on 2 cores), then
+    the other slow ones, then the rest, each in its files' order. The two workers then end together,
+    rather than one running a long test it picked up last while the other waits."""
+
+    def expected_seconds(item) -> float:
+        mark = item.get_closest_marker("slow")
+        return 0.0 if mark is None else float(mark.kwargs.get("seconds", 1))
+
+    items.sort(key=expected_seconds, reverse=True)
 
 
 def once_per_run(tmp_path_factory, name: str, make) -> tuple[Path, object]:

@@ -63,8 +63,10 @@ def runs_on_other_backend(backend: str) -> tuple[list[str], dict, dict]:
     return supported, runs, env
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", OTHER_BACKENDS)
+# JAX compiles every run's step: its half is the longest test of the suite but one.
+@pytest.mark.parametrize("backend", [
+    pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow(seconds={"jax": 120}.get(p.values[0], 30))])
+    for p in OTHER_BACKENDS])
 def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(backend, tmp_path):
     """One child process per backend, with `import tensorflow` blocked: nothing here may need it."""
     supported, runs, env = runs_on_other_backend(backend)
@@ -155,7 +157,7 @@ def test_keras_backend_from_the_environment_is_the_default(compose, monkeypatch)
     assert compose().backend == "tensorflow"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 @needs("jax", "requirements-jax.txt")
 def test_compare_backends_preset_reports_the_rescue_difference(tmp_path):
     sweep = tmp_path / "sweep"

@@ -178,7 +178,7 @@ def test_a_sigmoid_head_is_measured_in_this_process():
 # --- the reports, measured on every installed backend -----------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_softmax_heads_are_exact_only_where_keras_rescues_them(reports):
     """The keras.io convnet and the Keras Applications model take the registry's softmax_ce path, per backend."""
     for name in ("convnet", "mobilenet"):

@@ -17,7 +17,7 @@ SMALL = ["model=cnn", "data.max_train_examples=500", "trainer.batch_size=32", "t
          "trainer.threads=1"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=80)
 def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path):
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         futures = {backend: pool.submit(compare, tmp_path / backend, SMALL, backend, 1, how)

@@ -35,7 +35,7 @@ def quick(tmp_path_factory):
     return out, stdout, json.loads((out / "findings.json").read_text())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=55)
 def test_quick_run_reports_progress_and_writes_page_figures_and_tensorboard(quick):
     out, stdout, findings = quick
     progress = [line for line in stdout.splitlines() if line.startswith("[")]

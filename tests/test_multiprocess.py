@@ -105,7 +105,7 @@ def test_the_launcher_refuses_a_backend_other_than_jax(tmp_path):
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no run directory left behind
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=40)
 def test_two_processes_train_the_model_one_does_and_listen_on_loopback_only(tmp_path):
     env = env_with_tmp(tmp_path)
     single = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *JOB, f"hydra.run.dir={tmp_path / 'one'}"],
@@ -138,7 +138,7 @@ def test_two_processes_train_the_model_one_does_and_listen_on_loopback_only(tmp_
     print(f"2 processes: {two_s:.1f} s; largest difference from 1 process: {max(differences.values()):.2g}")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=50)
 def test_a_killed_worker_ends_every_process_and_the_run_resumes(tmp_path):
     run_dir = tmp_path / "run"
     kill = kill_after_first_epoch(run_dir, tmp_path, project_env())

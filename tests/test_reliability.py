@@ -159,7 +159,7 @@ def test_non_finite_images_are_reported_not_trained_on():
 # --- TensorBoard as a user opens it -----------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_tensorboard_server_shows_runs_stability_hparams_and_the_comparison(train_cli, tmp_path):
     """A real sweep, read back through a real TensorBoard server's HTTP API, as the dashboards read it."""
     from recipes.reporting.tensorboard_views import LAYOUT

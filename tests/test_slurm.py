@@ -74,7 +74,7 @@ def cancel_after_first_epoch(cluster, sweep: Path, sweep_process, timeout=150) -
     cluster.run("scancel", array_task_ids(cluster)[CANCELLED])
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=150)
 def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancelled_one(slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
     env = dict(project_env(), SLURM_CONF=str(slurm_cluster.conf))
@@ -146,7 +146,7 @@ def test_the_presets_compose_on_submitit_slurm_with_the_recording_launcher():
     assert "submitit_folder" not in params and "slurm_max_num_timeout" not in params
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=35)
 def test_srun_starts_two_processes_that_train_one_model_on_jax(slurm_cluster, tmp_path):
     run_dir = tmp_path / "run"
     env = {k: v for k, v in project_env().items() if not k.startswith("SLURM_")}  # not a step of this job

@@ -214,7 +214,7 @@ def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
     assert "failed" in md and (sweep / "comparison.png").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 # submitit_local (one process per job) is exercised by
 # tests/test_backends.py::test_compare_backends_preset_reports_the_rescue_difference.
 @pytest.mark.parametrize("launcher", ["joblib"])
