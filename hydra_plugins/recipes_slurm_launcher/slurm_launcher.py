@@ -22,9 +22,16 @@ from typing import Sequence
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus
-from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf, open_dict
+
+try:
+    from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+    from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+except ImportError:
+    # requirements-sweeps.txt is not installed. Hydra imports every module under hydra_plugins at
+    # start-up and warns about any that fails, on every run: without submitit this module defines
+    # no launcher (the class below is then no Hydra plugin), and the slurm presets cannot be used.
+    BaseQueueConf, SlurmLauncher = None, object
 
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
