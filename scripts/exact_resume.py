@@ -22,6 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recipes.reporting.results import read_history  # noqa: E402
+
 DEFAULT = ["model=cnn", "data.max_train_examples=2000", "trainer.epochs=6", "seed=0"]
 # How the run is stopped: the signal, and the exit status it must end with.
 SIGNALS = {"kill": (signal.SIGKILL, -signal.SIGKILL), "int": (signal.SIGINT, 130)}
@@ -42,9 +46,8 @@ def train(run_dir: Path, overrides: list[str], backend: str, kill_after: int | N
         if process.returncode:
             raise RuntimeError(err.decode()[-2000:])
         return 0, err.decode()
-    history = run_dir / "history.csv"
     while process.poll() is None:
-        if history.exists() and len(history.read_text().strip().splitlines()) > kill_after:  # header + epochs
+        if len(read_history(run_dir)) >= kill_after:
             process.send_signal(SIGNALS[how][0])
             break
         time.sleep(0.05)
@@ -60,7 +63,7 @@ def compare(out: Path, overrides: list[str], backend: str, kill_after: int, how:
     if code != SIGNALS[how][1]:
         raise RuntimeError(f"the run to stop with SIG{how.upper()} ended with exit {code} instead of "
                            f"{SIGNALS[how][1]} (did it end by itself before epoch {kill_after}?)")
-    epochs_at_kill = len((killed / "history.csv").read_text().strip().splitlines()) - 1
+    epochs_at_kill = len(read_history(killed))
     train(killed, overrides, backend)
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, killed))
     return {

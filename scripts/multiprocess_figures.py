@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from recipes.reporting.results import read_history  # noqa: E402
 from recipes.runtime import processes  # noqa: E402
 
 LAUNCHER = ROOT / "scripts" / "launch_processes.py"
@@ -112,8 +113,8 @@ def kill_after_first_epoch(run_dir: Path, cwd: Path, environment: dict, timeout:
 
     launcher = subprocess.Popen(launch_command(*KILL_JOB, f"hydra.run.dir={run_dir}"), cwd=cwd, env=environment,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline, history = time.monotonic() + timeout, run_dir / "history.csv"
-    while not (history.exists() and len(history.read_text().splitlines()) >= 2):
+    deadline = time.monotonic() + timeout
+    while not read_history(run_dir):
         if launcher.poll() is not None or time.monotonic() > deadline:
             launcher.kill()
             raise RuntimeError("no epoch finished:\n" + launcher.communicate()[0][-3000:])
@@ -125,7 +126,7 @@ def kill_after_first_epoch(run_dir: Path, cwd: Path, environment: dict, timeout:
     return {
         "seconds_until_all_exited": round(time.monotonic() - killed, 1),
         "left_running": sum(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers),
-        "epochs_before_kill": len(history.read_text().splitlines()) - 1,
+        "epochs_before_kill": len(read_history(run_dir)),
         "launcher_exit_status": launcher.returncode,
         "launcher_line": err.strip().splitlines()[-1] if err.strip() else "",
         "recorded_status": read_metrics(run_dir).get("status") if (run_dir / "metrics.json").exists() else None,

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from recipes.reporting.results import read_history
 from scripts.exact_resume import FIGURES
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB
 from scripts.multiprocess_figures import largest_differences, read_metrics
@@ -64,8 +65,7 @@ def cancel_after_first_epoch(cluster, sweep: Path, sweep_process, timeout=150) -
 
     def epochs_done() -> int:
         run_dir = run_dir_of(sweep, EPOCHS[CANCELLED])
-        history = run_dir / "history.csv" if run_dir else None
-        return len(history.read_text().splitlines()) - 1 if history and history.exists() else 0
+        return len(read_history(run_dir)) if run_dir else 0
 
     while epochs_done() < 1:
         assert sweep_process.poll() is None, sweep_process.communicate()[1][-3000:]
@@ -111,7 +111,7 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
 
     # The cancelled job alone, into its own job directory: it resumes from its backup and finishes.
     cancelled = run_dir_of(sweep, EPOCHS[CANCELLED])
-    done_before = len((cancelled / "history.csv").read_text().splitlines()) - 1
+    done_before = len(read_history(cancelled))
     again = subprocess.run(sweep_command(sweep, str(EPOCHS[CANCELLED]), f"hydra.sweep.subdir='{cancelled.name}'"),
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert again.returncode == 0, again.stderr[-3000:]
