@@ -252,6 +252,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         ExactResume, NonFiniteGuard, Progress, SaveModels, StabilityLine, StabilityLogger, TrainThroughput,
         epoch_logger,
     )
+    from recipes.training.hold import hold_from_environment
 
     cfg, run_dir = job.cfg, job.run_dir
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
@@ -279,6 +280,10 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         # Several processes: every step tells the stall watchdog that the group still moves.
         *([Progress(processes.watchdog.tick)] if job.processes > 1 else []),
     ]
+    # Tests only (off unless RECIPES_HOLD_AFTER_EPOCH is set): last, so the epoch is on disk when it holds.
+    hold = hold_from_environment(cfg.trainer.epochs, run_dir / BACKUP_DIR, job.shard[0])
+    if hold is not None:
+        callbacks.append(hold)
     if job.resuming:
         log.info("resuming the interrupted run in %s after epoch %d", run_dir, len(earlier))
     return Callbacks(callbacks, guard, throughput, stability)

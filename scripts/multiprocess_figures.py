@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from recipes.reporting.results import read_history  # noqa: E402
 from recipes.runtime import processes  # noqa: E402
+from recipes.training import hold  # noqa: E402
 
 LAUNCHER = ROOT / "scripts" / "launch_processes.py"
 FIGURES = ROOT / "docs" / "multiprocess.json"
@@ -108,10 +109,13 @@ def process_of(launcher: subprocess.Popen, rank: int):
 
 
 def kill_after_first_epoch(run_dir: Path, cwd: Path, environment: dict, timeout: float = 240) -> dict:
-    """Launch KILL_JOB, SIGKILL process 1 once an epoch is done; how every process ended."""
+    """Launch KILL_JOB, SIGKILL process 1 once an epoch is done; how every process ended. Process 1 holds
+    after its first epoch (recipes/training/hold.py), so the run cannot end before the kill on a fast machine;
+    process 0 goes on until it waits for process 1's part of the next step."""
     import psutil
 
-    launcher = subprocess.Popen(launch_command(*KILL_JOB, f"hydra.run.dir={run_dir}"), cwd=cwd, env=environment,
+    held = {**environment, hold.EPOCH_VAR: "1", hold.PROCESS_VAR: "1"}
+    launcher = subprocess.Popen(launch_command(*KILL_JOB, f"hydra.run.dir={run_dir}"), cwd=cwd, env=held,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
     while not read_history(run_dir):

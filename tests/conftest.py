@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import fcntl
+import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -15,6 +17,33 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+# CI (`.ci/run`, CI=true) installs everything the tests use and runs as root, so there a missing package or
+# service is a broken install step: a failure. Elsewhere it is a skip that says what is missing.
+ON_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(reason: str):
+    """Skip with `reason`, or on CI fail with it."""
+    if ON_CI:
+        pytest.fail(f"{reason}; on CI this must be there (the README's test command installs it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def needs_module(name: str, install: str):
+    """Import `name` (installed by `install`), or skip (fail on CI) saying so."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as err:
+        unavailable(f"{name} is not installed ({install}): {err}")
+
+
+def needs(name: str, install: str) -> pytest.MarkDecorator:
+    """A mark for tests that need module `name`: a skip where it is missing, except on CI, where the test
+    runs and fails on the missing import."""
+    return pytest.mark.skipif(not ON_CI and importlib.util.find_spec(name) is None,
+                              reason=f"{name} is not installed (optional: {install})")
+
 
 # Small enough for 2 CPU cores: a few hundred images, one epoch, the mlp.
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=1", "trainer.verbose=0"]
@@ -79,14 +108,15 @@ def slurm_cluster(tmp_path_factory):
     """A one-node SLURM cluster with accounting (scripts/slurm_cluster.py), for the whole session.
 
     Installs Debian's packages first when they are missing; skips where that cannot
-    be done (not root, no apt-get). Every daemon is stopped by its PID at the end.
+    be done (not root, no apt-get), and fails on CI, which runs as root with apt.
+    Every daemon is stopped by its PID at the end.
     """
     from scripts.slurm_cluster import ClusterUnavailable, start
 
     try:
         cluster = start(tmp_path_factory.mktemp("slurm"))
     except ClusterUnavailable as reason:
-        pytest.skip(f"no local SLURM cluster: {reason}")
+        unavailable(f"no local SLURM cluster: {reason}")
     try:
         yield cluster
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, project_env
+from tests.conftest import ROOT, TINY, needs, project_env
 import losses
 from tests.test_stability import COMPARED, STABILITY_TAGS, event_tags
 
@@ -17,14 +17,9 @@ EXPECTED = {backend: {name: losses.formulation(name).expected_path(backend) for 
             for backend in losses.ALL_BACKENDS}
 
 
-def needs(module: str, extra: str):
-    return pytest.mark.skipif(importlib.util.find_spec(module) is None,
-                              reason=f"{module} is not installed (optional: pip install -r {extra})")
-
-
 OTHER_BACKENDS = [
-    pytest.param("jax", marks=needs("jax", "requirements-jax.txt")),
-    pytest.param("torch", marks=needs("torch", "requirements-torch.txt")),
+    pytest.param("jax", marks=needs("jax", "pip install -r requirements-jax.txt")),
+    pytest.param("torch", marks=needs("torch", "pip install -r requirements-torch.txt")),
 ]
 
 def run_env(args, backend_env=None, extra_env=None, **kw):

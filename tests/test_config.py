@@ -1,12 +1,15 @@
 """Every config group composes, and bad values are caught up front with a clear message."""
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from recipes.runtime.errors import UserError
 from recipes.settings import validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+DOCS = CONFIGS.parent / "docs" / "configuration.md"
 GROUPS = ["recipe", "data", "model", "loss", "optimizer", "trainer", "stress", "telemetry", "experiment"]
 
 
@@ -24,11 +27,47 @@ def test_every_config_option_composes_and_validates(compose, group, option, tmp_
         assert setup.name == option
 
 
+def documented_groups() -> dict[str, str]:
+    """docs/configuration.md's table of config groups: `group=` -> its options cell."""
+    rows = [line.strip("|").split("|") for line in DOCS.read_text().splitlines() if line.startswith("| `")]
+    return {cells[0].strip().strip("`").rstrip("="): cells[1] for cells in rows}
+
+
 def test_defaults_are_the_documented_ones(compose):
     cfg = compose()
-    assert (cfg.data.name, cfg.model.name, cfg.loss.name, cfg.optimizer.name) == (
-        "mnist_embedded", "cnn", "sparse_from_logits", "adam")
-    assert cfg.seed == 0 and cfg.trainer.epochs >= 1
+    groups = documented_groups()
+    defaults = {k: v for entry in yaml.safe_load((CONFIGS / "train.yaml").read_text())["defaults"]
+                if isinstance(entry, dict) for k, v in entry.items()}
+    # Each group's option marked "(default" in the docs is the one train.yaml picks.
+    for group in ("data", "model", "optimizer", "stress", "telemetry", "recipe"):
+        [marked] = re.findall(r"`(\w+)` \(default", groups[group])
+        assert defaults[group] == marked, group
+    assert defaults["trainer"] == "default"
+    assert "default `sparse_from_logits`" in groups["loss"] and defaults["loss"] == cfg.loss.name == "sparse_from_logits"
+    # The figures the docs give for the defaults are the composed config's.
+    assert "`default` (15 epochs, batch 128)" in groups["trainer"]
+    assert (cfg.trainer.epochs, cfg.trainer.batch_size) == (15, 128)
+    assert "`quick` (2 epochs)" in groups["trainer"] and compose("trainer=quick").trainer.epochs == 2
+    assert "`adam` (default, lr 1e-3)" in groups["optimizer"] and cfg.optimizer.learning_rate == 1e-3
+    sgd = compose("optimizer=sgd").optimizer
+    assert "`sgd` (lr 0.01, momentum 0.9)" in groups["optimizer"] and (sgd.learning_rate, sgd.momentum) == (0.01, 0.9)
+    assert cfg.seed == 0 and cfg.telemetry.enabled is True and cfg.stress.logit_scale == 1.0
+    # The README's quick start names the same defaults.
+    readme = (CONFIGS.parent / "README.md").read_text()
+    assert "(embedded MNIST, the keras.io convnet, `sparse_from_logits`, Adam, 15 epochs)" in readme
+    assert (cfg.data.name, cfg.model.name, cfg.optimizer.name) == ("mnist_embedded", "cnn", "adam")
+
+
+def test_the_docs_list_every_recipe_and_every_option_of_each_group():
+    from recipes.registry import RECIPES
+
+    groups = documented_groups()
+    for group in GROUPS + ["hparams_search"]:
+        if group == "loss":
+            continue  # the README's tables list the formulations (tests/test_losses.py)
+        missing = [p.stem for p in (CONFIGS / group).glob("*.yaml") if f"`{p.stem}`" not in groups[group]]
+        assert not missing, f"{group}: {missing}"
+    assert all(f"`{name}`" in groups["recipe"] for name in RECIPES)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ from recipes.data.pipeline import make_dataset
 from recipes.data.splits import balanced_subset, stratified_split
 from recipes.data.validation_split import auto_val_examples
 from recipes.runtime.errors import UserError
+from tests.conftest import needs_module
 
 
 def embedded_cfg(**overrides):
@@ -202,7 +203,7 @@ def tfds_cfg(tmp_path, **overrides):
 
 
 def test_tfds_source_through_mock_data(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    tfds = needs_module("tensorflow_datasets", "pip install -r requirements.txt")
     with tfds.testing.mock_data(num_examples=100):
         splits = load_splits(tfds_cfg(tmp_path, max_train_examples=50))
     assert splits.sizes() == {"train": 50, "val": 20, "test": 100}
@@ -212,7 +213,7 @@ def test_tfds_source_through_mock_data(tmp_path):
 
 def test_tfds_label_offset_for_emnist_letters(tmp_path, monkeypatch):
     # TFDS numbers EMNIST letters 1..26; label_offset=1 makes them 0..25.
-    pytest.importorskip("tensorflow_datasets")
+    needs_module("tensorflow_datasets", "pip install -r requirements.txt")
     from recipes.data import tfds_source
 
     letters = np.arange(52) % 26 + 1
@@ -230,7 +231,7 @@ def test_tfds_label_offset_for_emnist_letters(tmp_path, monkeypatch):
 
 
 def test_tfds_missing_data_without_download_says_how_to_provide_it(tmp_path, caplog):
-    pytest.importorskip("tensorflow_datasets")
+    needs_module("tensorflow_datasets", "pip install -r requirements.txt")
     with pytest.raises(UserError) as err, caplog.at_level("WARNING"):
         load_splits(tfds_cfg(tmp_path, download="false"))
     message = str(err.value)
@@ -241,7 +242,7 @@ def test_tfds_missing_data_without_download_says_how_to_provide_it(tmp_path, cap
 
 
 def test_tfds_offline_auto_download_fails_fast(tmp_path, monkeypatch):
-    pytest.importorskip("tensorflow_datasets")
+    needs_module("tensorflow_datasets", "pip install -r requirements.txt")
     from recipes.data import tfds_source
 
     monkeypatch.setattr(tfds_source, "host_resolves", lambda host=None: False)

@@ -1,7 +1,6 @@
 """The loss doctor on models this project did not design, on every installed backend; its errors and its docs page."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import zipfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from recipes import doctor
 from recipes.reporting import doctor_report
 from recipes.runtime.errors import UserError
 from recipes.training.saved_head import find_head
-from tests.conftest import ROOT, once_per_run
+from tests.conftest import ROOT, needs, once_per_run
 
 # The largest loss each clipped path can report: -log(1e-7) for a softmax, and for a sigmoid unit with
 # target 0 -log(1 - p) at p = 1 - 1e-7 as float32 rounds it.
@@ -248,7 +247,7 @@ def test_strict_mode_exits_1_on_a_model_it_cannot_clear_and_writes_the_report(ex
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="it examines the model on JAX")
+@needs("jax", "pip install -r requirements-jax.txt: it examines the model on JAX")
 def test_strict_mode_lets_a_clean_model_through(examples, compose, tmp_path):
     cfg = compose("recipe=doctor", f"checkpoint={examples['logits']}", "recipe.backends=[jax]",
                   "recipe.precisions=[float32]", "recipe.strict=true")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from recipes.reporting.findings_page import README_BEGIN, README_END, render_page, render_readme_block
-from tests.conftest import ROOT, once_per_run, project_env
+from tests.conftest import ROOT, needs, once_per_run, project_env
 
 DOCS = ROOT / "docs"
 HAS_JAX = importlib.util.find_spec("jax") is not None
@@ -63,7 +63,7 @@ def test_quick_run_measures_the_claims_on_tensorflow(quick):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAS_JAX, reason="jax is not installed (pip install -r requirements-jax.txt)")
+@needs("jax", "pip install -r requirements-jax.txt")
 def test_quick_run_measures_the_claims_on_jax(quick):
     claims = quick[2]["claims"]["jax"]
     assert claims["softmax_ce_path"] == "clipped_probabilities"  # no rescue off TensorFlow

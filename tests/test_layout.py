@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, needs_module
 
 PACKAGES = ("losses", "recipes")
 # Each layer and the layers it may import (itself included). Above all: the recipes themselves.
@@ -115,7 +115,7 @@ def test_the_built_wheel_holds_every_module(tmp_path):
 
     import shutil
 
-    pytest.importorskip("setuptools")
+    needs_module("setuptools", "pip install setuptools")
     # A copy of what the build reads: setuptools writes build/ and *.egg-info next to pyproject.toml.
     source = tmp_path / "source"
     for name in ("pyproject.toml", "requirements.txt", "README.md"):

@@ -12,12 +12,24 @@ NO_DRIVERS = ("I0000 00:00:1795656099.523922   27855 cudart_stub.cc:31] Could no
               "machine, GPU will not be used.\n")
 CUINIT = ("E0000 00:00:1795656108.458000   27855 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA "
           "error: Failed call to cuInit: UNKNOWN ERROR (303)\n")
+# Printed on CPUs that oneDNN optimises for (AVX-512 and newer), whatever TF_CPP_MIN_LOG_LEVEL says.
+ONEDNN = ("I0000 00:00:1796441676.879026    2209 port.cc:153] oneDNN custom operations are on. You may see slightly "
+          "different numerical results due to floating-point round-off errors from different computation orders. "
+          "To turn them off, set the environment variable `TF_ENABLE_ONEDNN_OPTS=0`.\n")
 REAL = "E0000 00:00:1795656108.458000   27855 some_kernel.cc:12] out of memory\n"
 
 
 def test_cpu_machine_drops_the_cuda_notices_and_keeps_real_errors():
     text = PREAMBLE + NO_DRIVERS + PREAMBLE + NO_DRIVERS + CUINIT + REAL
     assert drop_lines(text, noise_patterns(gpu_present=False)) == REAL
+
+
+def test_the_onednn_notice_is_dropped_on_every_machine_and_a_real_onednn_error_is_kept():
+    real_onednn = "E0000 00:00:1796441676.879026    2209 port.cc:160] oneDNN failed to create a primitive\n"
+    for gpu_present in (False, True):
+        text = PREAMBLE + ONEDNN + NO_DRIVERS + PREAMBLE + ONEDNN + real_onednn + REAL
+        kept = drop_lines(text, noise_patterns(gpu_present=gpu_present))
+        assert kept == (NO_DRIVERS if gpu_present else "") + real_onednn + REAL
 
 
 def test_gpu_machine_keeps_the_cuda_lines():

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.reporting.results import read_history
+from recipes.reporting.results import BACKUP_DIR, read_history
+from recipes.training import hold
 from scripts.exact_resume import FIGURES
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB
 from scripts.multiprocess_figures import largest_differences, read_metrics
@@ -21,12 +22,15 @@ from tests.conftest import ROOT, project_env
 from tests.test_multiprocess import TOLERANCE as MULTIPROCESS_TOLERANCE  # 2 processes against 1
 
 # One sweep, four jobs of the cnn on 600 images, told apart by their epochs: two end ok,
-# the 6-epoch job is cancelled after its first epoch, the 400-epoch job gets a 1-minute
+# the 6-epoch job is cancelled after its second epoch, the 400-epoch job gets a 1-minute
 # limit once it runs (the shortest SLURM has; the others keep 10 minutes, a loaded
 # machine's start-up included). No warning signal before the limit (signal_delay_s=0):
-# the job is ended by SLURM itself.
+# the job is ended by SLURM itself. The two longer jobs hold after epoch 2 until they are
+# ended (recipes/training/hold.py), so neither can finish first on a fast machine; the two
+# shorter ones never reach a hold.
 EPOCHS = (1, 2, 6, 400)
 CANCELLED, TIMED_OUT = 2, 3  # their array indices: the order of the sweep's values
+HOLD_AFTER = 2
 LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", "hydra.launcher.signal_delay_s=0",
             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.array_parallelism=4"]
 JOB = ["model=cnn", "data.max_train_examples=600", "trainer.threads=1", "trainer.verbose=0"]
@@ -51,7 +55,7 @@ def array_task_ids(cluster, state: str = "all") -> dict[int, str]:
     return {int(job.rsplit("_", 1)[1]): job for job in listed if "_" in job}
 
 
-def limit_to_one_minute(cluster, sweep_process, index: int, timeout=60) -> None:
+def limit_to_one_minute(cluster, sweep_process, index: int, timeout=240) -> None:
     deadline = time.monotonic() + timeout
     while index not in (running := array_task_ids(cluster, "RUNNING")):
         assert sweep_process.poll() is None, sweep_process.communicate()[1][-3000:]
@@ -60,16 +64,16 @@ def limit_to_one_minute(cluster, sweep_process, index: int, timeout=60) -> None:
     cluster.run("scontrol", "update", f"JobId={running[index]}", "TimeLimit=1")
 
 
-def cancel_after_first_epoch(cluster, sweep: Path, sweep_process, timeout=150) -> None:
+def cancel_once_held(cluster, sweep: Path, sweep_process, timeout=150) -> None:
     deadline = time.monotonic() + timeout
 
-    def epochs_done() -> int:
+    def held() -> bool:
         run_dir = run_dir_of(sweep, EPOCHS[CANCELLED])
-        return len(read_history(run_dir)) if run_dir else 0
+        return run_dir is not None and (run_dir / BACKUP_DIR / hold.NOTICE).exists()
 
-    while epochs_done() < 1:
+    while not held():
         assert sweep_process.poll() is None, sweep_process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "the job to cancel never finished an epoch"
+        assert time.monotonic() < deadline, f"the job to cancel never held after epoch {HOLD_AFTER}"
         time.sleep(0.1)
     cluster.run("scancel", array_task_ids(cluster)[CANCELLED])
 
@@ -79,7 +83,8 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
     sweep = tmp_path / "sweep"
     env = dict(project_env(), SLURM_CONF=str(slurm_cluster.conf))
     started = time.perf_counter()
-    process = subprocess.Popen(sweep_command(sweep, ",".join(map(str, EPOCHS))), cwd=tmp_path, env=env,
+    process = subprocess.Popen(sweep_command(sweep, ",".join(map(str, EPOCHS))), cwd=tmp_path,
+                               env={**env, hold.EPOCH_VAR: str(HOLD_AFTER)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The job to cancel, once through and off the cluster, while the sweep runs: what its resume must equal.
     whole = tmp_path / "uninterrupted"
@@ -88,7 +93,7 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         limit_to_one_minute(slurm_cluster, process, TIMED_OUT)
-        cancel_after_first_epoch(slurm_cluster, sweep, process)
+        cancel_once_held(slurm_cluster, sweep, process)
         out, err = process.communicate(timeout=240)  # the 1-minute limit is enforced within 30 s or so
     finally:
         if process.poll() is None:
@@ -118,7 +123,7 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
     resumed = json.loads((cancelled / "metrics.json").read_text())
     assert resumed["status"] == "ok" and resumed["resumed"] is True, (again.stdout + again.stderr)[-3000:]
     assert resumed["epochs_completed"] == 6
-    assert 1 <= done_before < 6
+    assert done_before == HOLD_AFTER
     assert json.loads((cancelled / "metrics.failed.json").read_text())["status"] == "failed"
     # scancel, then resumed: exactly the figures of the run never cancelled (the same seed, this machine).
     assert reference.wait(timeout=240) == 0, reference.stderr.read()[-3000:]

@@ -1,4 +1,5 @@
 """Sweeps: every job lands in the sweep dir, failures never stop it, HParams and the report are right."""
+import itertools
 import json
 import math
 import statistics
@@ -13,7 +14,7 @@ from recipes.reporting import search_report
 from recipes.reporting.sweep_record import search_of
 from recipes.runtime.errors import UserError
 from recipes.runtime.run_names import job_dir_name, swept_keys
-from tests.conftest import ROOT, TINY
+from tests.conftest import ROOT, TINY, needs_module
 
 SWEEP = [*TINY, "trainer.epochs=1"]
 
@@ -210,8 +211,28 @@ def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
     # A diverging run is a result, not a crash: said on the console, recorded with its first NaN step.
     [diverged] = [m for m in run_metrics(sweep).values() if m["status"] == "diverged"]
     assert diverged["first_nonfinite"]["step"] == 1 and "DIVERGED" in result.stdout + result.stderr
-    md = (sweep / "comparison.md").read_text()
-    assert "failed" in md and (sweep / "comparison.png").exists()
+    # The report counts each group's runs by status: the failed and diverged ones counted, not averaged in.
+    table = report_rows((sweep / "comparison.md").read_text())
+    counts = {group: (row["runs"], row["ok"], row["diverged"], row["failed"]) for group, row in table.items()}
+    assert counts == {
+        "loss=sparse_from_logits, trainer.batch_size=64": ("1", "1", "0", "0"),
+        "loss=naive, trainer.batch_size=64": ("1", "0", "1", "0"),
+        "loss=sparse_from_logits, trainer.batch_size=0": ("1", "0", "0", "1"),
+        "loss=naive, trainer.batch_size=0": ("1", "0", "0", "1"),
+    }
+    assert table["loss=naive, trainer.batch_size=64"]["first NaN step"] == "1"
+    assert table["loss=naive, trainer.batch_size=64"]["test accuracy"] == "-"  # a diverged run is not averaged
+    assert (sweep / "comparison.png").exists()
+
+
+def report_rows(markdown: str) -> dict[str, dict[str, str]]:
+    """comparison.md's table: group -> {column header: cell}."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| group |"))
+    table = itertools.takewhile(lambda line: line.startswith("|"), lines[start:])
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in table if not line.startswith("|-")]
+    rows = [dict(zip(cells[0], row)) for row in cells[1:]]
+    return {row["group"]: row for row in rows}
 
 
 @pytest.mark.slow(seconds=25)
@@ -219,8 +240,8 @@ def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
 # tests/test_backends.py::test_compare_backends_preset_reports_the_rescue_difference.
 @pytest.mark.parametrize("launcher", ["joblib"])
 def test_parallel_launchers_run_a_two_job_sweep(train_cli, tmp_path, launcher):
-    pytest.importorskip({"joblib": "hydra_plugins.hydra_joblib_launcher",
-                         "submitit_local": "hydra_plugins.hydra_submitit_launcher"}[launcher])
+    needs_module({"joblib": "hydra_plugins.hydra_joblib_launcher",
+                  "submitit_local": "hydra_plugins.hydra_submitit_launcher"}[launcher], "pip install -r requirements-sweeps.txt")
     sweep = tmp_path / "sweep"
     extra = ["hydra.launcher.n_jobs=2", "trainer.threads=1"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
     result = train_cli("-m", f"hydra/launcher={launcher}", *extra, *SWEEP,
@@ -233,7 +254,7 @@ def test_parallel_launchers_run_a_two_job_sweep(train_cli, tmp_path, launcher):
 
 @pytest.mark.slow
 def test_optuna_search_runs_trials_in_memory(train_cli, tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    needs_module("hydra_plugins.hydra_optuna_sweeper", "pip install -r requirements-sweeps.txt")
     sweep = tmp_path / "sweep"
     result = train_cli("hparams_search=optuna", "hydra.sweeper.n_trials=2", *SWEEP, f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -266,3 +287,25 @@ def test_job_dir_names_are_short_shell_safe_and_name_what_the_sweep_varies():
     long = job_dir_name(123, [f"+extra.key_{i}=it's a [value]" for i in range(9)])
     assert len(long) <= 60 and long.startswith("123_key_0-it-s-a-value")
     assert set(long) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+def test_the_optuna_sample_in_the_docs_is_what_the_generator_wrote():
+    """docs/sweeps.md's sample search is pasted by scripts/optuna_sample.py: its command, the summary's columns
+    as the report prints them for the preset's searched keys, ranks in order, and the best line naming rank 1."""
+    from recipes.reporting.search_report import short_names
+    from scripts import optuna_sample
+
+    page = (ROOT / "docs" / "sweeps.md").read_text()
+    sample = page.split(optuna_sample.BEGIN, 1)[1].split(optuna_sample.END, 1)[0]
+    assert f"(`python train.py {' '.join(optuna_sample.OVERRIDES)}`)" in " ".join(sample.split())
+    lines = [line.strip() for line in sample.split("```")[1].strip().splitlines()]
+    assert lines[0] == "search summary (4 trials, ranked by validation accuracy, best first):"
+    searched = list(yaml.safe_load((ROOT / "configs" / "hparams_search" / "optuna.yaml").read_text())
+                    ["hydra"]["sweeper"]["params"])
+    assert lines[1].split() == ["rank", "trial", "status", "val_acc", "test_acc", "exact_CE",
+                                *short_names(searched).values()]
+    rows = [line.split() for line in lines[2:-1]]
+    assert [row[0] for row in rows] == ["1", "2", "3", "4"]
+    accuracies = [float(row[3]) for row in rows]
+    assert accuracies == sorted(accuracies, reverse=True)
+    assert lines[-1].startswith(f"best: trial {rows[0][1]}, validation accuracy {rows[0][3]} ")

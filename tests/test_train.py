@@ -87,9 +87,37 @@ def test_same_seed_same_metrics_other_seed_other_metrics(compose, tmp_path):
     assert a["test_loss"] != c["test_loss"]
 
 
-def test_temperature_and_label_smoothing_train(compose, tmp_path):
-    m = train_recipe.run(compose(*TINY, "loss=from_logits", "loss.temperature=2.0", "loss.label_smoothing=0.1"), tmp_path)
-    assert m["status"] == "ok" and m["config"]["loss"]["temperature"] == 2.0
+def test_temperature_and_label_smoothing_reach_the_loss_that_is_computed(compose, tmp_path):
+    import keras
+
+    from recipes.data import load_splits
+    from recipes.data.pipeline import scale_images
+
+    cfg = compose(*TINY, "loss=from_logits", "loss.temperature=2.0", "loss.label_smoothing=0.1")
+    m = train_recipe.run(cfg, tmp_path)
+    assert m["status"] == "ok"
+    # The saved model divides its logits by the temperature before the loss sees them...
+    saved = keras.models.load_model(tmp_path / "last.keras")
+    assert saved.get_layer("temperature").get_config()["scale"] == 0.5
+    unscaled = keras.Model(saved.inputs, saved.get_layer("temperature").input)
+    splits = load_splits(cfg.data)
+    images = scale_images(splits.x_test)
+    raw = unscaled.predict(images, verbose=0).astype(np.float64)
+    np.testing.assert_allclose(saved.predict(images, verbose=0), raw / 2.0, rtol=1e-5, atol=1e-6)
+    # ... and the test loss the run recorded is the cross entropy of those logits against smoothed labels:
+    # 0.9 on the true class + 0.01 on each of the 10 classes.
+    z = raw / 2.0
+    log_p = z - z.max(axis=1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    smoothed = np.full(log_p.shape, 0.1 / 10) + 0.9 * np.eye(10)[splits.y_test]
+    expected = float(np.mean(-(smoothed * log_p).sum(axis=1)))
+    assert m["test_loss"] == pytest.approx(expected, rel=1e-4)
+    # Neither option alone gives that number: both reach the loss.
+    plain = float(np.mean(-log_p[np.arange(len(z)), splits.y_test]))
+    unsmoothed_at_t1 = raw - raw.max(axis=1, keepdims=True)
+    unsmoothed_at_t1 -= np.log(np.exp(unsmoothed_at_t1).sum(axis=1, keepdims=True))
+    at_t1 = float(np.mean(-(smoothed * unsmoothed_at_t1).sum(axis=1)))
+    assert abs(plain - expected) > 1e-3 and abs(at_t1 - expected) > 1e-3
 
 
 def test_sgd_and_cnn_train(compose, tmp_path):

@@ -6,7 +6,13 @@ Importing TensorFlow prints, from C++ and before any log level applies,
     I0000 ... cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will not be used.
 
 twice (two of its libraries log this way), and its first device query logs
-`E0000 ... failed call to cuInit ... (303)` at error level. JAX logs
+`E0000 ... failed call to cuInit ... (303)` at error level. On a CPU that oneDNN
+optimises for (AVX-512 and newer: many Intel Xeons, AMD Zen 4), each of those two
+libraries also prints
+
+    I0000 ... port.cc:153] oneDNN custom operations are on. You may see slightly different ...
+
+whatever TF_CPP_MIN_LOG_LEVEL says. JAX logs
 `Unable to initialize backend 'tpu'` at INFO. No environment variable silences
 the C++ lines, so `start_backend` imports Keras (and TensorFlow, which Keras
 imports to seed it wherever it is installed) and queries the devices with the
@@ -27,8 +33,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Always noise: absl's notice that it has not been set up yet.
+# Always noise: absl's notice that it has not been set up yet, and oneDNN's notice that it is on
+# (it says how to turn it off; the project leaves TensorFlow's default as it is).
 ABSL_PREAMBLE = re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called")
+ONEDNN_NOTICE = re.compile(r"port\.cc:\d+\] oneDNN custom operations are on\.")
+ALWAYS_NOISE = (ABSL_PREAMBLE, ONEDNN_NOTICE)
 # Noise only where there is no GPU to find.
 NO_GPU_NOTICES = (
     re.compile(r"cudart_stub\.cc:\d+\] Could not find cuda drivers on your machine, GPU will not be used"),
@@ -43,7 +52,7 @@ def gpu_device_present() -> bool:
 
 
 def noise_patterns(gpu_present: bool) -> tuple[re.Pattern, ...]:
-    return (ABSL_PREAMBLE,) if gpu_present else (ABSL_PREAMBLE, *NO_GPU_NOTICES)
+    return ALWAYS_NOISE if gpu_present else (*ALWAYS_NOISE, *NO_GPU_NOTICES)
 
 
 def drop_lines(text: str, patterns) -> str:

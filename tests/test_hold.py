@@ -1,0 +1,42 @@
+"""The test hook that holds a run after an epoch (recipes/training/hold.py): off unless asked, and exact."""
+import time
+
+import pytest
+
+from recipes.runtime.errors import UserError
+from recipes.training import hold
+
+
+@pytest.fixture
+def hold_env(monkeypatch):
+    for name in (hold.EPOCH_VAR, hold.PROCESS_VAR, hold.SECONDS_VAR):
+        monkeypatch.delenv(name, raising=False)
+    return lambda **values: [monkeypatch.setenv(name, value) for name, value in values.items()]
+
+
+def test_no_hold_unless_the_environment_asks_and_epochs_remain(hold_env, tmp_path):
+    assert hold.hold_from_environment(5, tmp_path) is None
+    hold_env(**{hold.EPOCH_VAR: "2"})
+    assert hold.hold_from_environment(2, tmp_path) is None  # nothing would follow the hold
+    assert hold.hold_from_environment(3, tmp_path) is not None
+    hold_env(**{hold.PROCESS_VAR: "1"})
+    assert hold.hold_from_environment(3, tmp_path, rank=0) is None
+    assert hold.hold_from_environment(3, tmp_path, rank=1) is not None
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_hold_epoch_is_one_clear_error(hold_env, tmp_path, value):
+    hold_env(**{hold.EPOCH_VAR: value})
+    with pytest.raises(UserError, match=f"{hold.EPOCH_VAR}={value}: must be an integer >= 1"):
+        hold.hold_from_environment(5, tmp_path)
+
+
+def test_the_hold_writes_its_notice_at_its_epoch_only_then_waits(tmp_path):
+    notice = tmp_path / "backup" / hold.NOTICE
+    at_two = hold.HoldAfterEpoch(after=2, seconds=0.3, notice=notice)
+    at_two(0)  # epoch 1 (0-based 0): nothing
+    assert not notice.exists()
+    started = time.monotonic()
+    at_two(1)
+    assert time.monotonic() - started >= 0.3
+    assert notice.read_text() == "2\n"
