@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig  # noqa: E402
 
 from recipes.runtime import run_names  # noqa: E402
 
-run_names.register()  # the `${job_dir:...}` of sweep job directories (configs/train.yaml)
+run_names.register()  # `${job_dir:...}` (sweep job directories) and `${model_name:...}` of configs/
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")

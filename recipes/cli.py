@@ -17,6 +17,7 @@ from recipes.reporting.tensorboard_views import write_run_views
 from recipes.runtime import clock, processes
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.errors import UserError
+from recipes.training.models import model_name
 
 log = logging.getLogger("train")
 
@@ -47,7 +48,7 @@ def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
         "error": f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err),
         "loss": cfg.loss.name,
         "data": cfg.data.name,
-        "model": cfg.model.name,
+        "model": model_name(cfg.model),
         "seed": cfg.seed,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

@@ -6,7 +6,7 @@
     python -m recipes.doctor --docs          # re-generate docs/doctor.md and docs/doctor.json
 
 The steps:
-    1. read the model's graph from the file (`training.saved_head`): its output head (a softmax or
+    1. read the model's graph from the file (`training.heads`): its output head (a softmax or
        sigmoid in a layer's activation, an Activation or Softmax layer, or plain logits), where the
        logits are, and the loss it was compiled with, or the one `recipe.loss` names;
     2. measure, per installed backend in a child process of its own (`recipes.doctor_worker`), in
@@ -42,7 +42,7 @@ from recipes.runtime.backends import BACKENDS, PACKAGES
 from recipes.runtime.errors import UserError
 from recipes.runtime.session import PRECISIONS
 from recipes.settings import require_choice
-from recipes.training.saved_head import SavedModel, read_saved_model
+from recipes.training.heads import SavedModel, read_saved_model
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]

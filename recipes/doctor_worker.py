@@ -34,7 +34,9 @@ REL_TOL = 1e-3  # the probe recipe's default: a loss further than this from the 
 
 
 def head_layer(head: dict, precision: str):
-    """The model's head as a layer: its own Activation / Softmax layer, or its layer's activation.
+    """The model's head as a layer: its own Activation / Softmax layer, or its layer's activation, followed
+    by the shape-only layers the model has after it (on TensorFlow they decide whether the softmax is
+    rescued: the rescue needs it to be the last op).
 
     Its dtype is the precision's, unless the saved model pins the head to another dtype.
     """
@@ -43,9 +45,14 @@ def head_layer(head: dict, precision: str):
     dtype = head["dtype"] if head["pinned"] else precision
     if head["layer_config"]:
         saved = head["layer_config"]
-        return keras.layers.deserialize({**saved, "config": {**saved["config"], "dtype": dtype, "name": "head"}})
-    activation = {"logits": "linear"}.get(head["kind"], head["kind"])
-    return keras.layers.Activation(activation, dtype=dtype, name="head")
+        layer = keras.layers.deserialize({**saved, "config": {**saved["config"], "dtype": dtype, "name": "head"}})
+    else:
+        activation = {"logits": "linear"}.get(head["kind"], head["kind"])
+        layer = keras.layers.Activation(activation, dtype=dtype, name="head")
+    if not head.get("after"):
+        return layer
+    return keras.Sequential([layer, *(keras.layers.deserialize(after) for after in head["after"])],
+                            name="head_and_after")
 
 
 def examine(spec: dict, precision: str) -> dict:

@@ -252,7 +252,7 @@ def paths_job(job: dict, run_dir: Path) -> dict:
                 setup = validate(cfg)
                 fresh_session()
                 with precision_policy(precision):
-                    model, _ = build_network(cfg, setup, (28, 28, 1), 10)
+                    model, _, _ = build_network(cfg, setup, (28, 28, 1), 10)
                     model.compile(loss=setup.make_loss())
                     path = measure_loss_path(model, setup).path
                 rows.append({"loss": name, "precision": precision, "unsafe_head": unsafe, "path": path})

@@ -13,6 +13,7 @@ from numbers import Integral, Real
 
 import losses
 from recipes.data import SOURCES
+from recipes.data.folder import check_folder
 from recipes.data.idx import check_directory
 from recipes.data.tfds_source import DOWNLOAD_MODES
 from recipes.data.validation_split import AUTO as VAL_AUTO
@@ -20,7 +21,7 @@ from recipes.runtime.backends import BACKENDS, DEVICES
 from recipes.runtime.distribution import DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
 from recipes.runtime.errors import UserError
 from recipes.runtime.session import PRECISIONS
-from recipes.training.models import BUILDERS as MODEL_BUILDERS
+from recipes.runtime.targets import check_module_exists
 from recipes.training.optimizers import BUILDERS as OPTIMIZER_BUILDERS
 from recipes.training.steps import NONFINITE_POLICIES
 
@@ -78,9 +79,12 @@ def check_val_examples(data) -> None:
 
 
 def check_data(data) -> None:
-    require_choice("data.source", data.source, SOURCES)
     require_optional_int("data.max_train_examples", data.get("max_train_examples"), 1)
     require_int("data.split_seed", data.get("split_seed", 0), 0)
+    if data.get("_target_"):  # a callable of the user's: its arrays are checked once it returns them
+        check_module_exists(data._target_, "data._target_")
+        return
+    require_choice("data.source", data.source, SOURCES)
     check_val_examples(data)
     if data.source == "embedded":
         require_int("data.test_examples", data.test_examples, 1)
@@ -95,6 +99,12 @@ def check_data(data) -> None:
     elif data.source == "tfds":
         require_choice("data.download", str(data.get("download", "auto")).lower(), DOWNLOAD_MODES)
         require_int("data.num_classes", data.num_classes, 2)
+    elif data.source == "folder":
+        check_folder(data)
+    elif data.source == "npz":
+        require_optional_int("data.num_classes", data.get("num_classes"), 2)
+    if data.source in ("folder", "npz") and data.get("test_examples", VAL_AUTO) != VAL_AUTO:
+        require_int("data.test_examples", data.test_examples, 1)
 
 
 def check_optimizer(opt) -> None:
@@ -147,7 +157,7 @@ def validate(cfg) -> losses.LossSetup:
     check_stress(cfg.stress)
     check_telemetry(cfg.telemetry)
     check_optimizer(cfg.optimizer)
-    require_choice("model.name", cfg.model.name, tuple(MODEL_BUILDERS))
+    check_module_exists(cfg.model.get("_target_"), "model._target_")
     setup = check_loss(cfg)
     check_data(cfg.data)
     return setup

@@ -53,6 +53,7 @@ from recipes.runtime.errors import UserError
 from recipes.runtime.quiet import start_backend
 from recipes.runtime.session import fresh_session, precision_policy, set_cpu_threads
 from recipes.settings import validate
+from recipes.training.models import model_name
 from recipes.training.network import BEST_MODEL, LAST_MODEL, build_network, measure_loss_path, predict_logits
 from recipes.training.optimizers import make_optimizer
 from recipes.training.telemetry import StabilityTracker
@@ -170,14 +171,14 @@ def _train(job: Job) -> dict:
     keras.utils.set_random_seed(job.cfg.seed)
     _check_batch_split(job)
     _log_setup(job)
-    model, logits_model, tracker = build_and_compile(job)
+    model, logits_model, tracker, removed = build_and_compile(job)
     path = measure_loss_path(model, job.setup)
     processes.watchdog.tick()
     datasets = make_datasets(job)
     callbacks = make_callbacks(job, model, tracker, datasets["train"])
     fit(job, model, datasets, callbacks.all)
     test = evaluate_test(job, model, logits_model, datasets["test"])
-    metrics = metrics_record(job, model, path, test, callbacks)
+    metrics = metrics_record(job, model, path, test, callbacks, removed)
     if job.processes > 1:
         _compare_weights(model, metrics)
     return write_record(job, metrics)
@@ -205,7 +206,7 @@ def _log_setup(job: Job) -> None:
     log.info(
         "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
         "backend=%s precision=%s device=%s (%s) replicas=%d",
-        job.splits.name, sizes["train"], sizes["val"], sizes["test"], cfg.model.name, setup.name,
+        job.splits.name, sizes["train"], sizes["val"], sizes["test"], model_name(cfg.model), setup.name,
         setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision, job.device[0], job.device[1],
         job.replicas,
     )
@@ -213,10 +214,12 @@ def _log_setup(job: Job) -> None:
 
 
 def build_and_compile(job: Job):
-    """Step 3: the network (with its stability tracker when telemetry is on), compiled."""
+    """Step 3: the network (with its stability tracker when telemetry is on), compiled; and the head taken off
+    the configured model so that `loss=` decides the loss (None when it output logits)."""
     cfg, setup = job.cfg, job.setup
     tracker = StabilityTracker() if cfg.telemetry.enabled else None
-    model, logits_model = build_network(cfg, setup, job.splits.x_train.shape[1:], job.splits.num_classes, tracker)
+    model, logits_model, removed = build_network(cfg, setup, job.splits.x_train.shape[1:], job.splits.num_classes,
+                                                 tracker)
     model.compile(
         optimizer=make_optimizer(cfg.optimizer),
         loss=setup.make_loss(),
@@ -224,7 +227,7 @@ def build_and_compile(job: Job):
         jit_compile=jit_setting(cfg.trainer.get("jit_compile", "auto"), job.device[0],
                                 distributed=cfg.trainer.get("distribution", "none") != "none"),
     )
-    return model, logits_model, tracker
+    return model, logits_model, tracker, removed
 
 
 def make_datasets(job: Job) -> dict:
@@ -316,7 +319,7 @@ def evaluate_test(job: Job, model, logits_model, test_ds) -> dict:
             "test_exact_ce": exact_ce, "test_ece": ece}
 
 
-def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks) -> dict:
+def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks, removed=None) -> dict:
     """Step 8's content: what metrics.json holds (wall_s is filled in when it is written)."""
     import keras
 
@@ -330,6 +333,9 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks) -> d
         "epochs_completed": len(history) - (1 if diverged else 0),
         "resumed": job.resuming,
         "train_examples": job.splits.sizes()["train"],
+        "input_shape": list(job.splits.x_train.shape[1:]),
+        "num_classes": job.splits.num_classes,
+        "class_names": job.splits.class_names,
         "val_accuracy": float(last.get("val_accuracy", float("nan"))),
         **test,
         "test_model": LAST_MODEL,  # the test figures above are this saved model's
@@ -337,6 +343,9 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks) -> d
         "nonfinite_steps": guard.nonfinite_steps,
         "telemetry": bool(cfg.telemetry.enabled),
         "first_nonfinite": guard.first_nonfinite,
+        # The softmax or sigmoid head taken off the configured model, so that loss= decides the loss.
+        "removed_head": None if removed is None else {"kind": removed.kind, "layer": removed.layer,
+                                                       "class": removed.layer_class},
         "train_samples_per_s": callbacks.throughput.samples_per_s(),
         "epoch_train_seconds": [round(x, 4) for x in callbacks.throughput.epoch_seconds],
         "epoch_wall_seconds": [round(x, 4) for x in callbacks.throughput.epoch_wall_seconds],
@@ -375,7 +384,7 @@ def _what_ran(job: Job, path) -> dict:
         "head": setup.head,
         "label_format": setup.labels,
         "data": job.splits.name,
-        "model": cfg.model.name,
+        "model": model_name(cfg.model),
         "optimizer": cfg.optimizer.name,
         "seed": int(cfg.seed),
         "backend": keras.backend.backend(),

@@ -19,7 +19,7 @@ GROUPS = ["recipe", "data", "model", "loss", "optimizer", "trainer", "stress", "
 )
 def test_every_config_option_composes_and_validates(compose, group, option, tmp_path):
     overrides = [f"{group}={option}"]
-    if option == "idx":
+    if option in ("idx", "folder"):
         overrides.append(f"data.dir={tmp_path}")
     cfg = compose(*overrides)
     setup = validate(cfg)
@@ -84,7 +84,8 @@ def test_the_docs_list_every_recipe_and_every_option_of_each_group():
         ("loss=from_logits loss.label_smoothing=1.2", r"loss.label_smoothing=1.2: must be in \[0, 1\)"),
         ("loss.label_smoothing=0.1", "loss.label_smoothing=0.1: 'sparse_from_logits' takes integer labels"),
         ("loss.name=nope", "loss.name: unknown loss formulation 'nope'; valid choices: softmax_ce"),
-        ("model.name=resnet", "model.name='resnet': valid choices: cnn, mlp"),
+        ("model._target_=resnet", "model._target_='resnet': name a callable as module.attribute"),
+        ("model._target_=no_such_module.build", "model._target_=no_such_module.build: module 'no_such_module' not found"),
         ("seed=-3", "seed=-3: must be an integer >= 0"),
         ("data.max_train_examples=0", "data.max_train_examples=0: must be an integer >= 1"),
         ("data.val_examples=3000 data.test_examples=2000", "must leave training examples"),

@@ -14,7 +14,7 @@ from losses.paths import binary_candidate_losses, binary_probe_batches, classify
 from recipes import doctor
 from recipes.reporting import doctor_report
 from recipes.runtime.errors import UserError
-from recipes.training.saved_head import find_head
+from recipes.training.heads import find_head
 from tests.conftest import ROOT, needs, once_per_run
 
 # The largest loss each clipped path can report: -log(1e-7) for a softmax, and for a sigmoid unit with

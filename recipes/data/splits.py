@@ -7,12 +7,9 @@ import numpy as np
 
 from recipes.runtime.errors import UserError
 
-IMAGE_SHAPE = (28, 28, 1)
-
-
 @dataclass
 class Splits:
-    """uint8 images (N, 28, 28, 1) and integer labels per split."""
+    """Images (N, H, W, C), pixels 0..255 (uint8 from the built-in sources), and integer labels per split."""
 
     name: str
     num_classes: int
@@ -22,21 +19,24 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    class_names: list[str] | None = None  # where the source names its classes (a folder per class)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
 def check_images_and_labels(images, labels, num_classes: int, where: str):
-    """Validate and normalise one split: images to (N, 28, 28, 1), labels to int64."""
+    """Validate and normalise one split: images to (N, H, W, C), labels to int64."""
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.ndim == 3:
         images = images[..., None]
-    if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
+    if images.ndim != 4 or not all(images.shape[1:]):
         raise UserError(
-            f"{where}: images have shape {images.shape}; expected (N, 28, 28) or (N, 28, 28, 1)"
+            f"{where}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C)"
         )
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise UserError(f"{where}: images of dtype {images.dtype}; expected pixels 0..255 (uint8)")
     if labels.ndim != 1 or len(labels) != len(images):
         raise UserError(
             f"{where}: {len(images)} images but labels of shape {labels.shape}; "

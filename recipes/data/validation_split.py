@@ -26,26 +26,27 @@ def auto_val_examples(train_count: int) -> int:
     return max(1, min(AUTO_MAX, int(train_count * AUTO_FRACTION)))
 
 
-def val_examples_for(requested, train_count: int, where: str) -> int:
+def val_examples_for(requested, train_count: int, where: str, key: str = "data.val_examples") -> int:
     """The validation size to use; a UserError naming a size that works if `requested` cannot be met."""
     if train_count < 2:
         raise UserError(f"{where}: {train_count} training images; splitting off validation needs at least 2")
     if requested == AUTO:
         count = auto_val_examples(train_count)
-        log.info("data.val_examples=auto: %d of the %d training images in %s for validation "
-                 "(%d%%, at most %d)", count, train_count, where, round(AUTO_FRACTION * 100), AUTO_MAX)
+        log.info("%s=auto: %d of the %d training images in %s (%d%%, at most %d)", key, count, train_count,
+                 where, round(AUTO_FRACTION * 100), AUTO_MAX)
     else:
         count = requested
     if count >= train_count:
         raise UserError(
-            f"data.val_examples={requested}: {where} holds only {train_count} training images, and "
-            f"validation must leave some for training; use e.g. data.val_examples="
-            f"{auto_val_examples(train_count)} (what data.val_examples=auto takes)"
+            f"{key}={requested}: {where} holds only {train_count} training images, and "
+            f"the split must leave some for training; use e.g. {key}="
+            f"{auto_val_examples(train_count)} (what {key}=auto takes)"
         )
     return count
 
 
-def split_off_validation(labels: np.ndarray, requested, split_seed: int, where: str):
-    """(validation indices, training indices): a stratified, seeded split of one training set."""
-    count = val_examples_for(requested, len(labels), where)
+def split_off_validation(labels: np.ndarray, requested, split_seed: int, where: str, key: str = "data.val_examples"):
+    """(validation indices, training indices): a stratified, seeded split of one training set; `key` is the
+    setting that asked for it, named in messages."""
+    count = val_examples_for(requested, len(labels), where, key)
     return stratified_split(labels, [count, len(labels) - count], split_seed)

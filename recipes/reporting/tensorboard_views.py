@@ -69,6 +69,10 @@ def run_summary(metrics: dict, overrides: list[str]) -> str:
         lines.append(f"Computes `{losses.formulation(name).computes}`.")
     if path:
         lines.append(f"Loss path **{path}**: {MEANINGS.get(path, 'not measured')}.")
+    removed = metrics.get("removed_head")
+    if removed:
+        lines += ["", f"Model `{metrics.get('model')}`: its {removed['kind']} head (layer `{removed['layer']}`, "
+                      f"{removed['class']}) was taken off, so that `loss={name}` decides the loss from its logits."]
     if metrics.get("error"):
         lines += ["", f"Error: {metrics['error']}"]
     for warning in metrics.get("warnings") or []:

@@ -1,4 +1,4 @@
-"""Short, shell-safe names for the job directories of a sweep.
+"""Short, shell-safe names for the job directories of a sweep, and the names of models.
 
 Hydra names a job by its overrides (`loss=softmax_ce,seed=0,model=mlp,...`),
 which grows long and holds characters a shell may want quoted. A job here is
@@ -70,8 +70,30 @@ def sweep_job_dir(num, overrides, sweep_dir, exclude_keys) -> str:
     return job_dir_name(num, overrides, swept, exclude_keys)
 
 
+def model_name(target) -> str:
+    """A model's name from its config's `_target_`: the function's name for the project's own builders
+    (`recipes.training.models.cnn` -> `cnn`), the whole target for anyone else's."""
+    target = str(target)
+    return target.rsplit(".", 1)[-1] if target.startswith(OWN_MODELS) else target
+
+
+def data_name(name, target) -> str:
+    """A data config's name: its own, unless `_target_` names a callable of the user's, which names it."""
+    return str(name) if target in (None, "") else str(target)
+
+
+OWN_MODELS = "recipes."
+MODEL_NAME_RESOLVER = "model_name"  # ${model_name:${._target_}} in configs/model/*.yaml
+DATA_NAME_RESOLVER = "data_name"  # ${data_name:mnist,${._target_}} in configs/data/*.yaml
+
+
 def register() -> None:
+    """The resolvers the configs use: sweep job directories, model names."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, sweep_job_dir)
+    if not OmegaConf.has_resolver(MODEL_NAME_RESOLVER):
+        OmegaConf.register_new_resolver(MODEL_NAME_RESOLVER, model_name)
+    if not OmegaConf.has_resolver(DATA_NAME_RESOLVER):
+        OmegaConf.register_new_resolver(DATA_NAME_RESOLVER, data_name)

@@ -23,16 +23,17 @@ BEST_MODEL = "best.keras"  # the epoch with the highest validation accuracy
 
 
 def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None):
-    """The StabilityModel to train and a model of the same layers that outputs its logits."""
+    """The StabilityModel to train, a model of the same layers that outputs its logits, and the head taken
+    off the configured model (`models.without_head`; None if it output logits)."""
     import keras
 
-    from recipes.training.models import build_logits
+    from recipes.training.models import build_logits, model_name
     from recipes.training.stability_model import StabilityModel
 
     stress = cfg.stress
     head_dtype = None if stress.unsafe_head_dtype else "float32"
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    logits = build_logits(cfg.model, inputs, num_classes, stress.get("head_init_std"))
+    logits, removed = build_logits(cfg.model, inputs, num_classes, stress.get("head_init_std"))
     if head_dtype and keras.config.dtype_policy().compute_dtype != "float32":
         logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
     if stress.logit_scale != 1:
@@ -40,10 +41,15 @@ def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None
     scaled_logits, outputs = setup.attach_head(logits, dtype=head_dtype)
     model = StabilityModel(
         inputs, outputs, scaled_logits, num_classes=num_classes, tracker=tracker,
-        on_nonfinite=cfg.trainer.on_nonfinite, name=f"{cfg.model.name}_{setup.name}",
+        on_nonfinite=cfg.trainer.on_nonfinite, name=_safe(f"{model_name(cfg.model)}_{setup.name}"),
     )
-    logits_model = keras.Model(inputs, scaled_logits, name=f"{cfg.model.name}_logits")
-    return model, logits_model
+    logits_model = keras.Model(inputs, scaled_logits, name=_safe(f"{model_name(cfg.model)}_logits"))
+    return model, logits_model, removed
+
+
+def _safe(name: str) -> str:
+    """A Keras model name from a config's: a target's dots would read as a path."""
+    return name.replace(".", "_")
 
 
 def measure_loss_path(model, setup):

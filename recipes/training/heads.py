@@ -1,19 +1,25 @@
-"""The output head of a saved `.keras` model, read from the graph the file stores (its config.json).
+"""The output head of a Keras model, read from its graph: a `.keras` file's config.json, or a live model's.
 
 The loss doctor examines models this project did not build. It reads their
 graph as data instead of loading them: nothing in the file runs (a Lambda
 layer's code stays unread), no Keras backend is needed, and a file that is
-not a Keras model is refused in milliseconds.
+not a Keras model is refused in milliseconds. The training recipe reads a
+user's live model the same way (`live_config`: the config `model.save` would
+write), to find the logits behind its head and take the head off.
 
 What it finds (`Head`):
     kind        softmax | sigmoid | logits (no activation) | unknown (the graph does not show the computation)
-    layer       the output layer; the head is its `activation` argument (Dense(..., activation="softmax"))
+    layer       the head layer; the head is its `activation` argument (Dense(..., activation="softmax"))
                 or the layer itself (Activation, Softmax)
-    logits_from the layer whose output is the pre-activation logits: the output layer itself (before its
+    logits_from the layer whose output is the pre-activation logits: the head layer itself (before its
                 activation), or the layer that feeds a separate Activation / Softmax layer
     width       output units: the number of classes (one unit per label for a sigmoid head)
     dtype       the head's dtype policy; `pinned` when it differs from the layer that feeds it
                 (kept under a mixed policy, as the Keras mixed-precision guide pins a float32 softmax)
+    after       layers that only change the shape, between the head and the model's output (Reshape,
+                Flatten, Dropout, Identity, a linear Activation), seen through to find a softmax or
+                sigmoid behind them; serialized, first to last. On TensorFlow they matter: Keras's
+                softmax rescue needs the softmax to be the model's last op
 
 >>> model = {"class_name": "Sequential", "config": {"name": "m", "layers": [
 ...     {"class_name": "InputLayer", "config": {"name": "in"}},
@@ -33,6 +39,7 @@ from pathlib import Path
 from recipes.runtime.errors import UserError
 
 MODEL_CLASSES = ("Functional", "Sequential", "Model")  # a nested model is searched for its own output layer
+SHAPE_ONLY = ("Reshape", "Flatten", "Dropout", "Identity")  # and a linear Activation: seen through to a head
 ACTIVATION_LAYERS = ("Activation", "Softmax")  # a head that is a layer of its own
 HEAD_KINDS = {"softmax": "softmax", "sigmoid": "sigmoid", "linear": "logits"}  # activation -> head kind
 
@@ -49,6 +56,7 @@ class Head:
     pinned: bool
     layer_config: dict | None = None  # a separate Activation / Softmax layer, to rebuild it exactly
     reason: str | None = None  # why the kind is "unknown"
+    after: tuple = ()  # the shape-only layers between the head and the output, serialized, first to last
 
 
 @dataclass(frozen=True)
@@ -127,7 +135,7 @@ def _units(layer: dict | None) -> int | None:
 
 
 def _input_width(layer: dict) -> int | None:
-    shapes = [layer.get("build_config", {}).get("input_shape")]
+    shapes = [(layer.get("build_config") or {}).get("input_shape")]
     try:
         shapes.append(layer["inbound_nodes"][0]["args"][0]["config"]["shape"])
     except (KeyError, IndexError, TypeError):
@@ -140,32 +148,87 @@ def _input_width(layer: dict) -> int | None:
 
 def output_layer(model: dict, where: str) -> tuple[dict, dict | None]:
     """The layer that produces the model's output, and the layer feeding it (None if none is known)."""
+    out, previous = _output_and_previous(model, where)
+    return out, previous(out)
+
+
+def _output_and_previous(model: dict, where: str):
+    """The model's output layer, and a function from a layer of its graph to the layer feeding it."""
     layers = [layer for layer in model["config"].get("layers", []) if layer.get("class_name") != "InputLayer"]
     if not layers:
         raise UserError(f"checkpoint={where}: the model has no layers, so no output head")
     if model["class_name"] == "Sequential":
-        out, feeder = layers[-1], (layers[-2] if len(layers) > 1 else None)
+        position = {id(layer): i for i, layer in enumerate(layers)}
+
+        def previous(layer):
+            i = position.get(id(layer), 0)
+            return layers[i - 1] if i > 0 else None
+
+        out = layers[-1]
     else:
         outputs = model["config"].get("output_layers") or []
         # One output is stored as [name, node, index], several as a list of such triples.
         if outputs and isinstance(outputs[0], list):
             if len(outputs) != 1:
                 raise UserError(f"checkpoint={where}: the model has {len(outputs)} outputs; "
-                                "the doctor examines a classifier with one output")
+                                "a classifier here has one output")
             outputs = outputs[0]
         by_name = {_layer_name(layer): layer for layer in layers}
         if not outputs or outputs[0] not in by_name:
             raise UserError(f"checkpoint={where}: the graph names no output layer")
+
+        def previous(layer):
+            return by_name.get(_inbound_name(layer))
+
         out = by_name[outputs[0]]
-        feeder = by_name.get(_inbound_name(out))
     if out.get("class_name") in MODEL_CLASSES:
-        return output_layer(out, where)
-    return out, feeder
+        return _output_and_previous(out, where)
+    return out, previous
+
+
+def _activation_of(layer: dict) -> str | None:
+    """The activation a layer applies last, by name; None where its config names none."""
+    class_name, config = layer.get("class_name"), layer.get("config", {})
+    if class_name == "Softmax":
+        return "softmax"
+    if class_name in ACTIVATION_LAYERS or "activation" in config:
+        return activation_name(config.get("activation"))
+    return None
+
+
+def _is_shape_only(layer: dict) -> bool:
+    return layer.get("class_name") in SHAPE_ONLY or (
+        layer.get("class_name") == "Activation" and _activation_of(layer) == "linear")
+
+
+def _serialized(layer: dict) -> dict:
+    return {"module": layer.get("module", "keras.layers"), "class_name": layer.get("class_name"),
+            "config": layer.get("config", {})}
+
+
+def _see_through(out: dict, previous, where: str):
+    """From the output layer back through shape-only layers: the softmax or sigmoid head behind them, the
+    function giving each layer's feeder there, and the shape-only layers (first to last); the output layer
+    itself, and no layers, where no such head is behind them."""
+    walked, layer, step = [], out, previous
+    while _is_shape_only(layer):
+        behind = step(layer)
+        if behind is None:
+            break
+        walked.insert(0, layer)
+        if behind.get("class_name") in MODEL_CLASSES:  # a nested model: its own output layer
+            behind, step = _output_and_previous(behind, where)
+        if _activation_of(behind) in ("softmax", "sigmoid"):
+            return behind, step, tuple(_serialized(w) for w in walked)
+        layer = behind
+    return out, previous, ()
 
 
 def find_head(model: dict, where: str = "the model") -> Head:
     """The head of a model config (config.json's content). UserError if the output is no classifier head."""
-    out, feeder = output_layer(model, where)
+    out, previous = _output_and_previous(model, where)
+    out, previous, after = _see_through(out, previous, where)
+    feeder = previous(out)
     name, class_name, config = _layer_name(out), out.get("class_name", "?"), out.get("config", {})
     separate = class_name in ACTIVATION_LAYERS
     if class_name == "Softmax":
@@ -191,9 +254,16 @@ def find_head(model: dict, where: str = "the model") -> Head:
         kind=kind, layer=name, layer_class=class_name, activation_in_layer=not separate,
         logits_from=_layer_name(feeder) if separate and feeder else name, width=width, dtype=policy_name(out),
         pinned=feeder is not None and policy_name(feeder) != policy_name(out),
-        layer_config={"module": out.get("module", "keras.layers"), "class_name": class_name, "config": config}
-        if separate else None,
+        layer_config=_serialized(out) if separate else None, after=after,
     )
+
+
+def live_config(model) -> dict:
+    """What `model.save` writes as config.json for a live Keras model: `find_head` reads it alike (through
+    JSON, as the file holds it: lists where the live config has tuples)."""
+    import keras
+
+    return json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
 
 
 def _unknown_reason(name: str, class_name: str) -> str:

@@ -1,0 +1,92 @@
+"""A folder of images, one subfolder per class (`data=folder`), as Keras's image_dataset_from_directory reads it.
+
+    my_images/
+        cats/  001.png 002.jpg ...
+        dogs/  ...
+
+    python train.py data=folder data.dir=my_images [data.image_size=[64,64]] [data.color_mode=rgb]
+
+Classes are the subfolders in sorted order (their names are recorded in the
+run); images are PNG, JPEG, BMP or GIF files, decoded with Pillow. With
+`data.image_size` null every image must have one size; set it to resize them
+all. `data.color_mode` is grayscale (1 channel) or rgb (3). Test and validation
+images are split off (stratified, seeded: `data.test_examples`,
+`data.val_examples`). The images are decoded into memory, uint8.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from recipes.data.arrays import splits_from_arrays
+from recipes.data.splits import Splits
+from recipes.runtime.errors import UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+COLOR_MODES = {"grayscale": "L", "rgb": "RGB"}  # data.color_mode -> Pillow's mode
+
+
+def check_folder(cfg) -> Path:
+    if cfg.get("dir") in (None, ""):
+        raise UserError("data.dir is not set: data=folder needs data.dir=/path/to/images with one subfolder "
+                        "per class")
+    path = Path(str(cfg.dir)).expanduser()
+    if not path.is_dir():
+        raise UserError(f"data.dir={cfg.dir}: directory does not exist")
+    if cfg.get("color_mode", "grayscale") not in COLOR_MODES:
+        raise UserError(f"data.color_mode={cfg.color_mode!r}: valid choices: {', '.join(COLOR_MODES)}")
+    size = cfg.get("image_size")
+    if size is not None and (len(size) != 2 or not all(isinstance(n, int) and n >= 1 for n in size)):
+        raise UserError(f"data.image_size={list(size)}: must be [height, width], two integers >= 1")
+    return path
+
+
+def list_images(directory: Path) -> tuple[list[str], list[Path], np.ndarray]:
+    """Class names, image files and their labels; a UserError for a folder that holds no classes to learn."""
+    classes = sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files, labels = [], []
+    for label, name in enumerate(classes):
+        found = sorted(p for p in (directory / name).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files += found
+        labels += [label] * len(found)
+    with_images = sorted({classes[i] for i in labels})
+    if len(with_images) < 2:
+        raise UserError(f"data.dir={directory}: {len(with_images)} class folder(s) with images "
+                        f"({', '.join(with_images) or 'none'}); a classifier needs at least 2, one subfolder "
+                        f"of {'/'.join(IMAGE_SUFFIXES)} images per class")
+    return classes, files, np.asarray(labels, dtype=np.int64)
+
+
+def read_images(files: list[Path], color_mode: str, image_size) -> np.ndarray:
+    from PIL import Image
+
+    images, first = [], None
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                image = image.convert(COLOR_MODES[color_mode])
+                if image_size is not None:
+                    image = image.resize((int(image_size[1]), int(image_size[0])), Image.BILINEAR)
+                pixels = np.asarray(image, dtype=np.uint8)
+        except OSError as err:
+            raise UserError(f"{path}: not an image Pillow can read ({err})") from None
+        if first is None:
+            first = (path, pixels.shape)
+        elif pixels.shape != first[1]:
+            raise UserError(f"data.dir: images of mixed sizes: {first[0]} is {first[1][1]}x{first[1][0]}, {path} "
+                            f"is {pixels.shape[1]}x{pixels.shape[0]}; set data.image_size=[height,width] to "
+                            "resize them all")
+        images.append(pixels)
+    stacked = np.stack(images)
+    return stacked[..., None] if stacked.ndim == 3 else stacked
+
+
+def load_folder(cfg, split_seed: int) -> Splits:
+    directory = check_folder(cfg)
+    classes, files, labels = list_images(directory)
+    images = read_images(files, cfg.get("color_mode", "grayscale"), cfg.get("image_size"))
+    splits = splits_from_arrays({"x_train": images, "y_train": labels}, {**cfg, "num_classes": len(classes)},
+                                split_seed, f"data.dir={cfg.dir}")
+    splits.class_names = classes
+    return splits

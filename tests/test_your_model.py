@@ -1,0 +1,270 @@
+"""Your model, your data: a user's builder or model factory, keras.applications, arrays, folders, callables."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from recipes import train as train_recipe
+from recipes.runtime.errors import UserError
+from tests.conftest import ROOT, TINY, project_env
+
+USER_MODELS = '''
+import keras
+from keras import layers
+
+
+def build(inputs, num_classes, hidden=8):
+    """The builder form: the logits tensor of `inputs`."""
+    x = layers.Flatten()(inputs)
+    x = layers.Dense(hidden, activation="relu")(x)
+    return layers.Dense(num_classes)(x)
+
+
+def softmax_model(input_shape, num_classes):
+    """The factory form: a whole model that ends in a softmax, as keras.io examples do."""
+    return keras.Sequential([keras.Input(input_shape), layers.Flatten(), layers.Dense(8, activation="relu"),
+                             layers.Dense(num_classes, activation="softmax", name="probs")])
+
+
+def softmax_then_reshape(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    x = layers.Dense(num_classes)(layers.Flatten()(inputs))
+    x = layers.Softmax(name="probs")(x)
+    return keras.Model(inputs, layers.Reshape((num_classes,))(x))
+
+
+def lambda_head(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    x = layers.Dense(num_classes)(layers.Flatten()(inputs))
+    return keras.Model(inputs, layers.Lambda(lambda t: keras.ops.softmax(t))(x))
+
+
+def seven_wide(inputs, num_classes):
+    return layers.Dense(7)(layers.Flatten()(inputs))
+
+
+def two_outputs(input_shape, num_classes):
+    inputs = keras.Input(input_shape)
+    x = layers.Flatten()(inputs)
+    return keras.Model(inputs, [layers.Dense(num_classes)(x), layers.Dense(1)(x)])
+
+
+not_callable = 3
+'''
+
+USER_DATA = '''
+import numpy as np
+
+
+def load(classes=3):
+    rng = np.random.default_rng(0)
+    y = np.arange(240) % classes
+    x = (rng.integers(0, 60, size=(240, 12, 12)) + 60 * y[:, None, None]).astype(np.uint8)
+    return x[:200], y[:200], x[200:], y[200:]
+'''
+
+
+@pytest.fixture
+def user_code(tmp_path, monkeypatch):
+    """my_models.py and my_data.py in a directory of the user's, importable as from where they run."""
+    home = tmp_path / "user"
+    home.mkdir()
+    (home / "my_models.py").write_text(USER_MODELS)
+    (home / "my_data.py").write_text(USER_DATA)
+    monkeypatch.syspath_prepend(str(home))
+    for name in ("my_models", "my_data"):
+        sys.modules.pop(name, None)
+    return home
+
+
+def train(compose, run_dir, *overrides):
+    return train_recipe.run(compose(*TINY, *overrides), run_dir)
+
+
+def test_a_builder_of_yours_trains_and_the_mlp_configs_options_are_left_out(user_code, compose, tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        m = train(compose, tmp_path / "run", "model._target_=my_models.build", "+model.hidden=4")
+    assert m["status"] == "ok" and m["model"] == "my_models.build" and m["removed_head"] is None
+    assert m["params"] == 28 * 28 * 4 + 4 + 4 * 10 + 10  # hidden=4 reached the builder
+    assert m["config"]["model"]["name"] == "my_models.build"
+    assert any(r.getMessage() == "model: my_models.build takes no hidden_units=128; left out" for r in caplog.records)
+
+
+def test_a_whole_model_loses_its_softmax_so_that_the_loss_decides(user_code, compose, tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        m = train(compose, tmp_path / "run", "model._target_=my_models.softmax_model")
+    assert m["status"] == "ok" and m["loss_path"] == "fused_logits"
+    assert m["removed_head"] == {"kind": "softmax", "layer": "probs", "class": "Dense"}
+    [line] = [r.getMessage() for r in caplog.records if "took off" in r.getMessage()]
+    assert line == ("model: took off the softmax head of my_models.softmax_model (layer 'probs', Dense), so that "
+                    "loss= decides the loss from its logits")
+    import keras
+
+    # The saved model computes what was trained: logits, no softmax left in the user's layer.
+    saved = keras.models.load_model(tmp_path / "run" / "last.keras")
+    logits = saved.predict(np.zeros((2, 28, 28, 1), np.float32), verbose=0)
+    assert not np.allclose(logits.sum(axis=1), 1.0)
+    from tests.test_train import text_summaries
+
+    [summary] = text_summaries(tmp_path / "run", "run/summary")
+    assert "its softmax head (layer `probs`, Dense) was taken off" in summary
+
+
+def test_a_softmax_behind_a_reshape_is_found_and_taken_off(user_code, compose, tmp_path):
+    m = train(compose, tmp_path / "run", "model._target_=my_models.softmax_then_reshape")
+    assert m["status"] == "ok" and m["removed_head"] == {"kind": "softmax", "layer": "probs", "class": "Softmax"}
+
+
+@pytest.mark.parametrize("target, message", [
+    ("my_models.lambda_head", "cannot find its logits: the output comes from layer 'lambda' (Lambda)"),
+    ("my_models.seven_wide", "its output has shape (None, 7); the data has 10 classes"),
+    ("my_models.two_outputs", "the model has 2 outputs; a classifier here has one"),
+    ("my_models.nope", "module 'my_models' has no attribute 'nope'"),
+    ("my_models.not_callable", "'not_callable' is not callable"),
+    ("no_such_package.build", "module 'no_such_package' not found"),
+])
+def test_a_model_that_cannot_be_trained_is_one_clear_error(user_code, compose, tmp_path, target, message):
+    with pytest.raises(UserError) as err:
+        train(compose, tmp_path / "run", f"model._target_={target}")
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_arrays_of_yours_from_an_npz_file_and_from_a_callable(user_code, compose, tmp_path):
+    sys.path.insert(0, str(user_code))
+    from my_data import load
+
+    x_train, y_train, x_test, y_test = load()
+    np.savez(tmp_path / "mine.npz", x_train=x_train, y_train=y_train)  # no test arrays: split off
+    from_file = train(compose, tmp_path / "npz", "data=npz", f"data.path={tmp_path / 'mine.npz'}")
+    assert from_file["status"] == "ok" and from_file["input_shape"] == [12, 12, 1] and from_file["num_classes"] == 3
+    assert from_file["data"] == "npz"
+    from_code = train(compose, tmp_path / "callable", "data._target_=my_data.load", "data.val_examples=auto")
+    assert from_code["status"] == "ok" and from_code["data"] == "my_data.load" and from_code["num_classes"] == 3
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"x_train": np.zeros((20, 8, 8), np.uint8)}, "no array y_train (it holds: x_train)"),
+    ({"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.arange(20) % 2, "x_test": np.zeros((4, 8, 8))},
+     "no array y_test"),
+    ({"x_train": np.zeros((20, 8, 8), np.float32) + 0.5, "y_train": np.arange(20) % 2},
+     "x_train holds floats in [0, 1]"),
+])
+def test_a_bad_npz_file_is_one_clear_error(compose, tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        train(compose, tmp_path / "run", "data=npz", f"data.path={tmp_path / 'bad.npz'}")
+
+
+def test_labels_outside_the_classes_are_one_clear_error(compose, tmp_path):
+    np.savez(tmp_path / "bad.npz", x_train=np.zeros((30, 8, 8), np.uint8), y_train=np.arange(30) % 3)
+    with pytest.raises(UserError, match=r"labels range 0..2; expected 0..1 for 2 classes"):
+        train(compose, tmp_path / "run", "data=npz", f"data.path={tmp_path / 'bad.npz'}", "data.num_classes=2")
+
+
+def write_folder(root, classes=3, per_class=12, size=(32, 32), mode="RGB", sizes=None):
+    """A folder of generated PNGs, one subfolder per class, each class its own colour."""
+    from PIL import Image
+
+    for c in range(classes):
+        (root / f"class_{c}").mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            shape = (sizes[i % len(sizes)] if sizes else size)
+            pixels = np.full((*shape, 3), 40 + 80 * c, np.uint8)
+            pixels[i % shape[0], :, :] = 255
+            Image.fromarray(pixels).convert(mode).save(root / f"class_{c}" / f"{i:03d}.png")
+    return root
+
+
+@pytest.mark.slow(seconds=40)
+def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images(compose, tmp_path, caplog):
+    folder = write_folder(tmp_path / "images")
+    base = ["model=keras_app", "model.architecture=MobileNetV3Small", "data=folder", f"data.dir={folder}",
+            "data.color_mode=rgb", "data.val_examples=6", "data.test_examples=6", "trainer.batch_size=8",
+            "trainer.epochs=1", "trainer.verbose=0"]
+    for loss in ("softmax_ce", "sparse_from_logits"):
+        with caplog.at_level("INFO"):
+            m = train_recipe.run(compose(*base, f"loss={loss}"), tmp_path / loss)
+        assert m["status"] == "ok" and m["model"] == "MobileNetV3Small", loss
+        assert m["input_shape"] == [32, 32, 3] and m["class_names"] == ["class_0", "class_1", "class_2"]
+        assert m["removed_head"] == {"kind": "softmax", "layer": "predictions", "class": "Activation"}, loss
+    assert sum("took off the softmax head of recipes.training.zoo.keras_application (layer 'predictions', "
+               "Activation)" in r.getMessage() for r in caplog.records) == 2
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("empty", "0 class folder(s) with images (none); a classifier needs at least 2"),
+    ("one_class", "1 class folder(s) with images (class_0)"),
+    ("mixed_sizes", "images of mixed sizes"),
+])
+def test_a_folder_that_cannot_be_trained_on_is_one_clear_error(compose, tmp_path, layout, message):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    if layout == "one_class":
+        write_folder(folder, classes=1, per_class=3)
+    elif layout == "mixed_sizes":
+        write_folder(folder, classes=2, per_class=4, sizes=[(16, 16), (20, 16)])
+    with pytest.raises(UserError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        train(compose, tmp_path / "run", "data=folder", f"data.dir={folder}")
+
+
+def test_mixed_sizes_train_once_image_size_is_set(compose, tmp_path):
+    folder = write_folder(tmp_path / "images", classes=2, per_class=20, sizes=[(16, 16), (20, 16)])
+    m = train(compose, tmp_path / "run", "data=folder", f"data.dir={folder}", "data.image_size=[14,14]")
+    assert m["status"] == "ok" and m["input_shape"] == [14, 14, 1] and m["num_classes"] == 2
+
+
+@pytest.mark.slow(seconds=45)
+def test_train_py_with_a_model_of_yours_from_your_own_directory_and_a_sweep_across_two_models(tmp_path):
+    """As a user types it: their module beside them, not in the project; bad input exits 2 and leaves nothing."""
+    (tmp_path / "my_models.py").write_text(USER_MODELS)
+    env = project_env()
+
+    def train_py(*args):
+        return subprocess.run([sys.executable, str(ROOT / "train.py"), *args, *TINY], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=600)
+
+    bad = train_py("model._target_=my_models.seven_wide", f"hydra.run.dir={tmp_path / 'bad'}")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: model._target_=")
+    assert not (tmp_path / "bad").exists()
+    sweep = tmp_path / "sweep"
+    done = train_py("-m", "model._target_=recipes.training.models.mlp,my_models.build",
+                    "loss=sparse_from_logits,softmax_ce", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+    assert sorted((m["model"], m["loss"]) for m in runs) == [
+        ("mlp", "softmax_ce"), ("mlp", "sparse_from_logits"),
+        ("my_models.build", "softmax_ce"), ("my_models.build", "sparse_from_logits")]
+    assert {m["status"] for m in runs} == {"ok"}
+    from tests.test_sweeps import report_rows
+
+    groups = report_rows((sweep / "comparison.md").read_text())
+    assert sorted(groups) == [f"loss={loss}, model._target_={target}, model={name}"
+                              for loss in ("softmax_ce", "sparse_from_logits")
+                              for target, name in (("my_models.build", "my_models.build"),
+                                                   ("recipes.training.models.mlp", "mlp"))]
+    assert {row["ok"] for row in groups.values()} == {"1"}
+    print("\n" + (sweep / "comparison.md").read_text())
+
+
+def test_the_head_finder_sees_through_shape_only_layers_in_a_saved_graph():
+    from recipes.training.heads import find_head
+
+    def layer(name, class_name, inbound, **config):
+        node = [{"args": [{"config": {"keras_history": [inbound, 0, 0]}}]}] if inbound else []
+        return {"class_name": class_name, "config": {"name": name, **config}, "inbound_nodes": node}
+
+    model = {"class_name": "Functional", "config": {"name": "m", "output_layers": ["reshape", 0, 0], "layers": [
+        {"class_name": "InputLayer", "config": {"name": "in"}},
+        layer("dense", "Dense", "in", units=10, activation="linear"),
+        layer("probs", "Softmax", "dense"),
+        layer("drop", "Dropout", "probs", rate=0.0),
+        layer("reshape", "Reshape", "drop", target_shape=[10])]}}
+    head = find_head(model)
+    assert (head.kind, head.layer, head.logits_from) == ("softmax", "probs", "dense")
+    assert [a["class_name"] for a in head.after] == ["Dropout", "Reshape"]
+    # Shape-only layers with no softmax behind them: the output layer itself, as before.
+    model["config"]["layers"][2] = layer("probs", "Activation", "dense", activation="linear")
+    assert find_head(model).kind == "unknown" and find_head(model).layer == "reshape"
