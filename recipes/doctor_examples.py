@@ -74,8 +74,21 @@ def lambda_softmax():
     return model
 
 
+def reshaped_softmax():
+    """A softmax with a Reshape after it: the doctor sees through the Reshape to the softmax, and on
+    TensorFlow the op after it keeps Keras from rescuing it."""
+    import keras
+    from keras import layers
+
+    model = keras.Sequential([keras.Input(shape=MNIST_SHAPE), layers.Flatten(),
+                              layers.Dense(NUM_CLASSES, activation="softmax", name="probs"),
+                              layers.Reshape((NUM_CLASSES,))])
+    model.compile(loss="categorical_crossentropy", optimizer="adam")
+    return model
+
+
 BUILDERS = {"convnet": convnet, "mobilenet": mobilenet, "sigmoid": sigmoid, "logits": logits,
-            "lambda": lambda_softmax}
+            "lambda": lambda_softmax, "reshaped": reshaped_softmax}
 
 
 def save(out_dir, names=None) -> dict[str, Path]:

@@ -28,6 +28,7 @@ EXAMINED = {
     "sigmoid": {"precisions": ["float32"]},
     "logits": {"precisions": ["float32"]},
     "lambda": {"precisions": ["float32"]},
+    "reshaped": {"precisions": ["float32"]},
 }
 
 
@@ -175,6 +176,18 @@ def test_a_sigmoid_head_is_measured_in_this_process():
 
 
 # --- the reports, measured on every installed backend -----------------------------------------
+
+
+@pytest.mark.slow(seconds=25)
+def test_a_softmax_behind_a_reshape_is_seen_and_is_clipped_on_every_backend(reports):
+    """The Reshape is seen through to the softmax; on TensorFlow an op after the softmax keeps Keras from
+    rescuing it, so it is the clipped path there too, not `unknown`."""
+    report = reports["reshaped"]
+    assert (report["head"]["kind"], report["head"]["layer"]) == ("softmax", "probs")
+    assert [a["class_name"] for a in report["head"]["after"]] == ["Reshape"]
+    assert {r["backend"]: r["path"] for r in report["results"]} == {
+        b: "clipped_probabilities" for b in doctor.installed_backends()}
+    assert report["verdict"] == "lossy"
 
 
 @pytest.mark.slow(seconds=25)
