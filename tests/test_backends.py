@@ -65,7 +65,19 @@ def runs_on_other_backend(backend: str) -> tuple[list[str], dict, dict]:
 def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(backend, tmp_path):
     """One child process per backend, with `import tensorflow` blocked: nothing here may need it."""
     supported, runs, env = runs_on_other_backend(backend)
+    # A user's own model, from a module of theirs: its softmax taken off, then each loss decides.
+    from tests.test_your_model import USER_MODELS
+
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "my_models.py").write_text(USER_MODELS)
+    env["PYTHONPATH"] = str(tmp_path / "user")
+    runs["yours_softmax_ce"] = [*TINY, "model._target_=my_models.softmax_model", "loss=softmax_ce"]
+    runs["yours_mixed_stressed"] = [*TINY, "model._target_=my_models.softmax_model", "loss=sparse_from_logits",
+                                    "trainer.precision=mixed_float16", "stress.logit_scale=300"]
     out = run_driver(backend, runs, tmp_path, **env)
+    for name, path in (("yours_softmax_ce", EXPECTED[backend]["softmax_ce"]), ("yours_mixed_stressed", "fused_logits")):
+        assert (out[name]["status"], out[name]["loss_path"], out[name]["removed_head"]["kind"]) == (
+            "ok", path, "softmax"), name
 
     for name in supported:
         m = out[name]

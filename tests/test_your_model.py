@@ -2,7 +2,7 @@
 import json
 import subprocess
 import sys
-import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -276,3 +276,53 @@ def test_the_head_finder_sees_through_shape_only_layers_in_a_saved_graph():
     # Shape-only layers with no softmax behind them: the output layer itself, as before.
     model["config"]["layers"][2] = layer("probs", "Activation", "dense", activation="linear")
     assert find_head(model).kind == "unknown" and find_head(model).layer == "reshape"
+
+
+@pytest.mark.slow(seconds=20)
+def test_the_installed_command_trains_your_model_from_a_directory_outside_the_repository(tmp_path):
+    """`pip install` of the project gives `recipes-train`, with the configs inside the install: a user's
+    model and config group, in a directory of theirs, train with no clone in sight."""
+    import os
+    import shutil
+    import sysconfig
+    import zipfile
+
+    source = tmp_path / "source"
+    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, source / name)
+    for folder in ("configs", "losses", "recipes", "hydra_plugins"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                            str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    [wheel] = (tmp_path / "dist").glob("keras_loss_recipes-*.whl")
+    configs = {p.relative_to(ROOT / "configs").as_posix() for p in (ROOT / "configs").rglob("*.yaml")}
+    packed = {n.split("/share/keras-loss-recipes/configs/", 1)[1] for n in zipfile.ZipFile(wheel).namelist()
+              if "/share/keras-loss-recipes/configs/" in n}
+    assert packed == configs  # every config, in its folder
+    # A fresh environment with the project installed from the wheel; its dependencies are this one's.
+    env_dir = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    python = env_dir / "bin" / "python"
+    fresh_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    Path(fresh_site, "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                                str(wheel)], capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    home = tmp_path / "user"
+    (home / "my_configs" / "model").mkdir(parents=True)
+    (home / "my_models.py").write_text(USER_MODELS)
+    (home / "my_configs" / "model" / "small.yaml").write_text("_target_: my_models.build\nname: small\nhidden: 3\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    where = subprocess.run([str(python), "-c", "import recipes.runtime.compose as c; print(c.__file__, c.config_dir())"],
+                           cwd=home, env=env, capture_output=True, text=True, timeout=120).stdout.split()
+    assert where == [f"{fresh_site}/recipes/runtime/compose.py", f"{env_dir}/share/keras-loss-recipes/configs"]
+    done = subprocess.run([str(env_dir / "bin" / "recipes-train"), "--config-dir", "my_configs", "model=small",
+                           *(a for a in TINY if not a.startswith("model=")), "hydra.run.dir=run"],
+                          cwd=home, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((home / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["model"] == "small" and (home / "run" / "train.log").is_file()
