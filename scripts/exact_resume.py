@@ -40,7 +40,9 @@ def train(run_dir: Path, overrides: list[str], backend: str, kill_after: int | N
           how: str = "kill") -> tuple[int, str]:
     """Run train.py into `run_dir`; with `kill_after`, stop it (`SIGNALS[how]`) while it holds after that
     epoch. Returns its exit status and what it printed on stderr."""
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
+    # The project first; a user's own modules (model._target_=...) where their PYTHONPATH says.
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=path)
     for name in (hold.EPOCH_VAR, hold.PROCESS_VAR):
         env.pop(name, None)
     if kill_after is not None:

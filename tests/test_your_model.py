@@ -326,3 +326,21 @@ def test_the_installed_command_trains_your_model_from_a_directory_outside_the_re
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((home / "run" / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["model"] == "small" and (home / "run" / "train.log").is_file()
+
+
+@pytest.mark.slow(seconds=40)
+def test_your_model_resumes_exactly_and_evaluates_to_its_own_figures(user_code, compose, tmp_path, monkeypatch):
+    """Killed after epoch 1 and resumed, a user's softmax model ends bit for bit like the run never killed;
+    recipe=evaluate on its run directory gives the run's own test figures."""
+    from recipes import evaluate
+    from scripts.exact_resume import FIGURES, compare
+
+    monkeypatch.setenv("PYTHONPATH", str(user_code))
+    overrides = [*TINY, "trainer.epochs=3", "model._target_=my_models.softmax_model", "loss=softmax_ce"]
+    result = compare(tmp_path / "resume", overrides, "tensorflow", 1)
+    assert result["killed_after_epoch"] == 1 and result["identical"], result
+    assert result["resumed"]["resumed"] is True and {k: result["resumed"][k] for k in FIGURES} == result["uninterrupted"]
+    run_dir = tmp_path / "resume" / "killed"
+    again = evaluate.run(compose("recipe=evaluate", f"checkpoint={run_dir}"), tmp_path / "evaluated")
+    assert again["test_accuracy"] == pytest.approx(result["uninterrupted"]["test_accuracy"], abs=1e-6)
+    assert again["test_exact_ce"] == pytest.approx(result["uninterrupted"]["test_exact_ce"], rel=1e-4)
