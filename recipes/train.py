@@ -41,6 +41,7 @@ from omegaconf import OmegaConf
 import losses
 from recipes.data import Splits, load_splits
 from recipes.data.pipeline import fast_forward, make_dataset, scale_images
+from recipes.data.splits import is_streamed
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.results import (
     BACKUP_DIR, HISTORY_FILE, RunAlreadyFinished, prepare_run_dir, read_history, write_metrics,
@@ -310,13 +311,24 @@ def evaluate_test(job: Job, model, logits_model, test_ds) -> dict:
     """Step 7: the model as it is after the last epoch, on the test split."""
     splits = job.splits
     test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
-    logits = predict_logits(logits_model, scale_images(splits.x_test), job.cfg.trainer.batch_size, job.split_over,
-                            job.shard)
+    logits = test_logits(job, logits_model)
     with np.errstate(all="ignore"):
         exact_ce = float(np.mean(losses.exact_cross_entropy(logits, splits.y_test)))
         ece = expected_calibration_error(logits, splits.y_test) if np.all(np.isfinite(logits)) else None
     return {"test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
             "test_exact_ce": exact_ce, "test_ece": ece}
+
+
+def test_logits(job: Job, logits_model) -> np.ndarray:
+    """The logits of every test image; streamed images (a folder) a chunk at a time, as they are read."""
+    images = job.splits.x_test
+    chunk = STREAMED_CHUNK if is_streamed(images) else max(len(images), 1)
+    return np.concatenate([
+        predict_logits(logits_model, scale_images(images[i:i + chunk]), job.cfg.trainer.batch_size, job.split_over,
+                       job.shard) for i in range(0, len(images), chunk)])
+
+
+STREAMED_CHUNK = 1024  # test images read at once from a streamed source
 
 
 def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks, removed=None) -> dict:

@@ -9,7 +9,6 @@ writes it between the markers in docs/sweeps.md, with the CPU and the date.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -17,20 +16,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recipes.runtime.backends import cpu_name  # noqa: E402
 PAGE = ROOT / "docs" / "sweeps.md"
 BEGIN, END = "<!-- optuna sample: scripts/optuna_sample.py -->", "<!-- end of optuna sample -->"
 OVERRIDES = ["hparams_search=optuna", "hydra.sweeper.n_trials=4", "model=mlp", "data.max_train_examples=300",
              "trainer.epochs=1"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def summary_of(output: str) -> str:

@@ -53,6 +53,24 @@ def two_outputs(input_shape, num_classes):
 
 
 not_callable = 3
+
+
+@keras.saving.register_keras_serializable(package="my_models")
+class OptionsOnlyClassifier(keras.Model):
+    """As keras_hub's classifiers: functional once built, but its config holds options, not a graph."""
+
+    def __init__(self, num_classes=10, **kwargs):
+        inputs = keras.Input((28, 28, 1))
+        outputs = layers.Dense(num_classes, activation="softmax", name="probs")(layers.Flatten()(inputs))
+        super().__init__(inputs=inputs, outputs=outputs, **kwargs)
+        self.num_classes = num_classes
+
+    def get_config(self):
+        return {"num_classes": self.num_classes, "name": self.name}
+
+
+def options_only(num_classes):
+    return OptionsOnlyClassifier(num_classes=num_classes)
 '''
 
 USER_DATA = '''
@@ -344,3 +362,57 @@ def test_your_model_resumes_exactly_and_evaluates_to_its_own_figures(user_code, 
     again = evaluate.run(compose("recipe=evaluate", f"checkpoint={run_dir}"), tmp_path / "evaluated")
     assert again["test_accuracy"] == pytest.approx(result["uninterrupted"]["test_accuracy"], abs=1e-6)
     assert again["test_exact_ce"] == pytest.approx(result["uninterrupted"]["test_exact_ce"], rel=1e-4)
+
+
+def test_a_folder_is_streamed_from_disk_a_batch_at_a_time(compose, tmp_path):
+    from PIL import Image
+
+    from recipes.data import load_splits
+    from recipes.data.pipeline import make_dataset
+    from recipes.data.splits import is_streamed
+
+    folder = write_folder(tmp_path / "images", classes=2, per_class=10, size=(9, 7))
+    splits = load_splits(compose("data=folder", f"data.dir={folder}", "data.val_examples=4",
+                                 "data.test_examples=4").data)
+    assert all(is_streamed(x) for x in (splits.x_train, splits.x_val, splits.x_test))  # nothing read yet
+    assert splits.x_train.shape == (12, 9, 7, 1) and splits.sizes() == {"train": 12, "val": 4, "test": 4}
+    direct = np.stack([np.asarray(Image.open(f).convert("L")) for f in splits.x_train.files[:3]])[..., None]
+    np.testing.assert_array_equal(splits.x_train[np.arange(3)], direct)
+    batches = make_dataset(splits.x_train, splits.y_train, batch_size=5, shuffle=False, seed=0)
+    images, labels = batches[0]
+    assert images.dtype == np.float32 and images.shape == (5, 9, 7, 1)
+    np.testing.assert_allclose(images[:3], direct / 255.0, rtol=1e-6)
+    np.testing.assert_array_equal(labels, splits.y_train[:5])
+
+
+def test_the_memory_figures_in_the_docs_come_from_the_benchmark_and_show_the_streaming():
+    from benchmarks import folder_memory
+
+    page = (ROOT / "docs" / "your_model.md").read_text()
+    block = page.split(folder_memory.BEGIN, 1)[1].split(folder_memory.END, 1)[0]
+    rows = {cells[0]: (int(cells[1].replace(",", "")), float(cells[2]))
+            for cells in ([c.strip() for c in line.strip("|").split("|")] for line in block.splitlines()
+                          if line.startswith("| ") and not line.startswith("| data"))}
+    folder_5k, folder_60k, arrays_60k = rows.values()
+    assert (folder_5k[0], folder_60k[0], arrays_60k[0]) == (5000, 60000, 60000)
+    # Twelve times the images: the streamed folder's peak grows far less than the arrays' does.
+    assert folder_60k[1] - folder_5k[1] < (arrays_60k[1] - folder_5k[1]) / 2
+
+
+def test_a_model_whose_config_holds_options_not_a_graph_is_read_once_built(user_code, compose, tmp_path):
+    """A keras_hub-style classifier: trained (its softmax found in the built graph and taken off), and
+    examined by the doctor from its saved file, which it loads where the model's module is importable."""
+    import keras
+
+    from recipes.training.heads import read_saved_model
+
+    m = train(compose, tmp_path / "run", "model._target_=my_models.options_only")
+    assert m["status"] == "ok" and m["removed_head"] == {"kind": "softmax", "layer": "probs", "class": "Dense"}
+    import my_models
+
+    path = tmp_path / "options_only.keras"
+    my_models.options_only(10).save(path)
+    assert "layers" not in json.loads(__import__("zipfile").ZipFile(path).read("config.json"))["config"]
+    head = read_saved_model(path).head
+    assert (head.kind, head.layer, head.width) == ("softmax", "probs", 10)
+    keras.saving.get_custom_objects().pop("my_models>OptionsOnlyClassifier", None)

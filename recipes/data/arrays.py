@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recipes.data.splits import Splits, check_images_and_labels
+from recipes.data.splits import Splits, check_images_and_labels, is_streamed, take
 from recipes.data.validation_split import split_off_validation
 from recipes.runtime.errors import UserError
 from recipes.runtime.targets import resolve_target
@@ -81,15 +81,15 @@ def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str) -> Splits
     else:
         test_idx, rest = split_off_validation(y_train, cfg.get("test_examples", "auto"), split_seed,
                                               f"{where} (the test split)", key="data.test_examples")
-        x_test, y_test = x_train[test_idx], y_train[test_idx]
-        x_train, y_train = x_train[rest], y_train[rest]
+        x_test, y_test = take(x_train, test_idx), y_train[test_idx]
+        x_train, y_train = take(x_train, rest), y_train[rest]
     val_idx, train_idx = split_off_validation(y_train, cfg.get("val_examples", "auto"), split_seed, where)
-    return Splits(cfg.get("name") or "arrays", num_classes, x_train[train_idx], y_train[train_idx],
-                  x_train[val_idx], y_train[val_idx], x_test, y_test)
+    return Splits(cfg.get("name") or "arrays", num_classes, take(x_train, train_idx), y_train[train_idx],
+                  take(x_train, val_idx), y_train[val_idx], x_test, y_test)
 
 
 def _check_pixels(images, where: str) -> None:
-    if images is None:
+    if images is None or is_streamed(images):
         return
     images = np.asarray(images)
     if np.issubdtype(images.dtype, np.floating) and images.size and np.nanmax(images) <= 1.0:

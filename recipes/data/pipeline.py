@@ -5,9 +5,13 @@ import functools
 
 import numpy as np
 
+from recipes.data.splits import is_streamed
+
 
 def scale_images(images_uint8: np.ndarray) -> np.ndarray:
-    """uint8 pixels to float32 in [0, 1]."""
+    """uint8 pixels to float32 in [0, 1] (images streamed from files are read first: all of them)."""
+    if is_streamed(images_uint8):
+        images_uint8 = images_uint8[np.arange(len(images_uint8))]
     return images_uint8.astype(np.float32) / np.float32(255.0)
 
 
@@ -24,13 +28,16 @@ def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int
     most `replicas - 1` examples. With `shard` (index, count) of several processes
     training one model, every process draws the same orders and batches of
     `batch_size` (the global batch) and feeds its own part of each: the index-th
-    of `count` equal slices.
+    of `count` equal slices. Images streamed from their files (a folder) go through
+    the `PyDataset` on every backend, each batch read and scaled when it is taken.
     """
     import keras
 
-    if keras.backend.backend() != "tensorflow":
-        return _array_batches_class()(scale_images(images_uint8), labels, batch_size, shuffle, seed, replicas,
-                                      shard)
+    streamed = is_streamed(images_uint8)
+    if streamed or keras.backend.backend() != "tensorflow":
+        images = images_uint8 if streamed else scale_images(images_uint8)
+        return _array_batches_class()(images, labels, batch_size, shuffle, seed, replicas, shard,
+                                      scale=scale_images if streamed else None)
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((scale_images(images_uint8), labels))
@@ -71,9 +78,9 @@ def _array_batches_class():
         """Numpy batches in a seeded order that changes every epoch."""
 
         def __init__(self, images, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1,
-                     shard: tuple[int, int] = (0, 1)):
+                     shard: tuple[int, int] = (0, 1), scale=None):
             super().__init__()
-            self.shard = shard
+            self.shard, self.scale = shard, scale  # scale: applied to each batch as it is read
             self.images, self.labels = images, np.asarray(labels)
             self.batch_size, self.shuffle = batch_size, shuffle
             self.used = len(self.labels) - (len(self.labels) % batch_size) % replicas
@@ -87,7 +94,8 @@ def _array_batches_class():
             rows = self._order[index * self.batch_size:min((index + 1) * self.batch_size, self.used)]
             part, parts = self.shard
             rows = rows[part * len(rows) // parts:(part + 1) * len(rows) // parts]
-            return self.images[rows], self.labels[rows]
+            images = self.images[rows]
+            return (self.scale(images) if self.scale else images), self.labels[rows]
 
         def on_epoch_end(self):
             if self.shuffle:

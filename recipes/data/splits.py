@@ -25,8 +25,20 @@ class Splits:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
+def is_streamed(images) -> bool:
+    """Images that stay in their files until indexed (`folder.ImageFiles`), not an array."""
+    return hasattr(images, "subset")
+
+
+def take(images, rows):
+    """The images at `rows`: an array's rows, or a streamed source's part, still unread."""
+    return images.subset(rows) if is_streamed(images) else images[rows]
+
+
 def check_images_and_labels(images, labels, num_classes: int, where: str):
-    """Validate and normalise one split: images to (N, H, W, C), labels to int64."""
+    """Validate and normalise one split: images to (N, H, W, C), labels to int64 (streamed images: their labels)."""
+    if is_streamed(images):
+        return images, _checked_labels(np.asarray(labels), len(images), num_classes, where)
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.ndim == 3:
@@ -37,21 +49,25 @@ def check_images_and_labels(images, labels, num_classes: int, where: str):
         )
     if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
         raise UserError(f"{where}: images of dtype {images.dtype}; expected pixels 0..255 (uint8)")
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise UserError(
-            f"{where}: {len(images)} images but labels of shape {labels.shape}; "
-            "expected one integer label per image"
-        )
     if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
         bad = int(np.sum(~np.isfinite(images).all(axis=(1, 2, 3))))
         raise UserError(f"{where}: {bad} images contain NaN or inf values")
+    return images, _checked_labels(labels, len(images), num_classes, where)
+
+
+def _checked_labels(labels: np.ndarray, count: int, num_classes: int, where: str) -> np.ndarray:
+    if labels.ndim != 1 or len(labels) != count:
+        raise UserError(
+            f"{where}: {count} images but labels of shape {labels.shape}; "
+            "expected one integer label per image"
+        )
     labels = labels.astype(np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(
             f"{where}: labels range {labels.min()}..{labels.max()}; "
             f"expected 0..{num_classes - 1} for {num_classes} classes"
         )
-    return images, labels
+    return labels
 
 
 def stratified_split(labels: np.ndarray, counts: list[int], seed: int) -> list[np.ndarray]:
@@ -96,5 +112,5 @@ def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndar
 
 def cap_train(splits: Splits, limit: int | None, seed: int) -> Splits:
     keep = balanced_subset(splits.y_train, limit, seed)
-    splits.x_train, splits.y_train = splits.x_train[keep], splits.y_train[keep]
+    splits.x_train, splits.y_train = take(splits.x_train, keep), splits.y_train[keep]
     return splits

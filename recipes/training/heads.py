@@ -70,13 +70,36 @@ class SavedModel:
 
 
 def read_saved_model(path) -> SavedModel:
-    """The head and compiled loss of the `.keras` file at `path`; UserError if it is not one."""
+    """The head and compiled loss of the `.keras` file at `path`; UserError if it is not one.
+
+    A model whose config holds its constructor's arguments instead of a graph (a keras_hub classifier:
+    a backbone and options) is loaded, where its package is installed, and its built graph is read.
+    """
     config, metadata = _read_archive(Path(path))
+    graph = config if _has_graph(config) else _built_graph(Path(path), config)
     return SavedModel(
         path=str(path), name=config["config"].get("name", "?"), class_name=config["class_name"],
-        keras_version=metadata.get("keras_version"), head=find_head(config, str(path)),
+        keras_version=metadata.get("keras_version"), head=find_head(graph, str(path)),
         compiled_loss=(config.get("compile_config") or {}).get("loss"),
     )
+
+
+def _has_graph(config: dict) -> bool:
+    return bool(config["config"].get("layers"))
+
+
+def _built_graph(path: Path, config: dict) -> dict:
+    """The graph of a saved model that stores no graph, read from the model loaded and built."""
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False)
+    except Exception as err:  # its package not installed, or a class Keras cannot rebuild
+        raise UserError(f"checkpoint={path}: the file stores no graph ({config.get('class_name')} keeps its "
+                        f"options, not its layers), and loading it to read the built graph failed: "
+                        f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; install the "
+                        f"package that defines it ({config.get('module', '?')})") from None
+    return live_config(model)
 
 
 def _read_archive(path: Path) -> tuple[dict, dict]:
@@ -263,7 +286,12 @@ def live_config(model) -> dict:
     JSON, as the file holds it: lists where the live config has tuples)."""
     import keras
 
-    return json.loads(json.dumps(keras.saving.serialize_keras_object(model)))
+    config = keras.saving.serialize_keras_object(model)
+    if not _has_graph(config) and getattr(model, "inputs", None):
+        # A functional subclass that saves its options instead of its graph (keras_hub's classifiers):
+        # the same layers, as a plain functional model, show the graph.
+        config = keras.saving.serialize_keras_object(keras.Model(model.inputs, model.outputs, name=model.name))
+    return json.loads(json.dumps(config))
 
 
 def _unknown_reason(name: str, class_name: str) -> str:

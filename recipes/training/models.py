@@ -9,7 +9,7 @@ A model config names what to build with Hydra's `_target_` (configs/model/*.yaml
 
 The recipe fills in what the callable's signature names: `inputs` (the image
 input tensor) or `input_shape` (the data's H x W x C), and `num_classes` or
-`classes` (the data's class count); a callable that names neither gets
+`classes` (the data's class count); a callable that names none of these gets
 `(inputs, num_classes)` by position. The other keys of the config, except
 `name`, are its options; options it does not take are left out, in one log line.
 
@@ -135,7 +135,7 @@ def _call(fn, target: str, inputs, num_classes: int, options: dict):
     if left_out:
         log.info("model: %s takes no %s; left out", target, ", ".join(f"{k}={v!r}" for k, v in left_out.items()))
     try:
-        if "inputs" in given or "input_shape" in given:
+        if given:
             return fn(**given, **kept)
         return fn(inputs, num_classes, **kept)
     except UserError:
