@@ -12,16 +12,18 @@ import math
 from numbers import Integral, Real
 
 import losses
-from recipes.data import SOURCES
-from recipes.data.folder import check_folder
-from recipes.data.idx import check_directory
-from recipes.data.tfds_source import DOWNLOAD_MODES
+from recipes.data.arrays import load_npz
+from recipes.data.embedded import load_embedded
+from recipes.data.folder import check_folder, load_folder
+from recipes.data.idx import check_directory, load_idx
+from recipes.data.tfds_source import DOWNLOAD_MODES, load_tfds
 from recipes.data.validation_split import AUTO as VAL_AUTO
 from recipes.runtime.backends import BACKENDS, DEVICES
 from recipes.runtime.distribution import DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
 from recipes.runtime.errors import UserError
 from recipes.runtime.session import PRECISIONS
-from recipes.runtime.targets import check_module_exists
+from recipes.runtime.run_names import OWN_MODELS
+from recipes.runtime.targets import check_module_exists, resolve_target
 from recipes.training.optimizers import BUILDERS as OPTIMIZER_BUILDERS
 from recipes.training.steps import NONFINITE_POLICIES
 
@@ -70,41 +72,66 @@ def check_loss(cfg) -> losses.LossSetup:
 
 
 def check_val_examples(data) -> None:
-    """An integer >= 1; `auto` too where validation comes out of a training file (not the embedded set)."""
-    value = data.val_examples
-    if data.source == "embedded":
-        require_int("data.val_examples", value, 1)
-    elif value != VAL_AUTO and not (_is_int(value) and value >= 1):
+    """`auto` or an integer >= 1, where validation comes out of a training file."""
+    value = data.get("val_examples", VAL_AUTO)
+    if value != VAL_AUTO and not (_is_int(value) and value >= 1):
         raise UserError(f"data.val_examples={value!r}: must be {VAL_AUTO} or an integer >= 1")
+
+
+def _check_embedded(data) -> None:
+    """The embedded set's sizes are fixed numbers."""
+    require_int("data.val_examples", data.val_examples, 1)
+    require_int("data.test_examples", data.test_examples, 1)
+    if data.val_examples + data.test_examples >= 5000:
+        raise UserError(
+            f"data.val_examples + data.test_examples = {data.val_examples + data.test_examples}: "
+            "must leave training examples out of the 5,000 embedded digits"
+        )
+
+
+def _check_idx(data) -> None:
+    check_val_examples(data)
+    check_directory(data.get("dir"))
+    require_int("data.num_classes", data.num_classes, 2)
+
+
+def _check_tfds(data) -> None:
+    check_val_examples(data)
+    require_choice("data.download", str(data.get("download", "auto")).lower(), DOWNLOAD_MODES)
+    require_int("data.num_classes", data.num_classes, 2)
+
+
+def _check_split_off_test(data) -> None:
+    """Sources whose test images may be split off the training ones: `auto` or a number."""
+    check_val_examples(data)
+    if data.get("test_examples", VAL_AUTO) != VAL_AUTO:
+        require_int("data.test_examples", data.test_examples, 1)
+
+
+def _check_folder(data) -> None:
+    _check_split_off_test(data)
+    check_folder(data)
+
+
+def _check_npz(data) -> None:
+    _check_split_off_test(data)
+    require_optional_int("data.num_classes", data.get("num_classes"), 2)
+
+
+# The checks of the project's own loaders, by the loader a data config's `_target_` names.
+DATA_CHECKS = {load_embedded: _check_embedded, load_idx: _check_idx, load_tfds: _check_tfds,
+               load_folder: _check_folder, load_npz: _check_npz}
 
 
 def check_data(data) -> None:
     require_optional_int("data.max_train_examples", data.get("max_train_examples"), 1)
     require_int("data.split_seed", data.get("split_seed", 0), 0)
-    if data.get("_target_"):  # a callable of the user's: its arrays are checked once it returns them
-        check_module_exists(data._target_, "data._target_")
-        return
-    require_choice("data.source", data.source, SOURCES)
-    check_val_examples(data)
-    if data.source == "embedded":
-        require_int("data.test_examples", data.test_examples, 1)
-        if data.val_examples + data.test_examples >= 5000:
-            raise UserError(
-                f"data.val_examples + data.test_examples = {data.val_examples + data.test_examples}: "
-                "must leave training examples out of the 5,000 embedded digits"
-            )
-    elif data.source == "idx":
-        check_directory(data.get("dir"))
-        require_int("data.num_classes", data.num_classes, 2)
-    elif data.source == "tfds":
-        require_choice("data.download", str(data.get("download", "auto")).lower(), DOWNLOAD_MODES)
-        require_int("data.num_classes", data.num_classes, 2)
-    elif data.source == "folder":
-        check_folder(data)
-    elif data.source == "npz":
-        require_optional_int("data.num_classes", data.get("num_classes"), 2)
-    if data.source in ("folder", "npz") and data.get("test_examples", VAL_AUTO) != VAL_AUTO:
-        require_int("data.test_examples", data.test_examples, 1)
+    target = data.get("_target_")
+    check_module_exists(target, "data._target_")
+    if str(target).startswith(OWN_MODELS):  # the project's: importing it costs nothing
+        DATA_CHECKS.get(resolve_target(target, "data._target_"), _check_split_off_test)(data)
+    else:  # a callable of the user's (it may import Keras): its arrays are checked once it returns them
+        _check_split_off_test(data)
 
 
 def check_optimizer(opt) -> None:

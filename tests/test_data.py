@@ -17,7 +17,7 @@ from tests.conftest import needs_module
 
 
 def embedded_cfg(**overrides):
-    base = dict(name="mnist_embedded", source="embedded", val_examples=500, test_examples=500,
+    base = dict(name="mnist_embedded", _target_="recipes.data.embedded.load_embedded", val_examples=500, test_examples=500,
                 split_seed=0, max_train_examples=None)
     return OmegaConf.create({**base, **overrides})
 
@@ -106,7 +106,7 @@ def write_idx_dir(directory, n_train=60, n_test=20, gz=False):
 
 def idx_cfg(directory, val_examples=10):
     return OmegaConf.create(dict(
-        name="idx", source="idx", dir=str(directory), num_classes=10, val_examples=val_examples,
+        name="idx", _target_="recipes.data.idx.load_idx", dir=str(directory), num_classes=10, val_examples=val_examples,
         split_seed=0, max_train_examples=None,
         files=dict(train_images="train-images-idx3-ubyte", train_labels="train-labels-idx1-ubyte",
                    test_images="t10k-images-idx3-ubyte", test_labels="t10k-labels-idx1-ubyte"),
@@ -157,8 +157,9 @@ def test_idx_errors_for_missing_dir_files_shapes_and_labels(tmp_path):
     (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.full(20, 12)))
     with pytest.raises(UserError, match="labels range 12..12; expected 0..9"):
         load_idx(idx_cfg(tmp_path), 0)
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(np.arange(20) % 10))
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(np.zeros((20, 32, 32))))
-    with pytest.raises(UserError, match=r"shape \(20, 32, 32, 1\)"):
+    with pytest.raises(UserError, match=r"test images are \(32, 32, 1\), training images \(28, 28, 1\)"):
         load_idx(idx_cfg(tmp_path), 0)
 
 
@@ -196,7 +197,7 @@ def test_a_validation_size_the_set_cannot_hold_names_the_setting_and_a_size_that
 
 
 def tfds_cfg(tmp_path, **overrides):
-    base = dict(name="mnist", source="tfds", tfds_name="mnist", data_dir=str(tmp_path / "tfds"),
+    base = dict(name="mnist", _target_="recipes.data.tfds_source.load_tfds", tfds_name="mnist", data_dir=str(tmp_path / "tfds"),
                 download="true", num_classes=10, label_offset=0, val_examples=20,
                 split_seed=0, max_train_examples=None)
     return OmegaConf.create({**base, **overrides})

@@ -1,63 +1,42 @@
 """The data layer: sources that all yield the same `Splits`, and one pipeline that feeds them to Keras.
 
-    data.source = embedded | idx | tfds | npz | folder   (chosen by the `data=` config group)
-    data._target_ = my_data.load                           (a callable of yours that returns arrays)
+Every data config names its loader with `_target_` (configs/data/*.yaml): the
+project's (embedded, idx, tfds_source, arrays.load_npz, folder), or a callable
+of yours (`data._target_=my_data.load`) that returns arrays (`arrays`).
 
 May import `recipes.runtime` only; never the recipes, `training` or `reporting`.
 """
 from __future__ import annotations
 
+import inspect
+
+from recipes.data.arrays import splits_from_returned
 from recipes.data.splits import Splits, cap_train
-from recipes.runtime.errors import UserError
-
-
-def _embedded(cfg, split_seed: int) -> Splits:
-    from recipes.data.embedded import load_embedded
-
-    return load_embedded(cfg.val_examples, cfg.test_examples, split_seed)
-
-
-def _idx(cfg, split_seed: int) -> Splits:
-    from recipes.data.idx import load_idx
-
-    return load_idx(cfg, split_seed)
-
-
-def _tfds(cfg, split_seed: int) -> Splits:
-    from recipes.data.tfds_source import load_tfds
-
-    return load_tfds(cfg, split_seed)
-
-
-def _npz(cfg, split_seed: int) -> Splits:
-    from recipes.data.arrays import load_npz
-
-    return load_npz(cfg, split_seed)
-
-
-def _folder(cfg, split_seed: int) -> Splits:
-    from recipes.data.folder import load_folder
-
-    return load_folder(cfg, split_seed)
-
-
-LOADERS = {"embedded": _embedded, "idx": _idx, "tfds": _tfds, "npz": _npz, "folder": _folder}
-SOURCES = tuple(LOADERS)
+from recipes.runtime.targets import resolve_target, target_path
 
 
 def load_splits(cfg) -> Splits:
-    """Load the configured source (a callable of the user's where `data._target_` names one), then cap the
-    training split (class-balanced)."""
-    split_seed = int(cfg.get("split_seed", 0))
-    if cfg.get("_target_"):
-        from recipes.data.arrays import load_callable
+    """Load the data the config's `_target_` names, then cap the training split (class-balanced).
 
-        splits = load_callable(cfg, split_seed)
-    elif cfg.source not in LOADERS:
-        raise UserError(f"data.source={cfg.source!r}: valid choices: {', '.join(SOURCES)}")
-    else:
-        splits = LOADERS[cfg.source](cfg, split_seed)
+    The loader gets what its signature names: `cfg` (the data config), `split_seed`, or keys of the
+    config; it returns `Splits`, or arrays (`arrays.splits_from_returned`)."""
+    split_seed = int(cfg.get("split_seed", 0))
+    target = target_path(cfg.get("_target_"), KEY)
+    loader = resolve_target(target, KEY)
+    supplied = {"cfg": cfg, "split_seed": split_seed, **cfg}
+    made = loader(**{name: supplied[name] for name in _parameters(loader) if name in supplied})
+    splits = made if isinstance(made, Splits) else splits_from_returned(made, cfg, split_seed, f"{KEY}={target}")
     return cap_train(splits, cfg.get("max_train_examples"), split_seed)
 
 
-__all__ = ["SOURCES", "Splits", "load_splits"]
+KEY = "data._target_"
+
+
+def _parameters(fn) -> list[str]:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return []
+
+
+__all__ = ["Splits", "load_splits"]

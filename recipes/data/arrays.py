@@ -14,7 +14,6 @@ than the largest label.
 """
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ import numpy as np
 from recipes.data.splits import Splits, check_images_and_labels, is_streamed, take
 from recipes.data.validation_split import split_off_validation
 from recipes.runtime.errors import UserError
-from recipes.runtime.targets import resolve_target
 
 REQUIRED = ("x_train", "y_train")
 OPTIONAL = ("x_test", "y_test")
@@ -43,24 +41,14 @@ def load_npz(cfg, split_seed: int) -> Splits:
     return splits_from_arrays(arrays, cfg, split_seed, f"data.path={cfg.path}")
 
 
-def load_callable(cfg, split_seed: int) -> Splits:
-    target = str(cfg._target_)
-    fn = resolve_target(target, "data._target_")
-    options = {k: v for k, v in cfg.items() if k in _parameters(fn)}
-    made = fn(**options)
+def splits_from_returned(made, cfg, split_seed: int, where: str) -> Splits:
+    """The splits of what a callable of the user's returned: a dict of arrays, or a tuple of 2 or 4."""
     if isinstance(made, (tuple, list)) and len(made) in (2, 4):
         made = dict(zip(REQUIRED + OPTIONAL, made))
     if not isinstance(made, dict):
-        raise UserError(f"data._target_={target}: it returned {type(made).__name__}; return a dict with "
-                        "x_train, y_train (x_test, y_test optional), or a tuple of 2 or 4 arrays")
-    return splits_from_arrays(made, cfg, split_seed, f"data._target_={target}")
-
-
-def _parameters(fn) -> set[str]:
-    try:
-        return set(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return set()
+        raise UserError(f"{where}: it returned {type(made).__name__}; return a dict with x_train, y_train "
+                        "(x_test, y_test optional), or a tuple of 2 or 4 arrays")
+    return splits_from_arrays(made, cfg, split_seed, where)
 
 
 def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str) -> Splits:

@@ -92,6 +92,9 @@ def load_idx(cfg, split_seed: int) -> Splits:
     directory = check_directory(cfg.dir)
     x_train, y_train = load_pair(directory, cfg.files.train_images, cfg.files.train_labels, cfg.num_classes)
     x_test, y_test = load_pair(directory, cfg.files.test_images, cfg.files.test_labels, cfg.num_classes)
+    if x_test.shape[1:] != x_train.shape[1:]:
+        raise UserError(f"data.dir={directory}: test images are {x_test.shape[1:]}, training images "
+                        f"{x_train.shape[1:]}; both files must hold images of one size")
     val_idx, train_idx = split_off_validation(y_train, cfg.val_examples, split_seed, f"{directory}/{cfg.files.train_images}")
     return Splits(
         cfg.get("name", "idx"), cfg.num_classes,

@@ -78,11 +78,11 @@ def model_name(target) -> str:
 
 
 def data_name(name, target) -> str:
-    """A data config's name: its own, unless `_target_` names a callable of the user's, which names it."""
-    return str(name) if target in (None, "") else str(target)
+    """A data config's name: its own for the project's loaders, the target for a callable of the user's."""
+    return str(name) if str(target).startswith(OWN_MODELS) else str(target)
 
 
-OWN_MODELS = "recipes."
+OWN_MODELS = "recipes."  # the project's own models and data loaders
 MODEL_NAME_RESOLVER = "model_name"  # ${model_name:${._target_}} in configs/model/*.yaml
 DATA_NAME_RESOLVER = "data_name"  # ${data_name:mnist,${._target_}} in configs/data/*.yaml
 
