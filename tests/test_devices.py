@@ -30,14 +30,13 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
-from hydra import compose, initialize_config_dir
 from recipes import train as train_recipe
+from recipes.runtime.compose import compose_train
 out = {}
 for dist in ("none", "mirrored"):
     overrides = ["model=mlp", "data.max_train_examples=128", "optimizer=sgd", "trainer.epochs=2",
                  "trainer.verbose=0", f"trainer.distribution={dist}", 'trainer.devices=["/cpu:0","/cpu:1"]']
-    with initialize_config_dir(config_dir=sys.argv[1] + "/configs", version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_train(overrides)
     out[dist] = train_recipe.run(cfg, os.path.join(sys.argv[2], dist))
 keys = ("status", "replicas", "test_accuracy", "test_exact_ce", "history", "stability")
 print("RESULT " + json.dumps({d: {k: m[k] for k in keys} for d, m in out.items()}))

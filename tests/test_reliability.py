@@ -109,7 +109,7 @@ def bad_inputs(tmp_path):
         (["data=idx", f"data.dir={idx_dir(tmp_path / 'b', t10k_images_idx3_ubyte=b'garbage!' * 4)}", "data.val_examples=10"],
          "bad magic number"),
         (["data=idx", f"data.dir={idx_dir(tmp_path / 'c', t10k_images_idx3_ubyte=idx_bytes(np.zeros((20, 32, 32))))}",
-          "data.val_examples=10"], "images have shape (20, 32, 32, 1)"),
+          "data.val_examples=10"], "test images are (32, 32, 1), training images (28, 28, 1)"),
         (["data=idx", f"data.dir={idx_dir(tmp_path / 'd', t10k_labels_idx1_ubyte=idx_bytes(np.full(20, 11)))}",
           "data.val_examples=10"], "labels range 11..11; expected 0..9"),
         (["recipe=evaluate", f"checkpoint={tmp_path / 'nope.keras'}"], "no such file or directory"),

@@ -416,3 +416,15 @@ def test_a_model_whose_config_holds_options_not_a_graph_is_read_once_built(user_
     head = read_saved_model(path).head
     assert (head.kind, head.layer, head.width) == ("softmax", "probs", 10)
     keras.saving.get_custom_objects().pop("my_models>OptionsOnlyClassifier", None)
+
+
+@pytest.mark.slow(seconds=20)
+def test_keras_app_resizes_images_below_the_architectures_minimum_in_the_model(compose, tmp_path):
+    import keras
+
+    m = train(compose, tmp_path / "run", "model=keras_app", "model.architecture=MobileNetV3Small",
+              "trainer.batch_size=64")
+    assert m["status"] == "ok" and m["model"] == "MobileNetV3Small" and m["input_shape"] == [28, 28, 1]
+    saved = keras.models.load_model(tmp_path / "run" / "last.keras")
+    resize = saved.get_layer("MobileNetV3Small").get_layer("resize_to_minimum")
+    assert (resize.get_config()["height"], resize.get_config()["width"]) == (32, 32)
