@@ -208,7 +208,7 @@ def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images(compose, tm
         assert m["status"] == "ok" and m["model"] == "MobileNetV3Small", loss
         assert m["input_shape"] == [32, 32, 3] and m["class_names"] == ["class_0", "class_1", "class_2"]
         assert m["removed_head"] == {"kind": "softmax", "layer": "predictions", "class": "Activation"}, loss
-    assert sum("took off the softmax head of recipes.training.zoo.keras_application (layer 'predictions', "
+    assert sum("model: took off the softmax head of MobileNetV3Small (layer 'predictions', "
                "Activation)" in r.getMessage() for r in caplog.records) == 2
 
 

@@ -80,7 +80,7 @@ def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | Non
         if len(made.outputs) != 1:
             raise UserError(f"model._target_={target}: the model has {len(made.outputs)} outputs; a classifier "
                             "here has one (its logits or probabilities)")
-        made, removed = without_head(made, target)
+        made, removed = without_head(made, target, model_name(model_cfg))
         logits = made(inputs)
     elif isinstance(made, keras.KerasTensor):
         try:
@@ -88,7 +88,7 @@ def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | Non
         except ValueError as err:
             raise UserError(f"model._target_={target}: its output does not come from the inputs it was given "
                             f"({err})") from None
-        body, removed = without_head(body, target)
+        body, removed = without_head(body, target, model_name(model_cfg))
         logits = body.outputs[0] if body.inputs[0] is inputs else body(inputs)
     elif isinstance(made, (list, tuple, dict)):
         raise UserError(f"model._target_={target}: it returned {len(made)} outputs; a classifier here has one")
@@ -144,8 +144,8 @@ def _call(fn, target: str, inputs, num_classes: int, options: dict):
         raise UserError(f"model._target_={target}: building it failed: {type(err).__name__}: {err}") from None
 
 
-def without_head(model, target: str):
-    """`model` with its softmax or sigmoid head taken off, so that it outputs logits, and the head taken
+def without_head(model, target: str, name: str | None = None):
+    """`model` (called `name` in the log) with its softmax or sigmoid head taken off, so that it outputs logits, and the head taken
     off (None if it output logits already). The head is found in the model's config (`heads.find_head`);
     a head inside a layer (Dense(..., activation="softmax")) or an Activation layer becomes linear,
     a Softmax layer is left out of a new model over the same layers."""
@@ -172,7 +172,7 @@ def without_head(model, target: str):
             raise UserError(f"model._target_={target}: cannot take off its {head.layer_class} head "
                             f"'{head.layer}' ({err}); end the model in Activation('softmax') instead") from None
     log.info("model: took off the %s head of %s (layer '%s', %s), so that loss= decides the loss from its "
-             "logits", head.kind, target, head.layer, head.layer_class)
+             "logits", head.kind, name or target, head.layer, head.layer_class)
     return model, head
 
 
