@@ -145,10 +145,10 @@ def _call(fn, target: str, inputs, num_classes: int, options: dict):
 
 
 def without_head(model, target: str, name: str | None = None):
-    """`model` (called `name` in the log) with its softmax or sigmoid head taken off, so that it outputs logits, and the head taken
-    off (None if it output logits already). The head is found in the model's config (`heads.find_head`);
-    a head inside a layer (Dense(..., activation="softmax")) or an Activation layer becomes linear,
-    a Softmax layer is left out of a new model over the same layers."""
+    """`model` (`name` in the log line) with its softmax or sigmoid head taken off, so that it outputs
+    logits, and the head taken off (None if it output logits already). The head is found in the model's
+    config (`heads.find_head`); a head inside a layer (Dense(..., activation="softmax")) or an Activation
+    layer becomes linear, a Softmax layer is left out of a new model over the same layers."""
     import keras
 
     from recipes.training.heads import find_head, live_config
