@@ -8,11 +8,9 @@ May import `recipes.runtime` only; never the recipes, `training` or `reporting`.
 """
 from __future__ import annotations
 
-import inspect
-
 from recipes.data.arrays import splits_from_returned
 from recipes.data.splits import Splits, cap_train
-from recipes.runtime.targets import resolve_target, target_path
+from recipes.runtime.targets import parameters, resolve_target, target_path
 
 
 def load_splits(cfg) -> Splits:
@@ -24,19 +22,12 @@ def load_splits(cfg) -> Splits:
     target = target_path(cfg.get("_target_"), KEY)
     loader = resolve_target(target, KEY)
     supplied = {"cfg": cfg, "split_seed": split_seed, **cfg}
-    made = loader(**{name: supplied[name] for name in _parameters(loader) if name in supplied})
+    made = loader(**{name: supplied[name] for name in parameters(loader) if name in supplied})
     splits = made if isinstance(made, Splits) else splits_from_returned(made, cfg, split_seed, f"{KEY}={target}")
     return cap_train(splits, cfg.get("max_train_examples"), split_seed)
 
 
 KEY = "data._target_"
-
-
-def _parameters(fn) -> list[str]:
-    try:
-        return list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return []
 
 
 __all__ = ["Splits", "load_splits"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recipes.data.splits import Splits, check_images_and_labels, is_streamed, take
+from recipes.data.splits import Splits, check_images_and_labels, check_same_image_size, is_streamed, take
 from recipes.data.validation_split import split_off_validation
 from recipes.runtime.errors import UserError
 
@@ -64,8 +64,7 @@ def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str) -> Splits
     x_train, y_train = check_images_and_labels(arrays["x_train"], arrays["y_train"], num_classes, f"{where}: train")
     if "x_test" in arrays:
         x_test, y_test = check_images_and_labels(arrays["x_test"], arrays["y_test"], num_classes, f"{where}: test")
-        if x_test.shape[1:] != x_train.shape[1:]:
-            raise UserError(f"{where}: test images are {x_test.shape[1:]}, training images {x_train.shape[1:]}")
+        check_same_image_size(x_train, x_test, where)
     else:
         test_idx, rest = split_off_validation(y_train, cfg.get("test_examples", "auto"), split_seed,
                                               f"{where} (the test split)", key="data.test_examples")

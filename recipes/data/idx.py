@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from recipes.data.splits import Splits, check_images_and_labels
+from recipes.data.splits import Splits, check_images_and_labels, check_same_image_size
 from recipes.data.validation_split import split_off_validation
 from recipes.runtime.errors import UserError
 
@@ -92,9 +92,7 @@ def load_idx(cfg, split_seed: int) -> Splits:
     directory = check_directory(cfg.dir)
     x_train, y_train = load_pair(directory, cfg.files.train_images, cfg.files.train_labels, cfg.num_classes)
     x_test, y_test = load_pair(directory, cfg.files.test_images, cfg.files.test_labels, cfg.num_classes)
-    if x_test.shape[1:] != x_train.shape[1:]:
-        raise UserError(f"data.dir={directory}: test images are {x_test.shape[1:]}, training images "
-                        f"{x_train.shape[1:]}; both files must hold images of one size")
+    check_same_image_size(x_train, x_test, f"data.dir={directory}")
     val_idx, train_idx = split_off_validation(y_train, cfg.val_examples, split_seed, f"{directory}/{cfg.files.train_images}")
     return Splits(
         cfg.get("name", "idx"), cfg.num_classes,

@@ -55,6 +55,13 @@ def check_images_and_labels(images, labels, num_classes: int, where: str):
     return images, _checked_labels(labels, len(images), num_classes, where)
 
 
+def check_same_image_size(train, test, where: str) -> None:
+    """Training and test images of one size: the model is built for one."""
+    if test.shape[1:] != train.shape[1:]:
+        raise UserError(f"{where}: test images are {test.shape[1:]}, training images {train.shape[1:]}; "
+                        "both must hold images of one size")
+
+
 def _checked_labels(labels: np.ndarray, count: int, num_classes: int, where: str) -> np.ndarray:
     if labels.ndim != 1 or len(labels) != count:
         raise UserError(

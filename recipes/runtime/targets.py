@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 
@@ -36,6 +37,14 @@ def check_module_exists(target, key: str) -> None:
     if importlib.util.find_spec(top) is None:
         raise UserError(f"{key}={target}: module {top!r} not found; put it on PYTHONPATH or in the directory "
                         "you run from")
+
+
+def parameters(fn) -> dict:
+    """The parameters of a callable by name ({} where Python cannot tell), for calling it with what it names."""
+    try:
+        return dict(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return {}
 
 
 def resolve_target(target, key: str):

@@ -27,7 +27,7 @@ import inspect
 import logging
 
 from recipes.runtime.errors import UserError
-from recipes.runtime.targets import resolve_target, target_path
+from recipes.runtime.targets import parameters, resolve_target, target_path
 
 log = logging.getLogger(__name__)
 NOT_OPTIONS = ("_target_", "name")  # keys of a model config that are not passed to its callable
@@ -113,10 +113,7 @@ def _options(model_cfg, head_init_std) -> dict:
 
 def _call(fn, target: str, inputs, num_classes: int, options: dict):
     """`fn` called with what its signature names (see the module's docstring)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        params = {}
+    params = parameters(fn)
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
     given = {}
     if "inputs" in params:
