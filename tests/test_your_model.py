@@ -42,6 +42,10 @@ def lambda_head(input_shape, num_classes):
     return keras.Model(inputs, layers.Lambda(lambda t: keras.ops.softmax(t))(x))
 
 
+def fixed_input(num_classes):
+    return keras.Sequential([keras.Input((32, 32, 3)), layers.Flatten(), layers.Dense(num_classes)])
+
+
 def seven_wide(inputs, num_classes):
     return layers.Dense(7)(layers.Flatten()(inputs))
 
@@ -139,6 +143,7 @@ def test_a_softmax_behind_a_reshape_is_found_and_taken_off(user_code, compose, t
 @pytest.mark.parametrize("target, message", [
     ("my_models.lambda_head", "cannot find its logits: the output comes from layer 'lambda' (Lambda)"),
     ("my_models.seven_wide", "its output has shape (None, 7); the data has 10 classes"),
+    ("my_models.fixed_input", "the model takes inputs of shape (32, 32, 3); the data's images are (28, 28, 1)"),
     ("my_models.two_outputs", "the model has 2 outputs; a classifier here has one"),
     ("my_models.nope", "module 'my_models' has no attribute 'nope'"),
     ("my_models.not_callable", "'not_callable' is not callable"),

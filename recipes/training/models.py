@@ -81,6 +81,10 @@ def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | Non
             raise UserError(f"model._target_={target}: the model has {len(made.outputs)} outputs; a classifier "
                             "here has one (its logits or probabilities)")
         made, removed = without_head(made, target, model_name(model_cfg))
+        expected = tuple(made.inputs[0].shape[1:]) if len(made.inputs) == 1 else None
+        if expected != tuple(inputs.shape[1:]):
+            raise UserError(f"model._target_={target}: the model takes inputs of shape {expected}; the data's "
+                            f"images are {tuple(inputs.shape[1:])} (a factory gets them as input_shape)")
         logits = made(inputs)
     elif isinstance(made, keras.KerasTensor):
         try:
