@@ -15,7 +15,6 @@ SIDE_WORDS = {
     "framework_on": "framework, telemetry on (default)",
 }
 BF16_UNITS = ("avx512_bf16", "amx_bf16")
-FP16_UNITS = ("avx512_fp16", "amx_fp16")
 
 
 def _spread(s: dict, digits: int = 0) -> str:

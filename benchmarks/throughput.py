@@ -44,13 +44,13 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import hardware, processes  # noqa: E402
 from benchmarks.sides import SIDES, fit_side  # noqa: E402
+from recipes.runtime.backends import BACKENDS  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 MATMUL_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 OTHER_BACKEND_SIDES = ("plain", "framework_off", "framework_on")
 DOCS = ROOT / "docs"
 BATCH = 128
-EMBEDDED_TRAIN = 4000  # training images of the embedded split, tiled up to --images
 
 
 def stats(values: list[float]) -> dict:
@@ -195,7 +195,7 @@ def other_backends(args) -> dict:
 
     current = keras.backend.backend()
     out = {}
-    for backend in ("tensorflow", "jax", "torch"):
+    for backend in BACKENDS:
         if backend == current or importlib.util.find_spec(backend) is None or args.no_backends:
             continue
         with tempfile.TemporaryDirectory() as tmp:
@@ -213,7 +213,7 @@ def versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {"python": platform.python_version()}
-    for package in ("keras", "tensorflow", "jax", "torch"):
+    for package in ("keras", *BACKENDS):
         try:
             found[package] = version(package)
         except PackageNotFoundError:

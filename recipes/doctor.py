@@ -38,7 +38,7 @@ from losses.keras_losses import names as loss_names
 from recipes.reporting import doctor_report
 from recipes.reporting.findings_data import environment
 from recipes.reporting.results import prepare_run_dir, write_metrics
-from recipes.runtime.backends import BACKENDS, PACKAGES
+from recipes.runtime.backends import BACKENDS
 from recipes.runtime.errors import UserError
 from recipes.runtime.session import PRECISIONS
 from recipes.settings import require_choice
@@ -53,7 +53,7 @@ STRICT_EXIT = 1  # recipe.strict=true and the loss is not exact everywhere
 
 
 def installed_backends() -> list[str]:
-    return [b for b in BACKENDS if importlib.util.find_spec(PACKAGES[b]) is not None]
+    return [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
 
 
 def model_file(checkpoint) -> Path:

@@ -35,9 +35,9 @@ import losses
 from recipes.reporting.findings_data import build_findings, environment
 from recipes.reporting.findings_figures import write_figures
 from recipes.reporting.findings_page import json_text, render_page, render_readme_block, replace_readme_block
+from recipes.runtime.backends import BACKENDS
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ("tensorflow", "jax", "torch")
 STRESSED = ("softmax_ce", "sparse_from_logits", "clipped_probs", "naive")  # the precision rows, and --quick's
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=2"]
 # Rough seconds per job kind on 2 CPU cores, for the first ETA (then the measured pace takes over).

@@ -35,15 +35,12 @@ RUN_FIELDS = [
 ]
 
 
-SWEEP_MARKER = SWEEP_FILE  # written by sweep.SweepReport when a multirun starts
-
-
 def mark_sweep(sweep_dir: Path, overrides: list[str], swept: list[str] = ()) -> None:
     """Record the sweep's overrides and the keys it varies (which name its job directories)."""
     import time
 
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
-    marker = Path(sweep_dir) / SWEEP_MARKER
+    marker = Path(sweep_dir) / SWEEP_FILE  # written by sweep.SweepReport when a multirun starts
     if not marker.exists():
         marker.write_text(json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "overrides": overrides,
                                       "swept": list(swept)}, indent=2) + "\n")
@@ -65,9 +62,9 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         raise UserError(f"{sweep_dir}: no such directory")
-    if not any((sweep_dir / name).is_file() for name in (SWEEP_MARKER, "multirun.yaml")):
+    if not any((sweep_dir / name).is_file() for name in (SWEEP_FILE, "multirun.yaml")):
         raise UserError(
-            f"{sweep_dir}: not a sweep directory (a multirun leaves {SWEEP_MARKER} or multirun.yaml "
+            f"{sweep_dir}: not a sweep directory (a multirun leaves {SWEEP_FILE} or multirun.yaml "
             "there); pass the directory a multirun printed, e.g. runs/sweeps/<time>"
         )
     runs = []

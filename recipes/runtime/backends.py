@@ -19,11 +19,10 @@ import platform
 import sys
 from pathlib import Path
 
+from losses import ALL_BACKENDS as BACKENDS  # the one tuple of backends: the formulations' registry holds it
 from recipes.runtime.errors import UserError
 from recipes.runtime.install_hints import install_hint
 
-BACKENDS = ("tensorflow", "jax", "torch")
-PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 DEVICES = ("auto", "cpu", "gpu")
 
 
@@ -41,8 +40,8 @@ def activate_backend(name: str) -> None:
 
 
 def require_installed(name: str) -> None:
-    if importlib.util.find_spec(PACKAGES[name]) is None:
-        raise UserError(f"backend={name}: the {PACKAGES[name]} package is not installed; {install_hint(name)}")
+    if importlib.util.find_spec(name) is None:  # each backend's package bears its name
+        raise UserError(f"backend={name}: the {name} package is not installed; {install_hint(name)}")
 
 
 def preselect_from_argv(argv: list[str]) -> None:
