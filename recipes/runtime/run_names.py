@@ -70,7 +70,7 @@ def sweep_job_dir(num, overrides, sweep_dir, exclude_keys) -> str:
     return job_dir_name(num, overrides, swept, exclude_keys)
 
 
-def model_name(target) -> str:
+def name_of_target(target) -> str:
     """A model's name from its config's `_target_`: the function's name for the project's own builders
     (`recipes.training.models.cnn` -> `cnn`), the whole target for anyone else's."""
     target = str(target)
@@ -94,6 +94,6 @@ def register() -> None:
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, sweep_job_dir)
     if not OmegaConf.has_resolver(MODEL_NAME_RESOLVER):
-        OmegaConf.register_new_resolver(MODEL_NAME_RESOLVER, model_name)
+        OmegaConf.register_new_resolver(MODEL_NAME_RESOLVER, name_of_target)
     if not OmegaConf.has_resolver(DATA_NAME_RESOLVER):
         OmegaConf.register_new_resolver(DATA_NAME_RESOLVER, data_name)

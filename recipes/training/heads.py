@@ -3,9 +3,11 @@
 The loss doctor examines models this project did not build. It reads their
 graph as data instead of loading them: nothing in the file runs (a Lambda
 layer's code stays unread), no Keras backend is needed, and a file that is
-not a Keras model is refused in milliseconds. The training recipe reads a
-user's live model the same way (`live_config`: the config `model.save` would
-write), to find the logits behind its head and take the head off.
+not a Keras model is refused in milliseconds. Only a file that stores no
+graph (a model class that saves its options, as keras_hub's classifiers do)
+is loaded, in Keras's safe mode, to read the graph it builds. The training
+recipe reads a user's live model the same way (`live_config`: the config
+`model.save` would write), to find the logits behind its head and take it off.
 
 What it finds (`Head`):
     kind        softmax | sigmoid | logits (no activation) | unknown (the graph does not show the computation)

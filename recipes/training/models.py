@@ -64,9 +64,9 @@ def mlp(inputs, num_classes: int, hidden_units: int = 128, head_init_std: float 
 
 def model_name(model_cfg) -> str:
     """The model's name in run records: `name`, else the name its target gives."""
-    from recipes.runtime.run_names import model_name as from_target
+    from recipes.runtime.run_names import name_of_target
 
-    return str(model_cfg.get("name") or from_target(model_cfg.get("_target_")))
+    return str(model_cfg.get("name") or name_of_target(model_cfg.get("_target_")))
 
 
 def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | None = None):
