@@ -25,6 +25,7 @@ from recipes.runtime.session import PRECISIONS
 from recipes.runtime.run_names import OWN_MODELS
 from recipes.runtime.targets import check_module_exists, resolve_target
 from recipes.training.optimizers import BUILDERS as OPTIMIZER_BUILDERS
+from recipes.training.save_schedule import parse_every
 from recipes.training.steps import NONFINITE_POLICIES
 
 VERBOSITY = (0, 1, 2, "auto")  # what Keras's fit(verbose=...) accepts
@@ -155,6 +156,7 @@ def check_trainer(trainer) -> None:
     require_choice("trainer.distribution", trainer.get("distribution", "none"), DISTRIBUTIONS)
     require_choice("trainer.jit_compile", trainer.get("jit_compile", "auto"), JIT_CHOICES)
     require_positive("trainer.stall_timeout_s", trainer.get("stall_timeout_s", 60))
+    parse_every(trainer.get("backup_every", 1))
     if trainer.get("distribution", "none") == "mirrored" and trainer.on_nonfinite == "skip":
         raise UserError("trainer.on_nonfinite=skip does not work with trainer.distribution=mirrored; "
                         "use stop or continue there")

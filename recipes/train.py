@@ -44,7 +44,7 @@ from recipes.data.pipeline import fast_forward, make_dataset, scale_images
 from recipes.data.splits import is_streamed
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.results import (
-    BACKUP_DIR, HISTORY_FILE, RunAlreadyFinished, prepare_run_dir, read_history, write_metrics,
+    BACKUP_DIR, HISTORY_FILE, RunAlreadyFinished, prepare_run_dir, read_history, truncate_history, write_metrics,
 )
 from recipes.reporting.tensorboard_views import write_run_views
 from recipes.runtime import clock, processes
@@ -218,7 +218,7 @@ def build_and_compile(job: Job):
     """Step 3: the network (with its stability tracker when telemetry is on), compiled; and the head taken off
     the configured model so that `loss=` decides the loss (None when it output logits)."""
     cfg, setup = job.cfg, job.setup
-    tracker = StabilityTracker() if cfg.telemetry.enabled else None
+    tracker = StabilityTracker(step_figures=bool(cfg.telemetry.get("every_n_steps"))) if cfg.telemetry.enabled else None
     model, logits_model, removed = build_network(cfg, setup, job.splits.x_train.shape[1:], job.splits.num_classes,
                                                  tracker)
     model.compile(
@@ -248,35 +248,38 @@ def make_datasets(job: Job) -> dict:
 
 
 def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
-    """Step 5, in the order they must run."""
+    """Step 5, in the order they must run. None has a batch hook unless asked for (`verbose=1`, step figures,
+    several processes): JAX and PyTorch then queue steps ahead of the device."""
     import keras
 
     # Imported here: the callbacks module imports Keras, which must wait for the backend choice.
+    from recipes.training.backup import Backup
+    from recipes.training.save_schedule import parse_every
     from recipes.training.callbacks import (
-        ExactResume, NonFiniteGuard, Progress, SaveModels, StabilityLine, StabilityLogger, TrainThroughput,
+        EpochLine, NonFiniteGuard, Progress, ProgressBar, SaveModels, StabilityLogger, StepFigures, TrainThroughput,
         epoch_logger,
     )
     from recipes.training.hold import hold_from_environment
 
     cfg, run_dir = job.cfg, job.run_dir
+    backup = Backup(run_dir / BACKUP_DIR, functools.partial(fast_forward, train_data) if train_data is not None else None,
+                    parse_every(cfg.trainer.get("backup_every", 1)))
+    # A backup older than the history (saved every few epochs): the epochs after it are trained again.
+    earlier = truncate_history(run_dir, backup.resumes_after) if job.resuming else read_history(run_dir)
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
     throughput = TrainThroughput(job.splits.sizes()["train"], job.job_started)
-    stability = StabilityLogger(run_dir / "train", cfg.telemetry.get("every_n_steps")) if tracker else None
-    earlier = read_history(run_dir)
+    stability = StabilityLogger(run_dir / "train") if tracker else None
+    every_n_steps = cfg.telemetry.get("every_n_steps")
+    verbose = verbosity(cfg)
     best_so_far = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))), default=None)
     callbacks = [
-        # First, so a resumed run restores weights, optimizer and epoch before anything else.
-        # double_checkpoint: a kill while the backup is being written leaves the epoch before whole.
-        keras.callbacks.BackupAndRestore(backup_dir=str(run_dir / BACKUP_DIR), double_checkpoint=True),
-        # Then what the backup lacks: the data order and the layers' random state of that epoch.
-        *([ExactResume(run_dir / BACKUP_DIR, functools.partial(fast_forward, train_data))]
-          if train_data is not None else []),
+        # First, so a resumed run restores weights, optimizer, epoch, data order and random state before anything.
+        backup,
         # Before Keras's own loggers: these two take their figures out of the logs.
         *([stability] if stability else []),
         guard,
-        # Keras's progress line, placed here (Keras would append it last) so the stability line follows it.
-        *([keras.callbacks.ProgbarLogger()] if cfg.trainer.get("verbose", "auto") != 0 else []),
-        *([StabilityLine(stability)] if stability else []),
+        *([StepFigures(run_dir / "train", every_n_steps)] if stability and every_n_steps else []),
+        *([EpochLine(stability)] if verbose == 2 else [ProgressBar()] if verbose == 1 else []),
         epoch_logger(run_dir),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         SaveModels(keras.Model(model.inputs, model.outputs), run_dir, best_so_far=best_so_far),
@@ -289,7 +292,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     if hold is not None:
         callbacks.append(hold)
     if job.resuming:
-        log.info("resuming the interrupted run in %s after epoch %d", run_dir, len(earlier))
+        log.info("resuming the interrupted run in %s after epoch %d", run_dir, backup.resumes_after)
     return Callbacks(callbacks, guard, throughput, stability)
 
 
@@ -303,8 +306,15 @@ def fit(job: Job, model, datasets: dict, callbacks: list) -> None:
         epochs=cfg.trainer.epochs,
         callbacks=callbacks,
         shuffle=False,  # the dataset reshuffles itself each epoch, seeded
-        verbose=cfg.trainer.get("verbose", "auto"),
+        # The console lines come from the callbacks (EpochLine or ProgressBar), never from a bar Keras adds.
+        verbose=1 if verbosity(cfg) == 1 else 0,
     )
+
+
+def verbosity(cfg) -> int:
+    """trainer.verbose as Keras reads it ("auto" is 1, the progress bar)."""
+    verbose = cfg.trainer.get("verbose", 2)
+    return 1 if verbose == "auto" else int(verbose)
 
 
 def evaluate_test(job: Job, model, logits_model, test_ds) -> dict:

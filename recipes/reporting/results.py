@@ -39,9 +39,23 @@ def read_history(run_dir: Path) -> list[dict]:
                 for row in csv.DictReader(handle)]
 
 
+def truncate_history(run_dir: Path, epochs: int) -> list[dict]:
+    """Keep the first `epochs` rows of history.csv (a resume from a backup older than the history trains the
+    later epochs again); return the rows kept. Rewritten atomically."""
+    rows = read_history(run_dir)
+    path = Path(run_dir) / HISTORY_FILE
+    if len(rows) <= epochs:
+        return rows
+    lines = path.read_text().splitlines(keepends=True)
+    tmp = path.with_suffix(".csv.tmp")
+    tmp.write_text("".join(lines[:epochs + 1]))  # the header and the rows kept
+    os.replace(tmp, path)
+    return rows[:epochs]
+
+
 # A run with one of these statuses can be taken up again by the same command.
 RESUMABLE = ("interrupted", "failed")
-BACKUP_DIR = "backup"  # Keras BackupAndRestore's state of the last completed epoch
+BACKUP_DIR = "backup"  # the state of the latest backed-up epoch (recipes/training/backup.py)
 
 
 def move_aside(run_dir: Path) -> Path:

@@ -26,6 +26,7 @@ class EventWriter:
         import_tensorflow()  # the writer imports it for its file system layer, where it is installed
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         self._file = EventFileWriter(str(log_dir))
+        self._flushed = time.monotonic()
 
     def _add(self, summary, step: int) -> None:
         from tensorboard.compat.proto import event_pb2
@@ -94,6 +95,13 @@ class EventWriter:
 
     def flush(self) -> None:
         self._file.flush()
+        self._flushed = time.monotonic()
+
+    def flush_every(self, seconds: float) -> None:
+        """Flush if the last flush is `seconds` old: a run of short epochs writes its events in batches
+        (the writer's own thread also flushes on its own, and `close` flushes what is left)."""
+        if time.monotonic() - self._flushed >= seconds:
+            self.flush()
 
     def close(self) -> None:
         self._file.close()

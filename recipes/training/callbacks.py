@@ -1,43 +1,45 @@
-"""Callbacks of the classification recipe: throughput, stability logging, the NaN/inf guard, saved models."""
+"""Callbacks of the classification recipe: throughput, stability logging, the NaN/inf guard, saved models.
+
+None of them has a batch hook in a default run (only `StepFigures`, `ProgressBar` and
+`Progress` have one, when asked for), so Keras on JAX and PyTorch queues steps
+ahead of the device instead of waiting for each step's figures.
+"""
 from __future__ import annotations
 
 import logging
 import math
-import os
 import statistics
 import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from recipes.training.network import BEST_MODEL, LAST_MODEL
-from recipes.training.stability_model import NONFINITE_LOG
+from recipes.training.stability_model import EPOCH_STEPS_LOG, FIRST_NONFINITE_LOG, NONFINITE_LOG
 from recipes.training.telemetry import PREFIX, STEP_PREFIX
 
 log = logging.getLogger(__name__)
 # The figures worth a glance on the console each epoch.
 SUMMARY = [PREFIX + n for n in (
     "logit_gap", "saturated_frac", "loss_gap", "logit_grad_norm", "grad_norm", "nonfinite_steps")]
+FRAMEWORK_LOGS = (NONFINITE_LOG, FIRST_NONFINITE_LOG, EPOCH_STEPS_LOG)  # the guard's, not metrics
+FLUSH_SECONDS = 10.0  # TensorBoard event files are flushed at most this often, and when training ends
 
 
 class StabilityLogger(keras.callbacks.Callback):
     """Writes the training step's stability figures to TensorBoard as `stability/<name>` per epoch.
 
-    The figures arrive in the step's logs (see `telemetry.StabilityTracker`);
+    The figures arrive in the epoch's logs (see `telemetry.StabilityTracker`);
     this callback takes them out of the logs, so it must come before Keras's own
-    callbacks, which would otherwise print them on every progress line. With
-    `every_n_steps`, the step's own figures also go out every N steps as
-    `stability_steps/<name>` (their x axis is the global step, not the epoch).
-    The epoch figures are kept in `epochs` (one dict per epoch) and summed up
-    in one console line.
+    callbacks, which would otherwise write them as metrics. The epoch figures are
+    kept in `epochs` (one dict per epoch); `summary()` sums the last one up for
+    the console. It has no batch hook: the figures stay on the device until the
+    epoch ends.
     """
 
-    def __init__(self, log_dir: Path, every_n_steps: int | None = None):
+    def __init__(self, log_dir: Path):
         super().__init__()
         self.log_dir = Path(log_dir)
-        self.every_n_steps = every_n_steps
-        self.global_step = 0
         self.epochs: list[dict] = []
         self._writer = None
 
@@ -49,14 +51,6 @@ class StabilityLogger(keras.callbacks.Callback):
             self._writer = EventWriter(self.log_dir)
         return self._writer
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.global_step += 1
-        figures = _take(logs, STEP_PREFIX)
-        _take(logs, PREFIX)
-        if self.every_n_steps and self.global_step % self.every_n_steps == 0:
-            for name, value in figures.items():
-                self.writer.scalar("stability_steps/" + name[len(STEP_PREFIX):], value, self.global_step)
-
     def on_epoch_end(self, epoch, logs=None):
         _take(logs, STEP_PREFIX)
         values = _take(logs, PREFIX)
@@ -65,33 +59,81 @@ class StabilityLogger(keras.callbacks.Callback):
             values[PREFIX + "loss_gap"] = values[PREFIX + "loss"] - values[PREFIX + "exact_ce"]
         for name, value in values.items():
             self.writer.scalar(name, value, epoch)
-        self.writer.flush()
+        self.writer.flush_every(FLUSH_SECONDS)
         self.epochs.append(values)
 
-    def summary_line(self, epoch: int) -> str:
+    def summary(self) -> str:
         values = self.epochs[-1] if self.epochs else {}
-        return f"stability, epoch {epoch + 1}: " + "  ".join(
-            f"{name[len(PREFIX):]}={values[name]:.4g}" for name in SUMMARY if name in values)
+        return "  ".join(f"{name[len(PREFIX):]}={values[name]:.4g}" for name in SUMMARY if name in values)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
 
 
-class StabilityLine(keras.callbacks.Callback):
-    """The console line of `StabilityLogger`'s epoch figures, placed after Keras's progress line.
+class StepFigures(keras.callbacks.Callback):
+    """`telemetry.every_n_steps`: the step's own stability figures every N steps, as `stability_steps/<name>`
+    (x axis: the global step). A user who asks for step figures asks for a read of them; Keras makes it in
+    a worker thread (`async_safe`), so the steps still queue up ahead of the device."""
 
-    The logger itself must run before the progress bar (it takes its figures out
-    of the logs); this callback runs after it, so the line reads as a footnote
-    to the epoch it sums up.
+    async_safe = True
+
+    def __init__(self, log_dir: Path, every_n_steps: int):
+        super().__init__()
+        from recipes.runtime.event_files import EventWriter
+
+        self.every_n_steps = every_n_steps
+        self.epoch = 0
+        self._writer = EventWriter(log_dir)  # thread-safe: it queues events for a thread of its own
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        # The global step from the epoch and the batch: worker threads may run these calls out of order.
+        step = self.epoch * (self.params.get("steps") or 0) + batch + 1
+        if step % self.every_n_steps:
+            return
+        for name, value in (logs or {}).items():
+            if name.startswith(STEP_PREFIX):
+                self._writer.scalar("stability_steps/" + name[len(STEP_PREFIX):], float(value), step)
+
+    def on_train_end(self, logs=None):
+        self._writer.close()
+
+
+class EpochLine(keras.callbacks.Callback):
+    """`trainer.verbose=2`: one console line per epoch, with the stability summary when telemetry is on.
+
+    Keras's own verbose=2 line comes from its progress bar, which has a batch
+    hook, so with it every step would wait for the device.
     """
 
-    def __init__(self, stability: StabilityLogger):
+    def __init__(self, stability: "StabilityLogger | None" = None):
         super().__init__()
         self.stability = stability
+        self._start = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        log.info("%s", self.stability.summary_line(epoch))
+        seconds = time.perf_counter() - (self._start or time.perf_counter())
+        figures = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
+        line = f"epoch {epoch + 1}/{self.params.get('epochs', '?')} - {seconds:.1f}s - {figures}"
+        if self.stability is not None and self.stability.epochs:
+            line += " | stability: " + self.stability.summary()
+        log.info("%s", line)
+
+
+class ProgressBar(keras.callbacks.ProgbarLogger):
+    """`trainer.verbose=1`: Keras's progress bar, without the framework's own running figures (stability means,
+    non-finite counts), which are for TensorBoard and metrics.json. A bar updated every step reads every step's
+    figures: the price of `verbose=1` on a GPU."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, {k: v for k, v in (logs or {}).items() if k not in FRAMEWORK_LOGS
+                                           and not k.startswith((PREFIX, STEP_PREFIX))})
 
 
 def _take(logs: dict | None, prefix: str) -> dict:
@@ -101,106 +143,36 @@ def _take(logs: dict | None, prefix: str) -> dict:
     return {name: float(logs.pop(name)) for name in [n for n in logs if n.startswith(prefix)]}
 
 
-class ExactResume(keras.callbacks.Callback):
-    """What a resumed run needs, beyond Keras's BackupAndRestore, to go on exactly as if never stopped.
-
-    BackupAndRestore keeps the weights, the optimizer and the epoch, but not
-    * the random state of the layers (their SeedGenerators: dropout's masks) and, on
-      PyTorch, of torch's global generator (Keras draws unseeded dropout from it),
-      saved beside the backup after every epoch (`random_state.<epoch>.npz`, the last
-      two, as Keras keeps its last two backups) and put back on resume;
-    * where the training data's per-epoch shuffling is: a resumed run's fresh dataset
-      would start the sequence of orders again, so `fast_forward(k)` moves it on
-      before epoch k.
-    Placed right after BackupAndRestore, which decides the epoch the fit starts at.
-    """
-
-    def __init__(self, backup_dir: Path, fast_forward):
-        super().__init__()
-        self.backup_dir = Path(backup_dir)
-        self.fast_forward = fast_forward
-        self._started = False
-
-    def _path(self, epoch: int) -> Path:
-        """The random state at the start of `epoch` (0-based), i.e. after `epoch` epochs."""
-        return self.backup_dir / f"random_state.{epoch}.npz"
-
-    def _seed_states(self) -> list:
-        return [v for v in self.model.variables if v.name == "seed_generator_state"]
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if self._started:
-            return
-        self._started = True
-        if epoch == 0:
-            return
-        self.fast_forward(epoch)
-        states = self._seed_states()
-        saved = np.load(self._path(epoch)) if self._path(epoch).exists() else None
-        layers_saved = sum(name.startswith("state_") for name in saved.files) if saved is not None else None
-        if saved is None or int(saved["epoch"]) != epoch or layers_saved != len(states):
-            log.warning("resumed at epoch %d without the layers' random state of that epoch: the run goes on, "
-                        "but not exactly as an uninterrupted one would", epoch + 1)
-            return
-        for i, state in enumerate(states):
-            state.assign(saved[f"state_{i}"])
-        if "torch_rng" in saved.files:
-            import torch
-
-            torch.set_rng_state(torch.from_numpy(saved["torch_rng"]))
-        log.info("resumed at epoch %d with the data order and the random state of that epoch", epoch + 1)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if not self.backup_dir.is_dir():
-            return  # no backup to go with
-        states = {f"state_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
-        if keras.backend.backend() == "torch":
-            import torch
-
-            states["torch_rng"] = torch.get_rng_state().numpy()
-        partial = self.backup_dir / "partial_random_state.npz"
-        np.savez(partial, epoch=epoch + 1, **states)
-        os.replace(partial, self._path(epoch + 1))  # a kill mid-write leaves the earlier files whole
-        self._path(epoch - 1).unlink(missing_ok=True)
-
-
 class NonFiniteGuard(keras.callbacks.Callback):
-    """Notes the first step with a NaN/inf loss or gradient; stops training if asked.
+    """Notes the first step with a NaN/inf loss or gradient, and stops training under the `stop` policy.
 
-    It takes the step's `nonfinite_steps` log (this epoch's count so far, from
-    `StabilityModel`) out of the logs, so it comes before Keras's own callbacks;
-    the step itself was already kept out of the weights
-    (policies stop and skip), so what was trained so far stays usable.
+    The step itself counts them on the device (`StabilityModel`): this epoch's
+    count, its first non-finite step and its step count arrive in the epoch's
+    logs, read once per epoch; this callback takes them out of the logs, so it
+    comes before Keras's own callbacks. Under `stop` and `skip` the bad steps
+    were already kept out of the weights (under `stop`, every step after the
+    first bad one too), so what was trained before it stays usable.
     """
 
     def __init__(self, stop: bool):
         super().__init__()
         self.stop = stop
-        self.global_step = 0
-        self.epoch = 0
-        self.first_nonfinite = None  # {"epoch": e, "step": s}, 1-based
+        self.steps_before = 0  # the steps of this fit's earlier epochs
+        self.first_nonfinite = None  # {"epoch": e, "step": s}, 1-based; s counts from the fit's start
         self.nonfinite_steps = 0  # over the whole fit
-        self._in_epoch = 0.0
         self.last_finite_logs: dict = {}
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-        self._in_epoch = 0.0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.global_step += 1
-        # Taken out of the logs: a count of zero on every progress line is noise.
-        counted = float((logs or {}).pop(NONFINITE_LOG, 0.0))
-        if counted > self._in_epoch:
-            self.nonfinite_steps += int(counted - self._in_epoch)
-            self._in_epoch = counted
-            if self.first_nonfinite is None:
-                self.first_nonfinite = {"epoch": self.epoch + 1, "step": self.global_step}
-                if self.stop:
-                    self.model.stop_training = True
-
     def on_epoch_end(self, epoch, logs=None):
-        (logs or {}).pop(NONFINITE_LOG, None)
+        logs = logs if logs is not None else {}
+        counted = int(logs.pop(NONFINITE_LOG, 0) or 0)
+        first = int(logs.pop(FIRST_NONFINITE_LOG, 0) or 0)
+        steps = int(logs.pop(EPOCH_STEPS_LOG, 0) or 0)
+        self.nonfinite_steps += counted
+        if counted and self.first_nonfinite is None:
+            self.first_nonfinite = {"epoch": epoch + 1, "step": self.steps_before + first}
+        self.steps_before += steps
+        if counted and self.stop:
+            self.model.stop_training = True
         if logs and all(math.isfinite(v) for v in logs.values() if isinstance(v, (int, float))):
             self.last_finite_logs = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
 
@@ -242,7 +214,7 @@ class EpochEventLogger(keras.callbacks.Callback):
             run, name = ("validation", key[len("val_"):]) if key.startswith("val_") else ("train", key)
             self._writer(run).scalar(f"epoch_{name}", value, epoch)
         for writer in self._writers.values():
-            writer.flush()
+            writer.flush_every(FLUSH_SECONDS)
 
     def on_train_end(self, logs=None):
         for writer in self._writers.values():
@@ -251,7 +223,10 @@ class EpochEventLogger(keras.callbacks.Callback):
 
 
 class Progress(keras.callbacks.Callback):
-    """Calls `tick()` at every step of training, validation and prediction (a watchdog's sign of life)."""
+    """Calls `tick()` at every step of training, validation and prediction (a watchdog's sign of life).
+    `tick` only notes the time, so Keras may call it from a worker thread (`async_safe`)."""
+
+    async_safe = True
 
     def __init__(self, tick):
         super().__init__()
@@ -317,11 +292,9 @@ class TrainThroughput(keras.callbacks.Callback):
         self.startup_s = None
         self._start = self._train_done = None
 
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.startup_s is None and self.job_started is not None:
-            self.startup_s = round(time.time() - self.job_started, 3)
-
     def on_epoch_begin(self, epoch, logs=None):
+        if self.startup_s is None and self.job_started is not None:  # the first step comes next
+            self.startup_s = round(time.time() - self.job_started, 3)
         now = time.perf_counter()
         if self._start is not None:
             self.epoch_wall_seconds.append(now - self._start)

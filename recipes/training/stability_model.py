@@ -7,14 +7,19 @@ gradients its own way (a TensorFlow tape, JAX's `value_and_grad`, PyTorch's
 head and loss re-applied to the logits, see `steps/jax_step.py`).
 What the steps share lives here:
   * the figures of `telemetry`, when a tracker is given,
-  * the non-finite policy: `stop` and `skip` leave the weights untouched on a
-    step whose loss or gradients are NaN/inf (`stop` then ends training, see
-    `callbacks.NonFiniteGuard`); `continue` applies every update. Under
-    tf.distribute (several replicas) the step's gradients are zeroed instead.
-    Under a loss-scale optimizer (mixed precision) overflowing gradients are
-    its business (it skips the step and lowers the scale); only a NaN/inf
-    loss counts as non-finite there.
-Every step returns `nonfinite_steps` (this epoch's count) in its logs.
+  * the non-finite policy, decided inside the step: `stop` and `skip` leave the
+    weights untouched on a step whose loss or gradients are NaN/inf; after
+    one, `stop` also leaves every later step of the epoch untouched, and
+    `callbacks.NonFiniteGuard` ends training when the epoch ends; `continue`
+    applies every update. Under tf.distribute (several replicas) the step's
+    gradients are zeroed instead. Under a loss-scale optimizer (mixed
+    precision) overflowing gradients are its business (it skips the step and
+    lowers the scale); only a NaN/inf loss counts as non-finite there.
+Every figure is kept in metric variables on the device, so no step waits for
+the host: the step's logs hold this epoch's running figures, including
+`nonfinite_steps` (this epoch's count), `first_nonfinite_step` (the epoch's
+first non-finite step, 1-based; 0 for none) and `epoch_steps`, and are read
+once, when the epoch ends.
 """
 from __future__ import annotations
 
@@ -28,6 +33,27 @@ from recipes.training.steps import NONFINITE_POLICIES, train_step_for
 from recipes.training.telemetry import StabilityTracker, all_finite, as_onehot, global_norm, logit_stats
 
 NONFINITE_LOG = "nonfinite_steps"
+FIRST_NONFINITE_LOG = "first_nonfinite_step"
+EPOCH_STEPS_LOG = "epoch_steps"
+
+
+class FirstNonFinite(keras.metrics.Metric):
+    """This epoch's step count and its first non-finite step (1-based; 0 while there is none)."""
+
+    def __init__(self, name=FIRST_NONFINITE_LOG):
+        super().__init__(name=name)
+        self.steps = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="steps")
+        self.first = self.add_variable(shape=(), initializer="zeros", dtype="float32", name="first")
+
+    def update_state(self, nonfinite):
+        """`nonfinite`: 1.0 when this step counts as non-finite, else 0.0."""
+        step = self.steps.value + 1.0
+        first = self.first.value
+        self.steps.assign(step)
+        self.first.assign(ops.where(ops.logical_and(first == 0.0, nonfinite > 0.0), step, first))
+
+    def result(self):
+        return ops.convert_to_tensor(self.first.value)
 
 
 class StabilityModel(keras.Model):
@@ -50,8 +76,9 @@ class StabilityModel(keras.Model):
         )
         # Tracked metrics: every backend carries them in its training state.
         self.nonfinite_counter = keras.metrics.Sum(name=NONFINITE_LOG)
+        self.first_nonfinite = FirstNonFinite()
         self.stability_metrics = tracker.metrics if tracker is not None else []
-        self._step_only = {NONFINITE_LOG, *(m.name for m in self.stability_metrics)}
+        self._step_only = {NONFINITE_LOG, FIRST_NONFINITE_LOG, *(m.name for m in self.stability_metrics)}
 
     @property
     def tracker(self) -> StabilityTracker | None:
@@ -79,6 +106,18 @@ class StabilityModel(keras.Model):
         """The compiled loss of `logits` passed through the model's own head."""
         return self.loss(y, self._extra.head(logits), sample_weight=sample_weight)
 
+    def stopped(self):
+        """True once a `stop` run has had a non-finite step this epoch: later steps change nothing."""
+        if self.on_nonfinite != "stop":
+            return ops.convert_to_tensor(False)
+        return self.nonfinite_counter.result() > 0.0
+
+    def applies(self, finite):
+        """Whether this step's update goes into the weights (a boolean tensor), by the policy."""
+        if self.on_nonfinite == "continue":
+            return ops.convert_to_tensor(True)
+        return ops.logical_and(finite, ops.logical_not(self.stopped()))
+
     def is_finite(self, loss, grads):
         finite_loss = ops.all(ops.isfinite(loss))
         if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
@@ -102,9 +141,14 @@ class StabilityModel(keras.Model):
             self._loss_tracker.update_state(ops.where(finite, loss, 0.0), sample_weight=batch * kept)
         else:
             self._loss_tracker.update_state(loss, sample_weight=batch)
-        self.nonfinite_counter.update_state(1.0 - ops.cast(finite, "float32"))
+        # Under `stop`, the steps after the first non-finite one are not counted: they were never applied.
+        counted = (1.0 - ops.cast(finite, "float32")) * (1.0 - ops.cast(self.stopped(), "float32"))
+        self.first_nonfinite.update_state(counted)
+        self.nonfinite_counter.update_state(counted)
         logs = dict(self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
         logs[NONFINITE_LOG] = self.nonfinite_counter.result()
+        logs[FIRST_NONFINITE_LOG] = self.first_nonfinite.result()
+        logs[EPOCH_STEPS_LOG] = ops.convert_to_tensor(self.first_nonfinite.steps.value)
         tracker = self._extra.tracker
         if tracker is not None:
             scale = self.loss_scale()

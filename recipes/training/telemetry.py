@@ -12,7 +12,8 @@ The figures (logged as `stability/<name>`):
     loss_scale       the mixed-precision loss scale (1 without one)
     nonfinite_steps  steps whose loss or gradients were NaN/inf (a count, not a mean)
 The tracker keeps per-epoch means in Keras metrics updated inside the compiled
-step on every backend; the step's own values travel in the step's logs.
+step on every backend, read once per epoch; when asked (`telemetry.every_n_steps`),
+the step's own values also travel in the step's logs.
 """
 from __future__ import annotations
 
@@ -67,15 +68,16 @@ class StabilityTracker:
     in its training state (JAX's included) and Keras resets them each epoch, but
     leaves them out of `get_metrics_result`, so validation gets no stability
     columns. The training step returns them in its logs: `stability/<name>` is
-    the epoch's mean so far and `stability_step/<name>` this step's value;
-    `callbacks.StabilityLogger` takes both out of the logs before Keras's own
-    callbacks (progress bar, CSV, TensorBoard) see them.
+    the epoch's mean so far and, with `step_figures`, `stability_step/<name>`
+    this step's value; `callbacks.StabilityLogger` takes them out of the epoch's
+    logs before Keras's own callbacks (CSV, TensorBoard) see them.
     """
 
-    def __init__(self):
+    def __init__(self, step_figures: bool = False):
         import keras
 
         self.means = {name: keras.metrics.Mean(name=PREFIX + name) for name in MEAN_STATS}
+        self.step_figures = step_figures
 
     @property
     def metrics(self) -> list:
@@ -88,6 +90,7 @@ class StabilityTracker:
         logs = {}
         for name, value in stats.items():
             self.means[name].update_state(value)
-            logs[STEP_PREFIX + name] = ops.cast(value, "float32")
+            if self.step_figures:
+                logs[STEP_PREFIX + name] = ops.cast(value, "float32")
         logs.update({PREFIX + name: metric.result() for name, metric in self.means.items()})
         return logs

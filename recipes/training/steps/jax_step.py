@@ -56,8 +56,10 @@ def train_step(model, state, data):
     new_trainable, new_optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads, trainable)
     if model.on_nonfinite != "continue":
         # A skipped step keeps the old weights and optimizer state (JAX has no "don't apply").
-        new_trainable = _where(finite, new_trainable, trainable)
-        new_optimizer_vars = _where(finite, new_optimizer_vars, optimizer_vars)
+        with _scoped(model.metrics_variables, metrics_vars):
+            applies = model.applies(finite)
+        new_trainable = _where(applies, new_trainable, trainable)
+        new_optimizer_vars = _where(applies, new_optimizer_vars, optimizer_vars)
 
     logit_grads = None
     if model.tracker is not None:

@@ -29,10 +29,11 @@ def train_step(model, data):
     elif replicas > 1:
         # tf.distribute cannot all-reduce inside a cond: zero the step's gradients
         # instead of skipping it (the optimizer's momentum still moves once).
-        safe = [None if g is None else ops.where(finite, g, ops.zeros_like(g)) for g in param_grads]
+        applies = model.applies(finite)
+        safe = [None if g is None else ops.where(applies, g, ops.zeros_like(g)) for g in param_grads]
         model.optimizer.apply(safe, weights)
     else:
-        ops.cond(finite, lambda: model.optimizer.apply(param_grads, weights), lambda: None)
+        ops.cond(model.applies(finite), lambda: model.optimizer.apply(param_grads, weights), lambda: None)
 
     logit_grads = ops.cast(grads[-1], "float32") / model.loss_scale() if telemetry else None
     return model.record_step(x, y, y_pred, sample_weight, loss, finite, param_grads, logits, logit_grads)

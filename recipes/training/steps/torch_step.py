@@ -20,8 +20,31 @@ def train_step(model, data):
     grads = [v.value.grad for v in weights]
     with torch.no_grad():
         finite = model.is_finite(loss, grads)
-        if model.on_nonfinite == "continue" or bool(finite):
+        if model.on_nonfinite == "continue":
             model.optimizer.apply(grads, weights)
+        else:
+            _apply_if(model.applies(finite), model.optimizer, grads, weights)
         logit_grads = logits.grad.float() / model.loss_scale() if telemetry else None
         return model.record_step(x, y, y_pred, sample_weight, loss.detach(), finite, grads,
                                  logits.detach(), logit_grads)
+
+
+def _apply_if(applies, optimizer, grads, weights) -> None:
+    """Apply the update where `applies` (a boolean tensor) holds, without making the host wait for it.
+
+    On the CPU, torch computes in program order, so reading the flag costs
+    nothing. On a GPU, reading it would wait for the step: there the update is
+    applied, then the weights and optimizer state before it are put back where
+    `applies` is false (as JAX's step does).
+    """
+    import torch
+
+    if applies.device.type == "cpu":
+        if bool(applies):
+            optimizer.apply(grads, weights)
+        return
+    kept = [*weights, *optimizer.variables]
+    before = [v.value.clone() for v in kept]
+    optimizer.apply(grads, weights)
+    for variable, old in zip(kept, before):
+        variable.assign(torch.where(applies, variable.value, old))
