@@ -143,10 +143,65 @@ def render(results: dict) -> str:
                 value = row["wall_samples_per_s"]["median"]
                 lines.append(f"| {backend} | {SIDE_WORDS.get(side, side)} | {_spread(row['wall_samples_per_s'])} | "
                              f"{_num(value / plain if plain else None)} |")
+    lines += proxy_section(results.get("proxy"))
     lines += ["", "Compare figures only within one run: this machine is noisy, and single epochs of the same "
               "side vary (the min-max columns). The raw epoch times are in "
               "[performance.json](performance.json)." if results.get("fits") else ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+PROXY_SIDE_WORDS = {
+    "plain": "plain Keras (the same mlp, logits, from-logits loss, numpy arrays)",
+    "framework_off": "framework, telemetry off",
+    "framework_on": "framework, telemetry on (default)",
+}
+
+
+def proxy_section(proxy: dict | None) -> list[str]:
+    """The GPU proxy (benchmarks/gpu_proxy.py, from gpu_proxy.json), when it has been run."""
+    if not proxy:
+        return []
+    settings, machine = proxy["settings"], proxy["machine"]
+    lines = ["", "## The GPU proxy: per-step work on a CPU", "",
+             f"`{proxy['command']}`, {proxy['date']}, {machine['cpu']}, {machine['cores']} cores, Keras's "
+             f"{machine['backend']} backend. On a GPU a step takes a fraction of a millisecond, so what the host does "
+             f"per step and per epoch sets the speed ([gpu.md](gpu.md)); the proxy makes the arithmetic small on "
+             f"the CPU: the mlp, batch {settings['batch']}, {settings['images']:,} images an epoch, "
+             f"{settings['repeats']} repeats of {settings['epochs'] - 1} timed epochs per side, interleaved "
+             f"([gpu_proxy.json](gpu_proxy.json)).", "",
+             "| side | whole epoch, samples/s: median (min-max) | training steps only, samples/s | "
+             "/ plain Keras (whole epoch) | epoch end, ms |", "|---|---|---|---|---|"]
+    plain = proxy["summary"].get("plain", {}).get("wall_samples_per_s", {}).get("median")
+    for side, row in proxy["summary"].items():
+        words = PROXY_SIDE_WORDS.get(side) or side.replace("framework_on_spe", "framework, telemetry on, "
+                                                                               "trainer.steps_per_execution=")
+        lines.append(f"| {words} | {_spread(row['wall_samples_per_s'])} | {_spread(row['step_samples_per_s'])} | "
+                     f"{_num(row['wall_samples_per_s']['median'] / plain if plain else None)} | "
+                     f"{_spread(row['epoch_end_ms'], 1)} |")
+    lines += ["", "| goal (the GPU's, held here) | measured | target | held |", "|---|---|---|---|"]
+    for goal in proxy["goals"]:
+        held = "-" if goal["held"] is None else ("yes" if goal["held"] else "**no**")
+        lines.append(f"| {goal['goal']} | {_num(goal['value'])} | >= {goal['target']} | {held} |")
+    profile = proxy.get("profile")
+    if profile:
+        lines += ["", f"Where one framework fit (telemetry on, {profile['epochs']} epochs, tracing included) spends "
+                  f"its {profile['total_s']:.1f} s (`cProfile`, own time):", "",
+                  "| function | calls | own s | share |", "|---|---|---|---|"]
+        lines += [f"| `{r['function']}` | {r['calls']} | {r['tottime_s']:.2f} | "
+                  f"{100 * r['tottime_s'] / profile['total_s']:.0f}% |" for r in profile["functions"]]
+    return lines
+
+
+def write_page(source: Path) -> Path:
+    """Render performance.md beside `source` (performance.json), with gpu_proxy.json's section when it is there."""
+    source = Path(source)
+    results = json.loads(source.read_text())
+    proxy = source.with_name("gpu_proxy.json")
+    if proxy.exists():
+        results["proxy"] = json.loads(proxy.read_text())
+    target = source.with_suffix(".md")
+    target.write_text(render(results))
+    return target
 
 
 def main(argv=None) -> int:
@@ -154,10 +209,7 @@ def main(argv=None) -> int:
     if len(argv) != 1 or not Path(argv[0]).is_file():
         print("usage: python benchmarks/performance_page.py <performance.json>", file=sys.stderr)
         return 2
-    source = Path(argv[0])
-    target = source.with_suffix(".md")
-    target.write_text(render(json.loads(source.read_text())))
-    print(f"wrote {target}")
+    print(f"wrote {write_page(Path(argv[0]))}")
     return 0
 
 

@@ -42,13 +42,17 @@ def framework_config(overrides: list[str]):
     return compose_train(overrides)
 
 
-def fit_framework(splits, epochs: int, precision: str, batch: int, telemetry: bool) -> dict:
+def fit_framework(splits, epochs: int, precision: str, batch: int, telemetry: bool, extra=()) -> dict:
+    """The framework's recipe at these settings (`extra`: more config overrides, e.g. another model)."""
+    import keras
+
     from recipes import train as train_recipe
     from recipes.settings import validate
 
     cfg = framework_config([f"loss={FRAMEWORK_LOSS}", f"telemetry={'on' if telemetry else 'off'}",
                             f"trainer.epochs={epochs}", f"trainer.batch_size={batch}",
-                            f"trainer.precision={precision}", "trainer.verbose=0"])
+                            f"trainer.precision={precision}", "trainer.verbose=0",
+                            f"backend={keras.backend.backend()}", *extra])
     setup = validate(cfg)
     with tempfile.TemporaryDirectory() as run_dir:
         metrics = train_recipe.train_prepared(cfg, setup, splits, Path(run_dir))

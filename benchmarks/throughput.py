@@ -308,10 +308,9 @@ def main(argv=None) -> int:
     (args.out / "performance.json").write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {args.out / 'performance.json'}", flush=True)
     if not args.no_docs:
-        from benchmarks.performance_page import render
+        from benchmarks.performance_page import write_page
 
-        (args.out / "performance.md").write_text(render(results))
-        print(f"wrote {args.out / 'performance.md'}", flush=True)
+        print(f"wrote {write_page(args.out / 'performance.json')}", flush=True)
     for goal in results["goals"]:
         if goal["value"] is None:  # its precision or side was not in this run
             continue

@@ -21,6 +21,7 @@ from recipes.data.validation_split import AUTO as VAL_AUTO
 from recipes.runtime.backends import BACKENDS, DEVICES
 from recipes.runtime.distribution import DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
 from recipes.runtime.errors import UserError
+from recipes.runtime.execution import check as check_steps_per_execution
 from recipes.runtime.session import PRECISIONS
 from recipes.runtime.run_names import OWN_MODELS
 from recipes.runtime.targets import check_module_exists, resolve_target
@@ -157,6 +158,7 @@ def check_trainer(trainer) -> None:
     require_choice("trainer.jit_compile", trainer.get("jit_compile", "auto"), JIT_CHOICES)
     require_positive("trainer.stall_timeout_s", trainer.get("stall_timeout_s", 60))
     parse_every(trainer.get("backup_every", 1))
+    check_steps_per_execution(trainer.get("steps_per_execution", "auto"))
     if trainer.get("distribution", "none") == "mirrored" and trainer.on_nonfinite == "skip":
         raise UserError("trainer.on_nonfinite=skip does not work with trainer.distribution=mirrored; "
                         "use stop or continue there")

@@ -51,6 +51,7 @@ from recipes.runtime import clock, processes
 from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
+from recipes.runtime.execution import AUTO, steps_per_execution
 from recipes.runtime.quiet import start_backend
 from recipes.runtime.session import fresh_session, precision_policy, set_cpu_threads
 from recipes.settings import validate
@@ -227,6 +228,8 @@ def build_and_compile(job: Job):
         metrics=[setup.accuracy_metric()],
         jit_compile=jit_setting(cfg.trainer.get("jit_compile", "auto"), job.device[0],
                                 distributed=cfg.trainer.get("distribution", "none") != "none"),
+        steps_per_execution=steps_per_execution(cfg.trainer.get("steps_per_execution", AUTO),
+                                                cfg.get("backend", "tensorflow"), job.device[0]),
     )
     return model, logits_model, tracker, removed
 
@@ -262,16 +265,18 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     from recipes.training.hold import hold_from_environment
 
     cfg, run_dir = job.cfg, job.run_dir
+    models = SaveModels(keras.Model(model.inputs, model.outputs), run_dir)
     backup = Backup(run_dir / BACKUP_DIR, functools.partial(fast_forward, train_data) if train_data is not None else None,
-                    parse_every(cfg.trainer.get("backup_every", 1)))
+                    parse_every(cfg.trainer.get("backup_every", 1)), extras=[models])
     # A backup older than the history (saved every few epochs): the epochs after it are trained again.
     earlier = truncate_history(run_dir, backup.resumes_after) if job.resuming else read_history(run_dir)
+    models.best = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))),
+                      default=-np.inf)
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
     throughput = TrainThroughput(job.splits.sizes()["train"], job.job_started)
     stability = StabilityLogger(run_dir / "train") if tracker else None
     every_n_steps = cfg.telemetry.get("every_n_steps")
     verbose = verbosity(cfg)
-    best_so_far = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))), default=None)
     callbacks = [
         # First, so a resumed run restores weights, optimizer, epoch, data order and random state before anything.
         backup,
@@ -282,7 +287,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         *([EpochLine(stability)] if verbose == 2 else [ProgressBar()] if verbose == 1 else []),
         epoch_logger(run_dir),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
-        SaveModels(keras.Model(model.inputs, model.outputs), run_dir, best_so_far=best_so_far),
+        models,
         throughput,
         # Several processes: every step tells the stall watchdog that the group still moves.
         *([Progress(processes.watchdog.tick)] if job.processes > 1 else []),

@@ -157,11 +157,12 @@ def test_train_py_runs_and_never_overwrites_a_finished_run(train_cli, tmp_path):
     # A quiet start: nothing before the run's first log line, nothing at all on stderr.
     assert first.stdout.startswith("["), first.stdout[:2000]
     assert first.stderr == ""
-    # The epoch's progress line, then the stability line that sums the epoch up.
-    lines = first.stdout.splitlines()
-    progress = next(i for i, line in enumerate(lines) if "val_accuracy:" in line)
-    stability = next(i for i, line in enumerate(lines) if "stability, epoch 1:" in line)
-    assert progress < stability
+    # One line per epoch: its figures, validation's, and the stability summary.
+    epoch_lines = [line for line in first.stdout.splitlines() if " - epoch " in line]
+    epochs = json.loads((run_dir / "metrics.json").read_text())["config"]["trainer"]["epochs"]
+    assert len(epoch_lines) == epochs, first.stdout[-2000:]
+    assert all("val_accuracy:" in line and "| stability: logit_gap=" in line for line in epoch_lines), epoch_lines
+    assert epoch_lines[0].split(" - epoch ")[1].startswith(f"1/{epochs} - ")
     before = (run_dir / "metrics.json").read_bytes()
     metrics = json.loads(before)
     assert metrics["status"] == "ok" and metrics["loss"] == "softmax_ce"

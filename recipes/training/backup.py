@@ -2,11 +2,12 @@
 
     backup/
       epoch-000004/          the state after 4 epochs; a resumed run starts from the newest whole one
-        model.weights.h5     the weights and the optimizer's state (Keras's `save_weights`)
-        random_state.npz     the layers' seed generators (dropout's masks) and, on PyTorch,
-                             torch's global generator (Keras draws unseeded dropout from it)
-        manifest.json        the epoch and each file's size; written last, so a folder
-                             without it, or with a file of another size, is not whole
+        state.npz            every variable of the model (weights, the layers' seed generators:
+                             dropout's masks) and of the optimizer, torch's global generator on
+                             PyTorch (Keras draws unseeded dropout from it), and what other
+                             callbacks keep (`extras`: the best epoch's weights for best.keras)
+        manifest.json        the epoch, the variables' shapes and the file's size; written last,
+                             so a folder without it, or with a file of another size, is not whole
       epoch-000003/          the one before, kept as a fallback
       .partial/              a save under way
 
@@ -32,11 +33,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from recipes.runtime.errors import UserError
 from recipes.training.save_schedule import Every
 
 log = logging.getLogger(__name__)
 
-WEIGHTS, RANDOM_STATE, MANIFEST, PARTIAL = "model.weights.h5", "random_state.npz", "manifest.json", ".partial"
+STATE, MANIFEST, PARTIAL = "state.npz", "manifest.json", ".partial"
 KEEP = 2  # the newest backup and the one before it
 _FOLDER = re.compile(r"epoch-(\d+)")
 
@@ -71,15 +73,17 @@ def latest(backup_dir: Path) -> tuple[int, Path] | None:
 class Backup(keras.callbacks.Callback):
     """Saves the backup at epoch ends (`every`), restores the newest one when the fit starts, and removes the
     backup folder when training ends. Placed first among the fit's callbacks, so everything else sees the
-    restored epoch. `fast_forward(k)` moves the training data's shuffling on by k epochs."""
+    restored epoch. `fast_forward(k)` moves the training data's shuffling on by k epochs. `extras`: objects
+    with `backup_state() -> {name: array}` and `restore_state(arrays)`, saved and restored with the rest."""
 
-    def __init__(self, backup_dir: Path, fast_forward=None, every: Every = Every()):
+    def __init__(self, backup_dir: Path, fast_forward=None, every: Every = Every(), extras=()):
         super().__init__()
         self.backup_dir = Path(backup_dir)
         self.fast_forward = fast_forward
         self.every = every
+        self.extras = list(extras)
         self.found = latest(self.backup_dir)  # (epoch, folder) the fit will resume from; None: from the start
-        self.restored = None  # the random state of that backup, once loaded
+        self._torch_rng = None  # put back when the first epoch begins
         self._last_save = time.monotonic()
         self._first_epoch_seen = False
 
@@ -87,6 +91,10 @@ class Backup(keras.callbacks.Callback):
     def resumes_after(self) -> int:
         """The epochs the fit skips: those of the backup it resumes from (0 without one)."""
         return self.found[0] if self.found else 0
+
+    def _variables(self) -> dict:
+        optimizer = self.model.optimizer
+        return {"model": list(self.model.variables), "optimizer": list(optimizer.variables) if optimizer else []}
 
     # Saving -------------------------------------------------------------------------------------
 
@@ -100,36 +108,35 @@ class Backup(keras.callbacks.Callback):
         if partial.exists():
             shutil.rmtree(partial)  # what a killed save left
         partial.mkdir(parents=True)
-        self.model.save_weights(partial / WEIGHTS)
-        np.savez(partial / RANDOM_STATE, **self._random_state())
-        sizes = {name: (partial / name).stat().st_size for name in (WEIGHTS, RANDOM_STATE)}
-        (partial / MANIFEST).write_text(json.dumps({"epoch": epochs_done, "sizes": sizes}) + "\n")
+        arrays, shapes = {}, {}
+        for group, variables in self._variables().items():
+            values = [keras.ops.convert_to_numpy(v.value) for v in variables]
+            arrays.update({f"{group}/{i}": value for i, value in enumerate(values)})
+            shapes[group] = [list(value.shape) for value in values]
+        if keras.backend.backend() == "torch":
+            import torch
+
+            arrays["torch_rng"] = torch.get_rng_state().numpy()
+        for extra in self.extras:
+            arrays.update({f"extra/{name}": value for name, value in extra.backup_state().items()})
+        np.savez(partial / STATE, **arrays)
+        manifest = {"epoch": epochs_done, "shapes": shapes, "sizes": {STATE: (partial / STATE).stat().st_size}}
+        (partial / MANIFEST).write_text(json.dumps(manifest) + "\n")
         target = folder(self.backup_dir, epochs_done)
         if target.exists():
-            shutil.rmtree(target)  # an epoch re-trained after a resume from an older backup
+            shutil.rmtree(target)  # an epoch trained again after a resume from an older backup
         os.replace(partial, target)
         self._prune(keep_from=epochs_done)
         self._last_save = time.monotonic()
         return target
 
     def _prune(self, keep_from: int) -> None:
-        """Remove all but the newest `KEEP` backups up to `keep_from`, and any from epochs after it."""
+        """Keep the newest `KEEP` backups up to `keep_from`; remove the others, and any from epochs after it."""
         folders = sorted((int(m[1]), p) for p in self.backup_dir.glob("epoch-*") if (m := _FOLDER.fullmatch(p.name)))
         kept = [e for e, _ in folders if e <= keep_from][-KEEP:]
         for epoch, path in folders:
             if epoch not in kept:
                 shutil.rmtree(path, ignore_errors=True)
-
-    def _seed_states(self) -> list:
-        return [v for v in self.model.variables if v.name == "seed_generator_state"]
-
-    def _random_state(self) -> dict:
-        states = {f"state_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(self._seed_states())}
-        if keras.backend.backend() == "torch":
-            import torch
-
-            states["torch_rng"] = torch.get_rng_state().numpy()
-        return states
 
     # Restoring ----------------------------------------------------------------------------------
 
@@ -141,32 +148,38 @@ class Backup(keras.callbacks.Callback):
         optimizer = self.model.optimizer
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(path / WEIGHTS)
+        manifest = json.loads((path / MANIFEST).read_text())
+        variables = self._variables()
+        mine = {group: [list(v.shape) for v in vs] for group, vs in variables.items()}
+        if manifest["shapes"] != mine:
+            raise UserError(f"the backup in {path} was saved by another model or optimizer "
+                            f"({sum(map(len, manifest['shapes'].values()))} variables, this run has "
+                            f"{sum(map(len, mine.values()))} or other shapes); pass trainer.overwrite=true to move "
+                            "the earlier run aside and start over")
+        with np.load(path / STATE) as saved:
+            for group, vs in variables.items():
+                for i, variable in enumerate(vs):
+                    variable.assign(saved[f"{group}/{i}"])
+            self._torch_rng = saved["torch_rng"] if "torch_rng" in saved.files else None
+            extra = {name[len("extra/"):]: saved[name] for name in saved.files if name.startswith("extra/")}
+        for each in self.extras:
+            each.restore_state(extra)
         self.model._initial_epoch = epoch  # how Keras's own BackupAndRestore sets the epoch the fit starts at
-        with np.load(path / RANDOM_STATE) as saved:
-            self.restored = {name: saved[name] for name in saved.files}
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._first_epoch_seen:
             return
         self._first_epoch_seen = True
-        if self.restored is None:
+        if self.found is None:
             return
         if self.fast_forward is not None:
             self.fast_forward(epoch)
-        states = self._seed_states()
-        saved = self.restored
-        if sum(name.startswith("state_") for name in saved) != len(states):
-            log.warning("resumed at epoch %d without the layers' random state of that epoch: the run goes on, "
-                        "but not exactly as an uninterrupted one would", epoch + 1)
-            return
-        for i, state in enumerate(states):
-            state.assign(saved[f"state_{i}"])
-        if "torch_rng" in saved:
+        if self._torch_rng is not None:
             import torch
 
-            torch.set_rng_state(torch.from_numpy(saved["torch_rng"]))
-        log.info("resumed at epoch %d with the data order and the random state of that epoch", epoch + 1)
+            torch.set_rng_state(torch.from_numpy(self._torch_rng))
+        log.info("resumed at epoch %d with the weights, optimizer, data order and random state of that epoch",
+                 epoch + 1)
 
     def on_train_end(self, logs=None):
         shutil.rmtree(self.backup_dir, ignore_errors=True)  # finished: nothing left to resume

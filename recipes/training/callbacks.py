@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from recipes.training.network import BEST_MODEL, LAST_MODEL
 from recipes.training.stability_model import EPOCH_STEPS_LOG, FIRST_NONFINITE_LOG, NONFINITE_LOG
@@ -249,26 +250,59 @@ class Progress(keras.callbacks.Callback):
 
 
 class SaveModels(keras.callbacks.Callback):
-    """best.keras (highest validation accuracy so far) and last.keras in the run directory.
+    """best.keras (the epoch with the highest validation accuracy) and last.keras in the run directory.
 
     `export` is a plain functional model sharing the trained layers, so the
-    files load with `keras.models.load_model` and no custom classes.
+    files load with `keras.models.load_model` and no custom classes. An epoch
+    that improves on the best keeps its weights in host memory; best.keras is
+    written from them when training ends, and on the way at most every
+    `write_every_s` seconds (writing a .keras file takes longer than a short
+    epoch). The backup carries the best weights (`backup_state`), so a resumed
+    run ends with the same best.keras as an uninterrupted one.
     """
 
-    def __init__(self, export, run_dir: Path, best_so_far: float | None = None):
+    def __init__(self, export, run_dir: Path, best_so_far: float | None = None, write_every_s: float = 30.0):
         super().__init__()
         self.export = export
         self.run_dir = Path(run_dir)
+        self.write_every_s = write_every_s
         self.best = best_so_far if best_so_far is not None and math.isfinite(best_so_far) else -math.inf
+        self.best_weights = None  # host copies of the best epoch's weights, until best.keras holds them
+        self._written = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get("val_accuracy")
         if value is not None and math.isfinite(value) and value > self.best:
             self.best = value
-            self.export.save(self.run_dir / BEST_MODEL)
+            self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.export.weights]
+        if self.best_weights is not None and time.monotonic() - self._written >= self.write_every_s:
+            self._write_best()
 
     def on_train_end(self, logs=None):
         self.export.save(self.run_dir / LAST_MODEL)
+        if self.best_weights is not None:
+            self._write_best()
+
+    def _write_best(self) -> None:
+        """best.keras from the kept weights; the layers get their current weights back afterwards."""
+        current = [keras.ops.convert_to_numpy(w) for w in self.export.weights]
+        self.export.set_weights(self.best_weights)
+        self.export.save(self.run_dir / BEST_MODEL)
+        self.export.set_weights(current)
+        self._written = time.monotonic()
+
+    # The backup's share (recipes/training/backup.py) ---------------------------------------------
+
+    def backup_state(self) -> dict:
+        if self.best_weights is None:
+            return {}
+        return {"best_value": np.float64(self.best), **{f"best_{i}": w for i, w in enumerate(self.best_weights)}}
+
+    def restore_state(self, arrays: dict) -> None:
+        if "best_value" in arrays:
+            self.best = float(arrays["best_value"])
+            count = sum(name.startswith("best_") and name != "best_value" for name in arrays)
+            self.best_weights = [arrays[f"best_{i}"] for i in range(count)]
 
 
 class TrainThroughput(keras.callbacks.Callback):

@@ -1,0 +1,30 @@
+"""How many training steps Keras runs per call of its train function: `trainer.steps_per_execution`.
+
+    trainer.steps_per_execution  auto | N >= 1    (passed to `compile(steps_per_execution=...)`)
+
+With N > 1, TensorFlow runs N steps inside one compiled loop; JAX and PyTorch
+(in Keras 3.15) loop over the N steps on the host, so there only the calls
+into Keras and the callbacks' batch hooks become rarer. The figures do not
+change: the same batches in the same order, the non-finite count kept step by
+step on the device. `auto` is the value measured best for the backend and
+device (benchmarks/gpu_proxy.py and benchmarks/throughput.py compare them).
+"""
+from __future__ import annotations
+
+from recipes.runtime.errors import UserError
+
+AUTO = "auto"
+# (backend, device) -> steps per execution under `auto`; 1 where more did not measure faster.
+MEASURED = {}
+
+
+def check(value) -> None:
+    if value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return
+    raise UserError(f"trainer.steps_per_execution={value!r}: valid choices: auto, or a whole number >= 1")
+
+
+def steps_per_execution(value, backend: str, device: str) -> int:
+    """What to pass to compile(steps_per_execution=...) for `value` on `backend` and `device` ("cpu" | "gpu")."""
+    check(value)
+    return MEASURED.get((backend, device), 1) if value == AUTO else int(value)
