@@ -259,8 +259,8 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     from recipes.training.backup import Backup
     from recipes.training.save_schedule import parse_every
     from recipes.training.callbacks import (
-        EpochLine, NonFiniteGuard, Progress, ProgressBar, SaveModels, StabilityLogger, StepFigures, TrainThroughput,
-        epoch_logger,
+        EpochEventLogger, EpochLine, NonFiniteGuard, Progress, ProgressBar, SaveModels, StabilityLogger, StepFigures,
+        TrainThroughput,
     )
     from recipes.training.hold import hold_from_environment
 
@@ -277,20 +277,23 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     stability = StabilityLogger(run_dir / "train") if tracker else None
     every_n_steps = cfg.telemetry.get("every_n_steps")
     verbose = verbosity(cfg)
+    if job.resuming:
+        mark_restart(run_dir, backup.resumes_after)
     callbacks = [
-        # First, so a resumed run restores weights, optimizer, epoch, data order and random state before anything.
-        backup,
         # Before Keras's own loggers: these two take their figures out of the logs.
         *([stability] if stability else []),
         guard,
         *([StepFigures(run_dir / "train", every_n_steps)] if stability and every_n_steps else []),
         *([EpochLine(stability)] if verbose == 2 else [ProgressBar()] if verbose == 1 else []),
-        epoch_logger(run_dir),
+        EpochEventLogger(run_dir),
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         models,
         throughput,
         # Several processes: every step tells the stall watchdog that the group still moves.
         *([Progress(processes.watchdog.tick)] if job.processes > 1 else []),
+        # Last: it saves the epoch once the history, the logs and the best weights have it (it restores the
+        # newest backup when the fit starts, before the first epoch).
+        backup,
     ]
     # Tests only (off unless RECIPES_HOLD_AFTER_EPOCH is set): last, so the epoch is on disk when it holds.
     hold = hold_from_environment(cfg.trainer.epochs, run_dir / BACKUP_DIR, job.shard[0])
@@ -299,6 +302,17 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     if job.resuming:
         log.info("resuming the interrupted run in %s after epoch %d", run_dir, backup.resumes_after)
     return Callbacks(callbacks, guard, throughput, stability)
+
+
+def mark_restart(run_dir: Path, epoch: int) -> None:
+    """A resumed run trains again from `epoch`: TensorBoard is told to drop what the earlier attempt logged
+    from there on (in train/ and validation/, where the epoch figures go)."""
+    from recipes.runtime.event_files import summary_writer
+
+    for name in ("train", "validation"):
+        if (run_dir / name).is_dir():
+            with summary_writer(run_dir / name) as writer:
+                writer.restart_at(epoch)
 
 
 def fit(job: Job, model, datasets: dict, callbacks: list) -> None:

@@ -104,6 +104,9 @@ def test_the_docs_list_every_recipe_and_every_option_of_each_group():
         ("trainer.distribution=mirrored trainer.on_nonfinite=skip", "on_nonfinite=skip does not work with trainer.distribution=mirrored"),
         ("trainer.jit_compile=maybe", "trainer.jit_compile='maybe': valid choices: auto, True, False"),
         ("trainer.stall_timeout_s=0", "trainer.stall_timeout_s=0: must be a finite number > 0"),
+        ("trainer.backup_every=0", "trainer.backup_every=0: valid choices: a whole number of epochs"),
+        ("trainer.backup_every=soon", r"trainer.backup_every=soon: valid choices: .* or a duration \(30s, 10min, 1h\)"),
+        ("trainer.steps_per_execution=0", "trainer.steps_per_execution=0: valid choices: auto, or a whole number >= 1"),
     ],
 )
 def test_bad_values_are_named_with_what_is_allowed(compose, override, message):
@@ -235,3 +238,17 @@ def test_a_run_directory_is_named_by_what_runs(override, suffix):
         HydraConfig.instance().set_config(cfg)
         run_dir = OmegaConf.select(cfg, "hydra.run.dir")
     assert run_dir.startswith("runs/") and run_dir.endswith(suffix)
+
+
+@pytest.mark.parametrize("value, every", [
+    (1, (1, None)), (3, (3, None)), ("30s", (None, 30.0)), ("10min", (None, 600.0)), ("1.5h", (None, 5400.0)),
+])
+def test_backup_every_reads_epochs_or_a_duration(value, every):
+    from recipes.training.save_schedule import parse_every
+
+    parsed = parse_every(value)
+    assert (parsed.epochs, parsed.seconds) == every
+    if parsed.epochs:  # due after every N-th epoch, however long ago the last save was
+        assert [parsed.due(epoch, 0.0) for epoch in range(1, 7)] == [epoch % parsed.epochs == 0 for epoch in range(1, 7)]
+    else:  # due once the duration has passed, at whichever epoch
+        assert not parsed.due(1, parsed.seconds - 1) and parsed.due(1, parsed.seconds)

@@ -93,6 +93,15 @@ class EventWriter:
                           tensor=make_tensor_proto(np.array(layout.SerializeToString(), dtype=object)))
         self._add(summary, 0)
 
+    def restart_at(self, step: int) -> None:
+        """Mark a restart at `step`: TensorBoard then drops the events of this directory at `step` and
+        after that it read before (its "orphaned data" purge), so a resumed run's re-trained epochs
+        are not shown twice."""
+        from tensorboard.compat.proto import event_pb2
+
+        self._file.add_event(event_pb2.Event(wall_time=time.time(), step=int(step),
+                                             session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+
     def flush(self) -> None:
         self._file.flush()
         self._flushed = time.monotonic()

@@ -72,8 +72,8 @@ def latest(backup_dir: Path) -> tuple[int, Path] | None:
 
 class Backup(keras.callbacks.Callback):
     """Saves the backup at epoch ends (`every`), restores the newest one when the fit starts, and removes the
-    backup folder when training ends. Placed first among the fit's callbacks, so everything else sees the
-    restored epoch. `fast_forward(k)` moves the training data's shuffling on by k epochs. `extras`: objects
+    backup folder when training ends. Placed last among the fit's callbacks, so that a saved epoch is already
+    in the history and the logs (a kill between the two trains it again). `fast_forward(k)` moves the training data's shuffling on by k epochs. `extras`: objects
     with `backup_state() -> {name: array}` and `restore_state(arrays)`, saved and restored with the rest."""
 
     def __init__(self, backup_dir: Path, fast_forward=None, every: Every = Every(), extras=()):

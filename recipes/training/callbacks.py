@@ -178,22 +178,12 @@ class NonFiniteGuard(keras.callbacks.Callback):
             self.last_finite_logs = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
 
 
-def epoch_logger(run_dir: Path) -> keras.callbacks.Callback:
-    """Per-epoch logs as TensorBoard scalars under <run_dir>/train and <run_dir>/validation.
-
-    Keras's TensorBoard callback on TensorFlow; `EpochEventLogger`, which needs
-    no TensorFlow, on the other backends.
-    """
-    if keras.backend.backend() == "tensorflow":
-        return keras.callbacks.TensorBoard(log_dir=str(run_dir), write_graph=False)
-    return EpochEventLogger(run_dir)
-
-
 class EpochEventLogger(keras.callbacks.Callback):
-    """The epoch scalars of Keras's TensorBoard callback, written with the tensorboard package.
+    """The epoch scalars of Keras's TensorBoard callback, written with the tensorboard package on every backend.
 
     Same layout and tags: `train/epoch_<metric>` and `validation/epoch_<metric>`
-    (the `val_` prefix dropped), the epoch as step.
+    (the `val_` prefix dropped), the epoch as step. Keras's own callback has
+    batch hooks, and needs TensorFlow.
     """
 
     def __init__(self, run_dir: Path):

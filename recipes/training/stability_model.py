@@ -146,9 +146,11 @@ class StabilityModel(keras.Model):
         self.first_nonfinite.update_state(counted)
         self.nonfinite_counter.update_state(counted)
         logs = dict(self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
-        logs[NONFINITE_LOG] = self.nonfinite_counter.result()
-        logs[FIRST_NONFINITE_LOG] = self.first_nonfinite.result()
-        logs[EPOCH_STEPS_LOG] = ops.convert_to_tensor(self.first_nonfinite.steps.value)
+        # Copies: on PyTorch a metric's variable would be handed out as is, and validation resets the
+        # metrics before the epoch's logs are read.
+        logs[NONFINITE_LOG] = ops.copy(self.nonfinite_counter.result())
+        logs[FIRST_NONFINITE_LOG] = ops.copy(self.first_nonfinite.result())
+        logs[EPOCH_STEPS_LOG] = ops.copy(self.first_nonfinite.steps.value)
         tracker = self._extra.tracker
         if tracker is not None:
             scale = self.loss_scale()

@@ -1,0 +1,109 @@
+"""What the training loop does on the backend named by KERAS_BACKEND, for tests/test_loop.py.
+
+    KERAS_BACKEND=jax python tests/loop_driver.py OUT_DIR
+
+1. A small default run (telemetry on, one line per epoch), watched from outside:
+   the callbacks that have a batch hook, whether Keras dispatches the steps'
+   callbacks asynchronously, and the callback hook in which each of the
+   recipes' own device reads (`keras.ops.convert_to_numpy`) happened. The same
+   with a progress bar and step figures asked for.
+2. The NaN/inf policies decided inside the step: one epoch of three batches,
+   the first with a NaN pixel, the others finite.
+
+Prints one line `RESULT {...}`.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BATCH_HOOKS = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end",
+               "on_test_batch_begin", "on_test_batch_end", "on_predict_batch_begin", "on_predict_batch_end")
+SMALL = ["model=mlp", "data.max_train_examples=320", "trainer.batch_size=32", "trainer.epochs=2"]
+
+
+def watched_run(out_dir: Path, overrides: list[str]) -> dict:
+    """Train with `overrides`; return the fit's callbacks with a batch hook, Keras's async flag, and the hooks
+    the recipes' device reads happened in."""
+    import keras
+
+    from recipes import train as train_recipe
+    from recipes.runtime.compose import compose_train
+
+    seen, reads = {}, []
+    fit, convert = train_recipe.fit, keras.ops.convert_to_numpy
+
+    def watching_fit(job, model, datasets, callbacks):
+        seen["batch_hooks"] = sorted(type(c).__name__ for c in callbacks if any(
+            getattr(type(c), hook) is not getattr(keras.callbacks.Callback, hook) for hook in BATCH_HOOKS))
+        seen["async_train"] = keras.callbacks.CallbackList(callbacks, model=model)._async_train
+        return fit(job, model, datasets, callbacks)
+
+    def counting_convert(x, *args, **kwargs):
+        callers = [f for f in inspect.stack()[1:] if f.filename.startswith(str(ROOT / "recipes"))]
+        if callers:  # a read by the recipes' code: in which callback hook (or outside any)?
+            hook = next((f.function for f in callers if f.function.startswith("on_")), callers[0].function)
+            reads.append(hook)
+        return convert(x, *args, **kwargs)
+
+    train_recipe.fit, keras.ops.convert_to_numpy = watching_fit, counting_convert
+    try:
+        cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", *overrides])
+        metrics = train_recipe.run(cfg, out_dir)
+    finally:
+        train_recipe.fit, keras.ops.convert_to_numpy = fit, convert
+    return {**seen, "reads": reads, "status": metrics["status"], "epochs": metrics["epochs_completed"]}
+
+
+def policy_step(policy: str) -> dict:
+    """One epoch of three batches of 4, the first with a NaN pixel: what the step decided."""
+    import keras
+    import numpy as np
+
+    from recipes.runtime.compose import compose_train
+    from recipes.settings import validate
+    from recipes.training.callbacks import NonFiniteGuard
+    from recipes.training.network import build_network
+    from recipes.training.optimizers import make_optimizer
+    from recipes.training.telemetry import StabilityTracker
+
+    cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", "model=mlp", f"trainer.on_nonfinite={policy}"])
+    setup = validate(cfg)
+    keras.utils.set_random_seed(0)
+    model, _, _ = build_network(cfg, setup, (28, 28, 1), 10, StabilityTracker())
+    model.compile(optimizer=make_optimizer(cfg.optimizer), loss=setup.make_loss(), metrics=[setup.accuracy_metric()])
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 28, 28, 1), dtype=np.float32)
+    x[0, 0, 0, 0] = np.nan
+    y = rng.integers(0, 10, 12)
+    model.build((None, 28, 28, 1))
+    before = [np.array(w) for w in model.get_weights()]
+    guard = NonFiniteGuard(stop=policy == "stop")
+    # With validation: Keras resets the metrics for it before the epoch's logs reach the guard.
+    model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[guard],
+              validation_data=(x[4:8], y[4:8]))
+    after = model.get_weights()
+    return {"first_nonfinite": guard.first_nonfinite, "nonfinite_steps": guard.nonfinite_steps,
+            "weights_unchanged": all(np.array_equal(a, b) for a, b in zip(before, after)),
+            "weights_finite": all(bool(np.all(np.isfinite(w))) for w in after),
+            "stopped": bool(model.stop_training)}
+
+
+def main(out_dir: str) -> None:
+    out = Path(out_dir)
+    result = {
+        "default": watched_run(out / "default", SMALL),
+        "asked": watched_run(out / "asked", [*SMALL, "trainer.verbose=1", "telemetry.every_n_steps=5"]),
+        "policies": {policy: policy_step(policy) for policy in ("stop", "skip", "continue")},
+    }
+    print("RESULT " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,53 @@
+"""The training loop at GPU grade: no step waits for the host, and the NaN/inf policies decide inside the step.
+
+Each backend in a child process of its own (tests/loop_driver.py), TensorFlow included.
+"""
+import json
+import sys
+
+import pytest
+
+from tests.conftest import ROOT, needs
+from tests.test_backends import run_env
+
+BACKENDS = [
+    pytest.param("tensorflow", marks=pytest.mark.slow(seconds=30)),
+    pytest.param("jax", marks=[needs("jax", "pip install -r requirements-jax.txt"), pytest.mark.slow(seconds=30)]),
+    pytest.param("torch", marks=[needs("torch", "pip install -r requirements-torch.txt"), pytest.mark.slow(seconds=30)]),
+]
+# Where the recipes' own code may read a value off the device: once per epoch, or at the fit's start or end.
+EPOCH_LEVEL = {"on_train_begin", "on_epoch_begin", "on_test_begin", "on_epoch_end", "on_train_end"}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_steps_are_queued_and_the_device_is_read_only_at_epoch_ends(backend, tmp_path):
+    result = run_env([sys.executable, str(ROOT / "tests" / "loop_driver.py"), str(tmp_path)], backend_env=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
+    out = json.loads(line[len("RESULT "):])
+
+    default = out["default"]
+    assert (default["status"], default["epochs"]) == ("ok", 2)
+    # A default run: no callback with a batch hook, so Keras queues the steps (it never does on TensorFlow,
+    # whose fit is not thread-safe there, and runs its steps inside a compiled function instead).
+    assert default["batch_hooks"] == []
+    assert default["async_train"] is (backend != "tensorflow")
+    # Every read of a device value by the recipes happened at an epoch's end (or the fit's start or end),
+    # none at a step: 10 steps an epoch, and not one read in a batch hook.
+    assert default["reads"] and set(default["reads"]) <= EPOCH_LEVEL, default["reads"]
+    # A progress bar and step figures are asked for: then, and only then, batch hooks.
+    assert out["asked"]["batch_hooks"] == ["ProgressBar", "StepFigures"]
+
+    # A NaN in the first of three batches: the step decides, the guard reads it at the epoch's end.
+    policies = out["policies"]
+    for policy in ("stop", "skip", "continue"):
+        assert policies[policy]["first_nonfinite"] == {"epoch": 1, "step": 1}, policy
+    # stop: the bad step and every later one leave the weights as they were; one step counted; training stops.
+    assert policies["stop"] == {**policies["stop"], "nonfinite_steps": 1, "weights_unchanged": True, "stopped": True}
+    # skip: the bad step is left out, the two finite ones are applied.
+    assert policies["skip"] == {**policies["skip"], "nonfinite_steps": 1, "weights_unchanged": False,
+                                "weights_finite": True, "stopped": False}
+    # continue: the NaN update goes in. (Whether the later steps go NaN too depends on the backend's relu of a
+    # NaN: TensorFlow's oneDNN kernel gives 0, JAX's and PyTorch's NaN.)
+    assert policies["continue"]["nonfinite_steps"] >= 1
+    assert policies["continue"] == {**policies["continue"], "weights_finite": False, "stopped": False}
