@@ -266,15 +266,17 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
 
     cfg, run_dir = job.cfg, job.run_dir
     models = SaveModels(keras.Model(model.inputs, model.outputs), run_dir)
+    stability = StabilityLogger(run_dir / "train") if tracker else None
+    epoch_events = EpochEventLogger(run_dir)
     backup = Backup(run_dir / BACKUP_DIR, functools.partial(fast_forward, train_data) if train_data is not None else None,
-                    parse_every(cfg.trainer.get("backup_every", 1)), extras=[models])
+                    parse_every(cfg.trainer.get("backup_every", 1)), extras=[models],
+                    before_save=[epoch_events.flush, *([stability.flush] if stability else [])])
     # A backup older than the history (saved every few epochs): the epochs after it are trained again.
     earlier = truncate_history(run_dir, backup.resumes_after) if job.resuming else read_history(run_dir)
     models.best = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))),
                       default=-np.inf)
     guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
     throughput = TrainThroughput(job.splits.sizes()["train"], job.job_started)
-    stability = StabilityLogger(run_dir / "train") if tracker else None
     every_n_steps = cfg.telemetry.get("every_n_steps")
     verbose = verbosity(cfg)
     if job.resuming:
@@ -285,7 +287,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         guard,
         *([StepFigures(run_dir / "train", every_n_steps)] if stability and every_n_steps else []),
         *([EpochLine(stability)] if verbose == 2 else [ProgressBar()] if verbose == 1 else []),
-        EpochEventLogger(run_dir),
+        epoch_events,
         keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
         models,
         throughput,

@@ -74,14 +74,17 @@ class Backup(keras.callbacks.Callback):
     """Saves the backup at epoch ends (`every`), restores the newest one when the fit starts, and removes the
     backup folder when training ends. Placed last among the fit's callbacks, so that a saved epoch is already
     in the history and the logs (a kill between the two trains it again). `fast_forward(k)` moves the training data's shuffling on by k epochs. `extras`: objects
-    with `backup_state() -> {name: array}` and `restore_state(arrays)`, saved and restored with the rest."""
+    with `backup_state() -> {name: array}` and `restore_state(arrays)`, saved and restored with the rest.
+    `before_save`: callables run before each save (the event files' flush: the logs of the epochs a backup
+    holds are on disk before it is)."""
 
-    def __init__(self, backup_dir: Path, fast_forward=None, every: Every = Every(), extras=()):
+    def __init__(self, backup_dir: Path, fast_forward=None, every: Every = Every(), extras=(), before_save=()):
         super().__init__()
         self.backup_dir = Path(backup_dir)
         self.fast_forward = fast_forward
         self.every = every
         self.extras = list(extras)
+        self.before_save = list(before_save)
         self.found = latest(self.backup_dir)  # (epoch, folder) the fit will resume from; None: from the start
         self._torch_rng = None  # put back when the first epoch begins
         self._last_save = time.monotonic()
@@ -104,6 +107,8 @@ class Backup(keras.callbacks.Callback):
             self.save(epoch + 1)
 
     def save(self, epochs_done: int) -> Path:
+        for each in self.before_save:
+            each()
         partial = self.backup_dir / PARTIAL
         if partial.exists():
             shutil.rmtree(partial)  # what a killed save left

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 SUMMARY = [PREFIX + n for n in (
     "logit_gap", "saturated_frac", "loss_gap", "logit_grad_norm", "grad_norm", "nonfinite_steps")]
 FRAMEWORK_LOGS = (NONFINITE_LOG, FIRST_NONFINITE_LOG, EPOCH_STEPS_LOG)  # the guard's, not metrics
-FLUSH_SECONDS = 10.0  # TensorBoard event files are flushed at most this often, and when training ends
+# TensorBoard event files are flushed at most this often, before each backup save and when training ends.
+FLUSH_SECONDS = 10.0
 
 
 class StabilityLogger(keras.callbacks.Callback):
@@ -62,6 +63,10 @@ class StabilityLogger(keras.callbacks.Callback):
             self.writer.scalar(name, value, epoch)
         self.writer.flush_every(FLUSH_SECONDS)
         self.epochs.append(values)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
 
     def summary(self) -> str:
         values = self.epochs[-1] if self.epochs else {}
@@ -206,6 +211,10 @@ class EpochEventLogger(keras.callbacks.Callback):
             self._writer(run).scalar(f"epoch_{name}", value, epoch)
         for writer in self._writers.values():
             writer.flush_every(FLUSH_SECONDS)
+
+    def flush(self) -> None:
+        for writer in self._writers.values():
+            writer.flush()
 
     def on_train_end(self, logs=None):
         for writer in self._writers.values():
