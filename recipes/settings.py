@@ -158,7 +158,6 @@ def check_trainer(trainer) -> None:
     require_choice("trainer.jit_compile", trainer.get("jit_compile", "auto"), JIT_CHOICES)
     require_positive("trainer.stall_timeout_s", trainer.get("stall_timeout_s", 60))
     parse_every(trainer.get("backup_every", 1))
-    check_steps_per_execution(trainer.get("steps_per_execution", "auto"))
     if trainer.get("distribution", "none") == "mirrored" and trainer.on_nonfinite == "skip":
         raise UserError("trainer.on_nonfinite=skip does not work with trainer.distribution=mirrored; "
                         "use stop or continue there")
@@ -185,6 +184,7 @@ def validate(cfg) -> losses.LossSetup:
         raise UserError(f"trainer.distribution={distribution} needs backend={DISTRIBUTION_BACKENDS[distribution]}, "
                         f"not {cfg.get('backend', 'tensorflow')}")
     check_trainer(cfg.trainer)
+    check_steps_per_execution(cfg.trainer.get("steps_per_execution", "auto"), cfg.get("backend", "tensorflow"))
     check_stress(cfg.stress)
     check_telemetry(cfg.telemetry)
     check_optimizer(cfg.optimizer)

@@ -8,7 +8,8 @@
    recipes' own device reads (`keras.ops.convert_to_numpy`) happened. The same
    with a progress bar and step figures asked for.
 2. The NaN/inf policies decided inside the step: one epoch of three batches,
-   the first with a NaN pixel, the others finite.
+   the first with a NaN pixel, the others finite; and with two steps per
+   execution (`steps_per_execution`), the second batch bad.
 
 Prints one line `RESULT {...}`.
 """
@@ -61,8 +62,8 @@ def watched_run(out_dir: Path, overrides: list[str]) -> dict:
     return {**seen, "reads": reads, "status": metrics["status"], "epochs": metrics["epochs_completed"]}
 
 
-def policy_step(policy: str) -> dict:
-    """One epoch of three batches of 4, the first with a NaN pixel: what the step decided."""
+def policy_step(policy: str, bad_batch: int = 0, steps_per_execution: int = 1) -> dict:
+    """One epoch of three batches of 4, batch `bad_batch` (0-based) with a NaN pixel: what the step decided."""
     import keras
     import numpy as np
 
@@ -77,10 +78,11 @@ def policy_step(policy: str) -> dict:
     setup = validate(cfg)
     keras.utils.set_random_seed(0)
     model, _, _ = build_network(cfg, setup, (28, 28, 1), 10, StabilityTracker())
-    model.compile(optimizer=make_optimizer(cfg.optimizer), loss=setup.make_loss(), metrics=[setup.accuracy_metric()])
+    model.compile(optimizer=make_optimizer(cfg.optimizer), loss=setup.make_loss(), metrics=[setup.accuracy_metric()],
+                  steps_per_execution=steps_per_execution)
     rng = np.random.default_rng(0)
     x = rng.random((12, 28, 28, 1), dtype=np.float32)
-    x[0, 0, 0, 0] = np.nan
+    x[4 * bad_batch, 0, 0, 0] = np.nan
     y = rng.integers(0, 10, 12)
     model.build((None, 28, 28, 1))
     before = [np.array(w) for w in model.get_weights()]
@@ -101,6 +103,10 @@ def main(out_dir: str) -> None:
         "default": watched_run(out / "default", SMALL),
         "asked": watched_run(out / "asked", [*SMALL, "trainer.verbose=1", "telemetry.every_n_steps=5"]),
         "policies": {policy: policy_step(policy) for policy in ("stop", "skip", "continue")},
+        # Two steps per call into the backend (one on PyTorch, which takes no more), the second one bad: still
+        # counted step by step.
+        "executions": policy_step("stop", bad_batch=1,
+                                  steps_per_execution=1 if os.environ["KERAS_BACKEND"] == "torch" else 2),
     }
     print("RESULT " + json.dumps(result))
 

@@ -45,6 +45,8 @@ def runs_on_other_backend(backend: str) -> tuple[list[str], dict, dict]:
     supported = [name for name, path in EXPECTED[backend].items() if path != "unsupported"]
     runs = {name: [*TINY, f"loss={name}", "telemetry.every_n_steps=1"] for name in supported}
     runs["telemetry_off"] = [*TINY, "loss=sparse_from_logits", "telemetry=off"]
+    if backend != "torch":  # Keras's PyTorch trainer takes one step per execution
+        runs["two_steps_per_execution"] = [*TINY, "loss=sparse_from_logits", "trainer.steps_per_execution=2"]
     for policy in ("stop", "skip", "continue"):
         runs[policy] = [*TINY, "loss=naive", "stress.logit_scale=1000", "trainer.epochs=2",
                         f"trainer.on_nonfinite={policy}"]
@@ -100,6 +102,11 @@ def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(back
     # Telemetry does not change what is trained.
     assert [out["telemetry_off"][k] for k in COMPARED] == [out["sparse_from_logits"][k] for k in COMPARED]
     assert out["telemetry_off"]["stability"] == {}
+    # Nor do several steps per call into the backend.
+    if backend != "torch":
+        two = out["two_steps_per_execution"]
+        assert [two[k] for k in COMPARED] == [out["sparse_from_logits"][k] for k in COMPARED]
+        assert two["stability"] == out["sparse_from_logits"]["stability"]
 
     # The NaN/inf policies behave as on TensorFlow (tests/test_stability.py).
     for policy, status, steps in (("stop", "diverged", 1), ("skip", "ok", 6), ("continue", "ok", 6)):

@@ -51,3 +51,7 @@ def test_steps_are_queued_and_the_device_is_read_only_at_epoch_ends(backend, tmp
     # NaN: TensorFlow's oneDNN kernel gives 0, JAX's and PyTorch's NaN.)
     assert policies["continue"]["nonfinite_steps"] >= 1
     assert policies["continue"] == {**policies["continue"], "weights_finite": False, "stopped": False}
+    # Two steps per execution: the bad second step is still found and counted as such, the first one applied.
+    executions = out["executions"]
+    assert (executions["first_nonfinite"], executions["nonfinite_steps"], executions["weights_unchanged"],
+            executions["weights_finite"], executions["stopped"]) == ({"epoch": 1, "step": 2}, 1, False, True, True)

@@ -47,6 +47,13 @@ def test_telemetry_does_not_change_what_is_trained(compose, tmp_path):
     assert not any(t.startswith("stability") for t in event_tags(tmp_path / "off" / "train").Tags()["tensors"])
 
 
+def test_steps_per_execution_does_not_change_what_is_trained(compose, tmp_path):
+    one = train_recipe.run(compose(*TINY, "trainer.epochs=2", "trainer.steps_per_execution=1"), tmp_path / "one")
+    two = train_recipe.run(compose(*TINY, "trainer.epochs=2", "trainer.steps_per_execution=2"), tmp_path / "two")
+    assert [one[k] for k in COMPARED] == [two[k] for k in COMPARED]
+    assert one["stability"] == two["stability"]
+
+
 def test_clipped_path_shows_a_loss_gap_and_a_vanishing_logit_gradient(compose, tmp_path):
     common = [*TINY, "stress.logit_scale=300", "trainer.epochs=2"]
     clipped = train_recipe.run(compose(*common, "loss=clipped_probs"), tmp_path / "clipped")

@@ -2,9 +2,9 @@
 
     trainer.steps_per_execution  auto | N >= 1    (passed to `compile(steps_per_execution=...)`)
 
-With N > 1, TensorFlow runs N steps inside one compiled loop; JAX and PyTorch
-(in Keras 3.15) loop over the N steps on the host, so there only the calls
-into Keras and the callbacks' batch hooks become rarer. The figures do not
+With N > 1, TensorFlow runs N steps inside one compiled loop; JAX (in Keras
+3.15) loops over the N steps on the host, so there only the calls into Keras
+and the callbacks' batch hooks become rarer; PyTorch takes only 1. The figures do not
 change: the same batches in the same order, the non-finite count kept step by
 step on the device. `auto` is the value measured best for the backend and
 device (benchmarks/gpu_proxy.py and benchmarks/throughput.py compare them).
@@ -18,13 +18,18 @@ AUTO = "auto"
 MEASURED = {}
 
 
-def check(value) -> None:
-    if value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        return
-    raise UserError(f"trainer.steps_per_execution={value!r}: valid choices: auto, or a whole number >= 1")
+ONE_STEP_BACKENDS = ("torch",)  # Keras 3.15's PyTorch trainer refuses more than one step per execution
+
+
+def check(value, backend: str = "tensorflow") -> None:
+    if not (value == AUTO or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)):
+        raise UserError(f"trainer.steps_per_execution={value!r}: valid choices: auto, or a whole number >= 1")
+    if value not in (AUTO, 1) and backend in ONE_STEP_BACKENDS:
+        raise UserError(f"trainer.steps_per_execution={value}: Keras runs one step per execution on the {backend} "
+                        "backend; valid choices there: auto, 1")
 
 
 def steps_per_execution(value, backend: str, device: str) -> int:
     """What to pass to compile(steps_per_execution=...) for `value` on `backend` and `device` ("cpu" | "gpu")."""
-    check(value)
+    check(value, backend)
     return MEASURED.get((backend, device), 1) if value == AUTO else int(value)
