@@ -44,7 +44,7 @@ from recipes.data.pipeline import fast_forward, make_dataset, scale_images
 from recipes.data.splits import is_streamed
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.results import (
-    BACKUP_DIR, HISTORY_FILE, RunAlreadyFinished, prepare_run_dir, read_history, write_metrics,
+    RunAlreadyFinished, prepare_run_dir, read_history, write_metrics,
 )
 from recipes.reporting.tensorboard_views import write_run_views
 from recipes.runtime import clock, processes
@@ -52,10 +52,11 @@ from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
 from recipes.runtime.quiet import start_backend
+from recipes.runtime.run_files import BACKUP_DIR, BEST_MODEL, HISTORY_FILE, LAST_MODEL
 from recipes.runtime.session import fresh_session, precision_policy, set_cpu_threads
 from recipes.settings import validate
 from recipes.training.models import model_name
-from recipes.training.network import BEST_MODEL, LAST_MODEL, build_network, measure_loss_path, predict_logits
+from recipes.training.network import build_network, measure_loss_path, predict_logits
 from recipes.training.optimizers import make_optimizer
 from recipes.training.telemetry import StabilityTracker
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.reporting.results import BACKUP_DIR, read_history
+from recipes.reporting.results import read_history
+from recipes.runtime.run_files import BACKUP_DIR
 from recipes.training import hold
 from scripts.exact_resume import FIGURES
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB

@@ -66,7 +66,8 @@ class RecordingSlurmLauncher(SlurmLauncher):
 
         # Imported here: Hydra imports this module at every start.
         from recipes.cli import record_failure
-        from recipes.reporting.results import METRICS_FILE, RESUMABLE, read_metrics
+        from recipes.reporting.results import RESUMABLE, read_metrics
+        from recipes.runtime.run_files import METRICS_FILE
 
         try:
             return job.results()[0]

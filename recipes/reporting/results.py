@@ -9,11 +9,7 @@ import re
 from pathlib import Path
 
 from recipes.runtime.errors import UserError
-
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"  # one row per epoch, written by Keras's CSVLogger
-# Written by Hydra into the run directory before the recipe starts.
-HYDRA_FILES = {".hydra", "train.log"}
+from recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE, HYDRA_FILES, METRICS_FILE
 
 
 class RunAlreadyFinished(Exception):
@@ -41,7 +37,6 @@ def read_history(run_dir: Path) -> list[dict]:
 
 # A run with one of these statuses can be taken up again by the same command.
 RESUMABLE = ("interrupted", "failed")
-BACKUP_DIR = "backup"  # Keras BackupAndRestore's state of the last completed epoch
 
 
 def move_aside(run_dir: Path) -> Path:

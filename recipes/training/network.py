@@ -17,9 +17,6 @@ import numpy as np
 from losses import SOFTMAX_LAYER
 
 log = logging.getLogger(__name__)
-# The saved models of a run. A run's test figures are those of LAST_MODEL, the model after the last epoch.
-LAST_MODEL = "last.keras"
-BEST_MODEL = "best.keras"  # the epoch with the highest validation accuracy
 
 
 def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None):
