@@ -24,8 +24,8 @@ import numpy as np
 
 import losses
 from losses.keras_losses import KerasLoss
+from losses.numerics import tolerance
 from losses.paths import detect_loss_path, sweep_gaps
-from recipes.probe import tolerance
 from recipes.reporting.results import finite_or_none
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.session import fresh_session, precision_policy
