@@ -22,18 +22,10 @@ MNIST_SHAPE = (28, 28, 1)
 
 def convnet():
     import keras
-    from keras import layers
 
-    model = keras.Sequential([
-        keras.Input(shape=MNIST_SHAPE),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dropout(0.5),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
-    ])
+    from recipes.training.models import convnet_layers
+
+    model = keras.Sequential([keras.Input(shape=MNIST_SHAPE), *convnet_layers(NUM_CLASSES, head="softmax")])
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model
 
