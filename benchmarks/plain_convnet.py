@@ -39,7 +39,7 @@ def build_convnet(precision: str = "float32"):
     import keras
     from keras import layers
 
-    from recipes.doctor_examples import NUM_CLASSES, convnet
+    from recipes.doctor.examples import NUM_CLASSES, convnet
 
     keras.mixed_precision.set_global_policy(precision)
     model = convnet()

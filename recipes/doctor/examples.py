@@ -1,9 +1,10 @@
 """Models this project did not design, saved as .keras files for the loss doctor's tests and docs page.
 
-    python -m recipes.doctor_examples OUT_DIR [NAME ...]     # saves OUT_DIR/<name>.keras (default: all)
+    python -m recipes.doctor.examples OUT_DIR [NAME ...]     # saves OUT_DIR/<name>.keras (default: all)
 
-    convnet       the keras.io "Simple MNIST convnet" as that example writes it: softmax Dense head,
-                  compiled with loss="categorical_crossentropy"
+    convnet       the keras.io "Simple MNIST convnet" as that example writes it (its layers:
+                  recipes.training.models.convnet_layers): softmax Dense head, compiled with
+                  loss="categorical_crossentropy"
     mobilenet     keras.applications.MobileNetV3Small(weights=None) with its default softmax head
                   (classifier_activation="softmax"), small input; saved uncompiled, as a fine-tuning
                   script gets it, so the loss comes from the command line
