@@ -30,7 +30,7 @@ from losses.paths import sweep_gaps
 from recipes.reporting import probe_report
 from recipes.reporting.results import prepare_run_dir, write_metrics
 from recipes.runtime.quiet import start_backend
-from recipes.settings import validate
+from recipes.cli.settings import validate
 
 log = logging.getLogger(__name__)
 

@@ -233,7 +233,7 @@ def probe_job(job: dict, run_dir: Path) -> dict:
 def paths_job(job: dict, run_dir: Path) -> dict:
     """The loss path of every formulation the recipe would build, per precision and head dtype."""
     from recipes.runtime.session import fresh_session, precision_policy
-    from recipes.settings import validate
+    from recipes.cli.settings import validate
     from recipes.training.network import build_network, measure_loss_path
 
     rows = []

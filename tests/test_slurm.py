@@ -1,5 +1,5 @@
 """SLURM: a sweep through a real one-node cluster, with a cancelled and a timed-out job, and a resumed one;
-and one model trained by the two processes of `srun -n 2` (recipes/runtime/processes.py).
+and one model trained by the two processes of `srun -n 2` (recipes/runtime/processes/).
 
 The cluster (scripts/slurm_cluster.py) is started once per session by the
 `slurm_cluster` fixture and skipped where it cannot run (not root, no apt-get).

@@ -45,7 +45,7 @@ from recipes.runtime.errors import UserError
 from recipes.runtime.session import PRECISIONS
 from recipes.runtime.workers import Worker, each_backend
 from recipes.runtime.workers import run as run_worker
-from recipes.settings import require_choice
+from recipes.cli.settings import require_choice
 from recipes.training.heads import SavedModel, read_saved_model
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@
 A search (an Optuna sweep, `sweep_record`) gets its own .md and .png instead:
 its trials ranked by the objective, the best one, and its progress (`search_report`).
 It runs by itself at the end of every multirun (`sweep.SweepReport`), and on
-demand with `python -m recipes.compare <sweep dir>`.
+demand with `python -m recipes.cli.compare <sweep dir>`.
 """
 from __future__ import annotations
 

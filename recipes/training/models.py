@@ -28,6 +28,7 @@ import inspect
 import logging
 
 from recipes.runtime.errors import UserError
+from recipes.runtime.run_names import model_name
 from recipes.runtime.targets import parameters, resolve_target, target_path
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,6 @@ def mlp(inputs, num_classes: int, hidden_units: int = 128, head_init_std: float 
     x = layers.Flatten()(inputs)
     x = layers.Dense(int(hidden_units), activation="relu")(x)
     return logits_layer(num_classes, head_init_std)(x)
-
-
-def model_name(model_cfg) -> str:
-    """The model's name in run records: `name`, else the name its target gives."""
-    from recipes.runtime.run_names import name_of_target
-
-    return str(model_cfg.get("name") or name_of_target(model_cfg.get("_target_")))
 
 
 def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | None = None):

@@ -24,7 +24,8 @@ def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None
     off the configured model (`models.without_head`; None if it output logits)."""
     import keras
 
-    from recipes.training.models import build_logits, model_name
+    from recipes.runtime.run_names import model_name
+    from recipes.training.models import build_logits
     from recipes.training.stability_model import StabilityModel
 
     stress = cfg.stress
