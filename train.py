@@ -1,4 +1,4 @@
-"""Train an MNIST-style classifier with a chosen loss formulation (the command is recipes/command.py).
+"""Train an MNIST-style classifier with a chosen loss formulation (the command is recipes/cli/command.py).
 
     python train.py                                  # defaults: embedded MNIST, cnn, sparse_from_logits
     python train.py loss=softmax_ce model=mlp
@@ -12,6 +12,6 @@ import time
 _STARTED = time.time()  # a job's start-up time counts from here (recipes/runtime/clock.py)
 
 if __name__ == "__main__":
-    from recipes.command import main
+    from recipes.cli.command import main
 
     main(process_start=_STARTED)

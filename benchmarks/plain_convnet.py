@@ -33,12 +33,13 @@ BATCH = 128
 
 
 def build_convnet(precision: str = "float32"):
-    """The keras.io example's model (recipes.doctor_examples.convnet, the one definition of it), built under
-    `precision`; under a mixed policy its head becomes a linear Dense and a float32 softmax."""
+    """The keras.io example's model as the doctor's example saves it (its layers: recipes.training.models.
+    convnet_layers, the one definition of them), built under `precision`; under a mixed policy its head
+    becomes a linear Dense and a float32 softmax."""
     import keras
     from keras import layers
 
-    from recipes.doctor_examples import NUM_CLASSES, convnet
+    from recipes.doctor.examples import NUM_CLASSES, convnet
 
     keras.mixed_precision.set_global_policy(precision)
     model = convnet()

@@ -10,7 +10,6 @@ split at the end. The peak memory is the child's own (`os.wait4`).
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -38,10 +37,12 @@ def timed(command: list[str]) -> dict:
 
 
 def framework_run(epochs: int, precision: str) -> dict:
+    from recipes.reporting.results import read_metrics
+
     with tempfile.TemporaryDirectory() as tmp:
         run = timed([sys.executable, str(ROOT / "train.py"), f"trainer.epochs={epochs}",
                      f"trainer.precision={precision}", "trainer.verbose=0", f"hydra.run.dir={tmp}/run"])
-        run["startup_s"] = json.loads((Path(tmp) / "run" / "metrics.json").read_text())["startup_s"]
+        run["startup_s"] = read_metrics(Path(tmp) / "run")["startup_s"]
     return run
 
 

@@ -47,7 +47,7 @@ def fit_framework(splits, epochs: int, precision: str, batch: int, telemetry: bo
     import keras
 
     from recipes import train as train_recipe
-    from recipes.settings import validate
+    from recipes.cli.settings import validate
 
     cfg = framework_config([f"loss={FRAMEWORK_LOSS}", f"telemetry={'on' if telemetry else 'off'}",
                             f"trainer.epochs={epochs}", f"trainer.batch_size={batch}",

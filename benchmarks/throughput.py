@@ -32,7 +32,6 @@ import os
 import platform
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import hardware, processes  # noqa: E402
 from benchmarks.sides import SIDES, fit_side  # noqa: E402
+from recipes.runtime import workers  # noqa: E402
 from recipes.runtime.backends import BACKENDS  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -190,23 +190,24 @@ def profile_framework(splits, epochs: int, precision: str, top: int = 15) -> dic
 
 
 def other_backends(args) -> dict:
-    """The float32 sides on every other installed backend, one child process each."""
+    """The float32 sides on every other installed backend, one worker process each (benchmarks/other_backend.py)."""
     import keras
 
     current = keras.backend.backend()
-    out = {}
-    for backend in BACKENDS:
-        if backend == current or importlib.util.find_spec(backend) is None or args.no_backends:
-            continue
+    others = [b for b in BACKENDS if b != current and importlib.util.find_spec(b) is not None]
+
+    def measure(backend: str) -> dict:
+        print(f"== {backend}: a child process", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
-            command = [sys.executable, str(Path(__file__).resolve()), "--backend", backend, "--out", tmp,
-                       "--precisions", "float32", "--sides", ",".join(OTHER_BACKEND_SIDES),
-                       "--repeats", str(args.backend_repeats), "--epochs", str(args.epochs),
-                       "--images", str(args.images), "--no-processes", "--no-backends", "--no-profile", "--no-docs"]
-            print(f"== {backend}: a child process", flush=True)
-            subprocess.run(command, cwd=ROOT, check=True)
-            out[backend] = json.loads((Path(tmp) / "performance.json").read_text())["summary"]["float32"]
-    return out
+            worker = workers.Worker(backend, [
+                str(ROOT / "benchmarks" / "other_backend.py"), "--backend", backend, "--precisions", "float32",
+                "--sides", ",".join(OTHER_BACKEND_SIDES), "--repeats", str(args.backend_repeats),
+                "--epochs", str(args.epochs), "--images", str(args.images),
+                "--no-processes", "--no-backends", "--no-profile"], Path(tmp) / "stderr.log")
+            [summary] = workers.run(worker, on_line=lambda line: print(line, flush=True))
+        return summary
+
+    return workers.each_backend([] if args.no_backends else others, measure, side_by_side=False)
 
 
 def versions() -> dict:

@@ -12,6 +12,24 @@ import numpy as np
 # it cannot see the logits; -log(1e-7) = 16.118 is therefore the largest loss
 # that path can ever report.
 CLIP_EPSILON = 1e-7
+ULPS_OF_SLACK = 4  # a correct computation may be off by a few units in the last place of its dtype
+
+
+def tolerance(dtype: str, rel_tol: float) -> float:
+    """The relative error a correct computation in `dtype` may still show: `rel_tol`, or a few of the dtype's
+    ulps where that is more (a 16-bit dtype rounds coarser than any tolerance asked of float32).
+
+    >>> tolerance("float32", 1e-3), tolerance("float16", 1e-3), tolerance("bfloat16", 1e-3)
+    (0.001, 0.00390625, 0.03125)
+    """
+    return max(rel_tol, ULPS_OF_SLACK * epsilon(dtype))
+
+
+def epsilon(dtype: str) -> float:
+    """The gap between 1 and the next number of `dtype` (bfloat16 keeps 7 of float32's 23 fraction bits)."""
+    if str(dtype) == "bfloat16":
+        return 2.0**-7
+    return float(np.finfo(str(dtype)).eps)
 
 
 def _is_numpy_like(x) -> bool:

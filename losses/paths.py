@@ -27,21 +27,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from losses.numerics import CLIP_EPSILON, exact_binary_cross_entropy, exact_cross_entropy, stable_softmax
+from losses.numerics import CLIP_EPSILON, exact_binary_cross_entropy, exact_cross_entropy, stable_softmax, tolerance
 
 LARGE_GAP = 200.0
 MATCH_RTOL = 1e-3
 GAPS = np.arange(0.0, LARGE_GAP + 1.0)  # the gap sweep: 0, 1, ..., 200
 DEAD_GRADIENT = 1e-2  # a gradient below this fraction of the exact one has died
 RESCUED = {"softmax": "rescued_softmax", "sigmoid": "rescued_sigmoid"}  # an exact loss behind this head
-# A head computing in 16 bits rounds its probabilities: the candidates match it within a few of its ulps.
-HALF_PRECISION_EPS = {"float16": 2.0**-10, "bfloat16": 2.0**-7}
 
 
 def match_rtol(head=None) -> float:
-    """How closely a measured loss must match a candidate, given the head layer's compute dtype."""
-    eps = HALF_PRECISION_EPS.get(str(getattr(head, "compute_dtype", "float32")), 0.0)
-    return max(MATCH_RTOL, 4 * eps)
+    """How closely a measured loss must match a candidate, given the head layer's compute dtype (a head
+    computing in 16 bits rounds its probabilities: the candidates match it within a few of its ulps)."""
+    return tolerance(str(getattr(head, "compute_dtype", "float32")), MATCH_RTOL)
 
 # Every path, and what it means for the loss (run summaries and reports quote these).
 MEANINGS = {

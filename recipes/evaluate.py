@@ -21,7 +21,8 @@ from recipes.reporting.calibration import expected_calibration_error, plot_relia
 from recipes.reporting.results import prepare_run_dir, write_metrics
 from recipes.runtime.errors import UserError
 from recipes.runtime.quiet import start_backend
-from recipes.training.network import BEST_MODEL, LAST_MODEL, logits_model_of
+from recipes.runtime.run_files import BEST_MODEL, LAST_MODEL
+from recipes.training.network import logits_model_of
 
 log = logging.getLogger(__name__)
 MODEL_FILES = (LAST_MODEL, BEST_MODEL)  # in a run directory, the first that exists

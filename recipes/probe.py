@@ -25,21 +25,14 @@ from pathlib import Path
 import numpy as np
 
 import losses
+from losses.numerics import tolerance
 from losses.paths import sweep_gaps
 from recipes.reporting import probe_report
 from recipes.reporting.results import prepare_run_dir, write_metrics
 from recipes.runtime.quiet import start_backend
-from recipes.settings import validate
+from recipes.cli.settings import validate
 
 log = logging.getLogger(__name__)
-
-
-def tolerance(dtype: str, rel_tol: float) -> float:
-    """The relative error a correct computation in `dtype` may still show."""
-    import ml_dtypes
-
-    eps = float(ml_dtypes.finfo(dtype).eps) if dtype == "bfloat16" else float(np.finfo(dtype).eps)
-    return max(rel_tol, 4 * eps)
 
 
 def sweep(cfg) -> list[dict]:

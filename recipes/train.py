@@ -20,7 +20,7 @@
 best.keras, last.keras and metrics.json. A run killed mid-way is resumed from
 its last completed epoch by running the same command with the same run directory.
 
-Several processes may train one model (JAX, recipes/runtime/processes.py):
+Several processes may train one model (JAX, recipes/runtime/processes/):
 they meet before the backend starts, process 0 alone writes `run_dir`, each
 feeds its part of every (global) batch, and at the end they compare their
 weights (`weights_match` in metrics.json).
@@ -32,19 +32,21 @@ import logging
 import platform
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from omegaconf import OmegaConf
 
 import losses
+from recipes.cli.settings import validate
 from recipes.data import Splits, load_splits
 from recipes.data.pipeline import fast_forward, make_dataset, scale_images
 from recipes.data.splits import is_streamed
 from recipes.reporting.calibration import expected_calibration_error
+from recipes.reporting.failures import record_failure
 from recipes.reporting.results import (
-    BACKUP_DIR, HISTORY_FILE, RunAlreadyFinished, prepare_run_dir, read_history, truncate_history, write_metrics,
+    RunAlreadyFinished, prepare_run_dir, read_history, truncate_history, write_metrics,
 )
 from recipes.reporting.tensorboard_views import write_run_views
 from recipes.runtime import clock, processes
@@ -53,10 +55,10 @@ from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
 from recipes.runtime.execution import AUTO, steps_per_execution
 from recipes.runtime.quiet import start_backend
+from recipes.runtime.run_files import BACKUP_DIR, BEST_MODEL, HISTORY_FILE, LAST_MODEL
+from recipes.runtime.run_names import model_name
 from recipes.runtime.session import fresh_session, precision_policy, set_cpu_threads
-from recipes.settings import validate
-from recipes.training.models import model_name
-from recipes.training.network import BEST_MODEL, LAST_MODEL, build_network, measure_loss_path, predict_logits
+from recipes.training.network import build_network, measure_loss_path, predict_logits
 from recipes.training.optimizers import make_optimizer
 from recipes.training.telemetry import StabilityTracker
 
@@ -71,17 +73,19 @@ def run(cfg, run_dir) -> dict:
     setup = validate(cfg)
     prepare = functools.partial(prepare_run_dir, overwrite=bool(cfg.trainer.get("overwrite", False)))
     group = processes.current()
+    # Several processes: ends this one when the group stops moving, and records why.
+    watchdog = processes.Watchdog(on_stall=lambda message: record_failure(cfg, run_dir, RuntimeError(message)))
     if group is None:
         mode = prepare(run_dir)
     else:
         processes.check_config(cfg, group)
         activate_backend("jax")
-        processes.join(group, cfg.trainer.get("stall_timeout_s", processes.STALL_TIMEOUT_S))
+        processes.join(group, cfg.trainer.get("stall_timeout_s", processes.STALL_TIMEOUT_S), watchdog)
         mode = _prepare_with_others(group, run_dir, prepare)
     splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
-    processes.watchdog.tick()
+    watchdog.tick()
     return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started,
-                          job_started=job_started)
+                          job_started=job_started, watchdog=watchdog)
 
 
 def _prepare_with_others(group: processes.Group, run_dir: Path, prepare) -> str:
@@ -114,11 +118,12 @@ def _prepare_with_others(group: processes.Group, run_dir: Path, prepare) -> str:
 
 
 def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, started: float | None = None,
-                   job_started: float | None = None) -> dict:
+                   job_started: float | None = None, watchdog: processes.Watchdog | None = None) -> dict:
     """Train on already loaded `splits` into a prepared `run_dir` (benchmarks call this directly)."""
+    watchdog = watchdog or processes.Watchdog()  # alone: one that is never started
     activate_backend(cfg.get("backend", "tensorflow"))
     start_backend()  # after the checks above: bad input fails before the backend's start-up
-    processes.watchdog.tick()  # several processes: a phase done is progress
+    watchdog.tick()  # several processes: a phase done is progress
     fresh_session()  # a sweep runs jobs one after another in this process
     set_cpu_threads(cfg.trainer.get("threads"))
     device = select_device(cfg.trainer.get("device", "auto"))
@@ -128,7 +133,7 @@ def train_prepared(cfg, setup, splits, run_dir: Path, resuming: bool = False, st
         job = Job(cfg, setup, splits, Path(run_dir), started or time.perf_counter(), resuming, device,
                   replicas=strategy.num_replicas_in_sync if strategy is not None else 1,
                   job_started=job_started or time.time(),
-                  shard=(group.rank, group.count) if group is not None else (0, 1))
+                  shard=(group.rank, group.count) if group is not None else (0, 1), watchdog=watchdog)
         return _train(job)
 
 
@@ -146,6 +151,7 @@ class Job:
     replicas: int
     job_started: float  # time.time() when the job started: the reference of startup_s
     shard: tuple[int, int] = (0, 1)  # (this process, processes): its part of every batch
+    watchdog: processes.Watchdog = field(default_factory=processes.Watchdog)  # ticked at every step and phase
 
     @property
     def processes(self) -> int:
@@ -175,7 +181,7 @@ def _train(job: Job) -> dict:
     _log_setup(job)
     model, logits_model, tracker, removed = build_and_compile(job)
     path = measure_loss_path(model, job.setup)
-    processes.watchdog.tick()
+    job.watchdog.tick()
     datasets = make_datasets(job)
     callbacks = make_callbacks(job, model, tracker, datasets["train"])
     fit(job, model, datasets, callbacks.all)
@@ -292,7 +298,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         models,
         throughput,
         # Several processes: every step tells the stall watchdog that the group still moves.
-        *([Progress(processes.watchdog.tick)] if job.processes > 1 else []),
+        *([Progress(job.watchdog.tick)] if job.processes > 1 else []),
         # Last: it saves the epoch once the history, the logs and the best weights have it (it restores the
         # newest backup when the fit starts, before the first epoch).
         backup,

@@ -26,7 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recipes.reporting.results import BACKUP_DIR, read_history  # noqa: E402
+from recipes.reporting.results import read_history, read_metrics  # noqa: E402
+from recipes.runtime.run_files import BACKUP_DIR  # noqa: E402
 from recipes.training import hold  # noqa: E402
 
 DEFAULT = ["model=cnn", "data.max_train_examples=2000", "trainer.epochs=6", "seed=0"]
@@ -75,7 +76,7 @@ def compare(out: Path, overrides: list[str], backend: str, kill_after: int, how:
                            f"{SIGNALS[how][1]} (it never held after epoch {kill_after}: fewer epochs?)")
     epochs_at_kill = len(read_history(killed))
     train(killed, overrides, backend)
-    a, b = (json.loads((d / "metrics.json").read_text()) for d in (whole, killed))
+    a, b = (read_metrics(d) for d in (whole, killed))
     return {
         "backend": backend, "overrides": overrides, "signal": f"SIG{how.upper()}",
         "killed_after_epoch": epochs_at_kill, "stopped_said": said.strip().splitlines()[-1:],

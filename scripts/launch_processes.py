@@ -153,7 +153,8 @@ def stop(children: list[subprocess.Popen], sig=signal.SIGTERM) -> None:
 
 def record_failure(run_dir_file: Path, message: str) -> None:
     """Process 0 records its own failure when it can; where it could not, say it in its metrics.json."""
-    from recipes.reporting.results import METRICS_FILE, read_history, write_metrics
+    from recipes.reporting.results import read_history, write_metrics
+    from recipes.runtime.run_files import METRICS_FILE
 
     if not run_dir_file.exists() or not Path(run_dir_file.read_text()).is_dir():
         return  # no run directory was prepared

@@ -28,8 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recipes.reporting.results import read_history  # noqa: E402
+from recipes.reporting.results import read_history, read_metrics  # noqa: E402
 from recipes.runtime import processes  # noqa: E402
+from recipes.runtime.run_files import METRICS_FILE  # noqa: E402
 from recipes.training import hold  # noqa: E402
 
 LAUNCHER = ROOT / "scripts" / "launch_processes.py"
@@ -52,10 +53,6 @@ def env() -> dict:
 
 def launch_command(*overrides: str, count: int = 2) -> list[str]:
     return [sys.executable, str(LAUNCHER), "--processes", str(count), "--", *overrides]
-
-
-def read_metrics(run_dir: Path) -> dict:
-    return json.loads((Path(run_dir) / "metrics.json").read_text())
 
 
 def listening(pid: int) -> dict:
@@ -133,7 +130,7 @@ def kill_after_first_epoch(run_dir: Path, cwd: Path, environment: dict, timeout:
         "epochs_before_kill": len(read_history(run_dir)),
         "launcher_exit_status": launcher.returncode,
         "launcher_line": err.strip().splitlines()[-1] if err.strip() else "",
-        "recorded_status": read_metrics(run_dir).get("status") if (run_dir / "metrics.json").exists() else None,
+        "recorded_status": read_metrics(run_dir).get("status") if (run_dir / METRICS_FILE).exists() else None,
         "stdout": out, "stderr": err,
     }
 

@@ -5,7 +5,7 @@ process per backend:
 
     KERAS_BACKEND=jax python tests/backend_driver.py OUT_DIR '{"name": ["override", ...], ...}'
 
-It prints one line `RESULT {name: metrics}`. With BLOCK_TENSORFLOW=1 in the
+It prints one line `RESULT {name: metrics}` (`recipes.runtime.workers.report`). With BLOCK_TENSORFLOW=1 in the
 environment, importing tensorflow (or tensorflow_datasets) fails here, as on a
 machine without them.
 """
@@ -49,12 +49,13 @@ def main(out_dir: str, runs_json: str) -> None:
         hide_tensorflow()
     from recipes.registry import get_recipe
     from recipes.runtime.compose import compose_train
+    from recipes.runtime.workers import report
 
     results = {}
     for name, overrides in json.loads(runs_json).items():
         cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", *overrides])
         results[name] = get_recipe(cfg.recipe.name)(cfg, Path(out_dir) / name)
-    print("RESULT " + json.dumps(results, default=str))
+    report(results)
 
 
 if __name__ == "__main__":

@@ -68,7 +68,7 @@ def policy_step(policy: str, bad_batch: int = 0, steps_per_execution: int = 1) -
     import numpy as np
 
     from recipes.runtime.compose import compose_train
-    from recipes.settings import validate
+    from recipes.cli.settings import validate
     from recipes.training.callbacks import NonFiniteGuard
     from recipes.training.network import build_network
     from recipes.training.optimizers import make_optimizer

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import ROOT, TINY, needs, project_env
 import losses
+from recipes.runtime.workers import results_in
 from tests.test_stability import COMPARED, STABILITY_TAGS, event_tags
 
 # What the registry says each formulation does per backend; measured by the tests below.
@@ -36,8 +37,8 @@ def run_driver(backend: str, runs: dict, out_dir: Path, **env) -> dict:
     result = run_env([sys.executable, str(ROOT / "tests" / "backend_driver.py"), str(out_dir), json.dumps(runs)],
                      backend_env=backend, extra_env=env)
     assert result.returncode == 0, result.stderr[-4000:]
-    [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
-    return json.loads(line[len("RESULT "):])
+    [results] = results_in(result.stdout)
+    return results
 
 
 def runs_on_other_backend(backend: str) -> tuple[list[str], dict, dict]:

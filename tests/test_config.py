@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from recipes.runtime.errors import UserError
-from recipes.settings import validate
+from recipes.cli.settings import validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DOCS = CONFIGS.parent / "docs" / "configuration.md"

@@ -1,5 +1,4 @@
 """Devices: the GPU error on a CPU machine, XLA warnings, MirroredStrategy on 2 logical CPUs."""
-import json
 import logging
 import subprocess
 import sys
@@ -8,6 +7,7 @@ import pytest
 
 from recipes import train as train_recipe
 from recipes.runtime.distribution import jit_setting
+from recipes.runtime.workers import results_in
 from tests.conftest import ROOT, TINY
 
 
@@ -24,7 +24,7 @@ def test_forcing_xla_on_a_cpu_warns(caplog):
 
 
 MIRRORED_DRIVER = """
-import json, os, sys
+import os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
@@ -32,6 +32,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 sys.path.insert(0, sys.argv[1])
 from recipes import train as train_recipe
 from recipes.runtime.compose import compose_train
+from recipes.runtime.workers import report
 out = {}
 for dist in ("none", "mirrored"):
     overrides = ["model=mlp", "data.max_train_examples=128", "optimizer=sgd", "trainer.epochs=2",
@@ -39,7 +40,7 @@ for dist in ("none", "mirrored"):
     cfg = compose_train(overrides)
     out[dist] = train_recipe.run(cfg, os.path.join(sys.argv[2], dist))
 keys = ("status", "replicas", "test_accuracy", "test_exact_ce", "history", "stability")
-print("RESULT " + json.dumps({d: {k: m[k] for k in keys} for d, m in out.items()}))
+report({d: {k: m[k] for k in keys} for d, m in out.items()})
 """
 
 
@@ -49,8 +50,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     result = subprocess.run([sys.executable, "-c", MIRRORED_DRIVER, str(ROOT), str(tmp_path)],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
-    out = json.loads(line[len("RESULT "):])
+    [out] = results_in(result.stdout)
     single, mirrored = out["none"], out["mirrored"]
     assert single["replicas"] == 1 and mirrored["replicas"] == 2
     assert mirrored["status"] == "ok"

@@ -34,8 +34,8 @@ EXAMINED = {
 
 @pytest.fixture(scope="session")
 def examples(tmp_path_factory):
-    """The example models of recipes.doctor_examples, saved once for all workers."""
-    from recipes.doctor_examples import save
+    """The example models of recipes.doctor.examples, saved once for all workers."""
+    from recipes.doctor.examples import save
 
     def make(directory: Path) -> dict:
         return {name: str(path) for name, path in save(directory).items()}

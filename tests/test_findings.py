@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from recipes.reporting.findings_page import README_BEGIN, README_END, render_page, render_readme_block
+from recipes.runtime.workers import results_in
 from tests.conftest import ROOT, needs, once_per_run, project_env
 
 DOCS = ROOT / "docs"
@@ -17,7 +18,7 @@ HAS_JAX = importlib.util.find_spec("jax") is not None
 
 
 def run_findings(*args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "recipes.findings", *args], cwd=ROOT, env=project_env(),
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "findings.py"), *args], cwd=ROOT, env=project_env(),
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -120,6 +121,6 @@ def test_a_failing_job_is_recorded_and_the_worker_goes_on(tmp_path):
     result = run_findings("--worker", "tensorflow", "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path),
                           timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    reports = [json.loads(line[len("RESULT "):]) for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    reports = results_in(result.stdout)
     assert [r["status"] for r in reports] == ["failed", "failed"]
     assert "trainer.epochs=-1" in reports[0]["error"]

@@ -1,4 +1,4 @@
-"""Several processes training one model on JAX (recipes/runtime/processes.py, scripts/launch_processes.py).
+"""Several processes training one model on JAX (recipes/runtime/processes/, scripts/launch_processes.py).
 
 Two local processes against one on the same global batch (and the sockets they
 listen on meanwhile), a killed worker, and the one-line errors of bad input.
@@ -73,8 +73,8 @@ def test_bad_group_variables_are_one_line_errors():
 
 def test_the_watchdog_ends_a_process_that_makes_no_progress(tmp_path):
     record = tmp_path / "recorded"
-    code = ("import time; from recipes.runtime.processes import watchdog; "
-            f"watchdog.on_stall = lambda message: open({str(record)!r}, 'w').write(message); "
+    code = ("import time; from recipes.runtime.processes import Watchdog; "
+            f"watchdog = Watchdog(on_stall=lambda message: open({str(record)!r}, 'w').write(message)); "
             "watchdog.start(1, 'process 1'); [watchdog.tick() or time.sleep(0.1) for _ in range(20)]; "
             "time.sleep(30)")
     started = time.monotonic()

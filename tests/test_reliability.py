@@ -121,10 +121,10 @@ def bad_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_bad_inputs_fail_cleanly_and_touch_nothing_else(compose, train_cli, tmp_path, capsys):
-    """Each case through the function train.py's Hydra job calls (recipes.cli.main), in this process;
+    """Each case through the function train.py's Hydra job calls (recipes.cli.job.run_job), in this process;
     the YAML error, found before Hydra composes anything, through train.py itself. (That train.py
     turns the same errors into the same line and exit status: tests/test_train.py, test_config.py.)"""
-    from recipes.cli import main as run_job
+    from recipes.cli.job import run_job
 
     other = tmp_path / "other_run"
     train_recipe.run(compose(*TINY), other)

@@ -1,5 +1,5 @@
 """SLURM: a sweep through a real one-node cluster, with a cancelled and a timed-out job, and a resumed one;
-and one model trained by the two processes of `srun -n 2` (recipes/runtime/processes.py).
+and one model trained by the two processes of `srun -n 2` (recipes/runtime/processes/).
 
 The cluster (scripts/slurm_cluster.py) is started once per session by the
 `slurm_cluster` fixture and skipped where it cannot run (not root, no apt-get).
@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.reporting.results import BACKUP_DIR, read_history
+from recipes.reporting.results import read_history
+from recipes.runtime.run_files import BACKUP_DIR
 from recipes.training import hold
 from scripts.exact_resume import FIGURES
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB

@@ -72,7 +72,7 @@ def test_report_groups_by_what_varies_and_never_averages_diverged_runs(tmp_path)
 
 
 def test_a_sweep_whose_every_job_failed_still_gets_its_report(tmp_path):
-    """As cli.record_failure writes a failed job: no path, no figures, the error."""
+    """As failures.record_failure writes a failed job: no path, no figures, the error."""
     compare.mark_sweep(tmp_path, ["loss=softmax_ce,naive"])
     for num, loss in enumerate(("softmax_ce", "naive")):
         (tmp_path / f"0{num}_loss-{loss}").mkdir()
@@ -87,7 +87,7 @@ def test_a_sweep_whose_every_job_failed_still_gets_its_report(tmp_path):
 def test_report_refuses_a_directory_that_is_not_a_sweep(tmp_path):
     with pytest.raises(UserError, match="not a sweep directory"):
         compare.write_report(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "recipes.compare", str(tmp_path / "nope")],
+    result = subprocess.run([sys.executable, "-m", "recipes.cli.compare", str(tmp_path / "nope")],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "no such directory" in result.stderr and "Traceback" not in result.stderr
 

@@ -65,8 +65,9 @@ class RecordingSlurmLauncher(SlurmLauncher):
         import submitit
 
         # Imported here: Hydra imports this module at every start.
-        from recipes.cli import record_failure
-        from recipes.reporting.results import METRICS_FILE, RESUMABLE, read_metrics
+        from recipes.reporting.failures import record_failure
+        from recipes.reporting.results import RESUMABLE, read_metrics
+        from recipes.runtime.run_files import METRICS_FILE
 
         try:
             return job.results()[0]
@@ -82,7 +83,7 @@ class RecordingSlurmLauncher(SlurmLauncher):
             log.error("%s; recorded as failed in %s", ended, run_dir)
             record_failure(cfg, run_dir, ended)
             value = None
-        # NaN for a failed job, as recipes.cli returns: a sweeper records it as a failed trial.
+        # NaN for a failed job, as recipes.cli.job returns: a sweeper records it as a failed trial.
         return JobReturn(overrides=overrides, cfg=cfg, working_dir=str(run_dir), status=JobStatus.COMPLETED,
                          _return_value=float("nan") if value is None else float(value))
 

@@ -10,7 +10,7 @@
 A search (an Optuna sweep, `sweep_record`) gets its own .md and .png instead:
 its trials ranked by the objective, the best one, and its progress (`search_report`).
 It runs by itself at the end of every multirun (`sweep.SweepReport`), and on
-demand with `python -m recipes.compare <sweep dir>`.
+demand with `python -m recipes.cli.compare <sweep dir>`.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from recipes.reporting.palette import legend_room, path_color, path_legend
 from recipes.reporting.search_report import write_search_report
 from recipes.reporting.sweep_record import hydra_record, job_number, search_of
 from recipes.runtime.errors import UserError
+from recipes.runtime.run_files import METRICS_FILE
 from recipes.runtime.run_names import SWEEP_FILE
 
 # Vary between runs without defining a group (recipe.run_name follows the loss).
@@ -68,7 +69,7 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
             "there); pass the directory a multirun printed, e.g. runs/sweeps/<time>"
         )
     runs = []
-    for path in sorted(sweep_dir.rglob("metrics.json")):
+    for path in sorted(sweep_dir.rglob(METRICS_FILE)):
         if path.parent == sweep_dir:
             continue
         metrics = json.loads(path.read_text())

@@ -200,7 +200,7 @@ def render_docs_page(report: dict) -> str:
         "",
         "## Example: the keras.io MNIST convnet",
         "",
-        "The \"Simple MNIST convnet\" of keras.io (`recipes/doctor_examples.py`), with its",
+        "The \"Simple MNIST convnet\" of keras.io (`recipes/doctor/examples.py`), with its",
         "`Dense(num_classes, activation=\"softmax\")` head and `loss=\"categorical_crossentropy\"`:",
         "",
         render_markdown(report).rstrip("\n"),

@@ -9,11 +9,7 @@ import re
 from pathlib import Path
 
 from recipes.runtime.errors import UserError
-
-METRICS_FILE = "metrics.json"
-HISTORY_FILE = "history.csv"  # one row per epoch, written by Keras's CSVLogger
-# Written by Hydra into the run directory before the recipe starts.
-HYDRA_FILES = {".hydra", "train.log"}
+from recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE, HYDRA_FILES, METRICS_FILE
 
 
 class RunAlreadyFinished(Exception):
@@ -55,7 +51,6 @@ def truncate_history(run_dir: Path, epochs: int) -> list[dict]:
 
 # A run with one of these statuses can be taken up again by the same command.
 RESUMABLE = ("interrupted", "failed")
-BACKUP_DIR = "backup"  # the state of the latest backed-up epoch (recipes/training/backup.py)
 
 
 def move_aside(run_dir: Path) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 from recipes.reporting.search_precision import RESOLUTION, format_value, parse_space
 from recipes.reporting.sweep_record import Search
 
-OBJECTIVE = "val_accuracy"  # what recipes/cli.py returns
+OBJECTIVE = "val_accuracy"  # what recipes/cli/job.py returns
 OBJECTIVE_NAME = "validation accuracy"
 
 

@@ -6,7 +6,7 @@
                           | data_parallel  JAX: keras.distribution.DataParallel over all devices,
                                            or the first trainer.devices (a number); over the
                                            devices of every process where several train one
-                                           model (recipes/runtime/processes.py)
+                                           model (recipes/runtime/processes/)
     trainer.jit_compile   auto | true | false (XLA; forced on a CPU it was about 6x slower here)
 """
 from __future__ import annotations

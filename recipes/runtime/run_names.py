@@ -77,6 +77,11 @@ def name_of_target(target) -> str:
     return target.rsplit(".", 1)[-1] if target.startswith(OWN_MODELS) else target
 
 
+def model_name(model_cfg) -> str:
+    """The model's name in run records: `name`, else the name its target gives."""
+    return str(model_cfg.get("name") or name_of_target(model_cfg.get("_target_")))
+
+
 def data_name(name, target) -> str:
     """A data config's name: its own for the project's loaders, the target for a callable of the user's."""
     return str(name) if str(target).startswith(OWN_MODELS) else str(target)

@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from recipes.training.network import BEST_MODEL, LAST_MODEL
+from recipes.runtime.run_files import BEST_MODEL, LAST_MODEL
 from recipes.training.stability_model import EPOCH_STEPS_LOG, FIRST_NONFINITE_LOG, NONFINITE_LOG
 from recipes.training.telemetry import PREFIX, STEP_PREFIX
 

@@ -18,7 +18,8 @@ Whatever comes back, the recipe finds its logits with the one head finder
 softmax or sigmoid head is taken off, so that `loss=` decides the loss, and
 the run says so. Built-in bodies:
 
-    cnn: the keras.io "simple MNIST convnet" (34,826 parameters on 28 x 28 x 1)
+    cnn: the keras.io "simple MNIST convnet" (34,826 parameters on 28 x 28 x 1; `convnet_layers`, which
+         the plain-Keras example and benchmark build too)
     mlp: Flatten -> Dense(hidden_units, relu) -> Dense(classes)
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ import inspect
 import logging
 
 from recipes.runtime.errors import UserError
+from recipes.runtime.run_names import model_name
 from recipes.runtime.targets import parameters, resolve_target, target_path
 
 log = logging.getLogger(__name__)
@@ -42,16 +44,33 @@ def logits_layer(num_classes: int, head_init_std: float | None):
     return layers.Dense(num_classes, kernel_initializer=init, name="logits")
 
 
-def cnn(inputs, num_classes: int, dropout: float = 0.5, head_init_std: float | None = None):
+def convnet_layers(num_classes: int, dropout: float = 0.5, head: str = "logits", head_init_std: float | None = None):
+    """The keras.io "simple MNIST convnet", layer by layer: the one definition of it, for `cnn` below and for
+    the plain-Keras example (the doctor's example model, the benchmark's plain side).
+
+    `head`: "logits" (what this framework trains: `logits_layer`) or "softmax" (a softmax Dense, as the
+    example writes it). A generator: each layer is made when asked for, so `cnn`, which applies each layer
+    before asking for the next, draws the initial weights in the same order as always.
+    """
     from keras import layers
 
-    x = layers.Conv2D(32, kernel_size=(3, 3), activation="relu")(inputs)
-    x = layers.MaxPooling2D(pool_size=(2, 2))(x)
-    x = layers.Conv2D(64, kernel_size=(3, 3), activation="relu")(x)
-    x = layers.MaxPooling2D(pool_size=(2, 2))(x)
-    x = layers.Flatten()(x)
-    x = layers.Dropout(float(dropout))(x)
-    return logits_layer(num_classes, head_init_std)(x)
+    if head not in ("logits", "softmax"):
+        raise ValueError(f"head={head!r}: valid choices: logits, softmax")
+    yield layers.Conv2D(32, kernel_size=(3, 3), activation="relu")
+    yield layers.MaxPooling2D(pool_size=(2, 2))
+    yield layers.Conv2D(64, kernel_size=(3, 3), activation="relu")
+    yield layers.MaxPooling2D(pool_size=(2, 2))
+    yield layers.Flatten()
+    yield layers.Dropout(float(dropout))
+    yield logits_layer(num_classes, head_init_std) if head == "logits" else layers.Dense(num_classes,
+                                                                                           activation="softmax")
+
+
+def cnn(inputs, num_classes: int, dropout: float = 0.5, head_init_std: float | None = None):
+    x = inputs
+    for layer in convnet_layers(num_classes, dropout, head_init_std=head_init_std):
+        x = layer(x)
+    return x
 
 
 def mlp(inputs, num_classes: int, hidden_units: int = 128, head_init_std: float | None = None):
@@ -60,13 +79,6 @@ def mlp(inputs, num_classes: int, hidden_units: int = 128, head_init_std: float 
     x = layers.Flatten()(inputs)
     x = layers.Dense(int(hidden_units), activation="relu")(x)
     return logits_layer(num_classes, head_init_std)(x)
-
-
-def model_name(model_cfg) -> str:
-    """The model's name in run records: `name`, else the name its target gives."""
-    from recipes.runtime.run_names import name_of_target
-
-    return str(model_cfg.get("name") or name_of_target(model_cfg.get("_target_")))
 
 
 def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | None = None):

@@ -17,9 +17,6 @@ import numpy as np
 from losses import SOFTMAX_LAYER
 
 log = logging.getLogger(__name__)
-# The saved models of a run. A run's test figures are those of LAST_MODEL, the model after the last epoch.
-LAST_MODEL = "last.keras"
-BEST_MODEL = "best.keras"  # the epoch with the highest validation accuracy
 
 
 def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None):
@@ -27,7 +24,8 @@ def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None
     off the configured model (`models.without_head`; None if it output logits)."""
     import keras
 
-    from recipes.training.models import build_logits, model_name
+    from recipes.runtime.run_names import model_name
+    from recipes.training.models import build_logits
     from recipes.training.stability_model import StabilityModel
 
     stress = cfg.stress

@@ -22,5 +22,5 @@ BUILDERS = {"adam": adam, "sgd": sgd}
 
 
 def make_optimizer(cfg):
-    """The optimizer `cfg.name` with its options (the config was validated by recipes.settings)."""
+    """The optimizer `cfg.name` with its options (the config was validated by recipes.cli.settings)."""
     return BUILDERS[cfg.name](cfg)

@@ -1,7 +1,7 @@
 """(Re)build the comparison report of a sweep: comparison.md, .csv, .png and the TensorBoard text.
 
-    python -m recipes.compare runs/sweeps/<time>
-    python -m recipes.compare runs/sweeps/<time> --no-tensorboard
+    python -m recipes.cli.compare runs/sweeps/<time>
+    python -m recipes.cli.compare runs/sweeps/<time> --no-tensorboard
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from recipes.runtime.errors import UserError
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m recipes.compare", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m recipes.cli.compare", description=__doc__.split("\n\n")[0])
     parser.add_argument("sweep_dir", type=Path, help="a multirun's sweep directory (runs/sweeps/<time>)")
     parser.add_argument("--no-tensorboard", action="store_true", help="skip the TensorBoard text and image")
     args = parser.parse_args(argv)

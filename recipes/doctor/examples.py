@@ -1,9 +1,10 @@
 """Models this project did not design, saved as .keras files for the loss doctor's tests and docs page.
 
-    python -m recipes.doctor_examples OUT_DIR [NAME ...]     # saves OUT_DIR/<name>.keras (default: all)
+    python -m recipes.doctor.examples OUT_DIR [NAME ...]     # saves OUT_DIR/<name>.keras (default: all)
 
-    convnet       the keras.io "Simple MNIST convnet" as that example writes it: softmax Dense head,
-                  compiled with loss="categorical_crossentropy"
+    convnet       the keras.io "Simple MNIST convnet" as that example writes it (its layers:
+                  recipes.training.models.convnet_layers): softmax Dense head, compiled with
+                  loss="categorical_crossentropy"
     mobilenet     keras.applications.MobileNetV3Small(weights=None) with its default softmax head
                   (classifier_activation="softmax"), small input; saved uncompiled, as a fine-tuning
                   script gets it, so the loss comes from the command line
@@ -22,18 +23,10 @@ MNIST_SHAPE = (28, 28, 1)
 
 def convnet():
     import keras
-    from keras import layers
 
-    model = keras.Sequential([
-        keras.Input(shape=MNIST_SHAPE),
-        layers.Conv2D(32, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Conv2D(64, kernel_size=(3, 3), activation="relu"),
-        layers.MaxPooling2D(pool_size=(2, 2)),
-        layers.Flatten(),
-        layers.Dropout(0.5),
-        layers.Dense(NUM_CLASSES, activation="softmax"),
-    ])
+    from recipes.training.models import convnet_layers
+
+    model = keras.Sequential([keras.Input(shape=MNIST_SHAPE), *convnet_layers(NUM_CLASSES, head="softmax")])
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
     return model
 

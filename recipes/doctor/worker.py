@@ -1,9 +1,9 @@
 """The loss doctor's measurements on one Keras backend, in this process.
 
-Keras picks its backend once per process, so the doctor (recipes/doctor.py)
-starts this module once per backend:
+Keras picks its backend once per process, so the doctor (recipes/doctor/)
+starts this module once per backend (`recipes.runtime.workers`):
 
-    KERAS_BACKEND=jax python -m recipes.doctor_worker SPECS.json
+    KERAS_BACKEND=jax python -m recipes.doctor.worker SPECS.json
 
 SPECS.json is a list of examinations, each {"head": Head as a dict, "loss":
 {"class_name", "from_logits"}, "precisions": [...]}. For every examination
@@ -24,11 +24,12 @@ import numpy as np
 
 import losses
 from losses.keras_losses import KerasLoss
+from losses.numerics import tolerance
 from losses.paths import detect_loss_path, sweep_gaps
-from recipes.probe import tolerance
 from recipes.reporting.results import finite_or_none
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.session import fresh_session, precision_policy
+from recipes.runtime.workers import report
 
 REL_TOL = 1e-3  # the probe recipe's default: a loss further than this from the exact one has departed
 
@@ -110,7 +111,7 @@ def main(spec_file: str) -> None:
             began = time.perf_counter()
             result = examine(spec, precision)
             result.update(spec=index, precision=precision, seconds=round(time.perf_counter() - began, 2))
-            print("RESULT " + json.dumps(result), flush=True)
+            report(result)
 
 
 if __name__ == "__main__":

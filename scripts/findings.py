@@ -1,12 +1,13 @@
 """The findings: one command runs the whole measurement matrix and writes every number and figure the docs show.
 
-    python -m recipes.findings                 # the full matrix (about 20-30 minutes on 2 CPU cores)
-    python -m recipes.findings --quick         # the same code on a tiny scale (about a minute)
-    python -m recipes.findings --backends tensorflow,jax
+    python scripts/findings.py                 # the full matrix (about 20-30 minutes on 2 CPU cores)
+    python scripts/findings.py --quick         # the same code on a tiny scale (about a minute)
+    python scripts/findings.py --backends tensorflow,jax
 
 It answers "which loss formulation should I use, and what goes wrong with the
 others, on my backend and precision?". Per Keras backend (one child process
-each: Keras picks its backend once per process), in this order:
+each, this script again with --worker: Keras picks its backend once per process;
+recipes.runtime.workers runs them), in this order:
     paths      the loss path of every formulation, per precision, with the
                recipe's float32 head and with an unsafe low-precision head
     ordinary   every formulation, no stress, several seeds (mean +- std)
@@ -25,19 +26,24 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import time
 import traceback
 from pathlib import Path
 
-import losses
-from recipes.reporting.findings_data import build_findings, environment
-from recipes.reporting.findings_figures import write_figures
-from recipes.reporting.findings_page import json_text, render_page, render_readme_block, replace_readme_block
-from recipes.runtime.backends import BACKENDS
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import losses  # noqa: E402
+from recipes.reporting.findings_data import build_findings, environment  # noqa: E402
+from recipes.reporting.findings_figures import write_figures  # noqa: E402
+from recipes.reporting.findings_page import (  # noqa: E402
+    json_text, render_page, render_readme_block, replace_readme_block,
+)
+from recipes.runtime import workers  # noqa: E402
+from recipes.runtime.backends import BACKENDS  # noqa: E402
+
+COMMAND = "python scripts/findings.py"
 STRESSED = ("softmax_ce", "sparse_from_logits", "clipped_probs", "naive")  # the precision rows, and --quick's
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=2"]
 # Rough seconds per job kind on 2 CPU cores, for the first ETA (then the measured pace takes over).
@@ -129,13 +135,8 @@ def run_all(backends: list[str], quick: bool, out: Path) -> list[dict]:
     budget = sum(ESTIMATE_S[job["kind"]] for jobs in plans.values() for job in jobs)
     print(f"findings: {total} jobs on {', '.join(backends)}; first estimate {budget / 60:.0f} min", flush=True)
     progress = Progress(total, budget)
-    if not quick:
-        return [r for b in backends for r in run_backend(b, plans[b], out, progress)]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(len(backends)) as pool:
-        futures = [pool.submit(run_backend, b, plans[b], out, progress) for b in backends]
-        return [r for future in futures for r in future.result()]
+    by_backend = workers.each_backend(backends, lambda b: run_backend(b, plans[b], out, progress), side_by_side=quick)
+    return [r for b in backends for r in by_backend[b]]
 
 
 class Progress:
@@ -176,21 +177,16 @@ def run_backend(backend: str, jobs: list[dict], out: Path, progress: Progress) -
     """Run `jobs` in a child process on `backend`, reporting each as it finishes."""
     plan_file = out / f"plan-{backend}.json"
     plan_file.write_text(json.dumps(jobs, indent=1))
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-    command = [sys.executable, "-m", "recipes.findings", "--worker", backend, "--plan", str(plan_file),
-               "--out", str(out)]
     results = []
-    with (out / f"worker-{backend}.log").open("w") as log_file:
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log_file, text=True)
-        for line in proc.stdout:
-            if line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT "):])
-                job = jobs[len(results)]
-                results.append({**job, "backend": backend, **result})
-                progress.job_done({**job, "backend": backend}, result)
-        proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"the {backend} worker failed (exit {proc.returncode}); see {out}/worker-{backend}.log")
+
+    def arrived(result: dict) -> None:
+        job = {**jobs[len(results)], "backend": backend}
+        results.append({**job, **result})
+        progress.job_done(job, result)
+
+    worker = workers.Worker(backend, [str(Path(__file__).resolve()), "--worker", backend, "--plan", str(plan_file),
+                                      "--out", str(out)], out / f"worker-{backend}.log")
+    workers.run(worker, on_result=arrived)
     return results
 
 
@@ -209,7 +205,7 @@ def worker(backend: str, plan_file: Path, out: Path) -> None:
             traceback.print_exc()
             result = {"status": "failed", "error": f"{type(err).__name__}: {err}"}
         result["seconds"] = round(time.perf_counter() - began, 2)
-        print("RESULT " + json.dumps(result, default=str), flush=True)
+        workers.report(result)
 
 
 def compose(overrides: list[str]):
@@ -237,7 +233,7 @@ def probe_job(job: dict, run_dir: Path) -> dict:
 def paths_job(job: dict, run_dir: Path) -> dict:
     """The loss path of every formulation the recipe would build, per precision and head dtype."""
     from recipes.runtime.session import fresh_session, precision_policy
-    from recipes.settings import validate
+    from recipes.cli.settings import validate
     from recipes.training.network import build_network, measure_loss_path
 
     rows = []
@@ -266,7 +262,7 @@ WORKER_JOBS = {"train": train_job, "default": train_job, "probe": probe_job, "pa
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m recipes.findings", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny scale of the same matrix (about a minute)")
     parser.add_argument("--backends", help="comma-separated (default: every installed one of tensorflow, jax, torch)")
     parser.add_argument("--out", type=Path, help="where the runs go (default runs/findings/<time>[-quick])")
@@ -327,9 +323,9 @@ def run_and_save(backends: list[str], skipped: list[str], quick: bool, out: Path
     began = time.time()
     try:
         results = run_all(backends, quick, out)
-    except RuntimeError as err:
+    except workers.WorkerFailed as err:
         raise SystemExit(f"error: {err}") from None
-    command = " ".join(["python -m recipes.findings", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])])
     saved = {"results": results, "matrix": matrix(quick),
              "env": environment(command, time.time() - began, quick, [*left_out(quick), *skipped])}
     (out / RESULTS_FILE).write_text(json.dumps(saved, default=str))

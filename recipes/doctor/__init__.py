@@ -9,7 +9,7 @@ The steps:
     1. read the model's graph from the file (`training.heads`): its output head (a softmax or
        sigmoid in a layer's activation, an Activation or Softmax layer, or plain logits), where the
        logits are, and the loss it was compiled with, or the one `recipe.loss` names;
-    2. measure, per installed backend in a child process of its own (`recipes.doctor_worker`), in
+    2. measure, per installed backend in a child process of its own (`recipes.doctor.worker`), in
        float32 and the mixed policies: the loss path on the probe batches, where the loss departs
        from the exact one over the logit gap (capped or NaN), and where its gradient dies;
     3. report (`reporting.doctor_report`): the verdict, the fix for this model, doctor.json,
@@ -17,6 +17,9 @@ The steps:
     4. with recipe.strict=true, exit code 1 unless every backend and precision computes the exact loss.
 Bad input (not a Keras file, no classifier head, an unknown loss or option) is one `error:` line and
 exit code 2, before anything is measured.
+
+The package: this module is the recipe; `worker` measures one backend (in its child process),
+`examples` saves the models it is tested and documented on, `__main__` writes the docs page.
 """
 from __future__ import annotations
 
@@ -29,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from losses import LossOptionError
@@ -41,13 +43,15 @@ from recipes.reporting.results import prepare_run_dir, write_metrics
 from recipes.runtime.backends import BACKENDS
 from recipes.runtime.errors import UserError
 from recipes.runtime.session import PRECISIONS
-from recipes.settings import require_choice
+from recipes.runtime.workers import Worker, each_backend
+from recipes.runtime.workers import run as run_worker
+from recipes.cli.settings import require_choice
 from recipes.training.heads import SavedModel, read_saved_model
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
-DOCS_EXAMPLE = "convnet"  # the docs page examines this model of recipes.doctor_examples
+DOCS_EXAMPLE = "convnet"  # the docs page examines this model of recipes.doctor.examples
 DOCS_COMMAND = "python -m recipes.doctor --docs"
 STRICT_EXIT = 1  # recipe.strict=true and the loss is not exact everywhere
 
@@ -109,26 +113,15 @@ def run_workers(examinations: list[dict], backends: list[str], work_dir: Path) -
     print(f"doctor: measuring {total} combinations on {', '.join(backends)} (one process each)", flush=True)
     began = time.time()
 
-    def worker(backend: str) -> list[dict]:
-        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-        results = []
-        with (work_dir / f"doctor-{backend}.log").open("w") as log_file:
-            proc = subprocess.Popen([sys.executable, "-m", "recipes.doctor_worker", str(spec_file)], cwd=ROOT,
-                                    env=env, stdout=subprocess.PIPE, stderr=log_file, text=True)
-            for line in proc.stdout:
-                if line.startswith("RESULT "):
-                    result = {"backend": backend, **json.loads(line[len("RESULT "):])}
-                    results.append(result)
-                    print(f"  {backend:10s} {result['precision']:15s} {result['path']:24s} "
-                          f"({result['seconds']:.1f}s; {time.time() - began:.0f}s elapsed)", flush=True)
-            proc.wait()
-        if proc.returncode != 0:
-            tail = (work_dir / f"doctor-{backend}.log").read_text()[-3000:]
-            raise RuntimeError(f"the doctor's {backend} process failed (exit {proc.returncode}):\n{tail}")
-        return results
+    def measure(backend: str) -> list[dict]:
+        def arrived(result: dict) -> None:
+            print(f"  {backend:10s} {result['precision']:15s} {result['path']:24s} "
+                  f"({result['seconds']:.1f}s; {time.time() - began:.0f}s elapsed)", flush=True)
 
-    with ThreadPoolExecutor(len(backends)) as pool:
-        return dict(zip(backends, pool.map(worker, backends)))
+        worker = Worker(backend, ["-m", "recipes.doctor.worker", str(spec_file)], work_dir / f"doctor-{backend}.log")
+        return [{"backend": backend, **result} for result in run_worker(worker, on_result=arrived)]
+
+    return each_backend(backends, measure, side_by_side=True)
 
 
 def build_report(model: SavedModel, loss: KerasLoss, source: str, backends: list[str],
@@ -231,7 +224,7 @@ def write_docs(docs_dir: Path = DOCS) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
-        subprocess.run([sys.executable, "-m", "recipes.doctor_examples", str(scratch), DOCS_EXAMPLE],
+        subprocess.run([sys.executable, "-m", "recipes.doctor.examples", str(scratch), DOCS_EXAMPLE],
                        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         began = time.time()
         # Named by the file alone, not the temporary directory it was saved in.
@@ -241,13 +234,3 @@ def write_docs(docs_dir: Path = DOCS) -> None:
     (docs_dir / doctor_report.REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     (docs_dir / doctor_report.MARKDOWN_FILE).write_text(doctor_report.render_docs_page(report))
     print(f"doctor: wrote {docs_dir / doctor_report.MARKDOWN_FILE} and {docs_dir / doctor_report.REPORT_FILE}")
-
-
-if __name__ == "__main__":
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", action="store_true", required=True,
-                        help="examine the keras.io convnet and write docs/doctor.md and docs/doctor.json")
-    parser.add_argument("--out", type=Path, default=DOCS, help="where to write them (default: docs/)")
-    write_docs(parser.parse_args().out)

@@ -1,0 +1,50 @@
+"""What a run that did not finish leaves in its metrics.json: "failed" with the error, or "interrupted".
+
+Either status is resumable: the same command takes the run up again
+(`results.RESUMABLE`). A sweep's comparison lists a failed job with its error.
+"""
+from __future__ import annotations
+
+import logging
+import traceback
+from pathlib import Path
+
+from recipes.reporting.results import read_history, write_metrics
+from recipes.reporting.tensorboard_views import write_run_views
+from recipes.runtime.errors import UserError
+from recipes.runtime.run_names import model_name
+
+log = logging.getLogger(__name__)
+
+
+def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
+    """metrics.json (and the run's TensorBoard summary) of a job that failed with `err`."""
+    from omegaconf import OmegaConf
+
+    metrics = {
+        "status": "failed",
+        "error": f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err),
+        "loss": cfg.loss.name,
+        "data": cfg.data.name,
+        "model": model_name(cfg.model),
+        "seed": cfg.seed,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    try:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        write_metrics(run_dir, metrics)
+        write_run_views(Path(run_dir), metrics, with_layout=False)
+    except Exception:  # recording a failure must not hide the failure itself
+        log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
+
+
+def record_interruption(cfg, run_dir: Path) -> None:
+    """Ctrl-C: say so in metrics.json, so the run is known to be resumable, not finished."""
+    if cfg.recipe.name != "train" or not Path(run_dir).is_dir():
+        return
+    write_metrics(run_dir, {
+        "status": "interrupted",
+        "loss": cfg.loss.name,
+        "seed": cfg.seed,
+        "epochs_completed": len(read_history(run_dir)),
+    })
