@@ -143,19 +143,34 @@ Keras (docs/performance.md):
   epoch's end and plain Keras does not (the backup written for exact resume,
   the best and last models, the CSV, TensorBoard). It is a fixed cost per epoch,
   so its share falls as epochs grow (the full MNIST training set, a larger model).
-* **Per-step reads.** The framework's callbacks look at every step (the
-  non-finite guard for the first NaN/inf step, whatever `trainer.on_nonfinite`
-  says; the telemetry for its step figures), and Keras then turns every entry of
-  every step's logs into a Python number. Each read waits for its step, so the
-  host cannot queue steps ahead of the GPU as it does for plain Keras on JAX and
-  PyTorch: that is the training-steps column. The telemetry adds entries to be
-  read, most of the telemetry-on column. Plain Keras does the same with its
-  progress bar (`verbose=1`, the keras.io example's default): the plain sides
-  here run with `verbose=0`, their fastest.
 * **bfloat16** does not help a model this small: its products are too small to
   keep the tensor cores busy (the matmul peaks above are of one 8192 x 8192
   product). JAX multiplies float32 matrices in TF32 on this GPU by default,
   hence its float32 peak; PyTorch does not.
+"""
+
+
+# Shown while gpu.json is from a run of the loop that read every step (before `"loop": "queued"`).
+EARLIER_LOOP = """\
+**This run measured the earlier training loop,** whose callbacks looked at every step (the
+non-finite guard for the first NaN/inf step, whatever `trainer.on_nonfinite`
+said; the telemetry for its step figures), and Keras then turned every entry of
+every step's logs into a Python number. Each read waited for its step, so the
+host could not queue steps ahead of the GPU as it does for plain Keras on JAX and
+PyTorch: that is the training-steps column. The telemetry added entries to be
+read, most of the telemetry-on column. Plain Keras does the same with its
+progress bar (`verbose=1`, the keras.io example's default): the plain sides
+here run with `verbose=0`, their fastest.
+
+Since then a default run reads
+nothing off the device until an epoch ends: no callback has a batch hook (so
+Keras queues the steps on JAX and PyTorch), the non-finite count and policy live
+in the compiled step, a backup is written once per save and `best.keras` from
+weights kept in memory, and the console gets one line per epoch. No GPU has
+been lent since; the CPU proxy ([performance.md](performance.md#the-gpu-proxy-per-step-work-on-a-cpu),
+`python benchmarks/gpu_proxy.py`) reproduces the ordering above on a CPU and
+measures the new loop against the same goals until the next GPU run
+(`scripts/gpu_run.sh`) replaces these figures.
 """
 
 
@@ -179,6 +194,8 @@ def render(summary: dict) -> str:
         lines += [text.split("\n", 1)[1].strip() if text else "No comparison was written.", ""]
     lines += ["## Throughput: the framework against the plain keras.io convnet", "",
               "Ratios of the medians below (float32 unless named):", "", *_reading(summary), "", READING]
+    if summary.get("loop") != "queued":
+        lines += [EARLIER_LOOP]
     lines += [
               "Sides: " + "; ".join(f"`{k}`: {v}" for k, v in SIDE_WORDS.items()) + ". "
               "Whole epoch: training, validation and every epoch-end callback; steps only: the training part.", ""]

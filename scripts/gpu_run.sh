@@ -262,7 +262,8 @@ import json, pathlib, re, sys
 
 work, out, backends, quick = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3].split(), sys.argv[4]
 results = pathlib.Path(sys.argv[5])
-summary = {"quick": quick == "1", "env": json.loads((work / "env.json").read_text()),
+# loop: which training loop was measured ("queued": no per-step host reads; scripts/gpu_page.py says so).
+summary = {"quick": quick == "1", "loop": "queued", "env": json.loads((work / "env.json").read_text()),
            "gpus": (work / "gpus.txt").read_text().strip().splitlines(), "backends": {}}
 steps = [line.split("\t") for line in (work / "steps.tsv").read_text().splitlines()]
 paths = [json.loads(line) for line in (out / "loss_paths.jsonl").read_text().splitlines() if line]
