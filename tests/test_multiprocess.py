@@ -173,7 +173,7 @@ def test_scale_md_shows_the_measured_figures():
 
 def test_scale_md_states_the_timeouts_the_code_uses():
     """The settings docs/scale.md quotes are the code's: a change to one shows here."""
-    import yaml
+    from recipes.runtime.compose import compose_train
 
     from scripts.launch_processes import GRACE_S
 
@@ -183,5 +183,4 @@ def test_scale_md_states_the_timeouts_the_code_uses():
     assert f"wait at most {processes.INIT_TIMEOUT_S} s for each other" in page
     assert f"ends whatever still runs {GRACE_S} s later" in page
     for preset in ("default", "quick"):
-        trainer = yaml.safe_load((ROOT / "configs" / "trainer" / f"{preset}.yaml").read_text())
-        assert trainer["stall_timeout_s"] == processes.STALL_TIMEOUT_S, preset
+        assert compose_train([f"trainer={preset}"]).trainer.stall_timeout_s == processes.STALL_TIMEOUT_S, preset

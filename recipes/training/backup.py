@@ -2,8 +2,8 @@
 
     backup/
       epoch-000004/          the state after 4 epochs; a resumed run starts from the newest whole one
-        state.npz            every variable of the model (weights, the layers' seed generators:
-                             dropout's masks) and of the optimizer, torch's global generator on
+        state.npz            the model's weights and its layers' seed generators (dropout's
+                             masks), the optimizer's variables, torch's global generator on
                              PyTorch (Keras draws unseeded dropout from it), and what other
                              callbacks keep (`extras`: the best epoch's weights for best.keras)
         manifest.json        the epoch, the variables' shapes and the file's size; written last,
@@ -96,8 +96,11 @@ class Backup(keras.callbacks.Callback):
         return self.found[0] if self.found else 0
 
     def _variables(self) -> dict:
+        """What a resumed run needs: the model's weights, its layers' seed generators (not weights in Keras's
+        sense) and the optimizer's variables. Not the metrics': every epoch starts them afresh."""
+        seeds = [v for v in self.model.variables if v.name == "seed_generator_state"]
         optimizer = self.model.optimizer
-        return {"model": list(self.model.variables), "optimizer": list(optimizer.variables) if optimizer else []}
+        return {"model": [*self.model.weights, *seeds], "optimizer": list(optimizer.variables) if optimizer else []}
 
     # Saving -------------------------------------------------------------------------------------
 
@@ -115,7 +118,8 @@ class Backup(keras.callbacks.Callback):
         partial.mkdir(parents=True)
         arrays, shapes = {}, {}
         for group, variables in self._variables().items():
-            values = [keras.ops.convert_to_numpy(v.value) for v in variables]
+            # The variables themselves: under tf.distribute a scalar's .value is a MirroredVariable numpy cannot read.
+            values = [keras.ops.convert_to_numpy(v) for v in variables]
             arrays.update({f"{group}/{i}": value for i, value in enumerate(values)})
             shapes[group] = [list(value.shape) for value in values]
         if keras.backend.backend() == "torch":
