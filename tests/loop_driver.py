@@ -47,9 +47,10 @@ def watched_run(out_dir: Path, overrides: list[str]) -> dict:
         return fit(job, model, datasets, callbacks)
 
     def counting_convert(x, *args, **kwargs):
-        callers = [f for f in inspect.stack()[1:] if f.filename.startswith(str(ROOT / "recipes"))]
-        if callers:  # a read by the recipes' code: in which callback hook (or outside any)?
-            hook = next((f.function for f in callers if f.function.startswith("on_")), callers[0].function)
+        stack = inspect.stack()[1:]
+        if any(f.filename.startswith(str(ROOT / "recipes")) for f in stack):
+            # A read by the recipes' code: in which callback hook? Else the function that made it.
+            hook = next((f.function for f in stack if f.function.startswith("on_")), stack[0].function)
             reads.append(hook)
         return convert(x, *args, **kwargs)
 
@@ -97,6 +98,26 @@ def policy_step(policy: str, bad_batch: int = 0, steps_per_execution: int = 1) -
             "stopped": bool(model.stop_training)}
 
 
+def kept_weights_are_copies(out_dir: Path) -> dict:
+    """The host copies the backup and best.keras keep are the values at that moment, whatever the weights do
+    after (JAX and PyTorch on a CPU hand out their buffers, which later steps overwrite in place)."""
+    import keras
+    import numpy as np
+
+    from recipes.training.backup import host_copy
+    from recipes.training.callbacks import SaveModels
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    kept = host_copy(model.weights[0])
+    saver = SaveModels(model, out_dir, write_every_s=1e9)
+    saver.on_epoch_end(0, {"val_accuracy": 0.5})
+    before = np.array(keras.ops.convert_to_numpy(model.weights[0]), copy=True)
+    model.weights[0].assign(model.weights[0] + 1.0)  # in place, as an optimizer's step
+    saver.on_epoch_end(1, {"val_accuracy": 0.4})  # no better: the best stays epoch 0's
+    return {"host_copy": bool(np.array_equal(kept, before)),
+            "best_weights": bool(np.array_equal(saver.best_weights[0], before))}
+
+
 def main(out_dir: str) -> None:
     out = Path(out_dir)
     result = {
@@ -108,6 +129,7 @@ def main(out_dir: str) -> None:
         "executions": policy_step("stop", bad_batch=1,
                                   steps_per_execution=1 if os.environ["KERAS_BACKEND"] == "torch" else 2),
     }
+    result["copies"] = kept_weights_are_copies(out)
     print("RESULT " + json.dumps(result))
 
 

@@ -55,3 +55,5 @@ def test_steps_are_queued_and_the_device_is_read_only_at_epoch_ends(backend, tmp
     executions = out["executions"]
     assert (executions["first_nonfinite"], executions["nonfinite_steps"], executions["weights_unchanged"],
             executions["weights_finite"], executions["stopped"]) == ({"epoch": 1, "step": 2}, 1, False, True, True)
+    # What the backup and best.keras keep is a copy, not a view of a buffer the next steps overwrite.
+    assert out["copies"] == {"host_copy": True, "best_weights": True}

@@ -11,7 +11,8 @@
       epoch-000003/          the one before, kept as a fallback
       .partial/              a save under way
 
-Each save writes every file once into `.partial/`, then renames the folder:
+Each save takes the state at the epoch's end and writes it, in a thread of its
+own while the next epoch trains, once into `.partial/`, then renames the folder:
 a kill during a save leaves the earlier backups whole. `every` sets how often
 a save happens: every N epochs (`2`), or at the first epoch end once S seconds
 have passed since the last save (`30s`, `10min`, `1h`), as Lightning's
@@ -22,6 +23,7 @@ epochs after its backup with the same batches and random draws.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import logging
 import os
@@ -41,6 +43,13 @@ log = logging.getLogger(__name__)
 STATE, MANIFEST, PARTIAL = "state.npz", "manifest.json", ".partial"
 KEEP = 2  # the newest backup and the one before it
 _FOLDER = re.compile(r"epoch-(\d+)")
+
+
+def host_copy(variable) -> np.ndarray:
+    """A variable's value as a numpy array of its own. On a CPU, JAX and PyTorch hand out their buffers, which
+    the next steps overwrite; and under tf.distribute a scalar's `.value` is a MirroredVariable numpy cannot
+    read, so the variable itself is converted."""
+    return np.array(keras.ops.convert_to_numpy(variable), copy=True)
 
 
 def folder(backup_dir: Path, epoch: int) -> Path:
@@ -89,6 +98,7 @@ class Backup(keras.callbacks.Callback):
         self._torch_rng = None  # put back when the first epoch begins
         self._last_save = time.monotonic()
         self._first_epoch_seen = False
+        self._writer = self._pending = None  # the thread that writes saves, and the save it is writing
 
     @property
     def resumes_after(self) -> int:
@@ -109,17 +119,14 @@ class Backup(keras.callbacks.Callback):
         if not last and self.every.due(epoch + 1, time.monotonic() - self._last_save):
             self.save(epoch + 1)
 
-    def save(self, epochs_done: int) -> Path:
+    def save(self, epochs_done: int) -> None:
+        """Take the state now; write it in the background (the next epoch trains meanwhile). A save waits for
+        the one before it, and `wait()` for the last one."""
         for each in self.before_save:
             each()
-        partial = self.backup_dir / PARTIAL
-        if partial.exists():
-            shutil.rmtree(partial)  # what a killed save left
-        partial.mkdir(parents=True)
         arrays, shapes = {}, {}
         for group, variables in self._variables().items():
-            # The variables themselves: under tf.distribute a scalar's .value is a MirroredVariable numpy cannot read.
-            values = [keras.ops.convert_to_numpy(v) for v in variables]
+            values = [host_copy(v) for v in variables]
             arrays.update({f"{group}/{i}": value for i, value in enumerate(values)})
             shapes[group] = [list(value.shape) for value in values]
         if keras.backend.backend() == "torch":
@@ -128,6 +135,23 @@ class Backup(keras.callbacks.Callback):
             arrays["torch_rng"] = torch.get_rng_state().numpy()
         for extra in self.extras:
             arrays.update({f"extra/{name}": value for name, value in extra.backup_state().items()})
+        self.wait()
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup")
+        self._pending = self._writer.submit(self._write, epochs_done, arrays, shapes)
+        self._last_save = time.monotonic()
+
+    def wait(self) -> None:
+        """Until the last save is on disk; its error, if it failed, is raised here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def _write(self, epochs_done: int, arrays: dict, shapes: dict) -> Path:
+        partial = self.backup_dir / PARTIAL
+        if partial.exists():
+            shutil.rmtree(partial)  # what a killed save left
+        partial.mkdir(parents=True)
         np.savez(partial / STATE, **arrays)
         manifest = {"epoch": epochs_done, "shapes": shapes, "sizes": {STATE: (partial / STATE).stat().st_size}}
         (partial / MANIFEST).write_text(json.dumps(manifest) + "\n")
@@ -136,7 +160,6 @@ class Backup(keras.callbacks.Callback):
             shutil.rmtree(target)  # an epoch trained again after a resume from an older backup
         os.replace(partial, target)
         self._prune(keep_from=epochs_done)
-        self._last_save = time.monotonic()
         return target
 
     def _prune(self, keep_from: int) -> None:
@@ -191,4 +214,7 @@ class Backup(keras.callbacks.Callback):
                  epoch + 1)
 
     def on_train_end(self, logs=None):
+        self.wait()
+        if self._writer is not None:
+            self._writer.shutdown()
         shutil.rmtree(self.backup_dir, ignore_errors=True)  # finished: nothing left to resume

@@ -16,6 +16,7 @@ import keras
 import numpy as np
 
 from recipes.runtime.run_files import BEST_MODEL, LAST_MODEL
+from recipes.training.backup import host_copy
 from recipes.training.stability_model import EPOCH_STEPS_LOG, FIRST_NONFINITE_LOG, NONFINITE_LOG
 from recipes.training.telemetry import PREFIX, STEP_PREFIX
 
@@ -273,7 +274,7 @@ class SaveModels(keras.callbacks.Callback):
         value = (logs or {}).get("val_accuracy")
         if value is not None and math.isfinite(value) and value > self.best:
             self.best = value
-            self.best_weights = [keras.ops.convert_to_numpy(w) for w in self.export.weights]
+            self.best_weights = [host_copy(w) for w in self.export.weights]
         if self.best_weights is not None and time.monotonic() - self._written >= self.write_every_s:
             self._write_best()
 
@@ -284,7 +285,7 @@ class SaveModels(keras.callbacks.Callback):
 
     def _write_best(self) -> None:
         """best.keras from the kept weights; the layers get their current weights back afterwards."""
-        current = [keras.ops.convert_to_numpy(w) for w in self.export.weights]
+        current = [host_copy(w) for w in self.export.weights]
         self.export.set_weights(self.best_weights)
         self.export.save(self.run_dir / BEST_MODEL)
         self.export.set_weights(current)

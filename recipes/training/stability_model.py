@@ -89,9 +89,18 @@ class StabilityModel(keras.Model):
         return self._extra.on_nonfinite
 
     def get_metrics_result(self):
-        # The step-only figures are added to the training logs by the step itself;
-        # leaving them out here keeps them out of validation's logs.
-        return {k: v for k, v in super().get_metrics_result().items() if k not in self._step_only}
+        """Keras's own, without the step-only figures: the step adds them to the training logs itself, and
+        leaving them out keeps them out of validation's logs. Not even computed: Keras asks for these in
+        every step (`compute_metrics`) and, outside it, at every epoch's end and validation, where on JAX
+        each result is a few operations run one by one. Tensors, as they are: Keras turns them into
+        numbers where it hands them to the callbacks."""
+        results = {}
+        for metric in self.metrics:
+            if metric.name in self._step_only:
+                continue
+            result = metric.result()
+            results.update(result if isinstance(result, dict) else {metric.name: result})
+        return results
 
     def train_step(self, *args):
         return train_step_for(keras.backend.backend())(self, *args)
@@ -161,3 +170,4 @@ class StabilityModel(keras.Model):
             stats["loss_scale"] = scale
             logs.update(tracker.update(stats))
         return logs
+
