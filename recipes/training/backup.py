@@ -11,8 +11,7 @@
       epoch-000003/          the one before, kept as a fallback
       .partial/              a save under way
 
-Each save takes the state at the epoch's end and writes it, in a thread of its
-own while the next epoch trains, once into `.partial/`, then renames the folder:
+Each save writes every file once into `.partial/`, then renames the folder:
 a kill during a save leaves the earlier backups whole. `every` sets how often
 a save happens: every N epochs (`2`), or at the first epoch end once S seconds
 have passed since the last save (`30s`, `10min`, `1h`), as Lightning's
@@ -23,7 +22,6 @@ epochs after its backup with the same batches and random draws.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
 import os
@@ -98,7 +96,6 @@ class Backup(keras.callbacks.Callback):
         self._torch_rng = None  # put back when the first epoch begins
         self._last_save = time.monotonic()
         self._first_epoch_seen = False
-        self._writer = self._pending = None  # the thread that writes saves, and the save it is writing
 
     @property
     def resumes_after(self) -> int:
@@ -119,9 +116,9 @@ class Backup(keras.callbacks.Callback):
         if not last and self.every.due(epoch + 1, time.monotonic() - self._last_save):
             self.save(epoch + 1)
 
-    def save(self, epochs_done: int) -> None:
-        """Take the state now; write it in the background (the next epoch trains meanwhile). A save waits for
-        the one before it, and `wait()` for the last one."""
+    def save(self, epochs_done: int) -> Path:
+        """Take the state now and write it. (Written in a thread while the next epoch trained, it slowed the
+        steps on a 2-core CPU far more than it saved: benchmarks/gpu_proxy.py.)"""
         for each in self.before_save:
             each()
         arrays, shapes = {}, {}
@@ -135,17 +132,8 @@ class Backup(keras.callbacks.Callback):
             arrays["torch_rng"] = torch.get_rng_state().numpy()
         for extra in self.extras:
             arrays.update({f"extra/{name}": value for name, value in extra.backup_state().items()})
-        self.wait()
-        if self._writer is None:
-            self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="backup")
-        self._pending = self._writer.submit(self._write, epochs_done, arrays, shapes)
         self._last_save = time.monotonic()
-
-    def wait(self) -> None:
-        """Until the last save is on disk; its error, if it failed, is raised here."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            pending.result()
+        return self._write(epochs_done, arrays, shapes)
 
     def _write(self, epochs_done: int, arrays: dict, shapes: dict) -> Path:
         partial = self.backup_dir / PARTIAL
@@ -214,7 +202,4 @@ class Backup(keras.callbacks.Callback):
                  epoch + 1)
 
     def on_train_end(self, logs=None):
-        self.wait()
-        if self._writer is not None:
-            self._writer.shutdown()
         shutil.rmtree(self.backup_dir, ignore_errors=True)  # finished: nothing left to resume

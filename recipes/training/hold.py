@@ -41,9 +41,9 @@ def _integer(name: str, minimum: int) -> int | None:
     return int(raw)
 
 
-def hold_from_environment(epochs: int, backup_dir: Path, rank: int = 0, saved=None):
+def hold_from_environment(epochs: int, backup_dir: Path, rank: int = 0):
     """The hold the environment asks for (a Keras callback, the fit's last), in a run of `epochs` epochs as
-    process `rank`; None when none. `saved()` returns once the epoch's backup is on disk."""
+    process `rank`; None when none."""
     import keras
 
     after = _integer(EPOCH_VAR, 1)
@@ -51,24 +51,20 @@ def hold_from_environment(epochs: int, backup_dir: Path, rank: int = 0, saved=No
     if after is None or after >= epochs or (only is not None and only != rank):
         return None
     seconds = float(os.environ.get(SECONDS_VAR) or DEFAULT_SECONDS)
-    return keras.callbacks.LambdaCallback(on_epoch_end=HoldAfterEpoch(after, seconds, Path(backup_dir) / NOTICE,
-                                                                      saved))
+    return keras.callbacks.LambdaCallback(on_epoch_end=HoldAfterEpoch(after, seconds, Path(backup_dir) / NOTICE))
 
 
 class HoldAfterEpoch:
     """At the end of epoch `after` (1-based): write `notice`, then sleep for at most `seconds`."""
 
-    def __init__(self, after: int, seconds: float, notice: Path, saved=None):
+    def __init__(self, after: int, seconds: float, notice: Path):
         self.after = after
         self.seconds = seconds
         self.notice = notice
-        self.saved = saved
 
     def __call__(self, epoch: int, logs=None) -> None:
         if epoch + 1 != self.after:
             return
-        if self.saved is not None:
-            self.saved()  # the backup is written in the background: on disk before the notice
         self.notice.parent.mkdir(parents=True, exist_ok=True)
         self.notice.write_text(f"{self.after}\n")
         log.info("held after epoch %d (%s): waiting for a signal, at most %.0f s", self.after, EPOCH_VAR,
