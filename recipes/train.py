@@ -234,8 +234,9 @@ def build_and_compile(job: Job):
         metrics=[setup.accuracy_metric()],
         jit_compile=jit_setting(cfg.trainer.get("jit_compile", "auto"), job.device[0],
                                 distributed=cfg.trainer.get("distribution", "none") != "none"),
-        steps_per_execution=steps_per_execution(cfg.trainer.get("steps_per_execution", AUTO),
-                                                cfg.get("backend", "tensorflow"), job.device[0]),
+        steps_per_execution=steps_per_execution(
+            cfg.trainer.get("steps_per_execution", AUTO), cfg.get("backend", "tensorflow"), job.device[0],
+            every_step=verbosity(cfg) == 1 or bool(cfg.telemetry.get("every_n_steps"))),
     )
     return model, logits_model, tracker, removed
 

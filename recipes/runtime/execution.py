@@ -14,8 +14,10 @@ from __future__ import annotations
 from recipes.runtime.errors import UserError
 
 AUTO = "auto"
-# (backend, device) -> steps per execution under `auto`; 1 where more did not measure faster.
-MEASURED = {}
+# (backend, device) -> steps per execution under `auto`, where more than 1 was measured faster. None yet: on
+# this project's CPUs, 8 (JAX) and 4 or 16 (TensorFlow) came out within the machines' run-to-run noise
+# against 1 (benchmarks/gpu_proxy.py, docs/performance.md); a GPU has not been measured with it.
+MEASURED: dict = {}
 
 
 ONE_STEP_BACKENDS = ("torch",)  # Keras 3.15's PyTorch trainer refuses more than one step per execution
@@ -29,7 +31,11 @@ def check(value, backend: str = "tensorflow") -> None:
                         "backend; valid choices there: auto, 1")
 
 
-def steps_per_execution(value, backend: str, device: str) -> int:
-    """What to pass to compile(steps_per_execution=...) for `value` on `backend` and `device` ("cpu" | "gpu")."""
+def steps_per_execution(value, backend: str, device: str, every_step: bool = False) -> int:
+    """What to pass to compile(steps_per_execution=...) for `value` on `backend` and `device` ("cpu" | "gpu").
+    `every_step`: the run asks for figures of every step (a progress bar, step figures), which Keras hands
+    out once per execution: `auto` is then 1."""
     check(value, backend)
-    return MEASURED.get((backend, device), 1) if value == AUTO else int(value)
+    if value == AUTO:
+        return 1 if every_step else MEASURED.get((backend, device), 1)
+    return int(value)

@@ -11,7 +11,6 @@ Keras's own JAX step would; the recipe's models add none.
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 
 def _scoped(variables, values):
@@ -25,10 +24,6 @@ def _current(scope, variables):
         new = scope.get_current_value(v)
         out.append(v.value if new is None else new)
     return out
-
-
-def _where(condition, new_values, old_values):
-    return [ops.where(condition, new, old) for new, old in zip(new_values, old_values)]
 
 
 def train_step(model, state, data):
@@ -53,13 +48,16 @@ def train_step(model, state, data):
         scaled_loss, has_aux=True)(trainable, non_trainable, metrics_vars)
     finite = model.is_finite(loss, grads)
 
-    new_trainable, new_optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads, trainable)
-    if model.on_nonfinite != "continue":
-        # A skipped step keeps the old weights and optimizer state (JAX has no "don't apply").
+    if model.on_nonfinite == "continue":
+        new_trainable, new_optimizer_vars = model.optimizer.stateless_apply(optimizer_vars, grads, trainable)
+    else:
+        # A skipped step keeps the old weights and optimizer state: the update runs only where it applies
+        # (a conditional, not a select over every weight, which would read and write them all once more).
         with _scoped(model.metrics_variables, metrics_vars):
             applies = model.applies(finite)
-        new_trainable = _where(applies, new_trainable, trainable)
-        new_optimizer_vars = _where(applies, new_optimizer_vars, optimizer_vars)
+        new_trainable, new_optimizer_vars = jax.lax.cond(
+            applies, lambda: tuple(map(list, model.optimizer.stateless_apply(optimizer_vars, grads, trainable))),
+            lambda: (list(trainable), list(optimizer_vars)))
 
     logit_grads = None
     if model.tracker is not None:
