@@ -166,7 +166,8 @@ def parse_args(argv):
 
 
 def main(argv=None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
     os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported
     from recipes.runtime.quiet import start_backend
 
@@ -182,8 +183,7 @@ def main(argv=None) -> int:
     fits = run_fits(args, splits)
     summary = summarize(fits, len(splits.y_train))
     results = {
-        "command": "python benchmarks/gpu_proxy.py" + ("" if not argv and len(sys.argv) < 2 else " " + " ".join(
-            sys.argv[1:] if argv is None else argv)),
+        "command": " ".join(["python benchmarks/gpu_proxy.py", *argv]),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count(), "features": cpu_features(),
                     "backend": keras.backend.backend(), "versions": versions()},

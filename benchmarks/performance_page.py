@@ -194,15 +194,20 @@ def proxy_section(proxy: dict | None) -> list[str]:
     return lines
 
 
-def write_page(source: Path) -> Path:
-    """Render performance.md beside `source` (performance.json), with gpu_proxy.json's section when it is there."""
+def page(source: Path) -> str:
+    """The page of `source` (performance.json), with the section of gpu_proxy.json beside it when there is one."""
     source = Path(source)
     results = json.loads(source.read_text())
     proxy = source.with_name("gpu_proxy.json")
     if proxy.exists():
         results["proxy"] = json.loads(proxy.read_text())
-    target = source.with_suffix(".md")
-    target.write_text(render(results))
+    return render(results)
+
+
+def write_page(source: Path) -> Path:
+    """Write performance.md beside `source` (performance.json)."""
+    target = Path(source).with_suffix(".md")
+    target.write_text(page(source))
     return target
 
 

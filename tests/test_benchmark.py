@@ -7,11 +7,12 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, project_env
+from tests.conftest import ROOT, needs, project_env
 
 sys.path.insert(0, str(ROOT))
 from benchmarks import hardware  # noqa: E402
-from benchmarks.performance_page import render  # noqa: E402
+from benchmarks.gpu_proxy import GOALS, SIDES  # noqa: E402
+from benchmarks.performance_page import page, render  # noqa: E402
 from benchmarks.plain_convnet import build_convnet  # noqa: E402
 
 
@@ -52,8 +53,28 @@ def test_a_tiny_benchmark_writes_every_figure_with_its_spread_and_the_page(tmp_p
 
 def test_the_performance_page_is_the_rendering_of_its_json():
     results = json.loads((ROOT / "docs" / "performance.json").read_text())
-    assert (ROOT / "docs" / "performance.md").read_text() == render(results)
+    assert (ROOT / "docs" / "performance.md").read_text() == page(ROOT / "docs" / "performance.json")
     assert results["settings"]["precisions"] == ["float32", "mixed_bfloat16", "mixed_float16"]
+    # The GPU proxy's section, from docs/gpu_proxy.json: its sides and goals.
+    proxy = json.loads((ROOT / "docs" / "gpu_proxy.json").read_text())
+    assert "## The GPU proxy: per-step work on a CPU" in page(ROOT / "docs" / "performance.json")
+    assert [g["goal"] for g in proxy["goals"]] == [g[0] for g in GOALS]
+
+
+@pytest.mark.slow(seconds=40)
+@needs("jax", "pip install -r requirements-jax.txt")
+def test_a_tiny_gpu_proxy_writes_its_figures_goals_and_profile(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_proxy.py"), "--images", "2048",
+                             "--epochs", "2", "--repeats", "2", "--steps-per-execution", "", "--out", str(tmp_path)],
+                            cwd=ROOT, env=project_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    proxy = json.loads((tmp_path / "gpu_proxy.json").read_text())
+    assert proxy["machine"]["backend"] == "jax" and proxy["settings"]["sides"] == list(SIDES)
+    for side in SIDES:  # one timed epoch per fit, two repeats
+        assert len(proxy["fits"][side]["wall_s"]) == 2 and proxy["summary"][side]["wall_samples_per_s"]["n"] == 2
+    assert all(goal["value"] > 0 and isinstance(goal["held"], bool) for goal in proxy["goals"])
+    assert proxy["profile"]["functions"] and proxy["profile"]["total_s"] > 0
+    assert not (tmp_path / "performance.md").exists()  # no performance.json there to render with
 
 
 def test_bad_benchmark_arguments_are_one_line_and_exit_2():

@@ -17,14 +17,14 @@ import numpy as np
 
 from recipes.runtime.run_files import BEST_MODEL, LAST_MODEL
 from recipes.training.backup import host_copy
-from recipes.training.stability_model import EPOCH_STEPS_LOG, FIRST_NONFINITE_LOG, NONFINITE_LOG
-from recipes.training.telemetry import PREFIX, STEP_PREFIX
+from recipes.training.stability_model import NONFINITE_LOG
+from recipes.training.telemetry import MEANS_LOG, PREFIX, STEP_LOG, unpack
 
 log = logging.getLogger(__name__)
 # The figures worth a glance on the console each epoch.
 SUMMARY = [PREFIX + n for n in (
     "logit_gap", "saturated_frac", "loss_gap", "logit_grad_norm", "grad_norm", "nonfinite_steps")]
-FRAMEWORK_LOGS = (NONFINITE_LOG, FIRST_NONFINITE_LOG, EPOCH_STEPS_LOG)  # the guard's, not metrics
+FRAMEWORK_LOGS = (NONFINITE_LOG, MEANS_LOG, STEP_LOG)  # the guard's and the telemetry's, not metrics
 # TensorBoard event files are flushed at most this often, before each backup save and when training ends.
 FLUSH_SECONDS = 10.0
 
@@ -55,9 +55,11 @@ class StabilityLogger(keras.callbacks.Callback):
         return self._writer
 
     def on_epoch_end(self, epoch, logs=None):
-        _take(logs, STEP_PREFIX)
-        values = _take(logs, PREFIX)
-        values[PREFIX + "nonfinite_steps"] = float((logs or {}).get(NONFINITE_LOG, 0.0))
+        logs = logs if logs is not None else {}
+        logs.pop(STEP_LOG, None)
+        means = logs.pop(MEANS_LOG, None)
+        values = unpack(means, PREFIX) if means is not None else {}
+        values[PREFIX + "nonfinite_steps"] = float(_nonfinite(logs)[0])
         if PREFIX + "loss" in values and PREFIX + "exact_ce" in values:
             values[PREFIX + "loss_gap"] = values[PREFIX + "loss"] - values[PREFIX + "exact_ce"]
         for name, value in values.items():
@@ -101,9 +103,9 @@ class StepFigures(keras.callbacks.Callback):
         step = self.epoch * (self.params.get("steps") or 0) + batch + 1
         if step % self.every_n_steps:
             return
-        for name, value in (logs or {}).items():
-            if name.startswith(STEP_PREFIX):
-                self._writer.scalar("stability_steps/" + name[len(STEP_PREFIX):], float(value), step)
+        values = (logs or {}).get(STEP_LOG)
+        for name, value in (unpack(values, "stability_steps/") if values is not None else {}).items():
+            self._writer.scalar(name, value, step)
 
     def on_train_end(self, logs=None):
         self._writer.close()
@@ -139,15 +141,13 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
     figures: the price of `verbose=1` on a GPU."""
 
     def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(batch, {k: v for k, v in (logs or {}).items() if k not in FRAMEWORK_LOGS
-                                           and not k.startswith((PREFIX, STEP_PREFIX))})
+        super().on_train_batch_end(batch, {k: v for k, v in (logs or {}).items() if k not in FRAMEWORK_LOGS})
 
 
-def _take(logs: dict | None, prefix: str) -> dict:
-    """Remove the entries whose name starts with `prefix` from `logs`; return them."""
-    if not logs:
-        return {}
-    return {name: float(logs.pop(name)) for name in [n for n in logs if n.startswith(prefix)]}
+def _nonfinite(logs: dict) -> tuple[int, int, int]:
+    """(non-finite steps, the first of them, steps) of the epoch, from its logs (zeros when absent)."""
+    values = logs.get(NONFINITE_LOG)
+    return (0, 0, 0) if values is None else tuple(int(v) for v in values)
 
 
 class NonFiniteGuard(keras.callbacks.Callback):
@@ -171,17 +171,17 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs if logs is not None else {}
-        counted = int(logs.pop(NONFINITE_LOG, 0) or 0)
-        first = int(logs.pop(FIRST_NONFINITE_LOG, 0) or 0)
-        steps = int(logs.pop(EPOCH_STEPS_LOG, 0) or 0)
+        counted, first, steps = _nonfinite(logs)
+        logs.pop(NONFINITE_LOG, None)
         self.nonfinite_steps += counted
         if counted and self.first_nonfinite is None:
             self.first_nonfinite = {"epoch": epoch + 1, "step": self.steps_before + first}
         self.steps_before += steps
         if counted and self.stop:
             self.model.stop_training = True
-        if logs and all(math.isfinite(v) for v in logs.values() if isinstance(v, (int, float))):
-            self.last_finite_logs = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items()}}
+        figures = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+        if figures and all(math.isfinite(v) for v in figures.values()):
+            self.last_finite_logs = {"epoch": epoch + 1, **figures}
 
 
 class EpochEventLogger(keras.callbacks.Callback):

@@ -17,9 +17,9 @@ What the steps share lives here:
     lowers the scale); only a NaN/inf loss counts as non-finite there.
 Every figure is kept in metric variables on the device, so no step waits for
 the host: the step's logs hold this epoch's running figures, including
-`nonfinite_steps` (this epoch's count), `first_nonfinite_step` (the epoch's
-first non-finite step, 1-based; 0 for none) and `epoch_steps`, and are read
-once, when the epoch ends.
+`nonfinite_steps` (this epoch's count, its first non-finite step, 1-based, 0
+for none, and its steps so far, as one vector), and are read once, when the
+epoch ends.
 """
 from __future__ import annotations
 
@@ -32,9 +32,9 @@ from losses import SOFTMAX_LAYER
 from recipes.training.steps import NONFINITE_POLICIES, train_step_for
 from recipes.training.telemetry import StabilityTracker, all_finite, as_onehot, global_norm, logit_stats
 
+# One entry of the step's logs: (this epoch's non-finite steps, its first non-finite step, its steps so far).
 NONFINITE_LOG = "nonfinite_steps"
 FIRST_NONFINITE_LOG = "first_nonfinite_step"
-EPOCH_STEPS_LOG = "epoch_steps"
 
 
 class FirstNonFinite(keras.metrics.Metric):
@@ -155,11 +155,10 @@ class StabilityModel(keras.Model):
         self.first_nonfinite.update_state(counted)
         self.nonfinite_counter.update_state(counted)
         logs = dict(self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
-        # Copies: on PyTorch a metric's variable would be handed out as is, and validation resets the
-        # metrics before the epoch's logs are read.
-        logs[NONFINITE_LOG] = ops.copy(self.nonfinite_counter.result())
-        logs[FIRST_NONFINITE_LOG] = ops.copy(self.first_nonfinite.result())
-        logs[EPOCH_STEPS_LOG] = ops.copy(self.first_nonfinite.steps.value)
+        # A new tensor (stacked): on PyTorch a metric's variable would be handed out as is, and validation
+        # resets the metrics before the epoch's logs are read.
+        logs[NONFINITE_LOG] = ops.stack([ops.cast(self.nonfinite_counter.result(), "float32"),
+                                         self.first_nonfinite.result(), self.first_nonfinite.steps.value])
         tracker = self._extra.tracker
         if tracker is not None:
             scale = self.loss_scale()

@@ -25,6 +25,15 @@ MEAN_STATS = (
 )
 PREFIX = "stability/"
 STEP_PREFIX = "stability_step/"
+# The step's logs carry the figures as one vector each, in MEAN_STATS order: Keras reads every entry of every
+# step's logs off the device (in a worker thread when the callbacks let it), so one entry costs less than eight.
+MEANS_LOG = PREFIX + "means"  # the epoch's running means
+STEP_LOG = STEP_PREFIX + "values"  # this step's own figures (telemetry.every_n_steps)
+
+
+def unpack(vector, prefix: str) -> dict:
+    """{prefix + name: float} of a MEANS_LOG or STEP_LOG vector."""
+    return {prefix + name: float(value) for name, value in zip(MEAN_STATS, vector)}
 
 
 def as_onehot(y, num_classes: int):
@@ -67,10 +76,10 @@ class StabilityTracker:
     `StabilityModel` lists them among its metrics, so every backend carries them
     in its training state (JAX's included) and Keras resets them each epoch, but
     leaves them out of `get_metrics_result`, so validation gets no stability
-    columns. The training step returns them in its logs: `stability/<name>` is
-    the epoch's mean so far and, with `step_figures`, `stability_step/<name>`
-    this step's value; `callbacks.StabilityLogger` takes them out of the epoch's
-    logs before Keras's own callbacks (CSV, TensorBoard) see them.
+    columns. The training step returns them in its logs: `MEANS_LOG`, the
+    epoch's means so far, and with `step_figures` `STEP_LOG`, this step's
+    values; `callbacks.StabilityLogger` takes them out of the epoch's logs
+    before Keras's own callbacks (CSV, TensorBoard) see them.
     """
 
     def __init__(self, step_figures: bool = False):
@@ -87,10 +96,9 @@ class StabilityTracker:
         """Add one step's figures to the means; return the step's logs."""
         from keras import ops
 
-        logs = {}
-        for name, value in stats.items():
-            self.means[name].update_state(value)
-            if self.step_figures:
-                logs[STEP_PREFIX + name] = ops.cast(value, "float32")
-        logs.update({PREFIX + name: metric.result() for name, metric in self.means.items()})
+        for name in MEAN_STATS:
+            self.means[name].update_state(stats[name])
+        logs = {MEANS_LOG: ops.stack([self.means[name].result() for name in MEAN_STATS])}
+        if self.step_figures:
+            logs[STEP_LOG] = ops.stack([ops.cast(stats[name], "float32") for name in MEAN_STATS])
         return logs
