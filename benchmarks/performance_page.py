@@ -191,6 +191,10 @@ def proxy_section(proxy: dict | None) -> list[str]:
                   "| function | calls | own s | share |", "|---|---|---|---|"]
         lines += [f"| `{r['function']}` | {r['calls']} | {r['tottime_s']:.2f} | "
                   f"{100 * r['tottime_s'] / profile['total_s']:.0f}% |" for r in profile["functions"]]
+        lines += ["", "Tracing and compiling, once per fit, comes first. A read of a device value at every step "
+                  "would show here as a function called once a step or more (it did: `numpy.array`, while "
+                  "Keras read every entry of every step's logs for the callbacks' batch hooks); what reads "
+                  "the device now is called a few times per epoch."]
     return lines
 
 
