@@ -117,8 +117,8 @@ class Backup(keras.callbacks.Callback):
             self.save(epoch + 1)
 
     def save(self, epochs_done: int) -> Path:
-        """Take the state now and write it. (Written in a thread while the next epoch trained, it slowed the
-        steps on a 2-core CPU far more than it saved: benchmarks/gpu_proxy.py.)"""
+        """Take the state now and write it. (Written in a thread while the next epoch trained, it measured
+        slower on 2 CPU cores, though within the machine's noise (benchmarks/gpu_proxy.py); this is simpler.)"""
         for each in self.before_save:
             each()
         arrays, shapes = {}, {}
