@@ -57,3 +57,21 @@ def test_steps_are_queued_and_the_device_is_read_only_at_epoch_ends(backend, tmp
             executions["weights_finite"], executions["stopped"]) == ({"epoch": 1, "step": 2}, 1, False, True, True)
     # What the backup and best.keras keep is a copy, not a view of a buffer the next steps overwrite.
     assert out["copies"] == {"host_copy": True, "best_weights": True}
+
+
+def test_best_keras_is_written_when_the_best_changes_not_again_without_it(tmp_path):
+    import keras
+
+    from recipes.training.callbacks import SaveModels
+
+    saver = SaveModels(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), tmp_path, write_every_s=0.0)
+    saver.on_epoch_end(0, {"val_accuracy": 0.5})
+    best = tmp_path / "best.keras"
+    assert best.exists()
+    best.unlink()
+    saver.on_epoch_end(1, {"val_accuracy": 0.4})  # no better: nothing to write
+    assert not best.exists()
+    saver.on_train_end()
+    assert (tmp_path / "last.keras").exists() and not best.exists()
+    saver.on_epoch_end(2, {"val_accuracy": 0.6})
+    assert best.exists()

@@ -261,13 +261,14 @@ class SaveModels(keras.callbacks.Callback):
     run ends with the same best.keras as an uninterrupted one.
     """
 
-    def __init__(self, export, run_dir: Path, best_so_far: float | None = None, write_every_s: float = 30.0):
+    def __init__(self, export, run_dir: Path, write_every_s: float = 30.0):
         super().__init__()
         self.export = export
         self.run_dir = Path(run_dir)
         self.write_every_s = write_every_s
-        self.best = best_so_far if best_so_far is not None and math.isfinite(best_so_far) else -math.inf
-        self.best_weights = None  # host copies of the best epoch's weights, until best.keras holds them
+        self.best = -math.inf  # the best validation accuracy so far (a resumed run sets it from its history)
+        self.best_weights = None  # host copies of the best epoch's weights (the backup carries them)
+        self._unwritten = False  # best.keras does not hold best_weights yet
         self._written = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
@@ -275,12 +276,13 @@ class SaveModels(keras.callbacks.Callback):
         if value is not None and math.isfinite(value) and value > self.best:
             self.best = value
             self.best_weights = [host_copy(w) for w in self.export.weights]
-        if self.best_weights is not None and time.monotonic() - self._written >= self.write_every_s:
+            self._unwritten = True
+        if self._unwritten and time.monotonic() - self._written >= self.write_every_s:
             self._write_best()
 
     def on_train_end(self, logs=None):
         self.export.save(self.run_dir / LAST_MODEL)
-        if self.best_weights is not None:
+        if self._unwritten:
             self._write_best()
 
     def _write_best(self) -> None:
@@ -289,7 +291,7 @@ class SaveModels(keras.callbacks.Callback):
         self.export.set_weights(self.best_weights)
         self.export.save(self.run_dir / BEST_MODEL)
         self.export.set_weights(current)
-        self._written = time.monotonic()
+        self._written, self._unwritten = time.monotonic(), False
 
     # The backup's share (recipes/training/backup.py) ---------------------------------------------
 
@@ -303,6 +305,7 @@ class SaveModels(keras.callbacks.Callback):
             self.best = float(arrays["best_value"])
             count = sum(name.startswith("best_") and name != "best_value" for name in arrays)
             self.best_weights = [arrays[f"best_{i}"] for i in range(count)]
+            self._unwritten = True  # the attempt that saved them may have been stopped before writing best.keras
 
 
 class TrainThroughput(keras.callbacks.Callback):
