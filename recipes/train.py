@@ -54,6 +54,7 @@ from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
 from recipes.runtime.execution import AUTO, steps_per_execution
+from recipes.runtime.objective import VALIDATION_FIGURES
 from recipes.runtime.quiet import start_backend
 from recipes.runtime.run_files import BACKUP_DIR, BEST_MODEL, HISTORY_FILE, LAST_MODEL
 from recipes.runtime.run_names import model_name
@@ -348,7 +349,8 @@ def verbosity(cfg) -> int:
 def evaluate_test(job: Job, model, logits_model, test_ds) -> dict:
     """Step 7: the model as it is after the last epoch, on the test split."""
     splits = job.splits
-    test_loss, test_accuracy = model.evaluate(test_ds, verbose=0)
+    scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+    test_loss, test_accuracy = scores["loss"], scores["accuracy"]
     logits = test_logits(job, logits_model)
     with np.errstate(all="ignore"):
         exact_ce = float(np.mean(losses.exact_cross_entropy(logits, splits.y_test)))
@@ -386,7 +388,8 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks, remo
         "input_shape": list(job.splits.x_train.shape[1:]),
         "num_classes": job.splits.num_classes,
         "class_names": job.splits.class_names,
-        "val_accuracy": float(last.get("val_accuracy", float("nan"))),
+        # The last epoch's validation figures: what a sweeper can optimise (`optimized_metric`).
+        **{key: float(last.get(key, float("nan"))) for key in VALIDATION_FIGURES},
         **test,
         "test_model": LAST_MODEL,  # the test figures above are this saved model's
         "best_model": _best_model(history),

@@ -10,6 +10,8 @@
 2. The NaN/inf policies decided inside the step: one epoch of three batches,
    the first with a NaN pixel, the others finite; and with two steps per
    execution (`steps_per_execution`), the second batch bad.
+3. The evaluation step: its exact cross entropy (from the logits, behind a
+   softmax head), its loss and accuracy against plain Keras's.
 
 Prints one line `RESULT {...}`.
 """
@@ -118,6 +120,38 @@ def kept_weights_are_copies(out_dir: Path) -> dict:
             "best_weights": bool(np.array_equal(saver.best_weights[0], before))}
 
 
+def evaluation_figures() -> dict:
+    """Validation's exact cross entropy on a softmax head whose probabilities underflow (logits scaled up), and
+    the evaluation's loss and accuracy against a plain Keras model of the same layers: what the step adds must
+    change nothing Keras measures."""
+    import keras
+    import numpy as np
+
+    import losses
+    from recipes.cli.settings import validate
+    from recipes.runtime.compose import compose_train
+    from recipes.training.network import build_network
+
+    cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", "model=mlp", "loss=softmax_ce"])
+    setup = validate(cfg)
+    keras.utils.set_random_seed(0)
+    model, logits_model, _ = build_network(cfg, setup, (28, 28, 1), 10, None)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 28, 28, 1), dtype=np.float32), rng.integers(0, 10, 64)
+    model.build((None, 28, 28, 1))
+    last = model.layers[-2] if model.layers[-1].name == losses.SOFTMAX_LAYER else model.layers[-1]
+    last.kernel.assign(last.kernel * 300.0)  # logit gaps of hundreds: most probabilities are 0 in float32
+    plain = keras.Model(model.inputs, model.outputs)
+    scores = {}
+    for name, m in (("model", model), ("plain", plain)):
+        m.compile(loss=setup.make_loss(), metrics=[setup.accuracy_metric()])
+        scores[name] = m.evaluate(x, setup.encode_labels(y, 10), batch_size=16, verbose=0, return_dict=True)
+    logits = np.asarray(logits_model.predict(x, batch_size=16, verbose=0), dtype=np.float64)
+    return {"exact_ce": scores["model"]["exact_ce"], "reference": float(losses.exact_cross_entropy(logits, y).mean()),
+            "loss": scores["model"]["loss"], "plain_loss": scores["plain"]["loss"],
+            "accuracy": scores["model"]["accuracy"], "plain_accuracy": scores["plain"]["accuracy"]}
+
+
 def main(out_dir: str) -> None:
     out = Path(out_dir)
     result = {
@@ -130,6 +164,7 @@ def main(out_dir: str) -> None:
                                   steps_per_execution=1 if os.environ["KERAS_BACKEND"] == "torch" else 2),
     }
     result["copies"] = kept_weights_are_copies(out)
+    result["evaluation"] = evaluation_figures()
     print("RESULT " + json.dumps(result))
 
 

@@ -57,6 +57,12 @@ def test_steps_are_queued_and_the_device_is_read_only_at_epoch_ends(backend, tmp
             executions["weights_finite"], executions["stopped"]) == ({"epoch": 1, "step": 2}, 1, False, True, True)
     # What the backup and best.keras keep is a copy, not a view of a buffer the next steps overwrite.
     assert out["copies"] == {"host_copy": True, "best_weights": True}
+    # Validation's exact cross entropy comes from the logits behind the softmax head: past what any probability
+    # in float32 can give (Keras's clip caps it at 16.1), and equal to the float64 reference. The loss and
+    # accuracy are plain Keras's, to the bit.
+    evaluation = out["evaluation"]
+    assert evaluation["exact_ce"] > 100 and evaluation["exact_ce"] == pytest.approx(evaluation["reference"], rel=1e-6)
+    assert (evaluation["loss"], evaluation["accuracy"]) == (evaluation["plain_loss"], evaluation["plain_accuracy"])
 
 
 def test_best_keras_is_written_when_the_best_changes_not_again_without_it(tmp_path):

@@ -99,7 +99,7 @@ SPACES = {"optimizer.learning_rate": "tag(log, interval(0.0001, 0.01))", "traine
           "loss.label_smoothing": "interval(0.0, 0.2)", "loss.temperature": "interval(0.5, 2.0)"}
 
 
-def fake_job(sweep_dir, num, sweeper, val_acc, lr, batch, smoothing, temperature, status="ok"):
+def fake_job(sweep_dir, num, sweeper, val_acc, lr, batch, smoothing, temperature, status="ok", **config_keys):
     """A job as Hydra and train.py leave it: .hydra/hydra.yaml (sweeper, job number) and metrics.json."""
     import yaml
 
@@ -107,10 +107,11 @@ def fake_job(sweep_dir, num, sweeper, val_acc, lr, batch, smoothing, temperature
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"sweeper": sweeper, "job": {"num": num}}}, sort_keys=False))
     config = {"loss": {"name": "from_logits", "label_smoothing": smoothing, "temperature": temperature},
-              "optimizer": {"learning_rate": lr}, "trainer": {"batch_size": batch}, "seed": 0}
+              "optimizer": {"learning_rate": lr}, "trainer": {"batch_size": batch}, "seed": 0, **config_keys}
     (run / "metrics.json").write_text(json.dumps({
         "status": status, "loss": "from_logits", "loss_path": "fused_logits", "val_accuracy": val_acc,
         "test_accuracy": None if val_acc is None else val_acc - 0.01, "test_exact_ce": 0.5,
+        "val_exact_ce": None if val_acc is None else 2.0 - val_acc,
         "history": {"val_accuracy": [] if val_acc is None else [val_acc]}, "config": config}))
 
 
@@ -135,6 +136,19 @@ def test_a_search_report_ranks_the_trials_and_shows_the_best_values_to_the_digit
     md = (tmp_path / "comparison.md").read_text()
     assert "Grouped by" not in md and "| 2 | 3 | ok | 0.7000 |" in md
     assert (tmp_path / "comparison.png").stat().st_size > 5000
+
+
+def test_a_search_for_the_lowest_exact_cross_entropy_ranks_the_lowest_first(tmp_path):
+    compare.mark_sweep(tmp_path, ["hparams_search=optuna", "optimized_metric=val_exact_ce"])
+    sweeper = {"_target_": OPTUNA, "direction": "${objective_direction:${optimized_metric}}", "params": SPACES}
+    for num, val_acc in enumerate([0.5, 0.8, 0.7]):  # val_exact_ce: 1.5, 1.2, 1.3
+        fake_job(tmp_path, num, sweeper, val_acc, 0.001, 64, 0.1, 1.0, optimized_metric="val_exact_ce")
+    report = compare.write_report(tmp_path, tensorboard=False)
+    assert [t["job"] for t in report["trials"]] == [1, 2, 0]
+    assert report["objective"] == "validation exact cross entropy"
+    assert report["best"].startswith("best: trial 1, validation exact cross entropy 1.2000 ")
+    assert report["summary"].splitlines()[0].split()[3] == "val_CE"
+    assert "set to minimize the validation exact cross entropy" in (tmp_path / "comparison.md").read_text()
 
 
 def test_a_grid_keeps_the_grouped_report_and_its_figure_fits_long_group_names(tmp_path):
@@ -253,26 +267,62 @@ def test_parallel_launchers_run_a_two_job_sweep(train_cli, tmp_path, launcher):
 
 
 @pytest.mark.slow
-def test_optuna_search_runs_trials_in_memory(train_cli, tmp_path):
+def test_optuna_search_minimises_the_validation_exact_cross_entropy_it_is_told_to(train_cli, tmp_path):
+    """`optimized_metric=val_exact_ce`: train.py returns each trial's last validation exact cross entropy (also
+    recorded per epoch), Optuna minimises it, and the report ranks the lowest first."""
     needs_module("hydra_plugins.hydra_optuna_sweeper", "pip install -r requirements-sweeps.txt")
     sweep = tmp_path / "sweep"
-    result = train_cli("hparams_search=optuna", "hydra.sweeper.n_trials=2", *SWEEP, f"hydra.sweep.dir={sweep}")
+    result = train_cli("hparams_search=optuna", "hydra.sweeper.n_trials=3", "optimized_metric=val_exact_ce",
+                       *SWEEP, "trainer.epochs=2", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
     runs = run_metrics(sweep)
-    assert len(runs) == 2
+    assert len(runs) == 3
     assert all(m["loss"] == "from_logits" and 0.0 <= m["config"]["loss"]["label_smoothing"] <= 0.2 for m in runs.values())
+    # Recorded per epoch, and metrics.json's figure is the last epoch's.
+    assert all(len(m["history"]["val_exact_ce"]) == 2 and m["val_exact_ce"] == m["history"]["val_exact_ce"][-1]
+               for m in runs.values())
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == min(m["val_exact_ce"] for m in runs.values())  # minimised, not maximised
     # The summary of a search: ranked by the objective, the best trial's values, no directory names.
     output = result.stdout + result.stderr
-    assert "search summary (2 trials, ranked by validation accuracy, best first)" in output
+    assert "search summary (3 trials, ranked by validation exact cross entropy, best first)" in output
     assert "Tight layout" not in output and "sweep summary" not in output
-    ranked = sorted(runs.values(), key=lambda m: -m["val_accuracy"])
+    ranked = sorted(runs.values(), key=lambda m: m["val_exact_ce"])
     summary = output.split("best first):\n", 1)[1].splitlines()
-    assert [float(line.split()[3]) for line in summary[1:3]] == [round(m["val_accuracy"], 4) for m in ranked]
-    assert summary[3].startswith("best: trial ") and f"validation accuracy {best['best_value']:.4f}" in summary[3]
-    assert f"trainer.batch_size={best['best_params']['trainer.batch_size']} " in summary[3]
-    assert max(len(line) for line in summary[:3]) < 110
-    assert "Search of 2 trials" in (sweep / "comparison.md").read_text() and (sweep / "comparison.png").exists()
+    assert summary[0].split()[3] == "val_CE"
+    assert [float(line.split()[3]) for line in summary[1:4]] == [round(m["val_exact_ce"], 4) for m in ranked]
+    assert summary[4].startswith("best: trial ") and f"validation exact cross entropy {best['best_value']:.4f}" in summary[4]
+    assert f"trainer.batch_size={best['best_params']['trainer.batch_size']} " in summary[4]
+    assert max(len(line) for line in summary[:4]) < 110
+    page = (sweep / "comparison.md").read_text()
+    assert "Search of 3 trials" in page and "set to minimize the validation exact cross entropy" in page
+    assert (sweep / "comparison.png").exists()
+
+
+def test_the_search_preset_takes_its_direction_from_the_optimized_metric():
+    from hydra import compose, initialize_config_dir
+
+    from recipes.runtime import run_names
+    from recipes.runtime.compose import config_dir
+
+    run_names.register()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        for metric, direction in [("val_accuracy", "maximize"), ("val_exact_ce", "minimize"), ("val_loss", "minimize")]:
+            cfg = compose(config_name="train", overrides=["hparams_search=optuna", f"optimized_metric={metric}"],
+                          return_hydra_config=True)
+            assert cfg.hydra.sweeper.direction == direction
+        assert compose(config_name="train").optimized_metric == "val_accuracy"  # the default
+
+
+@pytest.mark.parametrize("extra", [[], ["hparams_search=optuna"]])
+def test_a_test_figure_is_refused_as_the_optimized_metric(train_cli, tmp_path, extra):
+    result = train_cli(*extra, "optimized_metric=test_accuracy", *SWEEP, f"hydra.sweep.dir={tmp_path / 'sweep'}",
+                       f"hydra.run.dir={tmp_path / 'run'}")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: optimized_metric='test_accuracy': valid choices: val_accuracy, val_exact_ce, val_loss "
+        "(validation figures; a search never picks by the test split)"]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
 
 
 # --- job directory names (fast) ---------------------------------------------

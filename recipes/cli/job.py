@@ -2,7 +2,7 @@
 
 How a job ends, decided in one place (`_stop`):
 
-    it finished                     its validation accuracy (what a sweeper optimises)
+    it finished                     its `optimized_metric` (what a sweeper optimises)
     its run directory is finished   that run's, without training again
     bad input (UserError)           one `error:` line on stderr, exit code 2
     Ctrl-C                          metrics.json says "interrupted" (resumable), exit code 130
@@ -23,6 +23,7 @@ from recipes.reporting.results import RunAlreadyFinished, discard_if_unused
 from recipes.runtime import processes
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.errors import UserError
+from recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
 
 log = logging.getLogger("train")
 
@@ -39,7 +40,8 @@ logging.getLogger("tensorflow").addFilter(_NoRetracingNoise())
 
 
 def run_job(cfg, run_dir) -> float:
-    """Run the configured recipe. Returns the validation accuracy (NaN for a failed job of a sweep)."""
+    """Run the configured recipe. Returns the validation figure `optimized_metric` names (NaN for a failed job
+    of a sweep, or a run that has not that figure)."""
     run_dir = Path(run_dir)
     try:
         activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
@@ -51,7 +53,7 @@ def run_job(cfg, run_dir) -> float:
     except (KeyboardInterrupt, Exception) as err:
         _stop(cfg, run_dir, err)  # returns only for a failed job of a sweep, which goes on
         return float("nan")  # a sweeper (Optuna) records a NaN objective as a failed trial
-    value = metrics.get("val_accuracy")
+    value = metrics.get(cfg.get("optimized_metric", DEFAULT_OBJECTIVE))
     return float("nan") if value is None else float(value)
 
 

@@ -22,6 +22,8 @@ from recipes.runtime.backends import BACKENDS, DEVICES
 from recipes.runtime.distribution import DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
 from recipes.runtime.errors import UserError
 from recipes.runtime.execution import check as check_steps_per_execution
+from recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
+from recipes.runtime.objective import objective
 from recipes.runtime.session import PRECISIONS
 from recipes.runtime.run_names import OWN_MODELS
 from recipes.runtime.targets import check_module_exists, resolve_target
@@ -191,4 +193,5 @@ def validate(cfg) -> losses.LossSetup:
     check_module_exists(cfg.model.get("_target_"), "model._target_")
     setup = check_loss(cfg)
     check_data(cfg.data)
+    objective(cfg.get("optimized_metric", DEFAULT_OBJECTIVE))
     return setup

@@ -30,7 +30,7 @@ from recipes.runtime.run_names import SWEEP_FILE
 # Vary between runs without defining a group (recipe.run_name follows the loss).
 IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
-    "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "test_accuracy", "test_loss",
+    "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
     "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "epochs_completed",
     "train_samples_per_s", "wall_s", "error", "job",
 ]
@@ -250,7 +250,8 @@ def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
     sweep_dir = Path(sweep_dir)
     runs = collect_runs(sweep_dir)
     write_csv(sweep_dir, runs)
-    search = search_of([r["sweeper"] for r in runs])
+    search = search_of([r["sweeper"] for r in runs], next(
+        (r["flat_config"]["optimized_metric"] for r in runs if "optimized_metric" in r["flat_config"]), None))
     if search is None:
         report = write_grid_report(sweep_dir, runs)
     else:

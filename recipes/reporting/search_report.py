@@ -1,6 +1,7 @@
 """The report of a search (e.g. `hparams_search=optuna`): trials ranked by the objective, the best, the progress.
 
-The objective is the validation accuracy, what train.py returns to the sweeper.
+The objective is the validation figure `optimized_metric` names (by default the validation
+accuracy), what train.py returns to the sweeper (recipes/runtime/objective.py).
     comparison.md    what was searched, the best trial's values (to the digits
                      that matter, `search_precision`) as overrides to paste, and
                      every trial ranked best first; trials without an objective last
@@ -15,20 +16,16 @@ from pathlib import Path
 from recipes.reporting.search_precision import RESOLUTION, format_value, parse_space
 from recipes.reporting.sweep_record import Search
 
-OBJECTIVE = "val_accuracy"  # what recipes/cli/job.py returns
-OBJECTIVE_NAME = "validation accuracy"
-
-
-def has_objective(run: dict) -> bool:
-    value = run.get(OBJECTIVE)
+def has_objective(run: dict, search: Search) -> bool:
+    value = run.get(search.objective.key)
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 def ranked(runs: list[dict], search: Search) -> list[dict]:
     """Best first; trials without an objective (failed, or NaN) last, in trial order."""
-    sign = -1 if search.maximize else 1
-    scored = sorted((r for r in runs if has_objective(r)), key=lambda r: (sign * r[OBJECTIVE], _order(r)))
-    return scored + sorted((r for r in runs if not has_objective(r)), key=_order)
+    sign, key = -1 if search.maximize else 1, search.objective.key
+    scored = sorted((r for r in runs if has_objective(r, search)), key=lambda r: (sign * r[key], _order(r)))
+    return scored + sorted((r for r in runs if not has_objective(r, search)), key=_order)
 
 
 def _order(run: dict):
@@ -37,11 +34,11 @@ def _order(run: dict):
 
 def progress(runs: list[dict], search: Search) -> list[tuple[int, float, float]]:
     """(trial, objective, best so far) in trial order, for the trials that have an objective."""
-    better = max if search.maximize else min
+    better, key = max if search.maximize else min, search.objective.key
     points, best = [], None
-    for run in sorted((r for r in runs if has_objective(r) and r.get("job") is not None), key=_order):
-        best = run[OBJECTIVE] if best is None else better(best, run[OBJECTIVE])
-        points.append((run["job"], run[OBJECTIVE], best))
+    for run in sorted((r for r in runs if has_objective(r, search) and r.get("job") is not None), key=_order):
+        best = run[key] if best is None else better(best, run[key])
+        points.append((run["job"], run[key], best))
     return points
 
 
@@ -64,27 +61,28 @@ class SearchReport:
 
     def __init__(self, runs: list[dict], search: Search, keys: list[str]):
         self.search, self.keys = search, keys
+        self.objective = search.objective
         self.trials = ranked(runs, search)
         spaces = {k: parse_space(k, search.spaces.get(k)) for k in keys}
         self.values = [{k: format_value(r["flat_config"].get(k), spaces[k]) for k in keys} for r in self.trials]
-        self.best = self.trials[0] if self.trials and has_objective(self.trials[0]) else None
+        self.best = self.trials[0] if self.trials and has_objective(self.trials[0], search) else None
 
     def best_overrides(self) -> str:
         return " ".join(f"{k}={v}" for k, v in self.values[0].items()) if self.best else ""
 
     def best_line(self) -> str:
         if self.best is None:
-            return f"no trial finished with a {OBJECTIVE_NAME}"
-        return (f"best: trial {_trial(self.best)}, {OBJECTIVE_NAME} {_num(self.best[OBJECTIVE])} "
+            return f"no trial finished with a {self.objective.name}"
+        return (f"best: trial {_trial(self.best)}, {self.objective.name} {_num(self.best[self.objective.key])} "
                 f"(test accuracy {_num(self.best.get('test_accuracy'))}): {self.best_overrides()}")
 
     def rows(self) -> list[list[str]]:
-        return [[str(rank), _trial(r), str(r.get("status", "?")), _num(r.get(OBJECTIVE)), _num(r.get("test_accuracy")),
+        return [[str(rank), _trial(r), str(r.get("status", "?")), _num(r.get(self.objective.key)), _num(r.get("test_accuracy")),
                  _num(r.get("test_exact_ce")), *values.values()]
                 for rank, (r, values) in enumerate(zip(self.trials, self.values), start=1)]
 
     def header(self) -> list[str]:
-        return ["rank", "trial", "status", "val_acc", "test_acc", "exact_CE", *short_names(self.keys).values()]
+        return ["rank", "trial", "status", self.objective.column, "test_acc", "exact_CE", *short_names(self.keys).values()]
 
     def text_table(self) -> str:
         """The end-of-sweep summary: fixed-width columns, no run directory names."""
@@ -99,17 +97,19 @@ class SearchReport:
 
     def markdown(self, sweep_dir: Path) -> str:
         spaces = ", ".join(f"`{k}` {self.search.spaces[k]}" for k in self.keys if k in self.search.spaces)
-        best = (f"**Best: trial {_trial(self.best)}**, {OBJECTIVE_NAME} {_num(self.best[OBJECTIVE])} "
+        name = self.objective.name
+        best = (f"**Best: trial {_trial(self.best)}**, {name} {_num(self.best[self.objective.key])} "
                 f"(test accuracy {_num(self.best.get('test_accuracy'))}, test exact CE "
                 f"{_num(self.best.get('test_exact_ce'))}), run `{self.best['run']}`:\n\n"
-                f"    {self.best_overrides()}\n\n") if self.best else f"No trial finished with a {OBJECTIVE_NAME}.\n\n"
+                f"    {self.best_overrides()}\n\n") if self.best else f"No trial finished with a {name}.\n\n"
         return (
             f"# Search of {len(self.trials)} trials in {sweep_dir}\n\n"
-            f"{self.search.sweeper} set to {self.search.direction} the {OBJECTIVE_NAME} that train.py returns"
+            f"{self.search.sweeper} set to {self.search.direction} the {name} that train.py returns "
+            f"(`optimized_metric={self.objective.key}`)"
             + (f", over {spaces}" if spaces else "") + ".\n\n" + best +
             f"Values are shown to {RESOLUTION:.0%} of each searched range (of its logarithm on a log scale), "
             "the steps the search tells apart; comparison.csv has them in full. Trials are ranked best first; "
-            f"trials without a {OBJECTIVE_NAME} (failed) come last. comparison.png: the {OBJECTIVE_NAME} of "
+            f"trials without a {name} (failed) come last. comparison.png: the {name} of "
             "each trial and the best so far.\n\n" + self.markdown_table()
         )
 
@@ -130,11 +130,11 @@ def plot_progress(points: list[tuple[int, float, float]], failed: list[int], sea
     if failed:
         # No objective to place them by: marked along the bottom edge.
         ax.plot(failed, [0.03] * len(failed), "x", color="#d62728", ms=8, transform=ax.get_xaxis_transform(),
-                label=f"no {OBJECTIVE_NAME} (failed)")
+                label=f"no {search.objective.name} (failed)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial")
-    ax.set_ylabel(OBJECTIVE_NAME)
-    ax.set_title(f"{search.sweeper}: {search.direction} {OBJECTIVE_NAME}", fontsize=10)
+    ax.set_ylabel(search.objective.name)
+    ax.set_title(f"{search.sweeper}: {search.direction} {search.objective.name}", fontsize=10)
     ax.grid(alpha=0.3)
     if points or failed:
         ax.legend(fontsize=8, loc="lower right" if search.maximize else "upper right")
@@ -147,7 +147,7 @@ def write_search_report(sweep_dir: Path, runs: list[dict], search: Search, keys:
     sweep_dir = Path(sweep_dir)
     report = SearchReport(runs, search, keys)
     (sweep_dir / "comparison.md").write_text(report.markdown(sweep_dir))
-    failed = sorted(r["job"] for r in runs if not has_objective(r) and r.get("job") is not None)
+    failed = sorted(r["job"] for r in runs if not has_objective(r, search) and r.get("job") is not None)
     plot_progress(progress(runs, search), failed, search, sweep_dir / "comparison.png")
     return {"kind": "search", "runs": runs, "trials": report.trials, "table": report.markdown_table(),
-            "summary": report.text_table(), "best": report.best_line(), "objective": OBJECTIVE_NAME}
+            "summary": report.text_table(), "best": report.best_line(), "objective": search.objective.name}

@@ -12,20 +12,27 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from recipes.runtime.objective import DEFAULT, OBJECTIVES, Objective
+
 GRID_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 
 
 @dataclass
 class Search:
-    """A search's sweeper, which way it optimises, and each searched key with its search space as written."""
+    """A search's sweeper, what it optimises (`optimized_metric`, which says which way), and each searched key
+    with its search space as written."""
 
     sweeper: str
-    direction: str = "maximize"
+    objective: Objective = OBJECTIVES[DEFAULT]
     spaces: dict[str, str] = field(default_factory=dict)
 
     @property
+    def direction(self) -> str:
+        return self.objective.direction
+
+    @property
     def maximize(self) -> bool:
-        return self.direction != "minimize"
+        return self.objective.maximize
 
 
 def hydra_record(run_dir: Path) -> dict:
@@ -44,17 +51,16 @@ def job_number(record: dict) -> int | None:
     return num if isinstance(num, int) else None
 
 
-def search_of(sweepers: list) -> Search | None:
-    """The search of jobs that recorded these `hydra.sweeper` configs; None for a grid, or if none was recorded."""
+def search_of(sweepers: list, optimized_metric=None) -> Search | None:
+    """The search of jobs that recorded these `hydra.sweeper` configs and optimised `optimized_metric` (their
+    config's; the default where they recorded none); None for a grid, or if none was recorded. The direction
+    is the figure's own (the preset's sweeper reads it from there too)."""
     sweepers = [s for s in sweepers if isinstance(s, dict)]
     if not sweepers or sweepers[0].get("_target_", GRID_SWEEPER) == GRID_SWEEPER:
         return None
     sweeper = sweepers[0]
-    direction = sweeper.get("direction", "maximize")
-    if isinstance(direction, list):  # a multi-objective form; train.py returns one objective
-        direction = direction[0] if direction else "maximize"
     return Search(
         sweeper=str(sweeper["_target_"]).rsplit(".", 1)[-1],
-        direction=str(direction),
+        objective=OBJECTIVES.get(optimized_metric or DEFAULT, OBJECTIVES[DEFAULT]),
         spaces={str(k): str(v) for k, v in (sweeper.get("params") or {}).items()},
     )

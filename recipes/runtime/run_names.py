@@ -93,8 +93,10 @@ DATA_NAME_RESOLVER = "data_name"  # ${data_name:mnist,${._target_}} in configs/d
 
 
 def register() -> None:
-    """The resolvers the configs use: sweep job directories, model names."""
+    """The resolvers the configs use: sweep job directories, model names, the objective's direction."""
     from omegaconf import OmegaConf
+
+    from recipes.runtime import objective
 
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, sweep_job_dir)
@@ -102,3 +104,5 @@ def register() -> None:
         OmegaConf.register_new_resolver(MODEL_NAME_RESOLVER, name_of_target)
     if not OmegaConf.has_resolver(DATA_NAME_RESOLVER):
         OmegaConf.register_new_resolver(DATA_NAME_RESOLVER, data_name)
+    if not OmegaConf.has_resolver(objective.RESOLVER):
+        OmegaConf.register_new_resolver(objective.RESOLVER, objective.direction)

@@ -29,12 +29,15 @@ import keras
 from keras import ops
 
 from losses import SOFTMAX_LAYER
-from recipes.training.steps import NONFINITE_POLICIES, train_step_for
-from recipes.training.telemetry import StabilityTracker, all_finite, as_onehot, global_norm, logit_stats
+from recipes.training.steps import NONFINITE_POLICIES, test_step_for, train_step_for
+from recipes.training.telemetry import (StabilityTracker, all_finite, as_onehot, exact_cross_entropy, global_norm,
+                                        logit_stats)
 
 # One entry of the step's logs: (this epoch's non-finite steps, its first non-finite step, its steps so far).
 NONFINITE_LOG = "nonfinite_steps"
 FIRST_NONFINITE_LOG = "first_nonfinite_step"
+# Measured in evaluation only (the history's `val_exact_ce`): the cross entropy of the logits, whatever the loss.
+EXACT_CE_LOG = "exact_ce"
 
 
 class FirstNonFinite(keras.metrics.Metric):
@@ -77,6 +80,7 @@ class StabilityModel(keras.Model):
         # Tracked metrics: every backend carries them in its training state.
         self.nonfinite_counter = keras.metrics.Sum(name=NONFINITE_LOG)
         self.first_nonfinite = FirstNonFinite()
+        self.exact_ce = keras.metrics.Mean(name=EXACT_CE_LOG)
         self.stability_metrics = tracker.metrics if tracker is not None else []
         self._step_only = {NONFINITE_LOG, FIRST_NONFINITE_LOG, *(m.name for m in self.stability_metrics)}
 
@@ -104,6 +108,9 @@ class StabilityModel(keras.Model):
 
     def train_step(self, *args):
         return train_step_for(keras.backend.backend())(self, *args)
+
+    def test_step(self, *args):
+        return test_step_for(keras.backend.backend())(self, *args)
 
     # Shared by the backends' steps -------------------------------------------------
 
@@ -155,6 +162,7 @@ class StabilityModel(keras.Model):
         self.first_nonfinite.update_state(counted)
         self.nonfinite_counter.update_state(counted)
         logs = dict(self.compute_metrics(x, y, y_pred, sample_weight=sample_weight))
+        logs.pop(EXACT_CE_LOG, None)  # an evaluation figure; not measured in training
         # A new tensor (stacked): on PyTorch a metric's variable would be handed out as is, and validation
         # resets the metrics before the epoch's logs are read.
         logs[NONFINITE_LOG] = ops.stack([ops.cast(self.nonfinite_counter.result(), "float32"),
@@ -170,3 +178,11 @@ class StabilityModel(keras.Model):
             logs.update(tracker.update(stats))
         return logs
 
+
+    def record_evaluation(self, x, y, y_pred, sample_weight, loss, logits):
+        """Update the loss, metrics and exact cross entropy of one evaluation batch; return its logs.
+        Updates variables: JAX's step calls it inside a StatelessScope."""
+        self._loss_tracker.update_state(loss, sample_weight=ops.cast(ops.shape(x)[0], "float32"))
+        self.exact_ce.update_state(exact_cross_entropy(logits, as_onehot(y, self._extra.num_classes)),
+                                   sample_weight=sample_weight)
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)

@@ -54,8 +54,15 @@ def logit_stats(logits, y_onehot) -> dict:
         "logit_max_abs": ops.max(ops.abs(z)),
         "logit_gap": ops.mean(ops.max(z, axis=-1) - ops.min(z, axis=-1)),
         "saturated_frac": ops.mean(ops.cast(1.0 - top_prob <= CLIP_EPSILON, "float32")),
-        "exact_ce": ops.mean(-ops.sum(y_onehot * ops.log_softmax(z, axis=-1), axis=-1)),
+        "exact_ce": ops.mean(exact_cross_entropy(z, y_onehot)),
     }
+
+
+def exact_cross_entropy(logits, y_onehot):
+    """Per example, the cross entropy from the logits via log-softmax (float32): what the loss should be."""
+    from keras import ops
+
+    return -ops.sum(y_onehot * ops.log_softmax(ops.cast(logits, "float32"), axis=-1), axis=-1)
 
 
 def global_norm(tensors):

@@ -67,3 +67,19 @@ def train_step(model, state, data):
         logs = model.record_step(x, y, y_pred, sample_weight, loss, finite, grads, logits, logit_grads)
     metrics_vars = _current(scope, model.metrics_variables)
     return logs, (new_trainable, non_trainable, new_optimizer_vars, metrics_vars)
+
+
+def test_step(model, state, data):
+    """Keras's own stateless evaluation step, which also sees the logits."""
+    trainable, non_trainable, metrics_vars = state
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    with _scoped([*model.trainable_variables, *model.non_trainable_variables],
+                 [*trainable, *non_trainable]) as scope:
+        y_pred, logits = model.outputs_and_logits(x, training=False)
+    non_trainable = _current(scope, model.non_trainable_variables)
+    loss, (_, non_trainable, metrics_vars) = model.stateless_compute_loss(
+        trainable, non_trainable, metrics_vars, x=x, y=y, y_pred=y_pred,
+        sample_weight=sample_weight, training=False)
+    with _scoped(model.metrics_variables, metrics_vars) as scope:
+        logs = model.record_evaluation(x, y, y_pred, sample_weight, loss, logits)
+    return logs, (trainable, non_trainable, _current(scope, model.metrics_variables))

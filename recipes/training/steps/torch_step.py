@@ -48,3 +48,11 @@ def _apply_if(applies, optimizer, grads, weights) -> None:
     optimizer.apply(grads, weights)
     for variable, old in zip(kept, before):
         variable.assign(torch.where(applies, variable.value, old))
+
+
+def test_step(model, data):
+    """Keras's own evaluation step (run under `torch.no_grad`), which also sees the logits."""
+    x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    y_pred, logits = model.outputs_and_logits(x, training=False)
+    loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+    return model.record_evaluation(x, y, y_pred, sample_weight, loss, logits)
