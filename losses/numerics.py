@@ -32,6 +32,17 @@ def epsilon(dtype: str) -> float:
     return float(np.finfo(str(dtype)).eps)
 
 
+def largest_finite(dtype: str) -> float:
+    """The largest finite number of `dtype`: past it a result overflows to inf.
+
+    >>> largest_finite("float16"), largest_finite("bfloat16") == largest_finite("float32")
+    (65504.0, False)
+    """
+    if str(dtype) == "bfloat16":
+        return float(2.0**127 * (2.0 - 2.0**-7))  # float32's exponent range, 8 bits of precision
+    return float(np.finfo(str(dtype)).max)
+
+
 def _is_numpy_like(x) -> bool:
     return isinstance(x, (np.ndarray, np.generic, list, tuple, float, int))
 

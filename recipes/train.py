@@ -41,7 +41,7 @@ from omegaconf import OmegaConf
 import losses
 from recipes.cli.settings import validate
 from recipes.data import Splits, load_splits
-from recipes.data.pipeline import fast_forward, make_dataset, scale_images
+from recipes.data.pipeline import batch_of, fast_forward, make_dataset, scale_images
 from recipes.data.splits import is_streamed
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.failures import record_failure
@@ -244,18 +244,40 @@ def build_and_compile(job: Job):
 
 def make_datasets(job: Job) -> dict:
     """Step 4: train (reshuffled every epoch, seeded), validation and test batches."""
-    splits, cfg = job.splits, job.cfg
-
-    def dataset(x, y, shuffle):
-        labels = job.setup.encode_labels(y, splits.num_classes)
-        return make_dataset(x, labels, cfg.trainer.batch_size, shuffle=shuffle, seed=cfg.seed, replicas=job.split_over,
-                            shard=job.shard)
-
+    splits = job.splits
     return {
-        "train": dataset(splits.x_train, splits.y_train, shuffle=True),
-        "val": dataset(splits.x_val, splits.y_val, shuffle=False),
-        "test": dataset(splits.x_test, splits.y_test, shuffle=False),
+        "train": _dataset(job, splits.x_train, splits.y_train, shuffle=True),
+        "val": _dataset(job, splits.x_val, splits.y_val, shuffle=False),
+        "test": _dataset(job, splits.x_test, splits.y_test, shuffle=False),
     }
+
+
+def _dataset(job: Job, x, y, shuffle: bool):
+    """Batches of one split; a fresh training dataset draws the same seeded orders as the first."""
+    labels = job.setup.encode_labels(y, job.splits.num_classes)
+    return make_dataset(x, labels, job.cfg.trainer.batch_size, shuffle=shuffle, seed=job.cfg.seed,
+                        replicas=job.split_over, shard=job.shard)
+
+
+def diagnose_step(job: Job, model, epoch: int, step: int) -> dict:
+    """Where the first non-finite step went non-finite (recipes/training/origin.py), said in the log: its batch
+    drawn again from a fresh training dataset, the model as it is at the end of that epoch."""
+    from recipes.training.origin import diagnose
+
+    policy = job.cfg.trainer.on_nonfinite
+    weights = "from before the step" if policy == "stop" else f"of epoch {epoch}'s end: {policy} applied its later steps"
+    where, started = {"epoch": epoch, "step": step}, time.perf_counter()
+    try:
+        x, y = batch_of(_dataset(job, job.splits.x_train, job.splits.y_train, shuffle=True), epoch, step)[:2]
+        origin = diagnose(model, x, y, job.setup, where, weights)
+        origin["seconds"] = round(time.perf_counter() - started, 3)
+    except Exception as err:  # the diagnosis must not end the run it diagnoses
+        log.warning("the first non-finite step (epoch %d step %d) could not be diagnosed: %s: %s",
+                    epoch, step, type(err).__name__, err)
+        return {**where, "kind": None, "error": f"{type(err).__name__}: {err}",
+                "text": f"first non-finite step at epoch {epoch} step {step}: not diagnosed ({type(err).__name__})"}
+    log.warning("%s (diagnosed in %.2f s)", origin["text"], origin["seconds"])
+    return origin
 
 
 def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
@@ -283,7 +305,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     earlier = truncate_history(run_dir, backup.resumes_after) if job.resuming else read_history(run_dir)
     models.best = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))),
                       default=-np.inf)
-    guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop")
+    guard = NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop", diagnose=functools.partial(diagnose_step, job))
     throughput = TrainThroughput(job.splits.sizes()["train"], job.job_started)
     every_n_steps = cfg.telemetry.get("every_n_steps")
     verbose = verbosity(cfg)
@@ -396,6 +418,7 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks, remo
         "nonfinite_steps": guard.nonfinite_steps,
         "telemetry": bool(cfg.telemetry.enabled),
         "first_nonfinite": guard.first_nonfinite,
+        "nonfinite_origin": guard.origin,  # where it went non-finite (recipes/training/origin.py)
         # The softmax or sigmoid head taken off the configured model, so that loss= decides the loss.
         "removed_head": None if removed is None else {"kind": removed.kind, "layer": removed.layer,
                                                        "class": removed.layer_class},

@@ -220,7 +220,11 @@ def train_job(job: dict, run_dir: Path) -> dict:
     m = train.run(compose(job["overrides"]), run_dir)
     keep = ("status", "loss_path", "val_accuracy", "test_accuracy", "test_exact_ce", "test_loss", "test_ece",
             "first_nonfinite", "nonfinite_steps", "epochs_completed", "wall_s", "train_examples", "stability")
-    return {k: m.get(k) for k in keep}
+    origin = m.get("nonfinite_origin")
+    return {**{k: m.get(k) for k in keep}, "nonfinite_origin": origin and {k: origin.get(k) for k in ORIGIN_KEPT}}
+
+
+ORIGIN_KEPT = ("epoch", "step", "kind", "where", "text", "seconds")
 
 
 def probe_job(job: dict, run_dir: Path) -> dict:

@@ -235,6 +235,10 @@ def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
         "loss=naive, trainer.batch_size=0": ("1", "0", "0", "1"),
     }
     assert table["loss=naive, trainer.batch_size=64"]["first NaN step"] == "1"
+    # Where it broke: the diagnosis of that step, in the table and on the job's summary line.
+    assert table["loss=naive, trainer.batch_size=64"]["where it broke"] == "loss (naive)"
+    assert table["loss=sparse_from_logits, trainer.batch_size=64"]["where it broke"] == "-"
+    assert "broke: loss (naive)" in result.stdout + result.stderr
     assert table["loss=naive, trainer.batch_size=64"]["test accuracy"] == "-"  # a diverged run is not averaged
     assert (sweep / "comparison.png").exists()
 

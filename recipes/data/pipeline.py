@@ -63,6 +63,18 @@ def fast_forward(dataset, epochs: int) -> None:
         iter(dataset)
 
 
+def batch_of(dataset, epoch: int, step: int):
+    """The batch that training step `step` of epoch `epoch` (both 1-based) took from a training dataset made
+    as `dataset` was: drawn again, from `dataset` fresh, in the same seeded order (for a diagnosis)."""
+    fast_forward(dataset, epoch - 1)
+    if hasattr(dataset, "fast_forward"):
+        return dataset[step - 1]
+    for index, batch in enumerate(dataset):  # tf.data: this iterator draws the epoch's order, as fit's did
+        if index == step - 1:
+            return batch
+    raise IndexError(f"epoch {epoch} has no step {step}")
+
+
 # Keras 3's TensorFlow fit makes two iterators of a training dataset of known length per
 # epoch: one when the epoch starts and one, unused, when the epoch before has ended.
 # Measured; tests/test_exact_resume.py fails if a Keras version changes it.

@@ -31,7 +31,7 @@ from recipes.runtime.run_names import SWEEP_FILE
 IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
-    "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "epochs_completed",
+    "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
     "train_samples_per_s", "wall_s", "error", "job",
 ]
 
@@ -81,6 +81,7 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
             **metrics,
             "run": str(path.parent.relative_to(sweep_dir)),
             "first_nonfinite_step": first.get("step"),
+            "origin": (metrics.get("nonfinite_origin") or {}).get("where"),  # where the first NaN/inf began
             "flat_config": flatten(metrics.get("config", {})),
             "job": job_number(record),
             "sweeper": record.get("sweeper"),
@@ -129,6 +130,7 @@ def summarize(runs: list[dict], keys: list[str]) -> list[dict]:
             "test_accuracy": mean_std([r.get("test_accuracy") for r in ok]),
             "test_exact_ce": mean_std([r.get("test_exact_ce") for r in ok]),
             "first_nan_step": statistics.median(firsts) if firsts else None,
+            "origins": sorted({r["origin"] for r in members if r.get("origin")}),
             "nonfinite_steps": mean_std([r.get("nonfinite_steps") for r in members if r.get("status") != "failed"])[0],
             "loss_path": "/".join(sorted({r.get("loss_path") for r in members if r.get("loss_path")})) or "-",
             "samples_per_s": mean_std([r.get("train_samples_per_s") for r in ok])[0],
@@ -144,8 +146,9 @@ def _fmt(pair, digits=3) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| group | runs | ok | diverged | failed | test accuracy | test exact CE | first NaN step | nonfinite steps | loss_path | samples/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| group | runs | ok | diverged | failed | test accuracy | test exact CE | first NaN step | where it broke "
+        "| nonfinite steps | loss_path | samples/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         first_nan = "-" if r["first_nan_step"] is None else f"{r['first_nan_step']:g}"
@@ -153,7 +156,8 @@ def markdown_table(rows: list[dict]) -> str:
         speed = "-" if r["samples_per_s"] is None else f"{r['samples_per_s']:.0f}"
         lines.append(
             f"| {r['group']} | {r['runs']} | {r['ok']} | {r['diverged']} | {r['failed']} | "
-            f"{_fmt(r['test_accuracy'])} | {_fmt(r['test_exact_ce'])} | {first_nan} | {nonfinite} | "
+            f"{_fmt(r['test_accuracy'])} | {_fmt(r['test_exact_ce'])} | {first_nan} | {'; '.join(r['origins']) or '-'} | "
+            f"{nonfinite} | "
             f"{r['loss_path']} | {speed} |"
         )
     return "\n".join(lines) + "\n"

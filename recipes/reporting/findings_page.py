@@ -101,14 +101,15 @@ def _path_cell(paths: list[dict], backend: str, name: str, precision: str, unsaf
 
 def group_table(f: dict, group: str, columns=("loss_path", "ok", "test_accuracy", "test_exact_ce", "first")) -> str:
     titles = {"loss_path": "path", "ok": "ok / runs", "test_accuracy": "test accuracy",
-              "test_exact_ce": "test exact CE", "first": "first NaN step", "saturated": "saturated"}
+              "test_exact_ce": "test exact CE", "first": "first NaN step", "saturated": "saturated",
+              "origin": "where it broke"}
     head = ["backend", "formulation", *[titles[c] for c in columns]]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for g in [g for g in f["groups"] if g["group"] == group]:
         cells = {"loss_path": g["loss_path"] or "-", "ok": f"{g['ok']} / {g['runs']}",
                  "test_accuracy": _pm(g["test_accuracy"]), "test_exact_ce": _ce(g["test_exact_ce"]),
                  "first": "-" if g["first_nonfinite_step"] is None else str(g["first_nonfinite_step"]),
-                 "saturated": _pm(g["saturated_frac"], 2)}
+                 "saturated": _pm(g["saturated_frac"], 2), "origin": "; ".join(g.get("origins") or []) or "-"}
         lines.append(f"| {g['backend']} | `{group_label(g)}` | " + " | ".join(cells[c] for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
@@ -156,13 +157,14 @@ def render_page(f: dict) -> str:
         "(`stress.unsafe_head_dtype=true`); the recipe keeps it in float32 by default. "
         "`n/a`: a logits head has no softmax to leave in low precision.\n", paths_table(f),
         "## Under stress (float32)\n", group_table(f, "stress", ("loss_path", "ok", "test_accuracy", "test_exact_ce",
-                                                                  "first", "saturated")),
+                                                                  "first", "origin", "saturated")),
     ]
     if any(g["group"] == "ordinary" for g in f["groups"]):
         parts += ["## Ordinary training (no stress, float32)\n", group_table(f, "ordinary"),
                   "![No stress](img/findings_ordinary.png)\n"]
     if any(g["group"] == "precision" for g in f["groups"]):
-        parts += ["## Mixed precision, under stress\n", group_table(f, "precision"),
+        parts += ["## Mixed precision, under stress\n",
+                  group_table(f, "precision", ("loss_path", "ok", "test_accuracy", "test_exact_ce", "first", "origin")),
                   "![Mixed precision](img/findings_precision.png)\n"]
     if f["probe"]:
         parts += ["## The probe: where each loss goes wrong\n",

@@ -19,14 +19,21 @@ def summary_table(runs: list[dict]) -> str:
         return "-" if not isinstance(v, (int, float)) else f"{v:.4f}"
 
     width = max(len(r["run"]) for r in runs)
-    lines = [f"{'job':<{width}}  {'status':<9} {'loss_path':<24} {'val_acc':>8} {'test_acc':>8} {'exact_CE':>9}  error"]
+    lines = [f"{'job':<{width}}  {'status':<9} {'loss_path':<24} {'val_acc':>8} {'test_acc':>8} {'exact_CE':>9}  error / where it broke"]
     for r in runs:
         lines.append(
             f"{r['run']:<{width}}  {r.get('status', '?'):<9} {str(r.get('loss_path') or '-'):<24} "
             f"{num(r.get('val_accuracy')):>8} {num(r.get('test_accuracy')):>8} {num(r.get('test_exact_ce')):>9}  "
-            f"{(r.get('error') or '')[:80]}"
+            f"{_note(r)[:80]}"
         )
     return "\n".join(lines)
+
+
+def _note(run: dict) -> str:
+    """The last column: a failed job's error, or where a job's first NaN/inf began."""
+    if run.get("error"):
+        return run["error"]
+    return f"broke: {run['origin']}" if run.get("origin") else ""
 
 
 class SweepReport(Callback):

@@ -75,6 +75,9 @@ def run_summary(metrics: dict, overrides: list[str]) -> str:
                       f"{removed['class']}) was taken off, so that `loss={name}` decides the loss from its logits."]
     if metrics.get("error"):
         lines += ["", f"Error: {metrics['error']}"]
+    origin = metrics.get("nonfinite_origin")
+    if origin:
+        lines += ["", f"**Where it broke**: {origin['text']}."]
     for warning in metrics.get("warnings") or []:
         lines += ["", f"**Warning**: {warning}"]
     shown = [(label, fmt.format(metrics[key])) for label, key, fmt in FIGURES

@@ -159,11 +159,15 @@ class NonFiniteGuard(keras.callbacks.Callback):
     comes before Keras's own callbacks. Under `stop` and `skip` the bad steps
     were already kept out of the weights (under `stop`, every step after the
     first bad one too), so what was trained before it stays usable.
+    `diagnose(model, epoch, step)` (both 1-based; the step counts within its
+    epoch), when given, is called once, for the first non-finite step, and
+    `origin` keeps what it returns (recipes/training/origin.py).
     """
 
-    def __init__(self, stop: bool):
+    def __init__(self, stop: bool, diagnose=None):
         super().__init__()
-        self.stop = stop
+        self.stop, self.diagnose = stop, diagnose
+        self.origin = None  # where the first non-finite step went non-finite
         self.steps_before = 0  # the steps of this fit's earlier epochs
         self.first_nonfinite = None  # {"epoch": e, "step": s}, 1-based; s counts from the fit's start
         self.nonfinite_steps = 0  # over the whole fit
@@ -176,6 +180,8 @@ class NonFiniteGuard(keras.callbacks.Callback):
         self.nonfinite_steps += counted
         if counted and self.first_nonfinite is None:
             self.first_nonfinite = {"epoch": epoch + 1, "step": self.steps_before + first}
+            if self.diagnose is not None:
+                self.origin = self.diagnose(self.model, epoch + 1, int(first))
         self.steps_before += steps
         if counted and self.stop:
             self.model.stop_training = True
