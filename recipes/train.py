@@ -49,7 +49,7 @@ from recipes.reporting.results import (
     RunAlreadyFinished, prepare_run_dir, read_history, truncate_history, write_metrics,
 )
 from recipes.reporting.tensorboard_views import write_run_views
-from recipes.runtime import clock, processes
+from recipes.runtime import clock, processes, run_lock
 from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
@@ -76,17 +76,21 @@ def run(cfg, run_dir) -> dict:
     group = processes.current()
     # Several processes: ends this one when the group stops moving, and records why.
     watchdog = processes.Watchdog(on_stall=lambda message: record_failure(cfg, run_dir, RuntimeError(message)))
-    if group is None:
-        mode = prepare(run_dir)
-    else:
-        processes.check_config(cfg, group)
-        activate_backend("jax")
-        processes.join(group, cfg.trainer.get("stall_timeout_s", processes.STALL_TIMEOUT_S), watchdog)
-        mode = _prepare_with_others(group, run_dir, prepare)
-    splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
-    watchdog.tick()
-    return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started,
-                          job_started=job_started, watchdog=watchdog)
+    run_lock.acquire(run_dir)  # before anything reads or moves what the directory holds; a second process stops
+    try:
+        if group is None:
+            mode = prepare(run_dir)
+        else:
+            processes.check_config(cfg, group)
+            activate_backend("jax")
+            processes.join(group, cfg.trainer.get("stall_timeout_s", processes.STALL_TIMEOUT_S), watchdog)
+            mode = _prepare_with_others(group, run_dir, prepare)
+        splits = load_splits(cfg.data)  # before TensorFlow starts: bad data fails fast
+        watchdog.tick()
+        return train_prepared(cfg, setup, splits, run_dir, resuming=mode == "resume", started=started,
+                              job_started=job_started, watchdog=watchdog)
+    finally:
+        run_lock.release(run_dir)
 
 
 def _prepare_with_others(group: processes.Group, run_dir: Path, prepare) -> str:
@@ -289,8 +293,8 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     from recipes.training.backup import Backup
     from recipes.training.save_schedule import parse_every
     from recipes.training.callbacks import (
-        EpochEventLogger, EpochLine, NonFiniteGuard, Progress, ProgressBar, SaveModels, StabilityLogger, StepFigures,
-        TrainThroughput,
+        EpochEventLogger, EpochLine, HistoryFile, NonFiniteGuard, Progress, ProgressBar, SaveModels, StabilityLogger,
+        StepFigures, TrainThroughput,
     )
     from recipes.training.hold import hold_from_environment
 
@@ -318,7 +322,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         *([StepFigures(run_dir / "train", every_n_steps)] if stability and every_n_steps else []),
         *([EpochLine(stability)] if verbose == 2 else [ProgressBar()] if verbose == 1 else []),
         epoch_events,
-        keras.callbacks.CSVLogger(str(run_dir / HISTORY_FILE), append=True),
+        HistoryFile(run_dir / HISTORY_FILE),
         models,
         throughput,
         # Several processes: every step tells the stall watchdog that the group still moves.

@@ -27,21 +27,12 @@ def task(cfg):
         return run_job(cfg, HydraConfig.get().runtime.output_dir)
 
 
-def check_objective_override(argv: list[str]) -> None:
-    """UserError for an `optimized_metric=` on the command line that names no validation figure."""
-    from recipes.runtime.objective import objective
-
-    for arg in argv:
-        key, _, value = arg.lstrip("+").partition("=")
-        if key == "optimized_metric" and "," not in value:
-            objective(value)
-
-
 def main(process_start: float | None = None) -> None:
     """The command itself, on `sys.argv`; `process_start` (time.time()) when the caller noted it earlier."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ chatter, unless asked for
     import hydra
 
+    from recipes.cli import preflight
     from recipes.runtime import clock, processes, run_names
     from recipes.runtime.backends import preselect_from_argv
     from recipes.runtime.compose import config_dir
@@ -54,7 +45,7 @@ def main(process_start: float | None = None) -> None:
     exit_on_yaml_errors(sys.argv[1:], configs)
     exit_on_unknown_choices(sys.argv[1:], configs)
     try:  # one of several processes training one model: all but process 0 write to a scratch directory
-        check_objective_override(sys.argv[1:])  # a sweeper reads its direction before any job validates
+        preflight.check(sys.argv[1:], configs)  # before Hydra makes the run directory and writes into it
         sys.argv[1:] = processes.worker_argv(sys.argv[1:])
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)

@@ -5,6 +5,8 @@ How a job ends, decided in one place (`_stop`):
     it finished                     its `optimized_metric` (what a sweeper optimises)
     its run directory is finished   that run's, without training again
     bad input (UserError)           one `error:` line on stderr, exit code 2
+    a full disk                     one `error:` line naming the file and the free space, exit code 2;
+                                    the same command resumes once there is room
     Ctrl-C                          metrics.json says "interrupted" (resumable), exit code 130
     a bug                           metrics.json says "failed" with the error; the traceback stays
 In a sweep (multirun) a failed job stops nothing else: it is recorded, and its
@@ -22,10 +24,11 @@ from recipes.reporting.failures import record_failure, record_interruption
 from recipes.reporting.results import RunAlreadyFinished, discard_if_unused
 from recipes.runtime import processes
 from recipes.runtime.backends import activate_backend
-from recipes.runtime.errors import UserError
+from recipes.runtime.errors import UserError, disk_full, disk_full_message
 from recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
 
 log = logging.getLogger("train")
+DISK_FULL_EXIT = 2  # as bad input: the user must act (free space) before the same command goes on
 
 
 class _NoRetracingNoise(logging.Filter):
@@ -66,6 +69,13 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
             print(f"interrupted: {run_dir} keeps its last completed epoch; run the same command "
                   f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
         _exit(130, at_once=group is not None)
+    full = disk_full(err)
+    if full is not None:  # not a bug: one line, and the run resumes once there is room
+        record_failure(cfg, run_dir, err, quiet=True)
+        print(f"error: {disk_full_message(run_dir, full)}", file=sys.stderr, flush=True)
+        if in_sweep():
+            return
+        _exit(DISK_FULL_EXIT, at_once=group is not None)
     if in_sweep():
         record_failure(cfg, run_dir, err)
         log.error("job failed, the sweep goes on: %s", err if isinstance(err, UserError) else f"\n{traceback.format_exc()}")

@@ -17,8 +17,9 @@ from recipes.runtime.run_names import model_name
 log = logging.getLogger(__name__)
 
 
-def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
-    """metrics.json (and the run's TensorBoard summary) of a job that failed with `err`."""
+def record_failure(cfg, run_dir: Path, err: BaseException, quiet: bool = False) -> None:
+    """metrics.json (and the run's TensorBoard summary) of a job that failed with `err`; `quiet`: say nothing
+    if that cannot be written either (a full disk, already said in one line)."""
     from omegaconf import OmegaConf
 
     metrics = {
@@ -35,6 +36,8 @@ def record_failure(cfg, run_dir: Path, err: BaseException) -> None:
         write_metrics(run_dir, metrics)
         write_run_views(Path(run_dir), metrics, with_layout=False)
     except Exception:  # recording a failure must not hide the failure itself
+        if quiet:
+            return
         log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
 
 

@@ -42,9 +42,11 @@ def truncate_history(run_dir: Path, epochs: int) -> list[dict]:
     path = Path(run_dir) / HISTORY_FILE
     if len(rows) <= epochs:
         return rows
-    lines = path.read_text().splitlines(keepends=True)
+    with path.open(newline="") as handle:  # rows end in \r\n, as csv writes them: kept as they are
+        lines = handle.read().splitlines(keepends=True)
     tmp = path.with_suffix(".csv.tmp")
-    tmp.write_text("".join(lines[:epochs + 1]))  # the header and the rows kept
+    with tmp.open("w", newline="") as handle:
+        handle.write("".join(lines[:epochs + 1]))  # the header and the rows kept
     os.replace(tmp, path)
     return rows[:epochs]
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from recipes.runtime.errors import UserError
+from recipes.runtime.errors import UserError, writing
 from recipes.training.save_schedule import Every
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,8 @@ class Backup(keras.callbacks.Callback):
         if partial.exists():
             shutil.rmtree(partial)  # what a killed save left
         partial.mkdir(parents=True)
-        np.savez(partial / STATE, **arrays)
+        with writing(partial / STATE):
+            np.savez(partial / STATE, **arrays)
         manifest = {"epoch": epochs_done, "shapes": shapes, "sizes": {STATE: (partial / STATE).stat().st_size}}
         (partial / MANIFEST).write_text(json.dumps(manifest) + "\n")
         target = folder(self.backup_dir, epochs_done)

@@ -6,8 +6,11 @@ ahead of the device instead of waiting for each step's figures.
 """
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -15,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from recipes.runtime.errors import writing
 from recipes.runtime.run_files import BEST_MODEL, LAST_MODEL
 from recipes.training.backup import host_copy
 from recipes.training.stability_model import NONFINITE_LOG
@@ -255,6 +259,52 @@ class Progress(keras.callbacks.Callback):
         self.tick()
 
 
+def save_atomically(model, path: Path) -> None:
+    """`model.save(path)` under a temporary name, then renamed: a save cut short (a kill, a full disk) leaves
+    the earlier file whole."""
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # Keras wants the .keras suffix
+    with writing(path):
+        model.save(partial)
+    os.replace(partial, path)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """`text` into `path` under a temporary name, then renamed: a reader never sees half a file."""
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    with writing(path), partial.open("w", newline="") as handle:  # as given: csv rows end in \r\n
+        handle.write(text)
+    os.replace(partial, path)
+
+
+class HistoryFile(keras.callbacks.Callback):
+    """history.csv: one row per epoch, in the format of Keras's CSVLogger (`epoch`, then the logs' keys sorted),
+    the whole file written again under a temporary name and renamed at each epoch's end, so a kill or a full
+    disk leaves the earlier rows whole. A resumed run's rows follow the kept ones (`truncate_history`)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = Path(path)
+        self.lines = []
+        if self.path.is_file():
+            with self.path.open(newline="") as handle:
+                self.lines = handle.read().splitlines(keepends=True)
+        self.keys = next(csv.reader(self.lines[:1]))[1:] if self.lines else None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        if not self.lines:
+            writer.writerow(["epoch", *self.keys])
+        writer.writerow([epoch, *(logs.get(key, "NA") for key in self.keys)])
+        self.lines += out.getvalue().splitlines(keepends=True)
+        write_atomically(self.path, "".join(self.lines))
+
+
 class SaveModels(keras.callbacks.Callback):
     """best.keras (the epoch with the highest validation accuracy) and last.keras in the run directory.
 
@@ -287,7 +337,7 @@ class SaveModels(keras.callbacks.Callback):
             self._write_best()
 
     def on_train_end(self, logs=None):
-        self.export.save(self.run_dir / LAST_MODEL)
+        save_atomically(self.export, self.run_dir / LAST_MODEL)
         if self._unwritten:
             self._write_best()
 
@@ -295,8 +345,10 @@ class SaveModels(keras.callbacks.Callback):
         """best.keras from the kept weights; the layers get their current weights back afterwards."""
         current = [host_copy(w) for w in self.export.weights]
         self.export.set_weights(self.best_weights)
-        self.export.save(self.run_dir / BEST_MODEL)
-        self.export.set_weights(current)
+        try:
+            save_atomically(self.export, self.run_dir / BEST_MODEL)
+        finally:
+            self.export.set_weights(current)
         self._written, self._unwritten = time.monotonic(), False
 
     # The backup's share (recipes/training/backup.py) ---------------------------------------------
