@@ -58,6 +58,15 @@ def figures(run_dir: Path) -> dict:
     return {key: metrics[key] for key in COMPARED}
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> dict:
+    """The figures of the run trained straight through, which every resumed run must end with."""
+    run_dir = tmp_path_factory.mktemp("straight") / "run"
+    done = train(run_dir)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return figures(run_dir)
+
+
 @pytest.fixture
 def mount(tmp_path):
     """mount(options) -> a fresh tmpfs directory mounted with `options`; unmounted after the test."""
@@ -100,6 +109,30 @@ def test_a_second_process_stops_at_once_and_a_killed_runs_lock_does_not_block_th
     assert (metrics["status"], metrics["resumed"], metrics["epochs_completed"]) == ("ok", True, 3)
 
 
+@pytest.mark.slow(seconds=30)
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
+def test_a_preemption_signal_is_recorded_and_the_same_command_resumes_exactly(tmp_path, straight, signal_name):
+    run_dir = tmp_path / "run"
+    taken = [] if signal_name == "SIGTERM" else ["trainer.preemption_signals=[SIGTERM,SIGUSR1]"]  # SLURM's --signal
+    running = train(run_dir, *taken, held=True, wait=False)
+    try:
+        wait_until_held(running, run_dir)
+        running.send_signal(getattr(signal, signal_name))
+        _, stderr = running.communicate(timeout=120)
+    finally:
+        if running.poll() is None:
+            running.kill()
+    assert running.returncode == 128 + getattr(signal, signal_name)  # 143 for SIGTERM, as a killed process
+    assert [line for line in stderr.splitlines() if "preempted" in line or "Traceback" in line] == [
+        f"preempted ({signal_name}): {run_dir} keeps its last saved epoch; run the same command "
+        f"(with hydra.run.dir={run_dir}) to resume"]
+    recorded = json.loads((run_dir / METRICS_FILE).read_text())
+    assert (recorded["status"], recorded["signal"], recorded["epochs_completed"]) == ("preempted", signal_name, 1)
+    resumed = train(run_dir, *taken)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert figures(run_dir) == straight and json.loads((run_dir / METRICS_FILE).read_text())["resumed"] is True
+
+
 @pytest.mark.slow(seconds=15)
 def test_a_read_only_runs_directory_is_one_line_before_keras_starts(mount, tmp_path):
     read_only = mount("ro,size=1m")
@@ -118,7 +151,7 @@ def test_a_read_only_runs_directory_is_one_line_before_keras_starts(mount, tmp_p
 
 
 @pytest.mark.slow(seconds=40)
-def test_a_full_disk_is_one_line_damages_nothing_and_the_run_resumes_exactly_once_there_is_room(mount, tmp_path):
+def test_a_full_disk_is_one_line_damages_nothing_and_the_run_resumes_exactly_once_there_is_room(mount, straight):
     disk = mount("size=8m")
     run_dir = disk / "run"
     running = train(run_dir, held=True, wait=False)
@@ -154,7 +187,51 @@ def test_a_full_disk_is_one_line_damages_nothing_and_the_run_resumes_exactly_onc
     ballast.unlink()
     resumed = train(run_dir)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    straight = train(tmp_path / "straight")
-    assert straight.returncode == 0, straight.stderr[-3000:]
-    assert figures(run_dir) == figures(tmp_path / "straight")
+    assert figures(run_dir) == straight
     assert json.loads((run_dir / METRICS_FILE).read_text())["resumed"] is True
+
+
+@pytest.mark.slow(seconds=40)
+def test_a_damaged_newest_backup_is_named_and_the_resume_takes_the_one_before_it_exactly(tmp_path, straight):
+    run_dir = tmp_path / "run"
+    env = {**project_env(), hold.EPOCH_VAR: "2", hold.SECONDS_VAR: "300"}
+    command = [sys.executable, str(ROOT / "train.py"), *RUN, f"hydra.run.dir={run_dir}"]
+    running = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        notice = run_dir / BACKUP_DIR / hold.NOTICE
+        deadline = time.monotonic() + 240
+        while not notice.exists():
+            assert running.poll() is None and time.monotonic() < deadline, running.communicate()[1][-3000:]
+            time.sleep(0.1)
+    finally:
+        running.kill()
+        running.wait()
+    newest, before = run_dir / BACKUP_DIR / "epoch-000002", run_dir / BACKUP_DIR / "epoch-000001"
+    state = newest / "state.npz"
+    data = bytearray(state.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte, the size unchanged: only the archive's CRC-32 tells
+    state.write_bytes(bytes(data))
+
+    resumed = train(run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    warnings = [line for line in resumed.stdout.splitlines() + resumed.stderr.splitlines() if "is damaged" in line]
+    assert len(warnings) == 1 and f"backup {newest} is damaged (state.npz does not read back" in warnings[0]
+    assert warnings[0].endswith(f"resuming from {before}, the one before it")
+    assert figures(run_dir) == straight
+
+
+def test_a_resume_whose_every_backup_is_damaged_stops_with_one_line_and_never_starts_over(tmp_path):
+    from recipes.runtime.errors import UserError
+    from recipes.training.backup import latest
+
+    for epoch in (1, 2):
+        folder = tmp_path / f"epoch-00000{epoch}"
+        folder.mkdir()
+        (folder / "state.npz").write_bytes(b"torn")
+    (tmp_path / "epoch-000002" / "manifest.json").write_text(json.dumps({"epoch": 2, "sizes": {"state.npz": 9}}))
+    with pytest.raises(UserError) as err:
+        latest(tmp_path)
+    assert str(err.value) == (f"no whole backup in {tmp_path} to resume from (epoch-000002: state.npz is 4 bytes, its "
+                              "manifest says 9; epoch-000001: no readable manifest.json: its save was cut short); "
+                              "pass trainer.overwrite=true to move the run aside and start over")
+    assert latest(tmp_path / "none") is None  # no backup at all: a fresh start

@@ -8,6 +8,7 @@ How a job ends, decided in one place (`_stop`):
     a full disk                     one `error:` line naming the file and the free space, exit code 2;
                                     the same command resumes once there is room
     Ctrl-C                          metrics.json says "interrupted" (resumable), exit code 130
+    a preemption signal (SIGTERM)   metrics.json says "preempted" (resumable), exit code 128 + its number
     a bug                           metrics.json says "failed" with the error; the traceback stays
 In a sweep (multirun) a failed job stops nothing else: it is recorded, and its
 objective is NaN. One of several processes training one model leaves at once.
@@ -26,6 +27,7 @@ from recipes.runtime import processes
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.errors import UserError, disk_full, disk_full_message
 from recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
+from recipes.runtime.preemption import Preempted, taken_as_preemption
 
 log = logging.getLogger("train")
 DISK_FULL_EXIT = 2  # as bad input: the user must act (free space) before the same command goes on
@@ -47,13 +49,14 @@ def run_job(cfg, run_dir) -> float:
     of a sweep, or a run that has not that figure)."""
     run_dir = Path(run_dir)
     try:
-        activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
-        metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
+        with taken_as_preemption(cfg.trainer.get("preemption_signals", ["SIGTERM"])):
+            activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
+            metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",
                  done.run_dir, done.metrics.get("status"))
         metrics = done.metrics
-    except (KeyboardInterrupt, Exception) as err:
+    except (KeyboardInterrupt, Preempted, Exception) as err:
         _stop(cfg, run_dir, err)  # returns only for a failed job of a sweep, which goes on
         return float("nan")  # a sweeper (Optuna) records a NaN objective as a failed trial
     value = metrics.get(cfg.get("optimized_metric", DEFAULT_OBJECTIVE))
@@ -69,6 +72,12 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
             print(f"interrupted: {run_dir} keeps its last completed epoch; run the same command "
                   f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
         _exit(130, at_once=group is not None)
+    if isinstance(err, Preempted):  # a sweep stops too: its process is what the scheduler preempts
+        record_interruption(cfg, run_dir, status="preempted", signal_name=err.name)
+        if group is None or group.rank == 0:
+            print(f"preempted ({err.name}): {run_dir} keeps its last saved epoch; run the same command "
+                  f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
+        _exit(err.exit_code, at_once=group is not None)
     full = disk_full(err)
     if full is not None:  # not a bug: one line, and the run resumes once there is room
         record_failure(cfg, run_dir, err, quiet=True)

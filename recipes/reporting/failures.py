@@ -41,12 +41,14 @@ def record_failure(cfg, run_dir: Path, err: BaseException, quiet: bool = False) 
         log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
 
 
-def record_interruption(cfg, run_dir: Path) -> None:
-    """Ctrl-C: say so in metrics.json, so the run is known to be resumable, not finished."""
+def record_interruption(cfg, run_dir: Path, status: str = "interrupted", signal_name: str | None = None) -> None:
+    """Ctrl-C ("interrupted") or a preemption signal ("preempted"): say so in metrics.json, so the run is known
+    to be resumable, not finished."""
     if cfg.recipe.name != "train" or not Path(run_dir).is_dir():
         return
     write_metrics(run_dir, {
-        "status": "interrupted",
+        "status": status,
+        **({"signal": signal_name} if signal_name else {}),
         "loss": cfg.loss.name,
         "seed": cfg.seed,
         "epochs_completed": len(read_history(run_dir)),

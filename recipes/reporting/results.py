@@ -52,7 +52,7 @@ def truncate_history(run_dir: Path, epochs: int) -> list[dict]:
 
 
 # A run with one of these statuses can be taken up again by the same command.
-RESUMABLE = ("interrupted", "failed")
+RESUMABLE = ("interrupted", "preempted", "failed")
 
 
 def move_aside(run_dir: Path) -> Path:

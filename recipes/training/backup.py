@@ -12,7 +12,9 @@
       .partial/              a save under way
 
 Each save writes every file once into `.partial/`, then renames the folder:
-a kill during a save leaves the earlier backups whole. `every` sets how often
+a kill during a save leaves the earlier backups whole. A resume checks the
+newest backup (its manifest, its file's size, and every array's CRC-32 as it
+reads back) and, if it is damaged, says so and takes the one before it. `every` sets how often
 a save happens: every N epochs (`2`), or at the first epoch end once S seconds
 have passed since the last save (`30s`, `10min`, `1h`), as Lightning's
 `every_n_epochs` and `train_time_interval` do. A resumed run also needs the
@@ -54,26 +56,51 @@ def folder(backup_dir: Path, epoch: int) -> Path:
     return Path(backup_dir) / f"epoch-{epoch:06d}"
 
 
-def is_whole(path: Path) -> bool:
-    """Whether a backup folder holds every file its manifest names, at the size it names."""
+def problem_of(path: Path) -> str | None:
+    """What makes a backup folder unusable (None when it is whole): no manifest (a save cut short), a file of
+    another size than the manifest says, or an archive that does not read back (zip's CRC-32 of every array)."""
     try:
         manifest = json.loads((path / MANIFEST).read_text())
-        return all((path / name).stat().st_size == size for name, size in manifest["sizes"].items())
+        sizes = manifest["sizes"]
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return f"no readable {MANIFEST}: its save was cut short"
+    for name, size in sizes.items():
+        try:
+            actual = (path / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if actual != size:
+            return f"{name} is {actual} bytes, its manifest says {size}"
+    try:
+        with np.load(path / STATE) as saved:
+            for name in saved.files:
+                saved[name]  # reading checks the array's CRC-32
+    except Exception as err:  # zipfile.BadZipFile, ValueError, EOFError, OSError: a damaged archive
+        return f"{STATE} does not read back ({type(err).__name__}: {err})"
+    return None
 
 
 def latest(backup_dir: Path) -> tuple[int, Path] | None:
-    """(epoch, folder) of the newest whole backup in `backup_dir`; None when there is none."""
+    """(epoch, folder) of the newest whole backup in `backup_dir`; None when there is none at all. A damaged
+    newest one is passed over, with a warning naming it and the one used instead; when every one is damaged,
+    UserError: a resume never starts over silently."""
     found = []
     for path in Path(backup_dir).glob("epoch-*"):
         match = _FOLDER.fullmatch(path.name)
         if match:
             found.append((int(match[1]), path))
+    damaged = []
     for epoch, path in sorted(found, reverse=True):
-        if is_whole(path):
+        problem = problem_of(path)
+        if problem is None:
+            for bad, why in damaged:
+                log.warning("backup %s is damaged (%s): resuming from %s, the one before it", bad, why, path)
             return epoch, path
-        log.warning("backup %s is not whole (a save was cut short): looking for an earlier one", path)
+        damaged.append((path, problem))
+    if damaged:
+        raise UserError(f"no whole backup in {backup_dir} to resume from ("
+                        + "; ".join(f"{path.name}: {why}" for path, why in damaged)
+                        + "); pass trainer.overwrite=true to move the run aside and start over")
     return None
 
 
