@@ -1,223 +1,119 @@
-"""Storage faults and a second writer: a run loses nothing, says what happened in one line, and resumes exactly.
-
-The runs hold after epoch 1 (recipes/training/hold.py) so that each fault comes at a known point on any
-machine. The full disk and the read-only directory are small tmpfs mounts (the tests run as root); where
-mounting is not allowed they are skipped, with the reason.
+"""Faults injected into real runs, each row of docs/reliability.md's fault table (scripts/faults.py, which these
+tests share): nothing is lost, the run says what happened in one line, and the same command resumes it with the
+figures of the run trained straight through. The full disk and the read-only directory need root to mount a
+tmpfs; they are skipped, with the reason, where that is not allowed.
 """
-import hashlib
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
-from recipes.runtime.run_files import BACKUP_DIR, METRICS_FILE
-from recipes.training import hold
-from tests.conftest import ROOT, project_env
+from scripts import faults
 
-RUN = ["model=mlp", "data.max_train_examples=500", "trainer.epochs=3", "trainer.verbose=0"]
-COMPARED = ("val_accuracy", "val_exact_ce", "test_accuracy", "test_loss", "test_exact_ce", "epochs_completed",
-            "history")
-
-
-def train(run_dir: Path, *extra, held: bool = False, wait: bool = True):
-    """`python train.py RUN hydra.run.dir=run_dir`; `held`: it holds after epoch 1 until told to go on."""
-    env = {**project_env(), **({hold.EPOCH_VAR: "1", hold.SECONDS_VAR: "300"} if held else {})}
-    command = [sys.executable, str(ROOT / "train.py"), *RUN, *extra, f"hydra.run.dir={run_dir}"]
-    if wait:
-        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_until_held(process, run_dir: Path) -> Path:
-    notice = run_dir / BACKUP_DIR / hold.NOTICE
-    deadline = time.monotonic() + 240
-    while not notice.exists():
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "the run never held after epoch 1"
-        time.sleep(0.1)
-    return notice
-
-
-def contents(run_dir: Path) -> dict:
-    """The bytes of every file of the run directory, but the lock and Hydra's log."""
-    return {str(p.relative_to(run_dir)): p.read_bytes()
-            for p in sorted(run_dir.rglob("*")) if p.is_file() and p.name not in (".lock", "train.log", hold.NOTICE)}
-
-
-def digests(run_dir: Path) -> dict:
-    return {name: hashlib.sha256(data).hexdigest() for name, data in contents(run_dir).items()}
-
-
-def figures(run_dir: Path) -> dict:
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    return {key: metrics[key] for key in COMPARED}
+SLOW = pytest.mark.slow(seconds=30)
 
 
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory) -> dict:
     """The figures of the run trained straight through, which every resumed run must end with."""
-    run_dir = tmp_path_factory.mktemp("straight") / "run"
-    done = train(run_dir)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return figures(run_dir)
+    return faults.straight_figures(tmp_path_factory.mktemp("straight"))[0]
 
 
-@pytest.fixture
-def mount(tmp_path):
-    """mount(options) -> a fresh tmpfs directory mounted with `options`; unmounted after the test."""
-    mounted = []
-
-    def _mount(options: str) -> Path:
-        target = tmp_path / f"mnt{len(mounted)}"
-        target.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)], capture_output=True,
-                              text=True)
-        if done.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() or done.returncode}): needs root")
-        mounted.append(target)
-        return target
-
-    yield _mount
-    for target in mounted:
-        subprocess.run(["umount", "-l", str(target)], capture_output=True)
+def inject(name: str, tmp_path, straight) -> dict:
+    try:
+        return faults.FAULTS[name](tmp_path, straight)
+    except faults.Unavailable as why:
+        pytest.skip(str(why))
 
 
-@pytest.mark.slow(seconds=40)
-def test_a_second_process_stops_at_once_and_a_killed_runs_lock_does_not_block_the_resume(tmp_path):
+@SLOW
+def test_sigkill_loses_only_the_epoch_under_way(tmp_path, straight):
+    row = inject("SIGKILL after epoch 1", tmp_path, straight)
+    assert (row["exit"], row["said"], row["status"]) == (-signal.SIGKILL, [], None)
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
+
+
+@SLOW
+@pytest.mark.parametrize("name, signal_name", [("SIGTERM after epoch 1 (preemption)", "SIGTERM"),
+                                               ("SIGUSR1 after epoch 1 (trainer.preemption_signals)", "SIGUSR1")])
+def test_a_preemption_signal_is_recorded_and_the_same_command_resumes_exactly(tmp_path, straight, name, signal_name):
+    row = inject(name, tmp_path, straight)
     run_dir = tmp_path / "run"
-    first = train(run_dir, held=True, wait=False)
-    try:
-        wait_until_held(first, run_dir)
-        before = digests(run_dir)
-        second = train(run_dir)
-        assert second.returncode == 2, second.stderr[-3000:]
-        assert second.stderr.strip().splitlines() == [
-            f"error: hydra.run.dir={run_dir} is in use by process {first.pid}, which holds {run_dir / '.lock'}; "
-            "wait for it to end (a killed run's lock goes with it), or choose another hydra.run.dir"]
-        assert digests(run_dir) == before  # not even Hydra's files of the live run were written again
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait()
-    resumed = train(run_dir)  # the killed run's lock went with it
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    assert (metrics["status"], metrics["resumed"], metrics["epochs_completed"]) == ("ok", True, 3)
+    assert row["exit"] == 128 + getattr(signal, signal_name)  # 143 for SIGTERM, as a process it had killed
+    assert row["said"] == [f"preempted ({signal_name}): {run_dir} keeps its last saved epoch; run the same command "
+                           f"(with hydra.run.dir={run_dir}) to resume"]
+    assert row["status"] == "preempted"
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
+    assert json.loads((run_dir / "metrics.json").read_text())["resumed"] is True
 
 
-@pytest.mark.slow(seconds=30)
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGUSR1"])
-def test_a_preemption_signal_is_recorded_and_the_same_command_resumes_exactly(tmp_path, straight, signal_name):
+@SLOW
+def test_ctrl_c_is_recorded_and_resumed(tmp_path, straight):
+    row = inject("Ctrl-C after epoch 1", tmp_path, straight)
     run_dir = tmp_path / "run"
-    taken = [] if signal_name == "SIGTERM" else ["trainer.preemption_signals=[SIGTERM,SIGUSR1]"]  # SLURM's --signal
-    running = train(run_dir, *taken, held=True, wait=False)
-    try:
-        wait_until_held(running, run_dir)
-        running.send_signal(getattr(signal, signal_name))
-        _, stderr = running.communicate(timeout=120)
-    finally:
-        if running.poll() is None:
-            running.kill()
-    assert running.returncode == 128 + getattr(signal, signal_name)  # 143 for SIGTERM, as a killed process
-    assert [line for line in stderr.splitlines() if "preempted" in line or "Traceback" in line] == [
-        f"preempted ({signal_name}): {run_dir} keeps its last saved epoch; run the same command "
-        f"(with hydra.run.dir={run_dir}) to resume"]
-    recorded = json.loads((run_dir / METRICS_FILE).read_text())
-    assert (recorded["status"], recorded["signal"], recorded["epochs_completed"]) == ("preempted", signal_name, 1)
-    resumed = train(run_dir, *taken)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert figures(run_dir) == straight and json.loads((run_dir / METRICS_FILE).read_text())["resumed"] is True
+    assert (row["exit"], row["status"]) == (130, "interrupted")
+    assert row["said"] == [f"interrupted: {run_dir} keeps its last completed epoch; run the same command "
+                           f"(with hydra.run.dir={run_dir}) to resume"]
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
 
 
-@pytest.mark.slow(seconds=15)
-def test_a_read_only_runs_directory_is_one_line_before_keras_starts(mount, tmp_path):
-    read_only = mount("ro,size=1m")
-    done = train(read_only / "run")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        f"error: hydra.run.dir={read_only / 'run'}: cannot write in {read_only} (Read-only file system); "
-        "pass a writable hydra.run.dir"]
-    # The default run directory (runs/ under the working directory) is checked the same way.
-    env = project_env()
-    default = subprocess.run([sys.executable, str(ROOT / "train.py"), *RUN], cwd=read_only, env=env,
-                             capture_output=True, text=True, timeout=120)
-    assert default.returncode == 2 and default.stderr.strip().splitlines() == [
-        f"error: hydra.run.dir (default runs/...): cannot write in {read_only} (Read-only file system); "
-        "pass a writable hydra.run.dir"]
-
-
-@pytest.mark.slow(seconds=40)
-def test_a_full_disk_is_one_line_damages_nothing_and_the_run_resumes_exactly_once_there_is_room(mount, straight):
-    disk = mount("size=8m")
-    run_dir = disk / "run"
-    running = train(run_dir, held=True, wait=False)
-    try:
-        notice = wait_until_held(running, run_dir)
-        before = contents(run_dir)  # epoch 1: its backup, history row and event files
-        ballast = disk / "ballast"
-        with ballast.open("wb") as handle:  # fill the disk to its last byte
-            try:
-                while True:
-                    handle.write(b"\0" * 65536)
-                    handle.flush()
-            except OSError:
-                pass
-        notice.unlink()  # go on: epoch 2 finds no room
-        _, stderr = running.communicate(timeout=240)
-    finally:
-        if running.poll() is None:
-            running.kill()
-    assert running.returncode == 2, stderr[-3000:]
-    errors = [line for line in stderr.splitlines() if line.startswith("error:") or "Traceback" in line]
-    assert len(errors) == 1 and errors[0].startswith(f"error: no space left on the device of {run_dir} (0.0 MiB free) "
-                                                     f"writing {run_dir}/"), errors
-    assert errors[0].endswith(f"free some space and run the same command (hydra.run.dir={run_dir}) to resume")
-    # Every file epoch 1 left is whole: the same, or (history.csv, the event files) the same with what epoch 2
-    # managed to add after it; the backup of epoch 1 is untouched.
-    after = contents(run_dir)
-    assert all(after[name].startswith(data) for name, data in before.items()), [
-        name for name, data in before.items() if not after[name].startswith(data)]
-    assert {name: data for name, data in after.items() if name.startswith(BACKUP_DIR + "/epoch-000001")} == {
-        name: data for name, data in before.items() if name.startswith(BACKUP_DIR + "/epoch-000001")}
-
-    ballast.unlink()
-    resumed = train(run_dir)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert figures(run_dir) == straight
-    assert json.loads((run_dir / METRICS_FILE).read_text())["resumed"] is True
-
-
-@pytest.mark.slow(seconds=40)
+@SLOW
 def test_a_damaged_newest_backup_is_named_and_the_resume_takes_the_one_before_it_exactly(tmp_path, straight):
-    run_dir = tmp_path / "run"
-    env = {**project_env(), hold.EPOCH_VAR: "2", hold.SECONDS_VAR: "300"}
-    command = [sys.executable, str(ROOT / "train.py"), *RUN, f"hydra.run.dir={run_dir}"]
-    running = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        notice = run_dir / BACKUP_DIR / hold.NOTICE
-        deadline = time.monotonic() + 240
-        while not notice.exists():
-            assert running.poll() is None and time.monotonic() < deadline, running.communicate()[1][-3000:]
-            time.sleep(0.1)
-    finally:
-        running.kill()
-        running.wait()
-    newest, before = run_dir / BACKUP_DIR / "epoch-000002", run_dir / BACKUP_DIR / "epoch-000001"
-    state = newest / "state.npz"
-    data = bytearray(state.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # one flipped byte, the size unchanged: only the archive's CRC-32 tells
-    state.write_bytes(bytes(data))
+    row = inject("newest backup damaged (SIGKILL after epoch 2, one byte flipped)", tmp_path, straight)
+    backup = tmp_path / "run" / "backup"
+    [warning] = row["resume_said"]
+    assert f"backup {backup / 'epoch-000002'} is damaged (state.npz does not read back" in warning
+    assert warning.endswith(f"resuming from {backup / 'epoch-000001'}, the one before it")
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
 
-    resumed = train(run_dir)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    warnings = [line for line in resumed.stdout.splitlines() + resumed.stderr.splitlines() if "is damaged" in line]
-    assert len(warnings) == 1 and f"backup {newest} is damaged (state.npz does not read back" in warnings[0]
-    assert warnings[0].endswith(f"resuming from {before}, the one before it")
-    assert figures(run_dir) == straight
+
+@SLOW
+def test_a_full_disk_is_one_line_damages_nothing_and_the_run_resumes_exactly_once_there_is_room(tmp_path, straight):
+    row = inject("disk full in epoch 2", tmp_path, straight)
+    assert row["exit"] == 2 and len(row["said"]) == 1, row["said"]
+    [line] = row["said"]
+    assert line.startswith("error: no space left on the device of ") and " (0.0 MiB free) writing /" in line
+    assert line.endswith("to resume") and "free some space and run the same command (hydra.run.dir=" in line
+    # Every file of epoch 1 is whole (the event files and history.csv begin as they did); its backup untouched.
+    assert row["intact"] and row["backup_kept"]
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
+
+
+@SLOW
+def test_a_second_process_stops_at_once_and_a_killed_runs_lock_does_not_block_the_resume(tmp_path, straight):
+    row = inject("a second process on a live run's directory", tmp_path, straight)
+    run_dir = tmp_path / "run"
+    assert row["exit"] == 2
+    assert row["said"] == [
+        f"error: hydra.run.dir={run_dir} is in use by process {row['holder']}, which holds {run_dir / '.lock'}; "
+        "wait for it to end (a killed run's lock goes with it), or choose another hydra.run.dir"]
+    assert row["intact"]  # not even Hydra's files of the live run were written again
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
+
+
+@pytest.mark.slow(seconds=10)
+def test_a_read_only_runs_directory_is_one_line_before_keras_starts(tmp_path, straight):
+    row = inject("read-only runs directory", tmp_path, straight)
+    assert row["exit"] == 2 and not row["written"]
+    assert row["said"] == [f"error: hydra.run.dir={row['dir']}/run: cannot write in {row['dir']} (Read-only file "
+                           "system); pass a writable hydra.run.dir"]
+    assert row["default_exit"] == 2 and row["default_said"] == [
+        f"error: hydra.run.dir (default runs/...): cannot write in {row['dir']} (Read-only file system); "
+        "pass a writable hydra.run.dir"]
+
+
+def test_every_fault_has_a_test_and_the_table_in_the_docs_is_the_generators():
+    """Each fault of the table is injected by a test above; docs/reliability.md's table renders
+    docs/faults.json, whose every resumed run ended as the straight one."""
+    tested = {"SIGKILL after epoch 1", "SIGTERM after epoch 1 (preemption)", "Ctrl-C after epoch 1",
+              "SIGUSR1 after epoch 1 (trainer.preemption_signals)",
+              "newest backup damaged (SIGKILL after epoch 2, one byte flipped)", "disk full in epoch 2",
+              "a second process on a live run's directory", "read-only runs directory"}
+    assert set(faults.FAULTS) == tested
+    data = json.loads(faults.DATA.read_text())
+    assert list(data["rows"]) == list(faults.FAULTS)
+    assert faults.render(data) in faults.PAGE.read_text()
+    assert all(row.get("resumed_equal", True) for row in data["rows"].values() if "unavailable" not in row)
 
 
 def test_a_resume_whose_every_backup_is_damaged_stops_with_one_line_and_never_starts_over(tmp_path):

@@ -143,6 +143,6 @@ def build_findings(results: list[dict], env: dict) -> dict:
 
 def _run_record(r: dict) -> dict:
     keep = ("group", "backend", "loss", "seed", "precision", "unsafe_head", "status", "loss_path", "val_accuracy",
-            "test_accuracy", "test_exact_ce", "first_nonfinite", "epochs_completed", "train_examples", "wall_s",
-            "seconds", "stability")
+            "test_accuracy", "test_exact_ce", "first_nonfinite", "nonfinite_origin", "epochs_completed",
+            "train_examples", "wall_s", "seconds", "stability")
     return {k: r.get(k) for k in keep}

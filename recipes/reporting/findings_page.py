@@ -114,6 +114,23 @@ def group_table(f: dict, group: str, columns=("loss_path", "ok", "test_accuracy"
     return "\n".join(lines) + "\n"
 
 
+def origin_lines(f: dict, group: str) -> str:
+    """Where each diverging formulation of `group` broke: the line its first run logged, per backend."""
+    seen, lines = set(), []
+    for r in f["runs"]:
+        origin = r.get("nonfinite_origin")
+        key = (r["backend"], r["loss"], r["precision"], r["unsafe_head"])
+        if r["group"] != group or not origin or key in seen:
+            continue
+        seen.add(key)
+        label = group_label({"loss": r["loss"], "precision": r["precision"], "unsafe_head": r["unsafe_head"]})
+        lines.append(f"* {r['backend']}, `{label}`, seed {r['seed']}: {origin['text']}")
+    if not lines:
+        return ""
+    return ("Where it broke (the first diverging run of each, as it logged it; "
+            "[stability.md](stability.md#where-it-broke)):\n\n" + "\n".join(lines) + "\n")
+
+
 def probe_table(f: dict) -> str:
     keys = list(dict.fromkeys((p["backend"], p["dtype"]) for p in f["probe"]))
     lines = ["| formulation | " + " | ".join(f"{b} {d}" for b, d in keys) + " |", "|---" * (len(keys) + 1) + "|"]
@@ -158,6 +175,7 @@ def render_page(f: dict) -> str:
         "`n/a`: a logits head has no softmax to leave in low precision.\n", paths_table(f),
         "## Under stress (float32)\n", group_table(f, "stress", ("loss_path", "ok", "test_accuracy", "test_exact_ce",
                                                                   "first", "origin", "saturated")),
+        origin_lines(f, "stress"),
     ]
     if any(g["group"] == "ordinary" for g in f["groups"]):
         parts += ["## Ordinary training (no stress, float32)\n", group_table(f, "ordinary"),
@@ -165,6 +183,7 @@ def render_page(f: dict) -> str:
     if any(g["group"] == "precision" for g in f["groups"]):
         parts += ["## Mixed precision, under stress\n",
                   group_table(f, "precision", ("loss_path", "ok", "test_accuracy", "test_exact_ce", "first", "origin")),
+                  origin_lines(f, "precision"),
                   "![Mixed precision](img/findings_precision.png)\n"]
     if f["probe"]:
         parts += ["## The probe: where each loss goes wrong\n",
