@@ -45,6 +45,17 @@ def needs(name: str, install: str) -> pytest.MarkDecorator:
                               reason=f"{name} is not installed (optional: {install})")
 
 
+INSTALLS = {"jax": "pip install -r requirements-jax.txt", "torch": "pip install -r requirements-torch.txt"}
+
+
+def each_backend(seconds: int) -> list:
+    """Parameters for a test run once per backend in a child process of its own, about `seconds` each:
+    TensorFlow, then JAX and PyTorch where installed (`needs`)."""
+    return [pytest.param("tensorflow", marks=pytest.mark.slow(seconds=seconds)),
+            *(pytest.param(name, marks=[needs(name, install), pytest.mark.slow(seconds=seconds)])
+              for name, install in INSTALLS.items())]
+
+
 # Small enough for 2 CPU cores: a few hundred images, one epoch, the mlp.
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=1", "trainer.verbose=0"]
 

@@ -32,6 +32,14 @@ def run_env(args, backend_env=None, extra_env=None, **kw):
     return subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, **kw)
 
 
+def driver_result(driver: str, out_dir: Path, backend: str) -> dict:
+    """Run `tests/<driver>.py OUT_DIR` on `backend` in a child process; the one `RESULT {...}` it printed."""
+    result = run_env([sys.executable, str(ROOT / "tests" / f"{driver}.py"), str(out_dir)], backend_env=backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
+    return json.loads(line[len("RESULT "):])
+
+
 def run_driver(backend: str, runs: dict, out_dir: Path, **env) -> dict:
     """Run `tests/backend_driver.py` on `backend`: {name: overrides} -> {name: metrics}."""
     result = run_env([sys.executable, str(ROOT / "tests" / "backend_driver.py"), str(out_dir), json.dumps(runs)],

@@ -2,29 +2,19 @@
 
 Each backend in a child process of its own (tests/loop_driver.py), TensorFlow included.
 """
-import json
-import sys
-
 import pytest
 
-from tests.conftest import ROOT, needs
-from tests.test_backends import run_env
+from tests.conftest import each_backend
+from tests.test_backends import driver_result
 
-BACKENDS = [
-    pytest.param("tensorflow", marks=pytest.mark.slow(seconds=30)),
-    pytest.param("jax", marks=[needs("jax", "pip install -r requirements-jax.txt"), pytest.mark.slow(seconds=30)]),
-    pytest.param("torch", marks=[needs("torch", "pip install -r requirements-torch.txt"), pytest.mark.slow(seconds=30)]),
-]
+BACKENDS = each_backend(seconds=30)
 # Where the recipes' own code may read a value off the device: once per epoch, or at the fit's start or end.
 EPOCH_LEVEL = {"on_train_begin", "on_epoch_begin", "on_test_begin", "on_epoch_end", "on_train_end"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_steps_are_queued_and_the_device_is_read_only_at_epoch_ends(backend, tmp_path):
-    result = run_env([sys.executable, str(ROOT / "tests" / "loop_driver.py"), str(tmp_path)], backend_env=backend)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
-    out = json.loads(line[len("RESULT "):])
+    out = driver_result("loop_driver", tmp_path, backend)
 
     default = out["default"]
     assert (default["status"], default["epochs"]) == ("ok", 2)

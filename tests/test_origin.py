@@ -3,26 +3,18 @@
 Each backend in a child process of its own, TensorFlow included.
 """
 import json
-import sys
 
 import pytest
 
-from tests.conftest import ROOT, needs
-from tests.test_backends import run_env
+from tests.conftest import ROOT, each_backend
+from tests.test_backends import driver_result
 
-BACKENDS = [
-    pytest.param("tensorflow", marks=pytest.mark.slow(seconds=40)),
-    pytest.param("jax", marks=[needs("jax", "pip install -r requirements-jax.txt"), pytest.mark.slow(seconds=40)]),
-    pytest.param("torch", marks=[needs("torch", "pip install -r requirements-torch.txt"), pytest.mark.slow(seconds=40)]),
-]
+BACKENDS = each_backend(seconds=40)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_each_case_names_where_it_broke_and_a_finite_run_never_diagnoses(backend, tmp_path):
-    result = run_env([sys.executable, str(ROOT / "tests" / "origin_driver.py"), str(tmp_path)], backend_env=backend)
-    assert result.returncode == 0, result.stderr[-3000:]
-    [line] = [l for l in result.stdout.splitlines() if l.startswith("RESULT ")]
-    out = json.loads(line[len("RESULT "):])
+    out = driver_result("origin_driver", tmp_path, backend)
 
     for case in ("loss", "overflow", "gradient", "blow_up"):
         run = out[case]

@@ -26,6 +26,19 @@ def _current(scope, variables):
     return out
 
 
+def _forward(model, trainable, non_trainable, metrics_vars, x, y, sample_weight, training: bool):
+    """The model's output, logits and loss of one batch, from the state given: (loss, output, logits, the
+    non-trainable variables and the metrics' after it)."""
+    with _scoped([*model.trainable_variables, *model.non_trainable_variables],
+                 [*trainable, *non_trainable]) as scope:
+        y_pred, logits = model.outputs_and_logits(x, training=training)
+    non_trainable = _current(scope, model.non_trainable_variables)
+    loss, (_, non_trainable, metrics_vars) = model.stateless_compute_loss(
+        trainable, non_trainable, metrics_vars, x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+        training=training)
+    return loss, y_pred, logits, non_trainable, metrics_vars
+
+
 def train_step(model, state, data):
     import jax
 
@@ -33,13 +46,8 @@ def train_step(model, state, data):
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
 
     def scaled_loss(trainable, non_trainable, metrics_vars):
-        with _scoped([*model.trainable_variables, *model.non_trainable_variables],
-                     [*trainable, *non_trainable]) as scope:
-            y_pred, logits = model.outputs_and_logits(x, training=True)
-        non_trainable = _current(scope, model.non_trainable_variables)
-        loss, (_, non_trainable, metrics_vars) = model.stateless_compute_loss(
-            trainable, non_trainable, metrics_vars, x=x, y=y, y_pred=y_pred,
-            sample_weight=sample_weight, training=True)
+        loss, y_pred, logits, non_trainable, metrics_vars = _forward(
+            model, trainable, non_trainable, metrics_vars, x, y, sample_weight, training=True)
         with _scoped(model.optimizer.variables, optimizer_vars):
             scaled = model.optimizer.scale_loss(loss)
         return scaled, (loss, y_pred, logits, non_trainable, metrics_vars)
@@ -73,13 +81,8 @@ def test_step(model, state, data):
     """Keras's own stateless evaluation step, which also sees the logits."""
     trainable, non_trainable, metrics_vars = state
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-    with _scoped([*model.trainable_variables, *model.non_trainable_variables],
-                 [*trainable, *non_trainable]) as scope:
-        y_pred, logits = model.outputs_and_logits(x, training=False)
-    non_trainable = _current(scope, model.non_trainable_variables)
-    loss, (_, non_trainable, metrics_vars) = model.stateless_compute_loss(
-        trainable, non_trainable, metrics_vars, x=x, y=y, y_pred=y_pred,
-        sample_weight=sample_weight, training=False)
+    loss, y_pred, logits, non_trainable, metrics_vars = _forward(
+        model, trainable, non_trainable, metrics_vars, x, y, sample_weight, training=False)
     with _scoped(model.metrics_variables, metrics_vars) as scope:
         logs = model.record_evaluation(x, y, y_pred, sample_weight, loss, logits)
     return logs, (trainable, non_trainable, _current(scope, model.metrics_variables))
