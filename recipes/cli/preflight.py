@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 from recipes.runtime import run_lock
+from recipes.runtime.config_files import overrides_of
 from recipes.runtime.errors import UserError
 from recipes.runtime.objective import objective
 
@@ -19,7 +20,7 @@ MULTIRUN_FLAGS = ("-m", "--multirun")
 
 def check(argv: list[str], configs: Path) -> None:
     """UserError for the first of the checks above that fails."""
-    overrides = dict(_override(arg) for arg in argv if "=" in arg and not arg.startswith("-"))
+    overrides = overrides_of(argv)
     if "optimized_metric" in overrides and "," not in overrides["optimized_metric"]:
         objective(overrides["optimized_metric"])
     multirun = any(arg in MULTIRUN_FLAGS for arg in argv) or "hparams_search" in overrides
@@ -28,11 +29,6 @@ def check(argv: list[str], configs: Path) -> None:
     if "${" not in target and not multirun:
         run_lock.check_free(Path(target))
     _check_writable(key, target, given=key in overrides)
-
-
-def _override(arg: str) -> tuple[str, str]:
-    key, _, value = arg.partition("=")
-    return key.lstrip("+~"), value
 
 
 def _configured(configs: Path, key: str) -> str:

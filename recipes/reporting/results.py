@@ -4,10 +4,10 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
 from pathlib import Path
 
+from recipes.runtime import atomic
 from recipes.runtime.errors import UserError
 from recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE, HYDRA_FILES, METRICS_FILE
 
@@ -44,10 +44,7 @@ def truncate_history(run_dir: Path, epochs: int) -> list[dict]:
         return rows
     with path.open(newline="") as handle:  # rows end in \r\n, as csv writes them: kept as they are
         lines = handle.read().splitlines(keepends=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as handle:
-        handle.write("".join(lines[:epochs + 1]))  # the header and the rows kept
-    os.replace(tmp, path)
+    atomic.write_text(path, "".join(lines[:epochs + 1]))  # the header and the rows kept
     return rows[:epochs]
 
 
@@ -116,7 +113,7 @@ def prepare_run_dir(run_dir: Path, overwrite: bool = False) -> str:
         return "fresh"
     leftovers = sorted(
         p.name for p in run_dir.iterdir()
-        if p.name not in HYDRA_FILES and not p.name.startswith("metrics.")
+        if p.name not in HYDRA_FILES and not p.name.startswith("metrics.") and not atomic.is_partial(p)
     )
     if leftovers:
         raise UserError(
@@ -161,7 +158,5 @@ def finite_or_none(value):
 def write_metrics(run_dir: Path, metrics: dict) -> Path:
     """Write metrics.json atomically (a reader never sees half a file)."""
     path = Path(run_dir) / METRICS_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(finite_or_none(metrics), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(finite_or_none(metrics), indent=2, sort_keys=False) + "\n")
     return path

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from losses import ALL_BACKENDS as BACKENDS  # the one tuple of backends: the formulations' registry holds it
+from recipes.runtime.config_files import overrides_of
 from recipes.runtime.errors import UserError
 from recipes.runtime.install_hints import install_hint
 
@@ -52,10 +53,9 @@ def preselect_from_argv(argv: list[str]) -> None:
     A sweep over several backends (`backend=tensorflow,jax`) needs a launcher that
     starts a process per job (hydra/launcher=joblib or submitit_local).
     """
-    for arg in argv:
-        key, _, value = arg.partition("=")
-        if key.lstrip("+") == "backend" and value in BACKENDS:
-            os.environ["KERAS_BACKEND"] = value
+    value = overrides_of(argv).get("backend")
+    if value in BACKENDS:
+        os.environ["KERAS_BACKEND"] = value
 
 
 def cpu_name() -> str:

@@ -70,6 +70,13 @@ def closest(value: str, options: list[str]) -> list[str]:
     return list(dict.fromkeys(containing + similar))[:3]
 
 
+def overrides_of(argv: list[str]) -> dict[str, str]:
+    """{key: value} of the command line's `key=value` overrides (a `+` or `~` before the key dropped); the
+    options (`-m`, `--config-dir=...`) left out."""
+    pairs = (arg.partition("=") for arg in argv if not arg.startswith("-"))
+    return {key.lstrip("+~"): value for key, sep, value in pairs if sep}
+
+
 def unknown_choices(argv: list[str], groups: dict[str, list[str]]) -> list[str]:
     """One message per `group=value` override (sweep lists included) whose value the group does not offer."""
     errors = []

@@ -10,7 +10,6 @@ import csv
 import io
 import logging
 import math
-import os
 import statistics
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from recipes.runtime.errors import writing
+from recipes.runtime import atomic
 from recipes.runtime.run_files import BEST_MODEL, LAST_MODEL
 from recipes.training.backup import host_copy
 from recipes.training.stability_model import NONFINITE_LOG
@@ -260,22 +259,9 @@ class Progress(keras.callbacks.Callback):
 
 
 def save_atomically(model, path: Path) -> None:
-    """`model.save(path)` under a temporary name, then renamed: a save cut short (a kill, a full disk) leaves
-    the earlier file whole."""
-    path = Path(path)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")  # Keras wants the .keras suffix
-    with writing(path):
+    """`model.save(path)` whole or not at all (a kill or a full disk leaves the earlier file)."""
+    with atomic.replacing(path) as partial:
         model.save(partial)
-    os.replace(partial, path)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """`text` into `path` under a temporary name, then renamed: a reader never sees half a file."""
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    with writing(path), partial.open("w", newline="") as handle:  # as given: csv rows end in \r\n
-        handle.write(text)
-    os.replace(partial, path)
 
 
 class HistoryFile(keras.callbacks.Callback):
@@ -302,7 +288,7 @@ class HistoryFile(keras.callbacks.Callback):
             writer.writerow(["epoch", *self.keys])
         writer.writerow([epoch, *(logs.get(key, "NA") for key in self.keys)])
         self.lines += out.getvalue().splitlines(keepends=True)
-        write_atomically(self.path, "".join(self.lines))
+        atomic.write_text(self.path, "".join(self.lines))
 
 
 class SaveModels(keras.callbacks.Callback):
