@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from losses.numerics import largest_finite
+from losses.numerics import largest_finite, to_numpy
+from recipes.training.backup import host_copy
 
-KINDS = ("activation", "loss", "gradient", "weights")  # "weights": a `continue` run's, already NaN/inf
 FIGURES_TO_KEEP = 4  # significant digits of the recorded figures
 
 
@@ -108,18 +108,11 @@ def _finite_max_abs(values: np.ndarray) -> float:
     return float(finite.max()) if finite.size else 0.0
 
 
-def _numpy(tensor) -> np.ndarray:
-    from keras import ops
-
-    return np.asarray(ops.convert_to_numpy(tensor))
-
-
 # The model's state around the diagnosis -------------------------------------------------------------
 
 def _state(model) -> list:
     """(variable, host copy) of what a forward pass in training mode may change: statistics, random seeds."""
-    variables = [v for v in model.variables if not v.trainable]
-    return [(v, np.array(_numpy(v), copy=True)) for v in variables]
+    return [(v, host_copy(v)) for v in model.variables if not v.trainable]
 
 
 def _restore(kept: list) -> None:
@@ -140,7 +133,7 @@ def _nonfinite_weights(model) -> dict | None:
     one, and then every output after it is NaN/inf too; what came first is no longer visible."""
     for layer in _layers(model):
         for w in layer.weights:
-            values = _numpy(w)
+            values = to_numpy(w)
             if not np.all(np.isfinite(values)):
                 return {"kind": "weights", "layer": layer.name, "class": type(layer).__name__,
                         "variable": w.path, "value": _kind_of(values)}
@@ -160,7 +153,7 @@ def _activations(model, x) -> dict | None:
                 index[id(t)] = len(tensors)
                 tensors.append(t)
     probe = keras.Model(model.inputs, tensors)
-    values = [_numpy(v) for v in tree.flatten(probe(x, training=True))]
+    values = [to_numpy(v) for v in tree.flatten(probe(x, training=True))]
     for layer in layers:
         out = values[index[id(layer.output)]]
         if np.all(np.isfinite(out)):
@@ -183,11 +176,11 @@ def _loss(model, x, y, setup) -> dict | None:
     import keras
 
     y_pred, logits = model.outputs_and_logits(x, training=True)
-    per_example = _numpy(setup.make_loss(reduction="none")(y, y_pred)).reshape(-1)
+    per_example = to_numpy(setup.make_loss(reduction="none")(y, y_pred)).reshape(-1)
     bad = np.flatnonzero(~np.isfinite(per_example))
-    z = _numpy(logits)
+    z = to_numpy(logits)
     if not bad.size:
-        total = _numpy(model.loss(y, y_pred))
+        total = to_numpy(model.loss(y, y_pred))
         if np.all(np.isfinite(total)):
             return None
         # Every example's loss finite, their mean not: the sum over the batch overflowed.
@@ -212,7 +205,7 @@ def _gradients(model, x, y) -> dict | None:
     import keras
 
     weights = model.trainable_weights
-    grads = [None if g is None else _numpy(g) for g in _GRADIENTS[keras.backend.backend()](model, x, y, weights)]
+    grads = [None if g is None else to_numpy(g) for g in _GRADIENTS[keras.backend.backend()](model, x, y, weights)]
     owner = {id(w): layer.name for layer in _layers(model) for w in layer.trainable_weights}
     norms: dict[str, float] = {}
     for w, g in zip(weights, grads):
