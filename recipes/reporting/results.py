@@ -26,7 +26,7 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def read_history(run_dir: Path) -> list[dict]:
-    """Per-epoch logs of every attempt of this run (Keras's CSVLogger appends on resume)."""
+    """Per-epoch logs of this run, every attempt's (a resumed run appends to what it kept: HistoryFile)."""
     path = Path(run_dir) / HISTORY_FILE
     if not path.exists():
         return []
