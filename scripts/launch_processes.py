@@ -152,15 +152,16 @@ def stop(children: list[subprocess.Popen], sig=signal.SIGTERM) -> None:
 
 
 def record_failure(run_dir_file: Path, message: str) -> None:
-    """Process 0 records its own failure when it can; where it could not, say it in its metrics.json."""
-    from recipes.reporting.results import read_history, write_metrics
+    """Process 0 records its own end when it can (failed, interrupted, preempted); where it could not, say it in
+    its metrics.json."""
+    from recipes.reporting.results import RESUMABLE, read_history, write_metrics
     from recipes.runtime.run_files import METRICS_FILE
 
     if not run_dir_file.exists() or not Path(run_dir_file.read_text()).is_dir():
         return  # no run directory was prepared
     run_dir = Path(run_dir_file.read_text())
     metrics_path = run_dir / METRICS_FILE
-    if metrics_path.exists() and json.loads(metrics_path.read_text()).get("status") in ("failed", "interrupted"):
+    if metrics_path.exists() and json.loads(metrics_path.read_text()).get("status") in RESUMABLE:
         return
     write_metrics(run_dir, {"status": "failed", "error": message, "epochs_completed": len(read_history(run_dir))})
 
