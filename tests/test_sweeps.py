@@ -129,7 +129,7 @@ def test_a_search_report_ranks_the_trials_and_shows_the_best_values_to_the_digit
                               "trainer.batch_size=64 loss.label_smoothing=0.004 loss.temperature=1.75")
     assert search_report.progress(report["runs"], search_of([sweeper])) == [(0, 0.5, 0.5), (2, 0.8, 0.8), (3, 0.7, 0.8)]
     summary = report["summary"].splitlines()
-    assert summary[0].split() == ["rank", "trial", "status", "val_acc", "test_acc", "exact_CE",
+    assert summary[0].split() == ["rank", "trial", "status", "val_acc", "test_acc", "test_CE",
                                   "learning_rate", "batch_size", "label_smoothing", "temperature"]
     assert summary[1].split() == ["1", "2", "ok", "0.8000", "0.7900", "0.5000", "0.0014", "64", "0.004", "1.75"]
     assert summary[4].split()[:3] == ["4", "1", "failed"] and max(len(line) for line in summary) < 110
@@ -356,7 +356,7 @@ def test_the_optuna_sample_in_the_docs_is_what_the_generator_wrote():
     assert lines[0] == "search summary (4 trials, ranked by validation accuracy, best first):"
     searched = list(yaml.safe_load((ROOT / "configs" / "hparams_search" / "optuna.yaml").read_text())
                     ["hydra"]["sweeper"]["params"])
-    assert lines[1].split() == ["rank", "trial", "status", "val_acc", "test_acc", "exact_CE",
+    assert lines[1].split() == ["rank", "trial", "status", "val_acc", "test_acc", "test_CE",
                                 *short_names(searched).values()]
     rows = [line.split() for line in lines[2:-1]]
     assert [row[0] for row in rows] == ["1", "2", "3", "4"]

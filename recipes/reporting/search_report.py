@@ -82,7 +82,7 @@ class SearchReport:
                 for rank, (r, values) in enumerate(zip(self.trials, self.values), start=1)]
 
     def header(self) -> list[str]:
-        return ["rank", "trial", "status", self.objective.column, "test_acc", "exact_CE", *short_names(self.keys).values()]
+        return ["rank", "trial", "status", self.objective.column, "test_acc", "test_CE", *short_names(self.keys).values()]
 
     def text_table(self) -> str:
         """The end-of-sweep summary: fixed-width columns, no run directory names."""

@@ -19,7 +19,7 @@ def summary_table(runs: list[dict]) -> str:
         return "-" if not isinstance(v, (int, float)) else f"{v:.4f}"
 
     width = max(len(r["run"]) for r in runs)
-    lines = [f"{'job':<{width}}  {'status':<9} {'loss_path':<24} {'val_acc':>8} {'test_acc':>8} {'exact_CE':>9}  error / where it broke"]
+    lines = [f"{'job':<{width}}  {'status':<9} {'loss_path':<24} {'val_acc':>8} {'test_acc':>8} {'test_CE':>9}  error / where it broke"]
     for r in runs:
         lines.append(
             f"{r['run']:<{width}}  {r.get('status', '?'):<9} {str(r.get('loss_path') or '-'):<24} "
