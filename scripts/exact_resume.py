@@ -56,12 +56,8 @@ def train(run_dir: Path, overrides: list[str], backend: str, kill_after: int | N
         if process.returncode:
             raise RuntimeError(err.decode()[-2000:])
         return 0, err.decode()
-    held = run_dir / BACKUP_DIR / hold.NOTICE
-    while process.poll() is None:
-        if held.exists():
-            process.send_signal(SIGNALS[how][0])
-            break
-        time.sleep(0.05)
+    if hold.wait_until_held(process, run_dir / BACKUP_DIR / hold.NOTICE):
+        process.send_signal(SIGNALS[how][0])
     _, err = process.communicate()
     return process.returncode, err.decode()
 

@@ -63,13 +63,9 @@ def held_run(run_dir: Path, *extra, after: int = 1):
                                text=True, env=env(**{hold.EPOCH_VAR: str(after), hold.SECONDS_VAR: str(HOLD_S)}))
     notice = run_dir / BACKUP_DIR / hold.NOTICE
     try:
-        while not notice.exists():
-            if process.poll() is not None:
-                raise RuntimeError(f"the run ended before it held (exit {process.returncode}):\n"
-                                   f"{process.communicate()[1][-3000:]}")
-            if time.monotonic() - started > HOLD_S:
-                raise RuntimeError(f"the run never held after epoch {after}")
-            time.sleep(0.1)
+        if not hold.wait_until_held(process, notice, timeout=HOLD_S):
+            raise RuntimeError(f"the run ended before it held (exit {process.returncode}):\n"
+                               f"{process.communicate()[1][-3000:]}")
         yield process, time.monotonic() - started, notice
     finally:
         if process.poll() is None:

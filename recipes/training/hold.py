@@ -34,6 +34,19 @@ DEFAULT_SECONDS = 600.0
 NOTICE = "held"  # written into the backup directory once the run holds
 
 
+def wait_until_held(process, notice: Path, timeout: float | None = None) -> bool:
+    """For whoever started the run (`process`, a Popen): poll until it holds (`notice` exists: True) or ends
+    (False); TimeoutError once `timeout` seconds have passed without either."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not Path(notice).exists():
+        if process.poll() is not None:
+            return False
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"the run never held ({notice} did not appear in {timeout:.0f} s)")
+        time.sleep(0.05)
+    return True
+
+
 def _integer(name: str, minimum: int) -> int | None:
     raw = os.environ.get(name, "").strip()
     if not raw:
