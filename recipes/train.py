@@ -41,7 +41,7 @@ from omegaconf import OmegaConf
 import losses
 from recipes.cli.settings import validate
 from recipes.data import Splits, load_splits
-from recipes.data.pipeline import batch_of, fast_forward, make_dataset, scale_images
+from recipes.data.pipeline import batch_of, batch_spec, fast_forward, make_dataset, scale_images
 from recipes.data.splits import is_streamed
 from recipes.reporting.calibration import expected_calibration_error
 from recipes.reporting.failures import record_failure
@@ -49,7 +49,7 @@ from recipes.reporting.results import (
     RunAlreadyFinished, prepare_run_dir, read_history, truncate_history, write_metrics,
 )
 from recipes.reporting.tensorboard_views import write_run_views
-from recipes.runtime import clock, processes, run_lock
+from recipes.runtime import clock, preemption, processes, run_lock
 from recipes.runtime.backends import activate_backend, select_device
 from recipes.runtime.distribution import distribution_scope, jit_setting
 from recipes.runtime.errors import UserError
@@ -176,6 +176,7 @@ class Callbacks:
     guard: object
     throughput: object
     stability: object | None
+    backup: object  # removed once the run's record is written
 
 
 def _train(job: Job) -> dict:
@@ -194,7 +195,9 @@ def _train(job: Job) -> dict:
     metrics = metrics_record(job, model, path, test, callbacks, removed)
     if job.processes > 1:
         _compare_weights(model, metrics)
-    return write_record(job, metrics)
+    metrics = write_record(job, metrics)
+    callbacks.backup.remove()  # kept until now: a run stopped during its test evaluation resumes too
+    return metrics
 
 
 def _compare_weights(model, metrics: dict) -> None:
@@ -297,14 +300,17 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         StepFigures, TrainThroughput,
     )
     from recipes.training.hold import hold_from_environment
+    from recipes.training.preemption_stop import PreemptionStop, StepCounter
 
     cfg, run_dir = job.cfg, job.run_dir
     models = SaveModels(keras.Model(model.inputs, model.outputs), run_dir)
     stability = StabilityLogger(run_dir / "train") if tracker else None
     epoch_events = EpochEventLogger(run_dir)
+    steps = StepCounter()
     backup = Backup(run_dir / BACKUP_DIR, functools.partial(fast_forward, train_data) if train_data is not None else None,
                     parse_every(cfg.trainer.get("backup_every", 1)), extras=[models],
-                    before_save=[epoch_events.flush, *([stability.flush] if stability else [])])
+                    before_save=[epoch_events.flush, *([stability.flush] if stability else [])], steps=steps,
+                    batch_spec=functools.partial(batch_spec, train_data) if train_data is not None else None)
     # A backup older than the history (saved every few epochs): the epochs after it are trained again.
     earlier = truncate_history(run_dir, backup.resumes_after) if job.resuming else read_history(run_dir)
     models.best = max((v for r in earlier if np.isfinite(v := r.get("val_accuracy", float("nan")))),
@@ -316,6 +322,8 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     if job.resuming:
         mark_restart(run_dir, backup.resumes_after)
     callbacks = [
+        # First: a preemption in the middle of an epoch is saved before anything records the epoch.
+        PreemptionStop(steps, backup),
         # Before Keras's own loggers: these two take their figures out of the logs.
         *([stability] if stability else []),
         guard,
@@ -336,8 +344,9 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
     if hold is not None:
         callbacks.append(hold)
     if job.resuming:
-        log.info("resuming the interrupted run in %s after epoch %d", run_dir, backup.resumes_after)
-    return Callbacks(callbacks, guard, throughput, stability)
+        at = f" and step {backup.resumes_at_step} of the next" if backup.resumes_at_step else ""
+        log.info("resuming the interrupted run in %s after epoch %d%s", run_dir, backup.resumes_after, at)
+    return Callbacks(callbacks, guard, throughput, stability, backup)
 
 
 def mark_restart(run_dir: Path, epoch: int) -> None:
@@ -355,15 +364,19 @@ def fit(job: Job, model, datasets: dict, callbacks: list) -> None:
     """Step 6."""
     cfg = job.cfg
     log.info("training %d epochs, batch %d, run dir %s", cfg.trainer.epochs, cfg.trainer.batch_size, job.run_dir)
-    model.fit(
-        datasets["train"],
-        validation_data=datasets["val"],
-        epochs=cfg.trainer.epochs,
-        callbacks=callbacks,
-        shuffle=False,  # the dataset reshuffles itself each epoch, seeded
-        # The console lines come from the callbacks (EpochLine or ProgressBar), never from a bar Keras adds.
-        verbose=1 if verbosity(cfg) == 1 else 0,
-    )
+    # A preemption signal now stops the fit after its step (recipes/training/preemption_stop.py).
+    with preemption.stops_at_steps(model):
+        model.fit(
+            datasets["train"],
+            validation_data=datasets["val"],
+            epochs=cfg.trainer.epochs,
+            callbacks=callbacks,
+            shuffle=False,  # the dataset reshuffles itself each epoch, seeded
+            # The console lines come from the callbacks (EpochLine or ProgressBar), never from a bar Keras adds.
+            verbose=1 if verbosity(cfg) == 1 else 0,
+        )
+    if preemption.requested() is not None:  # it came as training ended: the last backup stands
+        raise preemption.Preempted(preemption.requested())
 
 
 def verbosity(cfg) -> int:

@@ -9,7 +9,7 @@ from recipes.training import hold
 
 @pytest.fixture
 def hold_env(monkeypatch):
-    for name in (hold.EPOCH_VAR, hold.PROCESS_VAR, hold.SECONDS_VAR):
+    for name in (hold.EPOCH_VAR, hold.PROCESS_VAR, hold.SECONDS_VAR, hold.STEP_VAR, hold.THROUGH_VAR):
         monkeypatch.delenv(name, raising=False)
     return lambda **values: [monkeypatch.setenv(name, value) for name, value in values.items()]
 
@@ -31,12 +31,29 @@ def test_a_bad_hold_epoch_is_one_clear_error(hold_env, tmp_path, value):
         hold.hold_from_environment(5, tmp_path)
 
 
-def test_the_hold_writes_its_notice_at_its_epoch_only_then_waits(tmp_path):
-    notice = tmp_path / "backup" / hold.NOTICE
-    at_two = hold.HoldAfterEpoch(after=2, seconds=0.3, notice=notice)
-    at_two(0)  # epoch 1 (0-based 0): nothing
+def test_the_hold_writes_its_notice_at_its_epoch_only_then_waits(hold_env, tmp_path):
+    notice = tmp_path / hold.NOTICE
+    hold_env(**{hold.EPOCH_VAR: "2", hold.SECONDS_VAR: "0.3"})
+    at_two = hold.hold_from_environment(5, tmp_path)
+    at_two.on_epoch_end(0)  # epoch 1 (0-based 0): nothing
     assert not notice.exists()
     started = time.monotonic()
-    at_two(1)
+    at_two.on_epoch_end(1)
     assert time.monotonic() - started >= 0.3
-    assert notice.read_text() == "2\n"
+    assert notice.read_text() == "after epoch 2\n"
+
+
+def test_a_step_hold_waits_in_the_next_epoch_after_its_step_only(hold_env, tmp_path):
+    notice = tmp_path / hold.NOTICE
+    hold_env(**{hold.EPOCH_VAR: "1", hold.STEP_VAR: "3", hold.SECONDS_VAR: "0.3"})
+    at_step = hold.hold_from_environment(3, tmp_path)
+    at_step.on_epoch_begin(0)
+    at_step.on_train_batch_end(2)  # epoch 1 step 3: not yet
+    at_step.on_epoch_end(0)  # nor at the epoch's end
+    at_step.on_epoch_begin(1)
+    at_step.on_train_batch_end(1)
+    assert not notice.exists()
+    started = time.monotonic()
+    at_step.on_train_batch_end(2)
+    assert time.monotonic() - started >= 0.3
+    assert notice.read_text() == "in epoch 2 after step 3\n"

@@ -8,22 +8,27 @@ How a job ends, decided in one place (`_stop`):
     a full disk                     one `error:` line naming the file and the free space, exit code 2;
                                     the same command resumes once there is room
     Ctrl-C                          metrics.json says "interrupted" (resumable), exit code 130
-    a preemption signal (SIGTERM)   metrics.json says "preempted" (resumable), exit code 128 + its number
+    a preemption signal (SIGTERM)   in training, after the step under way and its backup (within
+                                    trainer.preemption_grace_s); metrics.json says "preempted" (resumable),
+                                    exit code 128 + its number
     a bug                           metrics.json says "failed" with the error; the traceback stays
 In a sweep (multirun) a failed job stops nothing else: it is recorded, and its
 objective is NaN. One of several processes training one model leaves at once.
 """
 from __future__ import annotations
 
+import functools
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
 from recipes.registry import get_recipe
 from recipes.reporting.failures import record_failure, record_interruption
 from recipes.reporting.results import RunAlreadyFinished, discard_if_unused
-from recipes.runtime import processes
+from recipes.runtime import preemption, processes
 from recipes.runtime.backends import activate_backend
 from recipes.runtime.errors import UserError, disk_full, disk_full_message
 from recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
@@ -49,7 +54,9 @@ def run_job(cfg, run_dir) -> float:
     of a sweep, or a run that has not that figure)."""
     run_dir = Path(run_dir)
     try:
-        with taken_as_preemption(cfg.trainer.get("preemption_signals", ["SIGTERM"])):
+        with taken_as_preemption(cfg.trainer.get("preemption_signals", ["SIGTERM"]),
+                                 cfg.trainer.get("preemption_grace_s"),
+                                 on_grace_expired=functools.partial(_grace_expired, cfg, run_dir)):
             activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
             metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
     except RunAlreadyFinished as done:
@@ -73,9 +80,13 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
                   f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
         _exit(130, at_once=group is not None)
     if isinstance(err, Preempted):  # a sweep stops too: its process is what the scheduler preempts
-        record_interruption(cfg, run_dir, status="preempted", signal_name=err.name)
+        if not preemption.finishing():
+            threading.Event().wait()  # the grace timer is recording the end and exiting the process
+        record_interruption(cfg, run_dir, status="preempted", signal_name=err.name, stopped_at=err.kept)
         if group is None or group.rank == 0:
-            print(f"preempted ({err.name}): {run_dir} keeps its last saved epoch; run the same command "
+            where = f" at {err.kept}" if err.kept else ""
+            kept = "a backup of that point" if err.kept else "its last saved epoch"
+            print(f"preempted ({err.name}){where}: {run_dir} keeps {kept}; run the same command "
                   f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
         _exit(err.exit_code, at_once=group is not None)
     full = disk_full(err)
@@ -105,6 +116,16 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
     print(f"error: process {group.rank} of {group.count}: {type(err).__name__}: {_first_line(err)}{recorded}",
           file=sys.stderr, flush=True)
     _exit(1, at_once=True)
+
+
+def _grace_expired(cfg, run_dir: Path, signum: int, grace_s: float) -> None:
+    """The step under way and its backup took longer than trainer.preemption_grace_s: record the preemption
+    now (the timer's thread then ends the process), with the last backup written before the signal."""
+    name = signal.Signals(signum).name
+    record_interruption(cfg, run_dir, status="preempted", signal_name=name, stopped_at=None)
+    print(f"preempted ({name}): the step under way and its backup did not finish within "
+          f"trainer.preemption_grace_s={grace_s:g}; {run_dir} keeps its last saved epoch; run the same command "
+          f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
 
 
 def _exit(code: int, at_once: bool) -> None:

@@ -25,6 +25,7 @@ from recipes.runtime.execution import check as check_steps_per_execution
 from recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
 from recipes.runtime.objective import objective
 from recipes.runtime.preemption import check as check_preemption_signals
+from recipes.runtime.preemption import check_grace as check_preemption_grace
 from recipes.runtime.session import PRECISIONS
 from recipes.runtime.run_names import OWN_MODELS
 from recipes.runtime.targets import check_module_exists, resolve_target
@@ -162,6 +163,7 @@ def check_trainer(trainer) -> None:
     require_positive("trainer.stall_timeout_s", trainer.get("stall_timeout_s", 60))
     parse_every(trainer.get("backup_every", 1))
     check_preemption_signals(trainer.get("preemption_signals", ["SIGTERM"]))
+    check_preemption_grace(trainer.get("preemption_grace_s"))
     if trainer.get("distribution", "none") == "mirrored" and trainer.on_nonfinite == "skip":
         raise UserError("trainer.on_nonfinite=skip does not work with trainer.distribution=mirrored; "
                         "use stop or continue there")

@@ -63,6 +63,17 @@ def fast_forward(dataset, epochs: int) -> None:
         iter(dataset)
 
 
+def batch_spec(dataset) -> tuple:
+    """(images, labels) of a training dataset's batches as Keras symbolic tensors: shapes and dtypes, read
+    without drawing a batch order (a tf.data iterator would move the shuffling on)."""
+    import keras
+
+    if hasattr(dataset, "fast_forward"):
+        arrays = dataset[0]
+        return tuple(keras.KerasTensor((None, *a.shape[1:]), dtype=str(a.dtype)) for a in arrays)
+    return tuple(keras.KerasTensor(tuple(spec.shape), dtype=spec.dtype.name) for spec in dataset.element_spec)
+
+
 def batch_of(dataset, epoch: int, step: int):
     """The batch that training step `step` of epoch `epoch` (both 1-based) took from a training dataset made
     as `dataset` was: drawn again, from `dataset` fresh, in the same seeded order (for a diagnosis)."""

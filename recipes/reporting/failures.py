@@ -41,14 +41,16 @@ def record_failure(cfg, run_dir: Path, err: BaseException, quiet: bool = False) 
         log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
 
 
-def record_interruption(cfg, run_dir: Path, status: str = "interrupted", signal_name: str | None = None) -> None:
+def record_interruption(cfg, run_dir: Path, status: str = "interrupted", signal_name: str | None = None,
+                        stopped_at: str | None = None) -> None:
     """Ctrl-C ("interrupted") or a preemption signal ("preempted"): say so in metrics.json, so the run is known
-    to be resumable, not finished."""
+    to be resumable, not finished. `stopped_at`: the point a preemption saved (e.g. "epoch 2 step 7 of 16")."""
     if cfg.recipe.name != "train" or not Path(run_dir).is_dir():
         return
     write_metrics(run_dir, {
         "status": status,
         **({"signal": signal_name} if signal_name else {}),
+        **({"stopped_at": stopped_at} if stopped_at else {}),
         "loss": cfg.loss.name,
         "seed": cfg.seed,
         "epochs_completed": len(read_history(run_dir)),

@@ -7,14 +7,20 @@ run can finish before a signal sent "after the first epoch" arrives. With
     RECIPES_HOLD_AFTER_EPOCH=N   hold after epoch N (1-based), once its backup,
                                  history.csv row and models are written, if
                                  epochs remain; a run of N epochs or fewer never holds
+    RECIPES_HOLD_AFTER_STEP=S    hold in epoch N + 1 instead, after its step S (1-based):
+                                 a signal then comes in the middle of an epoch
+    RECIPES_HOLD_THROUGH_SIGNAL=1
+                                 a preemption signal does not end the hold (a step that
+                                 takes longer than trainer.preemption_grace_s)
     RECIPES_HOLD_PROCESS=K       several processes: only process K holds (default: each)
     RECIPES_HOLD_SECONDS=S       then go on, with a warning (default 600)
 
 the run writes `held` into its backup directory (the file goes with the backup
 when the run finishes), logs one line and sleeps. A test that waits for that
-file, then signals, stops the run between epoch N and N + 1 on any machine;
-one that removes the file lets the run go on (after changing the world around
-it: filling its disk).
+file, then signals, stops the run between epoch N and N + 1 (or after step S)
+on any machine; one that removes the file lets the run go on (after changing the
+world around it: filling its disk). A preemption signal ends the hold: the run
+then stops as it would have after that step.
 Nothing else changes: the epochs before the hold are those of an unheld run.
 """
 from __future__ import annotations
@@ -24,12 +30,14 @@ import os
 import time
 from pathlib import Path
 
+from recipes.runtime import preemption
 from recipes.runtime.errors import UserError
 
 log = logging.getLogger(__name__)
 
 # Importable without Keras (scripts/exact_resume.py sets them for its child run).
 EPOCH_VAR, PROCESS_VAR, SECONDS_VAR = "RECIPES_HOLD_AFTER_EPOCH", "RECIPES_HOLD_PROCESS", "RECIPES_HOLD_SECONDS"
+STEP_VAR, THROUGH_VAR = "RECIPES_HOLD_AFTER_STEP", "RECIPES_HOLD_THROUGH_SIGNAL"
 DEFAULT_SECONDS = 600.0
 NOTICE = "held"  # written into the backup directory once the run holds
 
@@ -59,35 +67,53 @@ def _integer(name: str, minimum: int) -> int | None:
 def hold_from_environment(epochs: int, backup_dir: Path, rank: int = 0):
     """The hold the environment asks for (a Keras callback, the fit's last), in a run of `epochs` epochs as
     process `rank`; None when none."""
-    import keras
-
     after = _integer(EPOCH_VAR, 1)
+    step = _integer(STEP_VAR, 1)
     only = _integer(PROCESS_VAR, 0)
     if after is None or after >= epochs or (only is not None and only != rank):
         return None
     seconds = float(os.environ.get(SECONDS_VAR) or DEFAULT_SECONDS)
-    return keras.callbacks.LambdaCallback(on_epoch_end=HoldAfterEpoch(after, seconds, Path(backup_dir) / NOTICE))
+    return _hold_class()(after, step, seconds, Path(backup_dir) / NOTICE, os.environ.get(THROUGH_VAR) == "1")
 
 
-class HoldAfterEpoch:
-    """At the end of epoch `after` (1-based): write `notice`, then sleep for at most `seconds`."""
+def _hold_class():
+    # Built on first use: importing Keras at module import would fix its backend too early.
+    import keras
 
-    def __init__(self, after: int, seconds: float, notice: Path):
-        self.after = after
-        self.seconds = seconds
-        self.notice = notice
+    class Hold(keras.callbacks.Callback):
+        """At the end of epoch `after` (1-based), or after step `step` of the next one: write `notice`, then
+        sleep for at most `seconds`, until the notice is removed or (unless `through_signal`) a preemption
+        signal comes."""
 
-    def __call__(self, epoch: int, logs=None) -> None:
-        if epoch + 1 != self.after:
-            return
-        self.notice.parent.mkdir(parents=True, exist_ok=True)
-        self.notice.write_text(f"{self.after}\n")
-        log.info("held after epoch %d (%s): waiting for a signal, at most %.0f s", self.after, EPOCH_VAR,
-                 self.seconds)
-        deadline = time.monotonic() + self.seconds
-        while time.monotonic() < deadline:
-            time.sleep(0.05)
-            if not self.notice.exists():
-                log.info("released after epoch %d: the run goes on", self.after)
-                return
-        log.warning("no signal came in %.0f s of hold after epoch %d: the run goes on", self.seconds, self.after)
+        def __init__(self, after: int, step: int | None, seconds: float, notice: Path, through_signal: bool):
+            super().__init__()
+            self.after, self.step, self.seconds, self.notice = after, step, seconds, notice
+            self.through_signal = through_signal
+            self._epoch = 0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.step is None and epoch + 1 == self.after:
+                self._hold(f"after epoch {self.after}")
+
+        def on_train_batch_end(self, batch, logs=None):
+            if self.step is not None and self._epoch == self.after and batch + 1 == self.step:
+                self._hold(f"in epoch {self.after + 1} after step {self.step}")
+
+        def _hold(self, where: str) -> None:
+            self.notice.parent.mkdir(parents=True, exist_ok=True)
+            self.notice.write_text(f"{where}\n")
+            log.info("held %s (%s): waiting for a signal, at most %.0f s", where, EPOCH_VAR, self.seconds)
+            deadline = time.monotonic() + self.seconds
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+                if not self.notice.exists():
+                    log.info("released %s: the run goes on", where)
+                    return
+                if preemption.requested() is not None and not self.through_signal:
+                    return
+            log.warning("no signal came in %.0f s of hold %s: the run goes on", self.seconds, where)
+
+    return Hold
