@@ -33,6 +33,8 @@ RUN = ["model=mlp", "data.max_train_examples=500", "trainer.epochs=3", "trainer.
 COMPARED = ("val_accuracy", "val_exact_ce", "test_accuracy", "test_loss", "test_exact_ce", "epochs_completed",
             "history")
 HOLD_S = 300  # a held run waits at most this long for its fault
+STEP = 2  # a preemption in the middle of an epoch comes after this step of epoch 2 (of 4: 500 images, batch 128)
+GRACE_S = 2  # trainer.preemption_grace_s of the run whose step outlasts it
 
 
 class Unavailable(Exception):
@@ -55,12 +57,15 @@ def train(run_dir: Path, *extra, cwd: Path = ROOT) -> tuple[subprocess.Completed
 
 
 @contextlib.contextmanager
-def held_run(run_dir: Path, *extra, after: int = 1):
-    """A run held after epoch `after`: yields (process, seconds it took to get there, the hold's notice file);
+def held_run(run_dir: Path, *extra, after: int = 1, step: int | None = None, through_signal: bool = False):
+    """A run held after epoch `after` (or after step `step` of the next epoch; `through_signal`: a preemption
+    signal does not end the hold): yields (process, seconds it took to get there, the hold's notice file);
     killed on the way out if it is still there."""
     started = time.monotonic()
+    asked = {hold.EPOCH_VAR: str(after), hold.SECONDS_VAR: str(HOLD_S), **({hold.STEP_VAR: str(step)} if step else {}),
+             **({hold.THROUGH_VAR: "1"} if through_signal else {})}
     process = subprocess.Popen(command(run_dir, *extra), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env(**{hold.EPOCH_VAR: str(after), hold.SECONDS_VAR: str(HOLD_S)}))
+                               text=True, env=env(**asked))
     notice = run_dir / BACKUP_DIR / hold.NOTICE
     try:
         if not hold.wait_until_held(process, notice, timeout=HOLD_S):
@@ -131,16 +136,38 @@ def kill(work: Path, straight: dict) -> dict:
     return resume(row, run_dir, straight)
 
 
-def preemption(work: Path, straight: dict, signal_name: str = "SIGTERM") -> dict:
-    """A preemption signal after epoch 1 (SIGTERM; SIGUSR1 where trainer.preemption_signals lists it)."""
+def preemption(work: Path, straight: dict, signal_name: str = "SIGTERM", backend: str | None = None) -> dict:
+    """A preemption signal in epoch 2, after its step `STEP` (SIGTERM; SIGUSR1 where trainer.preemption_signals
+    lists it), on `backend` (TensorFlow when None: `straight` is its run; another backend's straight run is
+    trained here)."""
     run_dir = work / "run"
     taken = [] if signal_name == "SIGTERM" else [f"trainer.preemption_signals=[SIGTERM,{signal_name}]"]
-    with held_run(run_dir, *taken) as (process, reached, _):
+    taken += [f"backend={backend}"] if backend else []
+    if backend:
+        straight = straight_figures(work / "straight", *taken)[0]
+    with held_run(run_dir, *taken, step=STEP) as (process, reached, _):
         process.send_signal(getattr(signal, signal_name))
         _, stderr = process.communicate(timeout=120)
     row = {"exit": process.returncode, "said": said(stderr, "preempted"), "status": _status(run_dir),
-           "attempt_s": reached}
+           "stopped_at": _record(run_dir).get("stopped_at"), "attempt_s": reached,
+           "backups": sorted(p.name for p in (run_dir / BACKUP_DIR).glob("epoch-*"))}
     return resume(row, run_dir, straight, *taken)
+
+
+def grace_passed(work: Path, straight: dict) -> dict:
+    """SIGTERM in epoch 2 after its step `STEP`, whose step and backup outlast trainer.preemption_grace_s (the
+    hold goes on through the signal, as a step too long for the grace time would)."""
+    run_dir = work / "run"
+    grace = [f"trainer.preemption_grace_s={GRACE_S}"]
+    with held_run(run_dir, *grace, step=STEP, through_signal=True) as (process, reached, _):
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+        ended = time.monotonic() - sent
+    row = {"exit": process.returncode, "said": said(stderr, "preempted"), "status": _status(run_dir),
+           "attempt_s": reached + ended, "ended_after_s": round(ended, 2),
+           "backups": sorted(p.name for p in (run_dir / BACKUP_DIR).glob("epoch-*"))}
+    return resume(row, run_dir, straight, *grace)
 
 
 def ctrl_c(work: Path, straight: dict) -> dict:
@@ -216,17 +243,24 @@ def read_only(work: Path, straight: dict) -> dict:
                 "default_exit": default.returncode, "default_said": said(default.stderr)}
 
 
-def _status(run_dir: Path):
+def _record(run_dir: Path) -> dict:
     try:
-        return json.loads((run_dir / METRICS_FILE).read_text()).get("status")
+        return json.loads((run_dir / METRICS_FILE).read_text())
     except (OSError, ValueError):
-        return None  # nothing recorded
+        return {}  # nothing recorded
+
+
+def _status(run_dir: Path):
+    return _record(run_dir).get("status")
 
 
 FAULTS = {
     "SIGKILL after epoch 1": kill,
-    "SIGTERM after epoch 1 (preemption)": preemption,
-    "SIGUSR1 after epoch 1 (trainer.preemption_signals)": lambda work, straight: preemption(work, straight, "SIGUSR1"),
+    f"SIGTERM in epoch 2, after step {STEP} (preemption)": preemption,
+    f"SIGTERM in epoch 2, after step {STEP}, on JAX": lambda work, straight: preemption(work, straight, backend="jax"),
+    f"SIGUSR1 in epoch 2, after step {STEP}, on PyTorch (trainer.preemption_signals)":
+        lambda work, straight: preemption(work, straight, "SIGUSR1", backend="torch"),
+    f"SIGTERM in epoch 2, its step outlasting trainer.preemption_grace_s={GRACE_S}": grace_passed,
     "Ctrl-C after epoch 1": ctrl_c,
     "newest backup damaged (SIGKILL after epoch 2, one byte flipped)": damaged_backup,
     "disk full in epoch 2": full_disk,
@@ -235,8 +269,8 @@ FAULTS = {
 }
 
 
-def straight_figures(work: Path) -> tuple[dict, float]:
-    done, seconds = train(work / "straight")
+def straight_figures(work: Path, *extra) -> tuple[dict, float]:
+    done, seconds = train(work / "straight", *extra)
     if done.returncode:
         raise RuntimeError(f"the straight run failed:\n{done.stderr[-3000:]}")
     return figures(work / "straight"), seconds

@@ -107,6 +107,8 @@ def test_the_docs_list_every_recipe_and_every_option_of_each_group():
         ("trainer.backup_every=0", "trainer.backup_every=0: valid choices: a whole number of epochs"),
         ("trainer.backup_every=soon", r"trainer.backup_every=soon: valid choices: .* or a duration \(30s, 10min, 1h\)"),
         ("trainer.steps_per_execution=0", "trainer.steps_per_execution=0: valid choices: auto, or a whole number >= 1"),
+        ("trainer.preemption_grace_s=0", r"trainer.preemption_grace_s=0: valid choices: a number of seconds > 0, or null"),
+        ("trainer.preemption_grace_s=soon", r"trainer.preemption_grace_s='soon': valid choices: a number of seconds"),
         ("backend=torch trainer.steps_per_execution=4",
          "trainer.steps_per_execution=4: Keras runs one step per execution on the torch backend; valid choices there: auto, 1"),
     ],

@@ -33,18 +33,42 @@ def test_sigkill_loses_only_the_epoch_under_way(tmp_path, straight):
     assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
 
 
+MID_EPOCH = [(f"SIGTERM in epoch 2, after step {faults.STEP} (preemption)", "SIGTERM"),
+             (f"SIGTERM in epoch 2, after step {faults.STEP}, on JAX", "SIGTERM"),
+             (f"SIGUSR1 in epoch 2, after step {faults.STEP}, on PyTorch (trainer.preemption_signals)", "SIGUSR1")]
+GRACE = f"SIGTERM in epoch 2, its step outlasting trainer.preemption_grace_s={faults.GRACE_S}"
+
+
 @SLOW
-@pytest.mark.parametrize("name, signal_name", [("SIGTERM after epoch 1 (preemption)", "SIGTERM"),
-                                               ("SIGUSR1 after epoch 1 (trainer.preemption_signals)", "SIGUSR1")])
-def test_a_preemption_signal_is_recorded_and_the_same_command_resumes_exactly(tmp_path, straight, name, signal_name):
+@pytest.mark.parametrize("name, signal_name", MID_EPOCH, ids=["tensorflow", "jax", "torch"])
+def test_a_preemption_in_an_epoch_saves_its_step_and_the_same_command_resumes_there_exactly(
+        tmp_path, straight, name, signal_name):
     row = inject(name, tmp_path, straight)
     run_dir = tmp_path / "run"
     assert row["exit"] == 128 + getattr(signal, signal_name)  # 143 for SIGTERM, as a process it had killed
-    assert row["said"] == [f"preempted ({signal_name}): {run_dir} keeps its last saved epoch; run the same command "
-                           f"(with hydra.run.dir={run_dir}) to resume"]
-    assert row["status"] == "preempted"
+    point = f"epoch 2 step {faults.STEP} of 4"
+    assert row["said"] == [f"preempted ({signal_name}) at {point}: {run_dir} keeps a backup of that point; run the "
+                           f"same command (with hydra.run.dir={run_dir}) to resume"]
+    assert (row["status"], row["stopped_at"]) == ("preempted", point)
+    assert row["backups"] == ["epoch-000001", f"epoch-000001-step-{faults.STEP:06d}"]
+    # Bit for bit the run never stopped (on its backend): every figure, every epoch of the history.
     assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
-    assert json.loads((run_dir / "metrics.json").read_text())["resumed"] is True
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["resumed"] is True and resumed["epochs_completed"] == 3
+    assert not (run_dir / "backup").exists()  # the record is written: nothing left to resume
+
+
+@SLOW
+def test_a_step_that_outlasts_the_grace_time_is_recorded_and_resumed_from_the_last_backup(tmp_path, straight):
+    row = inject(GRACE, tmp_path, straight)
+    run_dir = tmp_path / "run"
+    assert (row["exit"], row["status"]) == (143, "preempted")
+    assert row["said"] == [f"preempted (SIGTERM): the step under way and its backup did not finish within "
+                           f"trainer.preemption_grace_s={faults.GRACE_S}; {run_dir} keeps its last saved epoch; "
+                           f"run the same command (with hydra.run.dir={run_dir}) to resume"]
+    assert row["ended_after_s"] >= faults.GRACE_S  # not before the grace time: the step had it all
+    assert row["backups"] == ["epoch-000001"]  # the step's backup never began
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True)
 
 
 @SLOW
@@ -105,8 +129,7 @@ def test_a_read_only_runs_directory_is_one_line_before_keras_starts(tmp_path, st
 def test_every_fault_has_a_test_and_the_table_in_the_docs_is_the_generators():
     """Each fault of the table is injected by a test above; docs/reliability.md's table renders
     docs/faults.json, whose every resumed run ended as the straight one."""
-    tested = {"SIGKILL after epoch 1", "SIGTERM after epoch 1 (preemption)", "Ctrl-C after epoch 1",
-              "SIGUSR1 after epoch 1 (trainer.preemption_signals)",
+    tested = {"SIGKILL after epoch 1", *(name for name, _ in MID_EPOCH), GRACE, "Ctrl-C after epoch 1",
               "newest backup damaged (SIGKILL after epoch 2, one byte flipped)", "disk full in epoch 2",
               "a second process on a live run's directory", "read-only runs directory"}
     assert set(faults.FAULTS) == tested
