@@ -340,7 +340,7 @@ def make_callbacks(job: Job, model, tracker, train_data=None) -> Callbacks:
         backup,
     ]
     # Tests only (off unless RECIPES_HOLD_AFTER_EPOCH is set): last, so the epoch is on disk when it holds.
-    hold = hold_from_environment(cfg.trainer.epochs, run_dir / BACKUP_DIR, job.shard[0])
+    hold = hold_from_environment(cfg.trainer.epochs, run_dir / BACKUP_DIR, job.shard[0], job.resuming)
     if hold is not None:
         callbacks.append(hold)
     if job.resuming:

@@ -22,16 +22,18 @@ from scripts.multiprocess_figures import largest_differences, read_metrics
 from tests.conftest import ROOT, project_env
 from tests.test_multiprocess import TOLERANCE as MULTIPROCESS_TOLERANCE  # 2 processes against 1
 
-# One sweep, four jobs of the cnn on 600 images, told apart by their epochs: two end ok,
-# the 6-epoch job is cancelled after its second epoch, the 400-epoch job gets a 1-minute
-# limit once it runs (the shortest SLURM has; the others keep 10 minutes, a loaded
-# machine's start-up included). No warning signal before the limit (signal_delay_s=0):
-# the job is ended by SLURM itself. The two longer jobs hold after epoch 2 until they are
-# ended (recipes/training/hold.py), so neither can finish first on a fast machine; the two
-# shorter ones never reach a hold.
-EPOCHS = (1, 2, 6, 400)
-CANCELLED, TIMED_OUT = 2, 3  # their array indices: the order of the sweep's values
-HOLD_AFTER = 2
+# One sweep, five jobs of the cnn on 600 images (5 steps an epoch), told apart by their
+# epochs: two end ok, the 6-epoch job is cancelled in its third epoch, the 400-epoch job
+# gets a 1-minute limit once it runs (the shortest SLURM has; the others keep 10 minutes, a
+# loaded machine's start-up included), and the 3-epoch job is sent SIGTERM in its third
+# epoch (`scancel --signal=TERM`: a preemption), saves that step, requeues itself and ends
+# ok. No warning signal before the limit (signal_delay_s=0): the job is ended by SLURM
+# itself. The three longer jobs hold in epoch 3 after its step 2 until they are signalled
+# (recipes/training/hold.py), so none can finish first on a fast machine; the two shorter
+# ones never reach a hold, and a resumed run never holds.
+EPOCHS = (1, 2, 6, 400, 3)
+CANCELLED, TIMED_OUT, PREEMPTED = 2, 3, 4  # their array indices: the order of the sweep's values
+HOLD_AFTER, HOLD_STEP = 2, 2
 LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", "hydra.launcher.signal_delay_s=0",
             "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.array_parallelism=4"]
 JOB = ["model=cnn", "data.max_train_examples=600", "trainer.threads=1", "trainer.verbose=0"]
@@ -65,37 +67,51 @@ def limit_to_one_minute(cluster, sweep_process, index: int, timeout=240) -> None
     cluster.run("scontrol", "update", f"JobId={running[index]}", "TimeLimit=1")
 
 
-def cancel_once_held(cluster, sweep: Path, sweep_process, timeout=150) -> None:
+def signal_once_held(cluster, sweep: Path, sweep_process, index: int, *scancel, timeout=180) -> None:
+    """Once array task `index` holds, `scancel` it (with the options `scancel`)."""
     deadline = time.monotonic() + timeout
 
     def held() -> bool:
-        run_dir = run_dir_of(sweep, EPOCHS[CANCELLED])
+        run_dir = run_dir_of(sweep, EPOCHS[index])
         return run_dir is not None and (run_dir / BACKUP_DIR / hold.NOTICE).exists()
 
     while not held():
         assert sweep_process.poll() is None, sweep_process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, f"the job to cancel never held after epoch {HOLD_AFTER}"
+        assert time.monotonic() < deadline, f"job {index} never held in epoch {HOLD_AFTER + 1}"
         time.sleep(0.1)
-    cluster.run("scancel", array_task_ids(cluster)[CANCELLED])
+    cluster.run("scancel", *scancel, array_task_ids(cluster)[index])
 
 
-@pytest.mark.slow(seconds=150)
-def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancelled_one(slurm_cluster, tmp_path):
+def reference_run(tmp_path, epochs: int) -> tuple[subprocess.Popen, Path]:
+    """The job of `epochs` epochs, once through and off the cluster: what its resumed run must equal."""
+    whole = tmp_path / f"uninterrupted_{epochs}"
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *JOB, f"trainer.epochs={epochs}",
+                             f"hydra.run.dir={whole}"], cwd=tmp_path, env=project_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), whole
+
+
+def figures_of(process: subprocess.Popen, run_dir: Path) -> dict:
+    assert process.wait(timeout=240) == 0, process.stderr.read()[-3000:]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {k: metrics[k] for k in FIGURES}
+
+
+@pytest.mark.slow(seconds=180)
+def test_slurm_sweep_records_cancelled_and_timed_out_jobs_requeues_a_preempted_one_and_resumes_them(
+        slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
     env = dict(project_env(), SLURM_CONF=str(slurm_cluster.conf))
     started = time.perf_counter()
     process = subprocess.Popen(sweep_command(sweep, ",".join(map(str, EPOCHS))), cwd=tmp_path,
-                               env={**env, hold.EPOCH_VAR: str(HOLD_AFTER)},
+                               env={**env, hold.EPOCH_VAR: str(HOLD_AFTER), hold.STEP_VAR: str(HOLD_STEP)},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    # The job to cancel, once through and off the cluster, while the sweep runs: what its resume must equal.
-    whole = tmp_path / "uninterrupted"
-    reference = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *JOB, f"trainer.epochs={EPOCHS[CANCELLED]}",
-                                  f"hydra.run.dir={whole}"], cwd=tmp_path, env=project_env(),
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # The jobs to cancel and to preempt, once through and off the cluster, while the sweep runs.
+    references = {index: reference_run(tmp_path, EPOCHS[index]) for index in (CANCELLED, PREEMPTED)}
     try:
         limit_to_one_minute(slurm_cluster, process, TIMED_OUT)
-        cancel_once_held(slurm_cluster, sweep, process)
-        out, err = process.communicate(timeout=240)  # the 1-minute limit is enforced within 30 s or so
+        signal_once_held(slurm_cluster, sweep, process, CANCELLED)
+        signal_once_held(slurm_cluster, sweep, process, PREEMPTED, "--signal=TERM")
+        out, err = process.communicate(timeout=300)  # the 1-minute limit is enforced within 30 s or so
     finally:
         if process.poll() is None:
             process.kill()
@@ -103,15 +119,24 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
     assert process.returncode == 0, err[-3000:]
 
     runs = {epochs: json.loads((run_dir_of(sweep, epochs) / "metrics.json").read_text()) for epochs in EPOCHS}
-    assert [runs[e]["status"] for e in EPOCHS] == ["ok", "ok", "failed", "failed"]
+    assert [runs[e]["status"] for e in EPOCHS] == ["ok", "ok", "failed", "failed", "ok"]
     assert [runs[e]["epochs_completed"] for e in EPOCHS[:2]] == [1, 2]
+    # The preempted job saved its step, requeued itself and resumed there: the figures of the job never stopped.
+    preempted = run_dir_of(sweep, EPOCHS[PREEMPTED])
+    assert runs[3]["resumed"] is True and runs[3]["epochs_completed"] == 3
+    stopped = json.loads((preempted / "metrics.preempted.json").read_text())
+    assert stopped["stopped_at"] == f"epoch {HOLD_AFTER + 1} step {HOLD_STEP} of 5" and stopped["signal"] == "SIGTERM"
+    assert {k: runs[3][k] for k in FIGURES} == figures_of(*references[PREEMPTED])
+    job_logs = "".join(p.read_text(errors="replace") for p in (sweep / ".submitit").rglob("*.err"))
+    assert "requeued: it resumes from the step it saved" in job_logs
+    assert job_logs.count("not requeued") == 2  # the cancelled and the timed-out jobs had ended
     assert "ended CANCELLED" in runs[6]["error"] and "CANCELLED AT" in runs[6]["error"]
     assert "ended TIMEOUT" in runs[400]["error"] and "DUE TO TIME LIMIT" in runs[400]["error"]
     # The report and HParams cover every job, the failed ones with their reason.
     report = (sweep / "comparison.md").read_text()
     assert "| trainer.epochs=6 | 1 | 0 | 0 | 1 |" in report and "| trainer.epochs=400 | 1 | 0 | 0 | 1 |" in report
     assert "DUE TO TIME LIMIT" in (sweep / "comparison.csv").read_text()
-    assert "sweep summary (4 jobs)" in out + err
+    assert "sweep summary (5 jobs)" in out + err
     for epochs in EPOCHS:
         assert list((run_dir_of(sweep, epochs)).glob("events.out.tfevents.*")), f"no HParams for {epochs} epochs"
 
@@ -127,9 +152,7 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_and_resumes_the_cancel
     assert done_before == HOLD_AFTER
     assert json.loads((cancelled / "metrics.failed.json").read_text())["status"] == "failed"
     # scancel, then resumed: exactly the figures of the run never cancelled (the same seed, this machine).
-    assert reference.wait(timeout=240) == 0, reference.stderr.read()[-3000:]
-    uninterrupted = json.loads((whole / "metrics.json").read_text())
-    assert {k: resumed[k] for k in FIGURES} == {k: uninterrupted[k] for k in FIGURES}
+    assert {k: resumed[k] for k in FIGURES} == figures_of(*references[CANCELLED])
     figures = {"cluster_startup_s": slurm_cluster.startup_s, "sweep_s": round(sweep_s, 1),
                "cancelled_after_epochs": done_before}
     print(f"\nSLURM figures: {json.dumps(figures)}")

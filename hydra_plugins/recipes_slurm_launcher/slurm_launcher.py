@@ -9,6 +9,14 @@ directory's metrics.json, with SLURM's end state and SLURM's own line about it
 (`CANCELLED AT ...`, `DUE TO TIME LIMIT`). The run directory keeps its backup,
 so the same command resumes that job (recipes.reporting.results.prepare_run_dir).
 
+A job stopped by a preemption signal (SLURM's preemption, `scancel --signal=TERM`)
+saves the step it was at and exits with 128 + the signal's number
+(recipes/runtime/preemption.py). With `requeue_preempted` (the presets' default),
+the job then requeues itself (`scontrol requeue`, as submitit does for its own
+checkpoints): SLURM starts it again, it resumes from that step, and the sweep gets
+its result as from any other job; its metrics.json says `resumed: true`, and
+metrics.preempted.json keeps the stopped attempt's record.
+
 Submitit learns a job's end state from `sacct`: the cluster needs accounting
 (slurmdbd), or a killed job is never known to have ended.
 """
@@ -17,6 +25,9 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import re
+import signal
+import subprocess
 from pathlib import Path
 from typing import Sequence
 
@@ -35,7 +46,9 @@ except ImportError:
 
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
-EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout")
+EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout", "requeue_preempted")
+# The exit codes of a run a preemption signal stopped, its step saved (recipes/runtime/preemption.py).
+PREEMPTED_EXITS = {128 + getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")}
 
 
 class SlurmJobEnded(RuntimeError):
@@ -43,6 +56,16 @@ class SlurmJobEnded(RuntimeError):
 
 
 class RecordingSlurmLauncher(SlurmLauncher):
+    def __call__(self, *args, **kwargs):
+        """The job, on its node. Stopped by a preemption signal (its step saved), it requeues itself when
+        `requeue_preempted`: SLURM runs it again and it resumes there."""
+        try:
+            return super().__call__(*args, **kwargs)
+        except SystemExit as stop:
+            if self.params.get("requeue_preempted", True) and stop.code in PREEMPTED_EXITS:
+                requeue_this_job()
+            raise
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
 
@@ -112,6 +135,26 @@ def importable_in_jobs() -> None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+
+
+def requeue_this_job() -> None:
+    """`scontrol requeue` this job (an array's task by its `12_3` id, as submitit does), if it still runs: a
+    signal alone (`scancel --signal=TERM`, sbatch's `--signal`) leaves it RUNNING, while a cancelled or timed-out
+    job (SIGTERM, then SIGKILL) has ended and stays so."""
+    import submitit
+
+    job_id = submitit.JobEnvironment().job_id
+    shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True, timeout=60)
+    state = re.search(r"\bJobState=(\w+)", shown.stdout)
+    if state is None or state[1] != "RUNNING":
+        log.warning("SLURM job %s is %s: not requeued", job_id, state[1] if state else "unknown to scontrol")
+        return
+    done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
+    if done.returncode:
+        log.error("SLURM job %s could not be requeued (%s); the same command resumes it", job_id,
+                  (done.stderr or done.stdout).strip())
+    else:
+        log.warning("SLURM job %s requeued: it resumes from the step it saved", job_id)
 
 
 def job_parameters(params: dict) -> dict:

@@ -64,13 +64,13 @@ def _integer(name: str, minimum: int) -> int | None:
     return int(raw)
 
 
-def hold_from_environment(epochs: int, backup_dir: Path, rank: int = 0):
+def hold_from_environment(epochs: int, backup_dir: Path, rank: int = 0, resuming: bool = False):
     """The hold the environment asks for (a Keras callback, the fit's last), in a run of `epochs` epochs as
-    process `rank`; None when none."""
+    process `rank`; None when none. A resumed run never holds (a requeued SLURM job keeps its environment)."""
     after = _integer(EPOCH_VAR, 1)
     step = _integer(STEP_VAR, 1)
     only = _integer(PROCESS_VAR, 0)
-    if after is None or after >= epochs or (only is not None and only != rank):
+    if after is None or after >= epochs or (only is not None and only != rank) or resuming:
         return None
     seconds = float(os.environ.get(SECONDS_VAR) or DEFAULT_SECONDS)
     return _hold_class()(after, step, seconds, Path(backup_dir) / NOTICE, os.environ.get(THROUGH_VAR) == "1")
