@@ -137,6 +137,7 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_requeues_a_preempted_o
     assert "| trainer.epochs=6 | 1 | 0 | 0 | 1 |" in report and "| trainer.epochs=400 | 1 | 0 | 0 | 1 |" in report
     assert "DUE TO TIME LIMIT" in (sweep / "comparison.csv").read_text()
     assert "sweep summary (5 jobs)" in out + err
+    assert f"resumed after: preempted (SIGTERM) at epoch {HOLD_AFTER + 1} step {HOLD_STEP} of 5" in out + err
     for epochs in EPOCHS:
         assert list((run_dir_of(sweep, epochs)).glob("events.out.tfevents.*")), f"no HParams for {epochs} epochs"
 

@@ -21,6 +21,7 @@ import statistics
 from pathlib import Path
 
 from recipes.reporting.palette import legend_room, path_color, path_legend
+from recipes.reporting.results import earlier_attempts
 from recipes.reporting.search_report import write_search_report
 from recipes.reporting.sweep_record import hydra_record, job_number, search_of
 from recipes.runtime.errors import UserError
@@ -32,7 +33,7 @@ IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
     "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
-    "train_samples_per_s", "wall_s", "error", "job",
+    "train_samples_per_s", "wall_s", "error", "resumed", "earlier_attempts", "job",
 ]
 
 
@@ -82,6 +83,7 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
             "run": str(path.parent.relative_to(sweep_dir)),
             "first_nonfinite_step": first.get("step"),
             "origin": (metrics.get("nonfinite_origin") or {}).get("where"),  # where the first NaN/inf began
+            "earlier_attempts": "; ".join(earlier_attempts(path.parent)),  # what stopped a resumed run before
             "flat_config": flatten(metrics.get("config", {})),
             "job": job_number(record),
             "sweeper": record.get("sweeper"),

@@ -124,6 +124,27 @@ def prepare_run_dir(run_dir: Path, overwrite: bool = False) -> str:
     return "fresh"
 
 
+def earlier_attempts(run_dir: Path) -> list[str]:
+    """What stopped each earlier attempt of a resumed run, oldest first, from the records `prepare_run_dir`
+    kept (metrics.<status>[.n].json): e.g. "preempted (SIGTERM) at epoch 3 step 2 of 5", "failed"."""
+    def order(path: Path) -> tuple[float, str]:
+        return path.stat().st_mtime, path.name
+
+    said = []
+    for path in sorted(Path(run_dir).glob("metrics.*.json"), key=order):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        text = str(record.get("status", "?"))
+        if record.get("signal"):
+            text += f" ({record['signal']})"
+        if record.get("stopped_at"):
+            text += f" at {record['stopped_at']}"
+        said.append(text)
+    return said
+
+
 def discard_if_unused(run_dir: Path) -> bool:
     """Remove `run_dir` if it holds only what Hydra wrote at start (`HYDRA_FILES`).
 

@@ -30,10 +30,13 @@ def summary_table(runs: list[dict]) -> str:
 
 
 def _note(run: dict) -> str:
-    """The last column: a failed job's error, or where a job's first NaN/inf began."""
+    """The last column: a failed job's error, where a job's first NaN/inf began, or what stopped a resumed job
+    before (a preemption it was requeued after)."""
     if run.get("error"):
         return run["error"]
-    return f"broke: {run['origin']}" if run.get("origin") else ""
+    if run.get("origin"):
+        return f"broke: {run['origin']}"
+    return f"resumed after: {run['earlier_attempts']}" if run.get("earlier_attempts") else ""
 
 
 class SweepReport(Callback):
