@@ -143,14 +143,16 @@ def preemption(work: Path, straight: dict, signal_name: str = "SIGTERM", backend
     run_dir = work / "run"
     taken = [] if signal_name == "SIGTERM" else [f"trainer.preemption_signals=[SIGTERM,{signal_name}]"]
     taken += [f"backend={backend}"] if backend else []
+    straight_s = None
     if backend:
-        straight = straight_figures(work / "straight", *taken)[0]
+        straight, straight_s = straight_figures(work / "straight", *taken)
     with held_run(run_dir, *taken, step=STEP) as (process, reached, _):
         process.send_signal(getattr(signal, signal_name))
         _, stderr = process.communicate(timeout=120)
     row = {"exit": process.returncode, "said": said(stderr, "preempted"), "status": _status(run_dir),
            "stopped_at": _record(run_dir).get("stopped_at"), "attempt_s": reached,
-           "backups": sorted(p.name for p in (run_dir / BACKUP_DIR).glob("epoch-*"))}
+           "backups": sorted(p.name for p in (run_dir / BACKUP_DIR).glob("epoch-*")),
+           **({"straight_s": round(straight_s, 1)} if straight_s else {})}
     return resume(row, run_dir, straight, *taken)
 
 
@@ -290,8 +292,9 @@ def render(data: dict) -> str:
     env_ = data["environment"]
     lines = [BEGIN, f"`python scripts/faults.py`, {env_['cores']} cores of {env_['cpu']}, {env_['date']}: "
              f"`python train.py {' '.join(RUN)}`, trained straight through in {env_['straight_s']:.1f} s, and "
-             "again with each fault. *Lost*: the time the attempt and its resume took beyond the straight run "
-             "(process start-ups included).", "",
+             "again with each fault (the JAX and PyTorch rows: against the same run straight through on their "
+             "backend). *Lost*: the time the attempt and its resume took beyond the straight run (process start-ups "
+             "included).", "",
              "| fault | what the run did | exit | resumed run = straight run | lost |", "|---|---|---|---|---|"]
     for name, row in data["rows"].items():
         if "unavailable" in row:
@@ -299,7 +302,8 @@ def render(data: dict) -> str:
             continue
         told = "; ".join(f"`{plain(line)}`" for line in row["said"] + row.get("resume_said", [])) or "nothing (killed)"
         equal = "-" if "resumed_equal" not in row else ("yes" if row["resumed_equal"] else "**no**")
-        lost = (row["attempt_s"] + row["resume_s"] - env_["straight_s"]) if "resume_s" in row else row["attempt_s"]
+        straight_s = row.get("straight_s", env_["straight_s"])  # another backend's row: its own straight run
+        lost = (row["attempt_s"] + row["resume_s"] - straight_s) if "resume_s" in row else row["attempt_s"]
         status = f" status `{row['status']}`;" if row.get("status") else ""
         lines.append(f"| {name} |{status} {told} | {row['exit']} | {equal} | {lost:.1f} s |")
     lines.append(END)

@@ -1,0 +1,69 @@
+"""Preemption's parts, in this process: the signal handler (recipes/runtime/preemption.py), the step counter that
+lets a resumed run pass over the steps it had done (recipes/training/preemption_stop.py), and what a sweep says
+of a resumed job's earlier attempts. tests/test_faults.py stops and resumes real runs on every backend."""
+import json
+import os
+import signal
+from types import SimpleNamespace
+
+import pytest
+
+from recipes.reporting.results import earlier_attempts
+from recipes.runtime import preemption
+
+
+def test_outside_training_a_preemption_signal_stops_the_run_at_once():
+    before = signal.getsignal(signal.SIGUSR2)
+    with preemption.taken_as_preemption(["SIGUSR2"]):
+        with pytest.raises(preemption.Preempted) as stopped:
+            os.kill(os.getpid(), signal.SIGUSR2)  # its handler runs before the next line
+    assert (stopped.value.name, stopped.value.exit_code, stopped.value.kept) == ("SIGUSR2", 128 + signal.SIGUSR2, None)
+    assert signal.getsignal(signal.SIGUSR2) == before  # the handler that was there is back
+
+
+def test_in_training_it_asks_the_model_to_stop_after_its_step_and_a_second_signal_changes_nothing():
+    model = SimpleNamespace(stop_training=False)
+    with preemption.taken_as_preemption(["SIGUSR2"]):
+        with preemption.stops_at_steps(model):
+            os.kill(os.getpid(), signal.SIGUSR2)
+            os.kill(os.getpid(), signal.SIGUSR2)
+        assert model.stop_training is True
+        assert preemption.requested() == signal.SIGUSR2
+        assert preemption.finishing() is True  # the main thread records the end (no grace timer to race)
+    with preemption.taken_as_preemption(["SIGUSR2"]):
+        assert preemption.requested() is None  # a sweep's next job starts afresh
+
+
+class _Model:
+    steps_per_execution = 2
+
+    def __init__(self):
+        self.trained = []
+        self.train_function = lambda iterator: self.trained.append([next(iterator) for _ in range(2)]) or {"x": 1}
+
+
+def test_a_resumed_epoch_passes_over_the_batches_of_its_steps_done_then_trains_on_the_next():
+    from recipes.training.preemption_stop import StepCounter
+
+    model, counter, order = _Model(), StepCounter(), []
+    counter.wrap(model)
+    counter.skip_first(4, then=lambda: order.append("then"))
+    batches = iter(range(10))
+    logs = [model.train_function(batches) for _ in range(4)]
+    assert order == ["then"]  # once, before the first call
+    assert logs == [{}, {}, {"x": 1}, {"x": 1}]  # the steps passed over report nothing of their own
+    assert model.trained == [[4, 5], [6, 7]]  # step 5 trains on the 5th batch, as in the run never stopped
+    assert counter.steps(of=9) == 8 and counter.steps(of=7) == 7
+    counter.unwrap(model)
+    assert not isinstance(model.train_function, StepCounter)
+    with pytest.raises(ValueError, match="step 3 cannot be resumed with 2 steps per execution"):
+        counter.skip_first(3)
+
+
+def test_a_sweep_names_what_stopped_a_resumed_job_before(tmp_path):
+    (tmp_path / "metrics.preempted.json").write_text(json.dumps(
+        {"status": "preempted", "signal": "SIGTERM", "stopped_at": "epoch 3 step 2 of 5"}))
+    os.utime(tmp_path / "metrics.preempted.json", (1, 1))
+    (tmp_path / "metrics.failed.json").write_text(json.dumps({"status": "failed"}))
+    (tmp_path / "metrics.json").write_text(json.dumps({"status": "ok"}))
+    assert earlier_attempts(tmp_path) == ["preempted (SIGTERM) at epoch 3 step 2 of 5", "failed"]
