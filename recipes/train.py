@@ -18,7 +18,9 @@
 
 `run_dir` receives the TensorBoard logs (train/, validation/), history.csv,
 best.keras, last.keras and metrics.json. A run killed mid-way is resumed from
-its last completed epoch by running the same command with the same run directory.
+its last saved epoch by running the same command with the same run directory; a
+preemption signal stops it after its step and saves that step, where the same
+command resumes it (recipes/training/preemption_stop.py).
 
 Several processes may train one model (JAX, recipes/runtime/processes/):
 they meet before the backend starts, process 0 alone writes `run_dir`, each
