@@ -15,6 +15,7 @@ demand with `python -m recipes.cli.compare <sweep dir>`.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import statistics
@@ -24,6 +25,7 @@ from recipes.reporting.palette import legend_room, path_color, path_legend
 from recipes.reporting.results import earlier_attempts
 from recipes.reporting.search_report import write_search_report
 from recipes.reporting.sweep_record import hydra_record, job_number, search_of
+from recipes.runtime import atomic
 from recipes.runtime.errors import UserError
 from recipes.runtime.run_files import METRICS_FILE
 from recipes.runtime.run_names import SWEEP_FILE
@@ -44,7 +46,7 @@ def mark_sweep(sweep_dir: Path, overrides: list[str], swept: list[str] = ()) -> 
     Path(sweep_dir).mkdir(parents=True, exist_ok=True)
     marker = Path(sweep_dir) / SWEEP_FILE  # written by sweep.SweepReport when a multirun starts
     if not marker.exists():
-        marker.write_text(json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "overrides": overrides,
+        atomic.write_text(marker, json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "overrides": overrides,
                                       "swept": list(swept)}, indent=2) + "\n")
 
 
@@ -197,7 +199,8 @@ def plot(rows: list[dict], path: Path) -> None:
         axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     path_legend(fig, {r["loss_path"] for r in rows})
     fig.tight_layout(rect=(0, legend_room(fig), 1, 1))
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    with atomic.replacing(path) as partial:
+        fig.savefig(partial, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -230,18 +233,20 @@ def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
 def write_csv(sweep_dir: Path, runs: list[dict]) -> None:
     # The config's keys after the run's fields, each once (`backend` and `seed` are both).
     config_keys = sorted({k for r in runs for k in r["flat_config"]} - set(RUN_FIELDS))
-    with (sweep_dir / "comparison.csv").open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS + config_keys, extrasaction="ignore")
-        writer.writeheader()
-        for r in runs:
-            writer.writerow({**{k: r.get(k) for k in RUN_FIELDS}, **r["flat_config"]})
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS + config_keys, extrasaction="ignore")
+    writer.writeheader()
+    for r in runs:
+        writer.writerow({**{k: r.get(k) for k in RUN_FIELDS}, **r["flat_config"]})
+    atomic.write_text(sweep_dir / "comparison.csv", handle.getvalue())
 
 
 def write_grid_report(sweep_dir: Path, runs: list[dict]) -> dict:
     keys = varying_keys(runs)
     rows = summarize(runs, keys)
     table = markdown_table(rows)
-    (sweep_dir / "comparison.md").write_text(
+    atomic.write_text(
+        sweep_dir / "comparison.md",
         f"# Comparison of {len(runs)} runs in {sweep_dir}\n\nGrouped by: {', '.join(keys)}. "
         "Means and stds are over the runs that finished `ok`; diverged and failed runs are counted. "
         "Test figures are each run's last.keras (the model after the last epoch).\n\n"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from recipes.reporting.search_precision import RESOLUTION, format_value, parse_space
 from recipes.reporting.sweep_record import Search
+from recipes.runtime import atomic
 
 def has_objective(run: dict, search: Search) -> bool:
     value = run.get(search.objective.key)
@@ -138,7 +139,8 @@ def plot_progress(points: list[tuple[int, float, float]], failed: list[int], sea
     ax.grid(alpha=0.3)
     if points or failed:
         ax.legend(fontsize=8, loc="lower right" if search.maximize else "upper right")
-    fig.savefig(path, dpi=100)
+    with atomic.replacing(path) as partial:
+        fig.savefig(partial, dpi=100)
     plt.close(fig)
 
 
@@ -146,7 +148,7 @@ def write_search_report(sweep_dir: Path, runs: list[dict], search: Search, keys:
     """comparison.md and comparison.png of a search; the texts the sweep prints."""
     sweep_dir = Path(sweep_dir)
     report = SearchReport(runs, search, keys)
-    (sweep_dir / "comparison.md").write_text(report.markdown(sweep_dir))
+    atomic.write_text(sweep_dir / "comparison.md", report.markdown(sweep_dir))
     failed = sorted(r["job"] for r in runs if not has_objective(r, search) and r.get("job") is not None)
     plot_progress(progress(runs, search), failed, search, sweep_dir / "comparison.png")
     return {"kind": "search", "runs": runs, "trials": report.trials, "table": report.markdown_table(),
