@@ -150,7 +150,8 @@ def preemption(work: Path, straight: dict, signal_name: str = "SIGTERM", backend
         process.send_signal(getattr(signal, signal_name))
         _, stderr = process.communicate(timeout=120)
     row = {"exit": process.returncode, "said": said(stderr, "preempted"), "status": _status(run_dir),
-           "stopped_at": _record(run_dir).get("stopped_at"), "attempt_s": reached,
+           "stopped_at": _record(run_dir).get("stopped_at"), "stop_s": _record(run_dir).get("stop_s"),
+           "attempt_s": reached,
            "backups": sorted(p.name for p in (run_dir / BACKUP_DIR).glob("epoch-*")),
            **({"straight_s": round(straight_s, 1)} if straight_s else {})}
     return resume(row, run_dir, straight, *taken)

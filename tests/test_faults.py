@@ -50,6 +50,7 @@ def test_a_preemption_in_an_epoch_saves_its_step_and_the_same_command_resumes_th
     assert row["said"] == [f"preempted ({signal_name}) at {point}: {run_dir} keeps a backup of that point; run the "
                            f"same command (with hydra.run.dir={run_dir}) to resume"]
     assert (row["status"], row["stopped_at"]) == ("preempted", point)
+    assert 0 < row["stop_s"]  # the seconds from the signal to the record, the backup written
     assert row["backups"] == ["epoch-000001", f"epoch-000001-step-{faults.STEP:06d}"]
     # Bit for bit the run never stopped (on its backend): every figure, every epoch of the history.
     assert (row["resume_exit"], row["resumed_equal"]) == (0, True)

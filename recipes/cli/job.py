@@ -82,7 +82,12 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
     if isinstance(err, Preempted):  # a sweep stops too: its process is what the scheduler preempts
         if not preemption.finishing():
             threading.Event().wait()  # the grace timer is recording the end and exiting the process
-        record_interruption(cfg, run_dir, status="preempted", signal_name=err.name, stopped_at=err.kept)
+        seconds = preemption.seconds_since_signal()
+        record_interruption(cfg, run_dir, status="preempted", signal_name=err.name, stopped_at=err.kept,
+                            stop_s=None if seconds is None else round(seconds, 3))
+        if err.kept and seconds is not None:
+            log.info("saved %s %.2f s after %s (trainer.preemption_grace_s=%s)", err.kept, seconds, err.name,
+                     cfg.trainer.get("preemption_grace_s"))
         if group is None or group.rank == 0:
             where = f" at {err.kept}" if err.kept else ""
             kept = "a backup of that point" if err.kept else "its last saved epoch"

@@ -42,15 +42,17 @@ def record_failure(cfg, run_dir: Path, err: BaseException, quiet: bool = False) 
 
 
 def record_interruption(cfg, run_dir: Path, status: str = "interrupted", signal_name: str | None = None,
-                        stopped_at: str | None = None) -> None:
+                        stopped_at: str | None = None, stop_s: float | None = None) -> None:
     """Ctrl-C ("interrupted") or a preemption signal ("preempted"): say so in metrics.json, so the run is known
-    to be resumable, not finished. `stopped_at`: the point a preemption saved (e.g. "epoch 2 step 7 of 16")."""
+    to be resumable, not finished. `stopped_at`: the point a preemption saved (e.g. "epoch 2 step 7 of 16");
+    `stop_s`: the seconds from the signal to this record (the step's end and its backup included)."""
     if cfg.recipe.name != "train" or not Path(run_dir).is_dir():
         return
     write_metrics(run_dir, {
         "status": status,
         **({"signal": signal_name} if signal_name else {}),
         **({"stopped_at": stopped_at} if stopped_at else {}),
+        **({"stop_s": stop_s} if stop_s is not None else {}),
         "loss": cfg.loss.name,
         "seed": cfg.seed,
         "epochs_completed": len(read_history(run_dir)),

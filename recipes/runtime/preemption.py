@@ -79,6 +79,7 @@ class _Stop:
     def __init__(self):
         self.model = None
         self.signum: int | None = None
+        self.at: float | None = None  # time.monotonic() when the signal came
         self.timer: threading.Timer | None = None
         self.lock = threading.Lock()  # the record of the end: written once, by the main thread or the timer
         self.ended = False
@@ -90,6 +91,11 @@ _stop = _Stop()
 def requested() -> int | None:
     """The preemption signal's number once one has come, else None."""
     return _stop.signum
+
+
+def seconds_since_signal() -> float | None:
+    """How long ago the preemption signal came (None before one): what the stop took of the grace time."""
+    return None if _stop.at is None else time.monotonic() - _stop.at
 
 
 @contextlib.contextmanager
@@ -129,7 +135,7 @@ def taken_as_preemption(names, grace_s: float | None = None, on_grace_expired=No
     def preempt(signum, frame):
         if _stop.signum is not None:
             return  # already stopping: a second signal changes nothing
-        _stop.signum = signum
+        _stop.signum, _stop.at = signum, time.monotonic()
         if grace_s is not None:
             _stop.timer = threading.Timer(grace_s, _grace_expired, args=(signum, grace_s, on_grace_expired))
             _stop.timer.daemon = True
