@@ -35,7 +35,8 @@ IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
     "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
-    "train_samples_per_s", "wall_s", "error", "resumed", "earlier_attempts", "job",
+    "train_samples_per_s", "wall_s", "error", "resumed", "earlier_attempts",  # what stopped it before a resume
+    "job",
 ]
 
 

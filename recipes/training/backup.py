@@ -67,8 +67,8 @@ def folder(backup_dir: Path, epoch: int, step: int = 0) -> Path:
 
 def _folders(backup_dir: Path) -> list[tuple[tuple[int, int], Path]]:
     """((epoch, step), folder) of every backup folder in `backup_dir`, oldest first."""
-    found = [((int(m[1]), int(m[2] or 0)), p) for p in Path(backup_dir).glob("epoch-*") if (m := _FOLDER.fullmatch(p.name))]
-    return sorted(found)
+    matches = ((_FOLDER.fullmatch(path.name), path) for path in Path(backup_dir).glob("epoch-*"))
+    return sorted(((int(m[1]), int(m[2] or 0)), path) for m, path in matches if m)
 
 
 def problem_of(path: Path) -> str | None:
@@ -119,9 +119,10 @@ class Backup(keras.callbacks.Callback):
     when the fit starts. Placed last among the fit's callbacks, so that a saved epoch is already in the history
     and the logs (a kill between the two trains it again). `fast_forward(k)` moves the training data's
     shuffling on by k epochs; `steps` (a StepCounter) makes a resume in the middle of an epoch pass over the
-    steps it had done, whose running figures go into the metrics once `batch_spec()` has built them. `extras`: objects with `backup_state() -> {name: array}` and `restore_state(arrays)`,
-    saved and restored with the rest. `before_save`: callables run before each save (the event files' flush:
-    the logs of the epochs a backup holds are on disk before it is)."""
+    steps it had done, whose running figures go into the metrics once `batch_spec()` has built them.
+    `extras`: objects with `backup_state() -> {name: array}` and `restore_state(arrays)`, saved and restored
+    with the rest. `before_save`: callables run before each save (the event files' flush: the logs of the
+    epochs a backup holds are on disk before it is)."""
 
     def __init__(self, backup_dir: Path, fast_forward=None, every: Every = Every(), extras=(), before_save=(),
                  steps=None, batch_spec=None):
