@@ -28,7 +28,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -48,7 +47,6 @@ except ImportError:
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
 EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout", "requeue_preempted")
-QUEUE_POLL_S = 2.0  # how often a job SLURM requeued is looked for in the queue
 # The exit codes of a run a preemption signal stopped, its step saved (recipes/runtime/preemption.py).
 PREEMPTED_EXITS = {128 + getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")}
 
@@ -94,17 +92,10 @@ class RecordingSlurmLauncher(SlurmLauncher):
         from recipes.reporting.results import RESUMABLE, read_metrics
         from recipes.runtime.run_files import METRICS_FILE
 
-        while True:
-            try:
-                return job.results()[0]
-            except submitit.core.utils.UncompletedJobError as err:
-                # Accounting may show a job that requeued itself as ended for a moment: SLURM's queue decides.
-                if not still_queued(job.job_id):
-                    ended = SlurmJobEnded(end_reason(job, err))
-                    break
-                log.info("SLURM job %s was requeued: waiting for it again", job.job_id)
-                while still_queued(job.job_id):
-                    time.sleep(QUEUE_POLL_S)
+        try:
+            return job.results()[0]
+        except submitit.core.utils.UncompletedJobError as err:
+            ended = SlurmJobEnded(end_reason(job, err))
         cfg, run_dir = self._job_config(overrides, number)
         earlier = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
         if earlier and earlier.get("status") not in RESUMABLE:
@@ -144,12 +135,6 @@ def importable_in_jobs() -> None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
-
-
-def still_queued(job_id: str) -> bool:
-    """Whether SLURM's queue still holds the job (pending, running, completing): `squeue` lists no ended job."""
-    shown = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
-    return shown.returncode == 0 and bool(shown.stdout.strip())
 
 
 def requeue_this_job() -> None:

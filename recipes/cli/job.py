@@ -76,8 +76,7 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
     if isinstance(err, KeyboardInterrupt):
         record_interruption(cfg, run_dir)
         if group is None or group.rank == 0:  # the others' run directories are scratch ones
-            print(f"interrupted: {run_dir} keeps its last completed epoch; run the same command "
-                  f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
+            _say_resumable(f"interrupted: {run_dir} keeps its last completed epoch", run_dir)
         _exit(130, at_once=group is not None)
     if isinstance(err, Preempted):  # a sweep stops too: its process is what the scheduler preempts
         if not preemption.finishing():
@@ -91,8 +90,7 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
         if group is None or group.rank == 0:
             where = f" at {err.kept}" if err.kept else ""
             kept = "a backup of that point" if err.kept else "its last saved epoch"
-            print(f"preempted ({err.name}){where}: {run_dir} keeps {kept}; run the same command "
-                  f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
+            _say_resumable(f"preempted ({err.name}){where}: {run_dir} keeps {kept}", run_dir)
         _exit(err.exit_code, at_once=group is not None)
     full = disk_full(err)
     if full is not None:  # not a bug: one line, and the run resumes once there is room
@@ -128,9 +126,13 @@ def _grace_expired(cfg, run_dir: Path, signum: int, grace_s: float) -> None:
     now (the timer's thread then ends the process), with the last backup written before the signal."""
     name = signal.Signals(signum).name
     record_interruption(cfg, run_dir, status="preempted", signal_name=name, stopped_at=None)
-    print(f"preempted ({name}): the step under way and its backup did not finish within "
-          f"trainer.preemption_grace_s={grace_s:g}; {run_dir} keeps its last saved epoch; run the same command "
-          f"(with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
+    _say_resumable(f"preempted ({name}): the step under way and its backup did not finish within "
+                   f"trainer.preemption_grace_s={grace_s:g}; {run_dir} keeps its last saved epoch", run_dir)
+
+
+def _say_resumable(what: str, run_dir: Path) -> None:
+    """The one line of a run that stopped resumable: what it kept, and the command that goes on."""
+    print(f"{what}; run the same command (with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
 
 
 def _exit(code: int, at_once: bool) -> None:
