@@ -149,10 +149,10 @@ def preemption(work: Path, straight: dict, signal_name: str = "SIGTERM", backend
     with held_run(run_dir, *taken, step=STEP) as (process, reached, _):
         process.send_signal(getattr(signal, signal_name))
         _, stderr = process.communicate(timeout=120)
-    row = {"exit": process.returncode, "said": said(stderr, "preempted"), "status": _status(run_dir),
-           "stopped_at": _record(run_dir).get("stopped_at"), "stop_s": _record(run_dir).get("stop_s"),
-           "attempt_s": reached,
-           "backups": sorted(p.name for p in (run_dir / BACKUP_DIR).glob("epoch-*")),
+    record = _record(run_dir)
+    row = {"exit": process.returncode, "said": said(stderr, "preempted"), "status": record.get("status"),
+           "stopped_at": record.get("stopped_at"), "stop_s": record.get("stop_s"), "attempt_s": reached,
+           "backups": _backups(run_dir),
            **({"straight_s": round(straight_s, 1)} if straight_s else {})}
     return resume(row, run_dir, straight, *taken)
 
@@ -169,7 +169,7 @@ def grace_passed(work: Path, straight: dict) -> dict:
         ended = time.monotonic() - sent
     row = {"exit": process.returncode, "said": said(stderr, "preempted"), "status": _status(run_dir),
            "attempt_s": reached + ended, "ended_after_s": round(ended, 2),
-           "backups": sorted(p.name for p in (run_dir / BACKUP_DIR).glob("epoch-*"))}
+           "backups": _backups(run_dir)}
     return resume(row, run_dir, straight, *grace)
 
 
@@ -251,6 +251,11 @@ def _record(run_dir: Path) -> dict:
         return json.loads((run_dir / METRICS_FILE).read_text())
     except (OSError, ValueError):
         return {}  # nothing recorded
+
+
+def _backups(run_dir: Path) -> list[str]:
+    """The backup folders a stopped run left, oldest first."""
+    return sorted(p.name for p in (run_dir / BACKUP_DIR).glob("epoch-*"))
 
 
 def _status(run_dir: Path):
