@@ -1,4 +1,4 @@
-"""Train an MNIST-style classifier with a chosen loss formulation (the command is recipes/cli/command.py).
+"""Train an MNIST-style classifier with a chosen loss formulation (the command is keras_loss_recipes/cli/command.py).
 
     python train.py                                  # defaults: embedded MNIST, cnn, sparse_from_logits
     python train.py loss=softmax_ce model=mlp
@@ -9,9 +9,9 @@
 """
 import time
 
-_STARTED = time.time()  # a job's start-up time counts from here (recipes/runtime/clock.py)
+_STARTED = time.time()  # a job's start-up time counts from here (keras_loss_recipes/runtime/clock.py)
 
 if __name__ == "__main__":
-    from recipes.cli.command import main
+    from keras_loss_recipes.cli.command import main
 
     main(process_start=_STARTED)

@@ -36,7 +36,7 @@ MEASURE = ("import resource, subprocess, sys; "
 def write_folder(root: Path, copies: int) -> int:
     from PIL import Image
 
-    from recipes.data.embedded import read_embedded
+    from keras_loss_recipes.data.embedded import read_embedded
 
     images, labels = read_embedded()
     for label in range(10):
@@ -60,7 +60,7 @@ def peak_rss_mb(overrides: list[str], run_dir: Path) -> float:
 
 
 def measure() -> dict:
-    from recipes.runtime.backends import cpu_name
+    from keras_loss_recipes.runtime.backends import cpu_name
 
     figures = {}
     with tempfile.TemporaryDirectory(prefix="folder-memory-") as scratch:
@@ -70,7 +70,7 @@ def measure() -> dict:
             print(f"{name}: {count} PNG files; training ...", file=sys.stderr, flush=True)
             figures[name] = {"images": count, "peak_rss_mb": peak_rss_mb(
                 ["data=folder", f"data.dir={scratch / name}"], scratch / f"run_{name}")}
-        from recipes.data.embedded import read_embedded
+        from keras_loss_recipes.data.embedded import read_embedded
 
         images, labels = read_embedded()
         np.savez(scratch / "all.npz", x_train=np.concatenate([images] * 12), y_train=np.concatenate([labels] * 12))

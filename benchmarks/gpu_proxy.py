@@ -57,9 +57,9 @@ def stats(values: list[float]) -> dict:
 def fit_plain(splits, epochs: int, batch: int) -> dict:
     import keras
 
-    from recipes.data.pipeline import scale_images
-    from recipes.training.callbacks import TrainThroughput
-    from recipes.training.models import mlp
+    from keras_loss_recipes.data.pipeline import scale_images
+    from keras_loss_recipes.training.callbacks import TrainThroughput
+    from keras_loss_recipes.training.models import mlp
 
     keras.utils.clear_session()
     keras.utils.set_random_seed(0)
@@ -169,14 +169,14 @@ def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     os.environ["KERAS_BACKEND"] = args.backend  # before Keras is imported
-    from recipes.runtime.quiet import start_backend
+    from keras_loss_recipes.runtime.quiet import start_backend
 
     start_backend()
     import keras
 
     from benchmarks.hardware import cpu_features
     from benchmarks.throughput import data, versions
-    from recipes.runtime.backends import cpu_name
+    from keras_loss_recipes.runtime.backends import cpu_name
 
     began = time.time()
     splits = data(args.images)

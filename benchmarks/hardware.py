@@ -39,7 +39,7 @@ def matmul_peak(dtype: str, n: int | None = None, repeats: int = 8) -> float:
     import keras
     import numpy as np
 
-    from recipes.runtime.backends import select_device
+    from keras_loss_recipes.runtime.backends import select_device
 
     if n is None:
         n = 8192 if select_device("auto")[0] == "gpu" else 1024

@@ -4,7 +4,7 @@
 
 Runs throughput.py's own measurement in this process with the arguments given
 (written to a scratch directory, no page), passes its progress lines on, and
-hands the float32 summary back as one result line (recipes.runtime.workers).
+hands the float32 summary back as one result line (keras_loss_recipes.runtime.workers).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import throughput  # noqa: E402
-from recipes.runtime.workers import report  # noqa: E402
+from keras_loss_recipes.runtime.workers import report  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

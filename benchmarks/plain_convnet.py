@@ -7,7 +7,7 @@ embedded MNIST split the framework trains on by default, fit, evaluate on the
 test split, exit. The benchmark also calls `fit_plain` in-process.
 
     pipeline=numpy    the example itself: numpy arrays, one-hot labels, categorical_crossentropy
-    pipeline=tfdata   the same model fed the framework's own input pipeline (recipes.data.pipeline:
+    pipeline=tfdata   the same model fed the framework's own input pipeline (keras_loss_recipes.data.pipeline:
                       tf.data, shuffled per epoch, prefetched) with integer labels and
                       sparse_categorical_crossentropy, to tell the pipeline's share from the framework's
 
@@ -33,13 +33,13 @@ BATCH = 128
 
 
 def build_convnet(precision: str = "float32"):
-    """The keras.io example's model as the doctor's example saves it (its layers: recipes.training.models.
+    """The keras.io example's model as the doctor's example saves it (its layers: keras_loss_recipes.training.models.
     convnet_layers, the one definition of them), built under `precision`; under a mixed policy its head
     becomes a linear Dense and a float32 softmax."""
     import keras
     from keras import layers
 
-    from recipes.doctor.examples import NUM_CLASSES, convnet
+    from keras_loss_recipes.recipes.doctor.examples import NUM_CLASSES, convnet
 
     keras.mixed_precision.set_global_policy(precision)
     model = convnet()
@@ -54,8 +54,8 @@ def fit_plain(splits, epochs: int, precision: str = "float32", pipeline: str = "
     throughput timer (the framework's own, so both sides are timed alike)."""
     import keras
 
-    from recipes.data.pipeline import make_dataset, scale_images
-    from recipes.training.callbacks import TrainThroughput
+    from keras_loss_recipes.data.pipeline import make_dataset, scale_images
+    from keras_loss_recipes.training.callbacks import TrainThroughput
 
     keras.utils.clear_session()  # each fit starts from a clean slate, as the framework's does
     model = build_convnet(precision)
@@ -83,11 +83,11 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline", choices=PIPELINES, default="numpy")
     args = parser.parse_args(argv)
 
-    from recipes.data.embedded import load_embedded
+    from keras_loss_recipes.data.embedded import load_embedded
 
     splits = load_embedded(val_examples=500, test_examples=500, split_seed=0)
     model, _ = fit_plain(splits, args.epochs, args.precision, args.pipeline)
-    from recipes.data.pipeline import scale_images
+    from keras_loss_recipes.data.pipeline import scale_images
 
     model.predict(scale_images(splits.x_test), batch_size=256, verbose=0)
     print(f"done in {time.time() - _STARTED:.1f} s", flush=True)

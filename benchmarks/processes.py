@@ -37,7 +37,7 @@ def timed(command: list[str]) -> dict:
 
 
 def framework_run(epochs: int, precision: str) -> dict:
-    from recipes.reporting.results import read_metrics
+    from keras_loss_recipes.reporting.results import read_metrics
 
     with tempfile.TemporaryDirectory() as tmp:
         run = timed([sys.executable, str(ROOT / "train.py"), f"trainer.epochs={epochs}",

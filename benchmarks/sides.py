@@ -37,7 +37,7 @@ def fit_side(side: str, splits, epochs: int, precision: str, batch: int) -> dict
 
 
 def framework_config(overrides: list[str]):
-    from recipes.runtime.compose import compose_train
+    from keras_loss_recipes.runtime.compose import compose_train
 
     return compose_train(overrides)
 
@@ -46,8 +46,8 @@ def fit_framework(splits, epochs: int, precision: str, batch: int, telemetry: bo
     """The framework's recipe at these settings (`extra`: more config overrides, e.g. another model)."""
     import keras
 
-    from recipes import train as train_recipe
-    from recipes.cli.settings import validate
+    from keras_loss_recipes.recipes import train as train_recipe
+    from keras_loss_recipes.cli.settings import validate
 
     cfg = framework_config([f"loss={FRAMEWORK_LOSS}", f"telemetry={'on' if telemetry else 'off'}",
                             f"trainer.epochs={epochs}", f"trainer.batch_size={batch}",

@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import hardware, processes  # noqa: E402
 from benchmarks.sides import SIDES, fit_side  # noqa: E402
-from recipes.runtime import workers  # noqa: E402
-from recipes.runtime.backends import BACKENDS  # noqa: E402
+from keras_loss_recipes.runtime import workers  # noqa: E402
+from keras_loss_recipes.runtime.backends import BACKENDS  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 MATMUL_DTYPES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
@@ -60,7 +60,7 @@ def stats(values: list[float]) -> dict:
 def data(images: int):
     import numpy as np
 
-    from recipes.data.embedded import load_embedded
+    from keras_loss_recipes.data.embedded import load_embedded
 
     splits = load_embedded(val_examples=500, test_examples=500, split_seed=0)
     reps = -(-images // len(splits.y_train))
@@ -267,7 +267,7 @@ def main(argv=None) -> int:
                                                     if (argv if argv is not None else sys.argv[1:]) else "")
     import logging
 
-    from recipes.runtime.quiet import start_backend
+    from keras_loss_recipes.runtime.quiet import start_backend
 
     start_backend()  # Keras and its backend, without the CPU-machine start-up chatter
     import keras
@@ -276,7 +276,7 @@ def main(argv=None) -> int:
 
     # Every fit builds fresh models, so TensorFlow's retracing advice is expected here.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    from recipes.runtime.backends import cpu_name
+    from keras_loss_recipes.runtime.backends import cpu_name
 
     began = time.time()
     splits = data(args.images)

@@ -6,7 +6,7 @@ Runs `python train.py <overrides>` twice in DIR: once through; once stopped
 right after epoch `--kill-after` (SIGKILL, or with `--signal int` SIGINT, which
 is Ctrl-C), then started again with the same run directory, so it resumes from
 its backup. The run to stop holds still after that epoch until the signal comes
-(RECIPES_HOLD_AFTER_EPOCH, recipes/training/hold.py), so it is stopped there on
+(RECIPES_HOLD_AFTER_EPOCH, keras_loss_recipes/training/hold.py), so it is stopped there on
 any machine, however fast. Default overrides: the cnn on
 2,000 images, 6 epochs, seed 0. Prints the final figures of both runs and
 whether every one is identical.
@@ -26,9 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recipes.reporting.results import read_history, read_metrics  # noqa: E402
-from recipes.runtime.run_files import BACKUP_DIR  # noqa: E402
-from recipes.training import hold  # noqa: E402
+from keras_loss_recipes.reporting.results import read_history, read_metrics  # noqa: E402
+from keras_loss_recipes.runtime.run_files import BACKUP_DIR  # noqa: E402
+from keras_loss_recipes.training import hold  # noqa: E402
 
 DEFAULT = ["model=cnn", "data.max_train_examples=2000", "trainer.epochs=6", "seed=0"]
 # How the run is stopped: the signal, and the exit status it must end with.

@@ -5,7 +5,7 @@ resumed run ended with the figures of the run trained straight through, and the 
 
 tests/test_faults.py injects the same faults with these functions and asserts every row. Each run is
 `python train.py` (the mlp, 500 images, 3 epochs) in a child process, held after an epoch (RECIPES_HOLD_*,
-recipes/training/hold.py) so that each fault comes at a known point on any machine. The full disk and the
+keras_loss_recipes/training/hold.py) so that each fault comes at a known point on any machine. The full disk and the
 read-only directory are small tmpfs mounts: they need root (`Unavailable` says why not).
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recipes.runtime.run_files import BACKUP_DIR, LOCK_FILE, METRICS_FILE  # noqa: E402
-from recipes.training import hold  # noqa: E402
+from keras_loss_recipes.runtime.run_files import BACKUP_DIR, LOCK_FILE, METRICS_FILE  # noqa: E402
+from keras_loss_recipes.training import hold  # noqa: E402
 
 PAGE, DATA = ROOT / "docs" / "reliability.md", ROOT / "docs" / "faults.json"
 BEGIN, END = "<!-- fault table: scripts/faults.py -->", "<!-- end of fault table -->"
@@ -317,7 +317,7 @@ def render(data: dict) -> str:
 
 
 def main() -> None:
-    from recipes.runtime.backends import cpu_name
+    from keras_loss_recipes.runtime.backends import cpu_name
 
     rows = {}
     with tempfile.TemporaryDirectory(prefix="faults-") as scratch:

@@ -7,7 +7,7 @@
 It answers "which loss formulation should I use, and what goes wrong with the
 others, on my backend and precision?". Per Keras backend (one child process
 each, this script again with --worker: Keras picks its backend once per process;
-recipes.runtime.workers runs them), in this order:
+keras_loss_recipes.runtime.workers runs them), in this order:
     paths      the loss path of every formulation, per precision, with the
                recipe's float32 head and with an unsafe low-precision head
     ordinary   every formulation, no stress, several seeds (mean +- std)
@@ -34,14 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import losses  # noqa: E402
-from recipes.reporting.findings_data import build_findings, environment  # noqa: E402
-from recipes.reporting.findings_figures import write_figures  # noqa: E402
-from recipes.reporting.findings_page import (  # noqa: E402
+from keras_loss_recipes import losses  # noqa: E402
+from keras_loss_recipes.reporting.findings_data import build_findings, environment  # noqa: E402
+from keras_loss_recipes.reporting.findings_figures import write_figures  # noqa: E402
+from keras_loss_recipes.reporting.findings_page import (  # noqa: E402
     json_text, render_page, render_readme_block, replace_readme_block,
 )
-from recipes.runtime import workers  # noqa: E402
-from recipes.runtime.backends import BACKENDS  # noqa: E402
+from keras_loss_recipes.runtime import workers  # noqa: E402
+from keras_loss_recipes.runtime.backends import BACKENDS  # noqa: E402
 
 COMMAND = "python scripts/findings.py"
 STRESSED = ("softmax_ce", "sparse_from_logits", "clipped_probs", "naive")  # the precision rows, and --quick's
@@ -194,7 +194,7 @@ def run_backend(backend: str, jobs: list[dict], out: Path, progress: Progress) -
 
 
 def worker(backend: str, plan_file: Path, out: Path) -> None:
-    from recipes.runtime.backends import activate_backend
+    from keras_loss_recipes.runtime.backends import activate_backend
 
     activate_backend(backend)
     for job in json.loads(Path(plan_file).read_text()):
@@ -209,13 +209,13 @@ def worker(backend: str, plan_file: Path, out: Path) -> None:
 
 
 def compose(overrides: list[str]):
-    from recipes.runtime.compose import compose_train
+    from keras_loss_recipes.runtime.compose import compose_train
 
     return compose_train([*overrides, "trainer.verbose=0", f"backend={os.environ['KERAS_BACKEND']}"])
 
 
 def train_job(job: dict, run_dir: Path) -> dict:
-    from recipes import train
+    from keras_loss_recipes.recipes import train
 
     m = train.run(compose(job["overrides"]), run_dir)
     keep = ("status", "loss_path", "val_accuracy", "test_accuracy", "test_exact_ce", "test_loss", "test_ece",
@@ -228,7 +228,7 @@ ORIGIN_KEPT = ("epoch", "step", "kind", "where", "text", "seconds")
 
 
 def probe_job(job: dict, run_dir: Path) -> dict:
-    from recipes import probe
+    from keras_loss_recipes.recipes import probe
 
     metrics = probe.run(compose(job["overrides"]), run_dir)
     return {"status": metrics["status"], "failures": metrics["failures"], "png": str(run_dir / "probe.png")}
@@ -236,9 +236,9 @@ def probe_job(job: dict, run_dir: Path) -> dict:
 
 def paths_job(job: dict, run_dir: Path) -> dict:
     """The loss path of every formulation the recipe would build, per precision and head dtype."""
-    from recipes.runtime.session import fresh_session, precision_policy
-    from recipes.cli.settings import validate
-    from recipes.training.network import build_network, measure_loss_path
+    from keras_loss_recipes.runtime.session import fresh_session, precision_policy
+    from keras_loss_recipes.cli.settings import validate
+    from keras_loss_recipes.training.network import build_network, measure_loss_path
 
     rows = []
     for precision in job["precisions"]:

@@ -185,7 +185,7 @@ def render(summary: dict) -> str:
     if failed or skipped:
         lines += ["Steps that did not finish: " + "; ".join(failed + [f"{s}: skipped" for s in skipped]) + ".", ""]
     lines += [*_steps(summary), "", "## Loss paths", "",
-              "How each formulation's loss is computed on the GPU, detected by `losses.paths.detect_loss_path` "
+              "How each formulation's loss is computed on the GPU, detected by `keras_loss_recipes.losses.paths.detect_loss_path` "
               "(the same check as on the CPU).", "", *_loss_paths(summary), ""]
     lines += ["## The stress sweep (logits x300)", ""]
     for backend, info in summary["backends"].items():

@@ -7,7 +7,7 @@
 # script installs the carried wheels into $SITE, prints the versions and the GPU, then for
 # each backend:
 #   a) the loss path of every formulation that backend supports, in float32 and under the
-#      mixed_float16 policy (losses.paths.detect_loss_path)
+#      mixed_float16 policy (keras_loss_recipes.losses.paths.detect_loss_path)
 #   b) a small sweep under stress (logits x300): softmax_ce, sparse_from_logits,
 #      clipped_probs, with its comparison.md
 #   c) benchmarks/throughput.py at each of $BENCH_BATCHES
@@ -179,8 +179,8 @@ import traceback
 
 import keras
 
-import losses
-from losses.paths import detect_loss_path
+from keras_loss_recipes import losses
+from keras_loss_recipes.losses.paths import detect_loss_path
 
 
 def number(x):

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recipes.runtime import processes  # noqa: E402
+from keras_loss_recipes.runtime import processes  # noqa: E402
 
 MAX_PROCESSES = 64
 GRACE_S = 15  # how long the others get to stop on their own (and record the failure) after one failed
@@ -154,8 +154,8 @@ def stop(children: list[subprocess.Popen], sig=signal.SIGTERM) -> None:
 def record_failure(run_dir_file: Path, message: str) -> None:
     """Process 0 records its own end when it can (failed, interrupted, preempted); where it could not, say it in
     its metrics.json."""
-    from recipes.reporting.results import RESUMABLE, read_history, write_metrics
-    from recipes.runtime.run_files import METRICS_FILE
+    from keras_loss_recipes.reporting.results import RESUMABLE, read_history, write_metrics
+    from keras_loss_recipes.runtime.run_files import METRICS_FILE
 
     if not run_dir_file.exists() or not Path(run_dir_file.read_text()).is_dir():
         return  # no run directory was prepared

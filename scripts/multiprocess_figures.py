@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from recipes.reporting.results import read_history, read_metrics  # noqa: E402
-from recipes.runtime import processes  # noqa: E402
-from recipes.runtime.run_files import METRICS_FILE  # noqa: E402
-from recipes.training import hold  # noqa: E402
+from keras_loss_recipes.reporting.results import read_history, read_metrics  # noqa: E402
+from keras_loss_recipes.runtime import processes  # noqa: E402
+from keras_loss_recipes.runtime.run_files import METRICS_FILE  # noqa: E402
+from keras_loss_recipes.training import hold  # noqa: E402
 
 LAUNCHER = ROOT / "scripts" / "launch_processes.py"
 FIGURES = ROOT / "docs" / "multiprocess.json"
@@ -107,7 +107,7 @@ def process_of(launcher: subprocess.Popen, rank: int):
 
 def kill_after_first_epoch(run_dir: Path, cwd: Path, environment: dict, timeout: float = 240) -> dict:
     """Launch KILL_JOB, SIGKILL process 1 once an epoch is done; how every process ended. Process 1 holds
-    after its first epoch (recipes/training/hold.py), so the run cannot end before the kill on a fast machine;
+    after its first epoch (keras_loss_recipes/training/hold.py), so the run cannot end before the kill on a fast machine;
     process 0 goes on until it waits for process 1's part of the next step."""
     import psutil
 

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recipes.runtime.backends import cpu_name  # noqa: E402
+from keras_loss_recipes.runtime.backends import cpu_name  # noqa: E402
 PAGE = ROOT / "docs" / "sweeps.md"
 BEGIN, END = "<!-- optuna sample: scripts/optuna_sample.py -->", "<!-- end of optuna sample -->"
 OVERRIDES = ["hparams_search=optuna", "hydra.sweeper.n_trials=4", "model=mlp", "data.max_train_examples=300",

@@ -51,8 +51,8 @@ def overrides(case: str) -> list[str]:
 
 def run_case(case: str, run_dir: Path) -> dict:
     """Train one case; its metrics.json's figures that the page shows."""
-    from recipes import train
-    from recipes.runtime.compose import compose_train
+    from keras_loss_recipes.recipes import train
+    from keras_loss_recipes.runtime.compose import compose_train
 
     metrics = train.run(compose_train([*overrides(case), f"backend={os.environ.get('KERAS_BACKEND', 'tensorflow')}"]),
                         run_dir)
@@ -83,7 +83,7 @@ def write_page(data: dict) -> None:
 
 
 def main() -> None:
-    from recipes.runtime.backends import activate_backend, cpu_name
+    from keras_loss_recipes.runtime.backends import activate_backend, cpu_name
 
     backend = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     activate_backend(backend)

@@ -5,7 +5,7 @@ process per backend:
 
     KERAS_BACKEND=jax python tests/backend_driver.py OUT_DIR '{"name": ["override", ...], ...}'
 
-It prints one line `RESULT {name: metrics}` (`recipes.runtime.workers.report`). With BLOCK_TENSORFLOW=1 in the
+It prints one line `RESULT {name: metrics}` (`keras_loss_recipes.runtime.workers.report`). With BLOCK_TENSORFLOW=1 in the
 environment, importing tensorflow (or tensorflow_datasets) fails here, as on a
 machine without them.
 """
@@ -47,9 +47,9 @@ def hide_tensorflow() -> None:
 def main(out_dir: str, runs_json: str) -> None:
     if os.environ.get("BLOCK_TENSORFLOW") == "1":
         hide_tensorflow()
-    from recipes.registry import get_recipe
-    from recipes.runtime.compose import compose_train
-    from recipes.runtime.workers import report
+    from keras_loss_recipes.recipes.registry import get_recipe
+    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.runtime.workers import report
 
     results = {}
     for name, overrides in json.loads(runs_json).items():

@@ -36,8 +36,8 @@ def watched_run(out_dir: Path, overrides: list[str]) -> dict:
     the recipes' device reads happened in."""
     import keras
 
-    from recipes import train as train_recipe
-    from recipes.runtime.compose import compose_train
+    from keras_loss_recipes.recipes import train as train_recipe
+    from keras_loss_recipes.runtime.compose import compose_train
 
     seen, reads = {}, []
     fit, convert = train_recipe.fit, keras.ops.convert_to_numpy
@@ -50,7 +50,7 @@ def watched_run(out_dir: Path, overrides: list[str]) -> dict:
 
     def counting_convert(x, *args, **kwargs):
         stack = inspect.stack()[1:]
-        if any(f.filename.startswith(str(ROOT / "recipes")) for f in stack):
+        if any(f.filename.startswith(str(ROOT / "keras_loss_recipes")) for f in stack):
             # A read by the recipes' code: in which callback hook? Else the function that made it.
             hook = next((f.function for f in stack if f.function.startswith("on_")), stack[0].function)
             reads.append(hook)
@@ -70,12 +70,12 @@ def policy_step(policy: str, bad_batch: int = 0, steps_per_execution: int = 1) -
     import keras
     import numpy as np
 
-    from recipes.runtime.compose import compose_train
-    from recipes.cli.settings import validate
-    from recipes.training.callbacks import NonFiniteGuard
-    from recipes.training.network import build_network
-    from recipes.training.optimizers import make_optimizer
-    from recipes.training.telemetry import StabilityTracker
+    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.cli.settings import validate
+    from keras_loss_recipes.training.callbacks import NonFiniteGuard
+    from keras_loss_recipes.training.network import build_network
+    from keras_loss_recipes.training.optimizers import make_optimizer
+    from keras_loss_recipes.training.telemetry import StabilityTracker
 
     cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", "model=mlp", f"trainer.on_nonfinite={policy}"])
     setup = validate(cfg)
@@ -106,8 +106,8 @@ def kept_weights_are_copies(out_dir: Path) -> dict:
     import keras
     import numpy as np
 
-    from recipes.training.backup import host_copy
-    from recipes.training.callbacks import SaveModels
+    from keras_loss_recipes.training.backup import host_copy
+    from keras_loss_recipes.training.callbacks import SaveModels
 
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     kept = host_copy(model.weights[0])
@@ -127,10 +127,10 @@ def evaluation_figures() -> dict:
     import keras
     import numpy as np
 
-    import losses
-    from recipes.cli.settings import validate
-    from recipes.runtime.compose import compose_train
-    from recipes.training.network import build_network
+    from keras_loss_recipes import losses
+    from keras_loss_recipes.cli.settings import validate
+    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.training.network import build_network
 
     cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", "model=mlp", "loss=softmax_ce"])
     setup = validate(cfg)

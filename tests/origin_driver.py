@@ -18,10 +18,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(out_dir: str) -> None:
-    from recipes import train
-    from recipes.reporting.tensorboard_views import run_summary
-    from recipes.runtime.compose import compose_train
-    from recipes.training import origin
+    from keras_loss_recipes.recipes import train
+    from keras_loss_recipes.reporting.tensorboard_views import run_summary
+    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.training import origin
     from scripts import origin_examples
 
     backend = os.environ["KERAS_BACKEND"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TINY, needs, project_env
-import losses
-from recipes.runtime.workers import results_in
+from keras_loss_recipes import losses
+from keras_loss_recipes.runtime.workers import results_in
 from tests.test_stability import COMPARED, STABILITY_TAGS, event_tags
 
 # What the registry says each formulation does per backend; measured by the tests below.
@@ -158,8 +158,8 @@ def test_tfds_data_without_tensorflow_says_what_to_install(tmp_path):
 
 
 def test_a_missing_backend_points_to_what_its_requirements_file_recommends(monkeypatch):
-    from recipes.runtime import backends
-    from recipes.runtime.errors import UserError
+    from keras_loss_recipes.runtime import backends
+    from keras_loss_recipes.runtime.errors import UserError
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real_find_spec(name, *a))

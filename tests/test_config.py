@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.runtime.errors import UserError
-from recipes.cli.settings import validate
+from keras_loss_recipes.runtime.errors import UserError
+from keras_loss_recipes.cli.settings import validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DOCS = CONFIGS.parent / "docs" / "configuration.md"
@@ -59,7 +59,7 @@ def test_defaults_are_the_documented_ones(compose):
 
 
 def test_the_docs_list_every_recipe_and_every_option_of_each_group():
-    from recipes.registry import RECIPES
+    from keras_loss_recipes.recipes.registry import RECIPES
 
     groups = documented_groups()
     for group in GROUPS + ["hparams_search"]:
@@ -211,7 +211,7 @@ def _matches_elided(printed: str, documented: str) -> bool:
     (["+trainer=quik"], "trainer=quik", "did you mean quick"),
 ])
 def test_unknown_group_options_are_named_with_the_closest_choices(argv, bad, hint):
-    from recipes.runtime.config_files import group_options, unknown_choices
+    from keras_loss_recipes.runtime.config_files import group_options, unknown_choices
 
     [message] = unknown_choices(argv, group_options([CONFIGS]))
     group = bad.split("=")[0]
@@ -220,7 +220,7 @@ def test_unknown_group_options_are_named_with_the_closest_choices(argv, bad, hin
 
 
 def test_known_options_sweeps_and_plain_keys_pass_the_group_check():
-    from recipes.runtime.config_files import group_options, unknown_choices
+    from keras_loss_recipes.runtime.config_files import group_options, unknown_choices
 
     argv = ["-m", "loss=softmax_ce,naive", "experiment=null", "hydra/launcher=joblib", "model.hidden_units=8",
             "optimizer.learning_rate=choice(0.1,0.01)", "+experiment=compare_losses", "data=idx"]
@@ -248,7 +248,7 @@ def test_a_run_directory_is_named_by_what_runs(override, suffix):
     (1, (1, None)), (3, (3, None)), ("30s", (None, 30.0)), ("10min", (None, 600.0)), ("1.5h", (None, 5400.0)),
 ])
 def test_backup_every_reads_epochs_or_a_duration(value, every):
-    from recipes.training.save_schedule import parse_every
+    from keras_loss_recipes.training.save_schedule import parse_every
 
     parsed = parse_every(value)
     assert (parsed.epochs, parsed.seconds) == every

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from recipes.data import load_splits
-from recipes.data.idx import load_idx, parse_idx
-from recipes.data.pipeline import make_dataset
-from recipes.data.splits import balanced_subset, stratified_split
-from recipes.data.validation_split import auto_val_examples
-from recipes.runtime.errors import UserError
+from keras_loss_recipes.data import load_splits
+from keras_loss_recipes.data.idx import load_idx, parse_idx
+from keras_loss_recipes.data.pipeline import make_dataset
+from keras_loss_recipes.data.splits import balanced_subset, stratified_split
+from keras_loss_recipes.data.validation_split import auto_val_examples
+from keras_loss_recipes.runtime.errors import UserError
 from tests.conftest import needs_module
 
 
 def embedded_cfg(**overrides):
-    base = dict(name="mnist_embedded", _target_="recipes.data.embedded.load_embedded", val_examples=500, test_examples=500,
+    base = dict(name="mnist_embedded", _target_="keras_loss_recipes.data.embedded.load_embedded", val_examples=500, test_examples=500,
                 split_seed=0, max_train_examples=None)
     return OmegaConf.create({**base, **overrides})
 
@@ -106,7 +106,7 @@ def write_idx_dir(directory, n_train=60, n_test=20, gz=False):
 
 def idx_cfg(directory, val_examples=10):
     return OmegaConf.create(dict(
-        name="idx", _target_="recipes.data.idx.load_idx", dir=str(directory), num_classes=10, val_examples=val_examples,
+        name="idx", _target_="keras_loss_recipes.data.idx.load_idx", dir=str(directory), num_classes=10, val_examples=val_examples,
         split_seed=0, max_train_examples=None,
         files=dict(train_images="train-images-idx3-ubyte", train_labels="train-labels-idx1-ubyte",
                    test_images="t10k-images-idx3-ubyte", test_labels="t10k-labels-idx1-ubyte"),
@@ -176,7 +176,7 @@ def small_idx_dir(tmp_path_factory):
 
 def test_a_small_idx_set_trains_on_the_shipped_default_and_says_what_it_took(compose, small_idx_dir, caplog):
     data = compose("data=idx", f"data.dir={small_idx_dir}").data
-    with caplog.at_level(logging.INFO, logger="recipes.data.validation_split"):
+    with caplog.at_level(logging.INFO, logger="keras_loss_recipes.data.validation_split"):
         splits = load_splits(data)
     assert splits.sizes() == {"train": 3600, "val": 400, "test": 500}  # auto: 10%
     np.testing.assert_array_equal(np.bincount(splits.y_val), [40] * 10)
@@ -197,7 +197,7 @@ def test_a_validation_size_the_set_cannot_hold_names_the_setting_and_a_size_that
 
 
 def tfds_cfg(tmp_path, **overrides):
-    base = dict(name="mnist", _target_="recipes.data.tfds_source.load_tfds", tfds_name="mnist", data_dir=str(tmp_path / "tfds"),
+    base = dict(name="mnist", _target_="keras_loss_recipes.data.tfds_source.load_tfds", tfds_name="mnist", data_dir=str(tmp_path / "tfds"),
                 download="true", num_classes=10, label_offset=0, val_examples=20,
                 split_seed=0, max_train_examples=None)
     return OmegaConf.create({**base, **overrides})
@@ -215,7 +215,7 @@ def test_tfds_source_through_mock_data(tmp_path):
 def test_tfds_label_offset_for_emnist_letters(tmp_path, monkeypatch):
     # TFDS numbers EMNIST letters 1..26; label_offset=1 makes them 0..25.
     needs_module("tensorflow_datasets", "pip install -r requirements.txt")
-    from recipes.data import tfds_source
+    from keras_loss_recipes.data import tfds_source
 
     letters = np.arange(52) % 26 + 1
     monkeypatch.setattr(tfds_source, "split_to_numpy",
@@ -244,7 +244,7 @@ def test_tfds_missing_data_without_download_says_how_to_provide_it(tmp_path, cap
 
 def test_tfds_offline_auto_download_fails_fast(tmp_path, monkeypatch):
     needs_module("tensorflow_datasets", "pip install -r requirements.txt")
-    from recipes.data import tfds_source
+    from keras_loss_recipes.data import tfds_source
 
     monkeypatch.setattr(tfds_source, "host_resolves", lambda host=None: False)
     with pytest.raises(UserError, match="cannot be downloaded .*unreachable"):

@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from recipes import train as train_recipe
-from recipes.runtime.distribution import jit_setting
-from recipes.runtime.workers import results_in
+from keras_loss_recipes.recipes import train as train_recipe
+from keras_loss_recipes.runtime.distribution import jit_setting
+from keras_loss_recipes.runtime.workers import results_in
 from tests.conftest import ROOT, TINY
 
 
@@ -30,9 +30,9 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
-from recipes import train as train_recipe
-from recipes.runtime.compose import compose_train
-from recipes.runtime.workers import report
+from keras_loss_recipes.recipes import train as train_recipe
+from keras_loss_recipes.runtime.compose import compose_train
+from keras_loss_recipes.runtime.workers import report
 out = {}
 for dist in ("none", "mirrored"):
     overrides = ["model=mlp", "data.max_train_examples=128", "optimizer=sgd", "trainer.epochs=2",

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import losses
-from losses.keras_losses import parse
-from losses.paths import binary_candidate_losses, binary_probe_batches, classify, probe_batches
-from recipes import doctor
-from recipes.reporting import doctor_report
-from recipes.runtime.errors import UserError
-from recipes.training.heads import find_head
+from keras_loss_recipes import losses
+from keras_loss_recipes.losses.keras_losses import parse
+from keras_loss_recipes.losses.paths import binary_candidate_losses, binary_probe_batches, classify, probe_batches
+from keras_loss_recipes.recipes import doctor
+from keras_loss_recipes.reporting import doctor_report
+from keras_loss_recipes.runtime.errors import UserError
+from keras_loss_recipes.training.heads import find_head
 from tests.conftest import ROOT, needs, once_per_run
 
 # The largest loss each clipped path can report: -log(1e-7) for a softmax, and for a sigmoid unit with
@@ -34,8 +34,8 @@ EXAMINED = {
 
 @pytest.fixture(scope="session")
 def examples(tmp_path_factory):
-    """The example models of recipes.doctor.examples, saved once for all workers."""
-    from recipes.doctor.examples import save
+    """The example models of keras_loss_recipes.recipes.doctor.examples, saved once for all workers."""
+    from keras_loss_recipes.recipes.doctor.examples import save
 
     def make(directory: Path) -> dict:
         return {name: str(path) for name, path in save(directory).items()}
@@ -162,7 +162,7 @@ def test_binary_probes_tell_the_paths_apart():
 def test_a_sigmoid_head_is_measured_in_this_process():
     import keras
 
-    from losses.paths import detect_loss_path, sweep_gaps
+    from keras_loss_recipes.losses.paths import detect_loss_path, sweep_gaps
 
     setup = parse("binary_crossentropy").setup("sigmoid")
     exact_path = "rescued_sigmoid" if keras.backend.backend() == "tensorflow" else "clipped_probabilities"
@@ -268,7 +268,7 @@ def test_strict_mode_lets_a_clean_model_through(examples, compose, tmp_path):
 
 
 def test_the_docs_page_is_the_rendering_of_its_stored_report():
-    """docs/doctor.md is what `python -m recipes.doctor --docs` renders from docs/doctor.json."""
+    """docs/doctor.md is what `python -m keras_loss_recipes.recipes.doctor --docs` renders from docs/doctor.json."""
     report = json.loads((ROOT / "docs" / doctor_report.REPORT_FILE).read_text())
     assert (ROOT / "docs" / doctor_report.MARKDOWN_FILE).read_text() == doctor_report.render_docs_page(report)
     assert report["checkpoint"] == f"{doctor.DOCS_EXAMPLE}.keras" and report["verdict"] in ("lossy", "clean")

@@ -141,8 +141,8 @@ def test_every_fault_has_a_test_and_the_table_in_the_docs_is_the_generators():
 
 
 def test_a_resume_whose_every_backup_is_damaged_stops_with_one_line_and_never_starts_over(tmp_path):
-    from recipes.runtime.errors import UserError
-    from recipes.training.backup import latest
+    from keras_loss_recipes.runtime.errors import UserError
+    from keras_loss_recipes.training.backup import latest
 
     for epoch in (1, 2):
         folder = tmp_path / f"epoch-00000{epoch}"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from recipes.reporting.findings_page import README_BEGIN, README_END, render_page, render_readme_block
-from recipes.runtime.workers import results_in
+from keras_loss_recipes.reporting.findings_page import README_BEGIN, README_END, render_page, render_readme_block
+from keras_loss_recipes.runtime.workers import results_in
 from tests.conftest import ROOT, needs, once_per_run, project_env
 
 DOCS = ROOT / "docs"

@@ -4,8 +4,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import losses
-from losses.measure import compiled_loss
+from keras_loss_recipes import losses
+from keras_loss_recipes.losses.measure import compiled_loss
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "loss"
 EXTREME = np.array([[1000.0, 0.0, -1000.0]])  # true class 2: exact CE is 2000

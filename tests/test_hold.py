@@ -1,10 +1,10 @@
-"""The test hook that holds a run after an epoch (recipes/training/hold.py): off unless asked, and exact."""
+"""The test hook that holds a run after an epoch (keras_loss_recipes/training/hold.py): off unless asked, and exact."""
 import time
 
 import pytest
 
-from recipes.runtime.errors import UserError
-from recipes.training import hold
+from keras_loss_recipes.runtime.errors import UserError
+from keras_loss_recipes.training import hold
 
 
 @pytest.fixture

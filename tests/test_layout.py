@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import ROOT, needs_module
 
-PACKAGES = ("losses", "recipes")
+PACKAGE = "keras_loss_recipes"  # the one import package pip installs (besides the hydra_plugins namespace)
 # Each layer and the layers it may import (itself included). Above all: the recipes themselves.
 LAYERS = {
     "recipes": {"recipes", "training", "reporting", "data", "runtime", "losses"},
@@ -24,11 +24,10 @@ LAYERS = {
 def project_modules() -> dict[str, Path]:
     """Dotted module name -> file, for every module of the installed packages."""
     modules = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-            modules[name] = path
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        modules[name] = path
     return modules
 
 
@@ -39,7 +38,7 @@ def imports_of(path: Path, modules: dict) -> set[str]:
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            # `from recipes import train` imports the module recipes.train.
+            # `from recipes import train` imports the module keras_loss_recipes.recipes.train.
             names = [f"{node.module}.{alias.name}" if f"{node.module}.{alias.name}" in modules else node.module
                      for alias in node.names]
         else:
@@ -49,10 +48,9 @@ def imports_of(path: Path, modules: dict) -> set[str]:
 
 
 def layer_of(module: str) -> str:
+    """keras_loss_recipes.<layer>...; the package's own __init__ and cli/ count with the recipes."""
     parts = module.split(".")
-    if parts[0] == "losses":
-        return "losses"
-    if len(parts) > 1 and parts[1] in LAYERS and parts[1] != "recipes":
+    if len(parts) > 1 and parts[1] in LAYERS:
         return parts[1]
     return "recipes"
 
@@ -90,26 +88,26 @@ def test_no_import_circles_lazy_imports_included():
 
 def test_the_layout_checks_would_see_a_wrong_import(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from recipes.reporting.results import write_metrics\n")
+    source.write_text("def f():\n    from keras_loss_recipes.reporting.results import write_metrics\n")
     modules = project_modules()
-    assert imports_of(source, modules) == {"recipes.reporting.results"}
-    assert "reporting" not in LAYERS[layer_of("recipes.training.network")]
+    assert imports_of(source, modules) == {"keras_loss_recipes.reporting.results"}
+    assert "reporting" not in LAYERS[layer_of("keras_loss_recipes.training.network")]
 
 
 def test_every_folder_of_code_is_a_package_that_pip_installs():
     from setuptools import find_packages
 
-    folders = {p.parent for package in PACKAGES for p in (ROOT / package).rglob("*.py")}
+    folders = {p.parent for p in (ROOT / PACKAGE).rglob("*.py")}
     missing_init = sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file())
     assert missing_init == []
     # The same discovery as pyproject.toml's [tool.setuptools.packages.find].
-    found = set(find_packages(str(ROOT), include=["losses", "losses.*", "recipes", "recipes.*"]))
+    found = set(find_packages(str(ROOT), include=[PACKAGE, f"{PACKAGE}.*"]))
     assert found == {".".join(f.relative_to(ROOT).parts) for f in folders}
 
 
 @pytest.mark.slow
 def test_the_built_wheel_holds_every_module(tmp_path):
-    """`pip install .` installs what this wheel holds: every module, recipes.training.steps included."""
+    """`pip install .` installs what this wheel holds: every module, keras_loss_recipes.training.steps included."""
     import subprocess
     import sys
 
@@ -121,8 +119,8 @@ def test_the_built_wheel_holds_every_module(tmp_path):
     for name in ("pyproject.toml", "requirements.txt", "README.md"):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, source / name)
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in (PACKAGE, "hydra_plugins"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
                              "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -130,13 +128,16 @@ def test_the_built_wheel_holds_every_module(tmp_path):
     in_wheel = set(zipfile.ZipFile(wheel).namelist())
     expected = {str(p.relative_to(ROOT)) for p in project_modules().values()}
     assert expected - in_wheel == set()
-    assert "recipes/training/steps/jax_step.py" in in_wheel
+    assert "keras_loss_recipes/training/steps/jax_step.py" in in_wheel
+    # One top-level import package and Hydra's plugin namespace: nothing that shadows a user's losses.py.
+    tops = {name.split("/")[0] for name in in_wheel if not name.split("/")[0].endswith((".dist-info", ".data"))}
+    assert tops == {PACKAGE, "hydra_plugins"}
 
 
 def test_the_recipe_registry_matches_the_recipe_configs():
     import yaml
 
-    from recipes.registry import RECIPES
+    from keras_loss_recipes.recipes.registry import RECIPES
 
     configs = {p.stem: yaml.safe_load(p.read_text())["name"] for p in (ROOT / "configs" / "recipe").glob("*.yaml")}
     assert configs == {name: name for name in RECIPES}
@@ -145,8 +146,8 @@ def test_the_recipe_registry_matches_the_recipe_configs():
 def test_the_group_configs_offer_what_the_code_builds():
     import yaml
 
-    from recipes.runtime.targets import resolve_target
-    from recipes.training.optimizers import BUILDERS as OPTIMIZERS
+    from keras_loss_recipes.runtime.targets import resolve_target
+    from keras_loss_recipes.training.optimizers import BUILDERS as OPTIMIZERS
 
     names = {yaml.safe_load(p.read_text())["name"] for p in (ROOT / "configs" / "optimizer").glob("*.yaml")}
     assert names == set(OPTIMIZERS)
@@ -156,8 +157,8 @@ def test_the_group_configs_offer_what_the_code_builds():
 
 
 def test_readme_formulation_tables_are_the_registry_rendering():
-    """README.md shows the tables `python -m losses` prints, verbatim."""
-    from losses.table import formulation_table, path_table
+    """README.md shows the tables `python -m keras_loss_recipes.losses` prints, verbatim."""
+    from keras_loss_recipes.losses.table import formulation_table, path_table
 
     readme = (ROOT / "README.md").read_text()
     assert formulation_table() in readme

@@ -58,7 +58,7 @@ def test_steps_are_queued_and_the_device_is_read_only_at_epoch_ends(backend, tmp
 def test_best_keras_is_written_when_the_best_changes_not_again_without_it(tmp_path):
     import keras
 
-    from recipes.training.callbacks import SaveModels
+    from keras_loss_recipes.training.callbacks import SaveModels
 
     saver = SaveModels(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), tmp_path, write_every_s=0.0)
     saver.on_epoch_end(0, {"val_accuracy": 0.5})

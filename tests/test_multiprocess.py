@@ -1,4 +1,4 @@
-"""Several processes training one model on JAX (recipes/runtime/processes/, scripts/launch_processes.py).
+"""Several processes training one model on JAX (keras_loss_recipes/runtime/processes/, scripts/launch_processes.py).
 
 Two local processes against one on the same global batch (and the sockets they
 listen on meanwhile), a killed worker, and the one-line errors of bad input.
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from recipes.runtime import processes
-from recipes.runtime.errors import UserError
+from keras_loss_recipes.runtime import processes
+from keras_loss_recipes.runtime.errors import UserError
 from scripts.multiprocess_figures import (
     FIGURES, JOB, KILL_JOB, LAUNCHER, PAGE, is_loopback, kill_after_first_epoch, largest_differences,
     launch_command, page_block, read_metrics, render, wait_listening,
@@ -73,7 +73,7 @@ def test_bad_group_variables_are_one_line_errors():
 
 def test_the_watchdog_ends_a_process_that_makes_no_progress(tmp_path):
     record = tmp_path / "recorded"
-    code = ("import time; from recipes.runtime.processes import Watchdog; "
+    code = ("import time; from keras_loss_recipes.runtime.processes import Watchdog; "
             f"watchdog = Watchdog(on_stall=lambda message: open({str(record)!r}, 'w').write(message)); "
             "watchdog.start(1, 'process 1'); [watchdog.tick() or time.sleep(0.1) for _ in range(20)]; "
             "time.sleep(30)")
@@ -173,7 +173,7 @@ def test_scale_md_shows_the_measured_figures():
 
 def test_scale_md_states_the_timeouts_the_code_uses():
     """The settings docs/scale.md quotes are the code's: a change to one shows here."""
-    from recipes.runtime.compose import compose_train
+    from keras_loss_recipes.runtime.compose import compose_train
 
     from scripts.launch_processes import GRACE_S
 

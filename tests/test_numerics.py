@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-import losses
+from keras_loss_recipes import losses
 
 REFERENCE_SOFTMAX = [0.65900114, 0.24243297, 0.09856589]
 

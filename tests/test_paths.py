@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-import losses
-from losses.paths import candidate_losses, classify, detect_loss_path, probe_batches
+from keras_loss_recipes import losses
+from keras_loss_recipes.losses.paths import candidate_losses, classify, detect_loss_path, probe_batches
 
 # What the registry says each formulation does on TensorFlow; measured below.
 EXPECTED_ON_TENSORFLOW = {name: losses.formulation(name).expected_path("tensorflow") for name in losses.names()}

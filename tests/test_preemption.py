@@ -1,5 +1,5 @@
-"""Preemption's parts, in this process: the signal handler (recipes/runtime/preemption.py), the step counter that
-lets a resumed run pass over the steps it had done (recipes/training/preemption_stop.py), and what a sweep says
+"""Preemption's parts, in this process: the signal handler (keras_loss_recipes/runtime/preemption.py), the step counter that
+lets a resumed run pass over the steps it had done (keras_loss_recipes/training/preemption_stop.py), and what a sweep says
 of a resumed job's earlier attempts. tests/test_faults.py stops and resumes real runs on every backend."""
 import json
 import os
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from recipes.reporting.results import earlier_attempts
-from recipes.runtime import preemption
+from keras_loss_recipes.reporting.results import earlier_attempts
+from keras_loss_recipes.runtime import preemption
 
 
 def test_outside_training_a_preemption_signal_stops_the_run_at_once():
@@ -43,7 +43,7 @@ class _Model:
 
 
 def test_a_resumed_epoch_passes_over_the_batches_of_its_steps_done_then_trains_on_the_next():
-    from recipes.training.preemption_stop import StepCounter
+    from keras_loss_recipes.training.preemption_stop import StepCounter
 
     model, counter, order = _Model(), StepCounter(), []
     counter.wrap(model)

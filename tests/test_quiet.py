@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from recipes.runtime.quiet import drop_lines, noise_patterns
+from keras_loss_recipes.runtime.quiet import drop_lines, noise_patterns
 
 PREAMBLE = "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
 NO_DRIVERS = ("I0000 00:00:1795656099.523922   27855 cudart_stub.cc:31] Could not find cuda drivers on your "
@@ -41,7 +41,7 @@ def test_native_writes_are_filtered_and_the_rest_comes_through_in_order():
     # os.write(2, ...) is what C++ code does: below Python's sys.stderr.
     code = textwrap.dedent(f"""
         import os, sys
-        from recipes.runtime.quiet import filtered_native_stderr, noise_patterns
+        from keras_loss_recipes.runtime.quiet import filtered_native_stderr, noise_patterns
         with filtered_native_stderr(noise_patterns(gpu_present=False)):
             os.write(2, {PREAMBLE.encode()!r})
             os.write(2, b"kept native line\\n")

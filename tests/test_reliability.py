@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from recipes import train as train_recipe
-from recipes.runtime.errors import UserError
+from keras_loss_recipes.recipes import train as train_recipe
+from keras_loss_recipes.runtime.errors import UserError
 from tests.conftest import TINY
 
 
@@ -22,7 +22,7 @@ def test_overwrite_moves_the_earlier_run_aside(compose, tmp_path):
 
 
 def test_best_and_last_models_and_evaluate_agree_with_the_run(compose, tmp_path):
-    from recipes import evaluate
+    from keras_loss_recipes.recipes import evaluate
 
     run = train_recipe.run(compose(*TINY, "loss=softmax_ce", "trainer.epochs=2"), tmp_path / "run")
     assert (tmp_path / "run" / "best.keras").exists() and (tmp_path / "run" / "last.keras").exists()
@@ -50,7 +50,7 @@ def test_best_and_last_models_and_evaluate_agree_with_the_run(compose, tmp_path)
 
 
 def test_ece_of_a_perfectly_calibrated_and_an_overconfident_model():
-    from recipes.reporting.calibration import expected_calibration_error
+    from keras_loss_recipes.reporting.calibration import expected_calibration_error
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, size=20000)
@@ -121,10 +121,10 @@ def bad_inputs(tmp_path):
 
 @pytest.mark.slow
 def test_bad_inputs_fail_cleanly_and_touch_nothing_else(compose, train_cli, tmp_path, capsys):
-    """Each case through the function train.py's Hydra job calls (recipes.cli.job.run_job), in this process;
+    """Each case through the function train.py's Hydra job calls (keras_loss_recipes.cli.job.run_job), in this process;
     the YAML error, found before Hydra composes anything, through train.py itself. (That train.py
     turns the same errors into the same line and exit status: tests/test_train.py, test_config.py.)"""
-    from recipes.cli.job import run_job
+    from keras_loss_recipes.cli.job import run_job
 
     other = tmp_path / "other_run"
     train_recipe.run(compose(*TINY), other)
@@ -148,7 +148,7 @@ def test_bad_inputs_fail_cleanly_and_touch_nothing_else(compose, train_cli, tmp_
 
 
 def test_non_finite_images_are_reported_not_trained_on():
-    from recipes.data.splits import check_images_and_labels
+    from keras_loss_recipes.data.splits import check_images_and_labels
 
     images = np.zeros((3, 28, 28), np.float32)
     images[1, 5, 5] = np.nan
@@ -162,7 +162,7 @@ def test_non_finite_images_are_reported_not_trained_on():
 @pytest.mark.slow(seconds=25)
 def test_tensorboard_server_shows_runs_stability_hparams_and_the_comparison(train_cli, tmp_path):
     """A real sweep, read back through a real TensorBoard server's HTTP API, as the dashboards read it."""
-    from recipes.reporting.tensorboard_views import LAYOUT
+    from keras_loss_recipes.reporting.tensorboard_views import LAYOUT
     from scripts.tensorboard_server import get_json, hparams_default_columns, post_json, serve
 
     sweep = tmp_path / "sweep"

@@ -1,5 +1,5 @@
 """SLURM: a sweep through a real one-node cluster, with a cancelled and a timed-out job, and a resumed one;
-and one model trained by the two processes of `srun -n 2` (recipes/runtime/processes/).
+and one model trained by the two processes of `srun -n 2` (keras_loss_recipes/runtime/processes/).
 
 The cluster (scripts/slurm_cluster.py) is started once per session by the
 `slurm_cluster` fixture and skipped where it cannot run (not root, no apt-get).
@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from recipes.reporting.results import read_history
-from recipes.runtime.run_files import BACKUP_DIR
-from recipes.training import hold
+from keras_loss_recipes.reporting.results import read_history
+from keras_loss_recipes.runtime.run_files import BACKUP_DIR
+from keras_loss_recipes.training import hold
 from scripts.exact_resume import FIGURES
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB
 from scripts.multiprocess_figures import largest_differences, read_metrics
@@ -29,7 +29,7 @@ from tests.test_multiprocess import TOLERANCE as MULTIPROCESS_TOLERANCE  # 2 pro
 # epoch (`scancel --signal=TERM`: a preemption), saves that step, requeues itself and ends
 # ok. No warning signal before the limit (signal_delay_s=0): the job is ended by SLURM
 # itself. The three longer jobs hold in epoch 3 after its step 2 until they are signalled
-# (recipes/training/hold.py), so none can finish first on a fast machine; the two shorter
+# (keras_loss_recipes/training/hold.py), so none can finish first on a fast machine; the two shorter
 # ones never reach a hold, and a resumed run never holds. SLURM starts a requeued job about two
 # minutes after the requeue (its begin time moves on), which the sweep waits out.
 EPOCHS = (1, 2, 6, 400, 3)

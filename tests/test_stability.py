@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from recipes import probe
-from recipes import train as train_recipe
+from keras_loss_recipes.recipes import probe
+from keras_loss_recipes.recipes import train as train_recipe
 from tests.conftest import TINY
 
 STABILITY_TAGS = {

@@ -9,11 +9,11 @@ import sys
 import pytest
 import yaml
 
-from recipes.reporting import comparison as compare
-from recipes.reporting import search_report
-from recipes.reporting.sweep_record import search_of
-from recipes.runtime.errors import UserError
-from recipes.runtime.run_names import job_dir_name, swept_keys
+from keras_loss_recipes.reporting import comparison as compare
+from keras_loss_recipes.reporting import search_report
+from keras_loss_recipes.reporting.sweep_record import search_of
+from keras_loss_recipes.runtime.errors import UserError
+from keras_loss_recipes.runtime.run_names import job_dir_name, swept_keys
 from tests.conftest import ROOT, TINY, needs_module
 
 SWEEP = [*TINY, "trainer.epochs=1"]
@@ -87,7 +87,7 @@ def test_a_sweep_whose_every_job_failed_still_gets_its_report(tmp_path):
 def test_report_refuses_a_directory_that_is_not_a_sweep(tmp_path):
     with pytest.raises(UserError, match="not a sweep directory"):
         compare.write_report(tmp_path)
-    result = subprocess.run([sys.executable, "-m", "recipes.cli.compare", str(tmp_path / "nope")],
+    result = subprocess.run([sys.executable, "-m", "keras_loss_recipes.cli.compare", str(tmp_path / "nope")],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2 and "no such directory" in result.stderr and "Traceback" not in result.stderr
 
@@ -306,8 +306,8 @@ def test_optuna_search_minimises_the_validation_exact_cross_entropy_it_is_told_t
 def test_the_search_preset_takes_its_direction_from_the_optimized_metric():
     from hydra import compose, initialize_config_dir
 
-    from recipes.runtime import run_names
-    from recipes.runtime.compose import config_dir
+    from keras_loss_recipes.runtime import run_names
+    from keras_loss_recipes.runtime.compose import config_dir
 
     run_names.register()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
@@ -346,7 +346,7 @@ def test_job_dir_names_are_short_shell_safe_and_name_what_the_sweep_varies():
 def test_the_optuna_sample_in_the_docs_is_what_the_generator_wrote():
     """docs/sweeps.md's sample search is pasted by scripts/optuna_sample.py: its command, the summary's columns
     as the report prints them for the preset's searched keys, ranks in order, and the best line naming rank 1."""
-    from recipes.reporting.search_report import short_names
+    from keras_loss_recipes.reporting.search_report import short_names
     from scripts import optuna_sample
 
     page = (ROOT / "docs" / "sweeps.md").read_text()

@@ -8,11 +8,11 @@ import sys
 import numpy as np
 import pytest
 
-import losses
-from losses.paths import MEANINGS
-from recipes import train as train_recipe
-from recipes.reporting import tensorboard_views
-from recipes.runtime.errors import UserError
+from keras_loss_recipes import losses
+from keras_loss_recipes.losses.paths import MEANINGS
+from keras_loss_recipes.recipes import train as train_recipe
+from keras_loss_recipes.reporting import tensorboard_views
+from keras_loss_recipes.runtime.errors import UserError
 from tests.conftest import ROOT, TINY
 from tests.test_paths import EXPECTED_ON_TENSORFLOW
 
@@ -90,8 +90,8 @@ def test_same_seed_same_metrics_other_seed_other_metrics(compose, tmp_path):
 def test_temperature_and_label_smoothing_reach_the_loss_that_is_computed(compose, tmp_path):
     import keras
 
-    from recipes.data import load_splits
-    from recipes.data.pipeline import scale_images
+    from keras_loss_recipes.data import load_splits
+    from keras_loss_recipes.data.pipeline import scale_images
 
     cfg = compose(*TINY, "loss=from_logits", "loss.temperature=2.0", "loss.label_smoothing=0.1")
     m = train_recipe.run(cfg, tmp_path)

@@ -1,13 +1,13 @@
-"""The child-process runner (recipes/runtime/workers.py): results, progress, and a failed worker, the same everywhere."""
+"""The child-process runner (keras_loss_recipes/runtime/workers.py): results, progress, and a failed worker, the same everywhere."""
 from __future__ import annotations
 
 import sys
 
 import pytest
 
-from recipes.runtime import workers
+from keras_loss_recipes.runtime import workers
 
-FAILING = ("import sys; from recipes.runtime.workers import report; report({'step': 1}); print('halfway'); "
+FAILING = ("import sys; from keras_loss_recipes.runtime.workers import report; report({'step': 1}); print('halfway'); "
            "sys.stderr.write('Traceback (most recent call last):\\nValueError: boom\\n'); sys.exit(3)")
 
 
@@ -31,7 +31,7 @@ def test_a_worker_reports_one_result_line_that_the_parent_reads_back(capsys, tmp
 
 def test_the_doctor_and_the_findings_report_a_failed_worker_alike(tmp_path, monkeypatch):
     """Both run their children through the one runner: a child that dies gives the same error."""
-    from recipes import doctor
+    from keras_loss_recipes.recipes import doctor
     from scripts import findings
 
     dying = tmp_path / "python"

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recipes import train as train_recipe
-from recipes.runtime.errors import UserError
+from keras_loss_recipes.recipes import train as train_recipe
+from keras_loss_recipes.runtime.errors import UserError
 from tests.conftest import ROOT, TINY, project_env
 
 USER_MODELS = '''
@@ -261,7 +261,7 @@ def test_train_py_with_a_model_of_yours_from_your_own_directory_and_a_sweep_acro
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("error: model._target_=")
     assert not (tmp_path / "bad").exists()
     sweep = tmp_path / "sweep"
-    done = train_py("-m", "model._target_=recipes.training.models.mlp,my_models.build",
+    done = train_py("-m", "model._target_=keras_loss_recipes.training.models.mlp,my_models.build",
                     "loss=sparse_from_logits,softmax_ce", f"hydra.sweep.dir={sweep}")
     assert done.returncode == 0, done.stderr[-3000:]
     runs = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
@@ -275,13 +275,13 @@ def test_train_py_with_a_model_of_yours_from_your_own_directory_and_a_sweep_acro
     assert sorted(groups) == [f"loss={loss}, model._target_={target}, model={name}"
                               for loss in ("softmax_ce", "sparse_from_logits")
                               for target, name in (("my_models.build", "my_models.build"),
-                                                   ("recipes.training.models.mlp", "mlp"))]
+                                                   ("keras_loss_recipes.training.models.mlp", "mlp"))]
     assert {row["ok"] for row in groups.values()} == {"1"}
     print("\n" + (sweep / "comparison.md").read_text())
 
 
 def test_the_head_finder_sees_through_shape_only_layers_in_a_saved_graph():
-    from recipes.training.heads import find_head
+    from keras_loss_recipes.training.heads import find_head
 
     def layer(name, class_name, inbound, **config):
         node = [{"args": [{"config": {"keras_history": [inbound, 0, 0]}}]}] if inbound else []
@@ -314,7 +314,7 @@ def test_the_installed_command_trains_your_model_from_a_directory_outside_the_re
     for name in ("pyproject.toml", "requirements.txt", "README.md"):
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / name, source / name)
-    for folder in ("configs", "losses", "recipes", "hydra_plugins"):
+    for folder in ("configs", "keras_loss_recipes", "hydra_plugins"):
         shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
                             str(tmp_path / "dist"), str(source)], capture_output=True, text=True, timeout=300)
@@ -340,9 +340,9 @@ def test_the_installed_command_trains_your_model_from_a_directory_outside_the_re
     (home / "my_configs" / "model" / "small.yaml").write_text("_target_: my_models.build\nname: small\nhidden: 3\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    where = subprocess.run([str(python), "-c", "import recipes.runtime.compose as c; print(c.__file__, c.config_dir())"],
+    where = subprocess.run([str(python), "-c", "import keras_loss_recipes.runtime.compose as c; print(c.__file__, c.config_dir())"],
                            cwd=home, env=env, capture_output=True, text=True, timeout=120).stdout.split()
-    assert where == [f"{fresh_site}/recipes/runtime/compose.py", f"{env_dir}/share/keras-loss-recipes/configs"]
+    assert where == [f"{fresh_site}/keras_loss_recipes/runtime/compose.py", f"{env_dir}/share/keras-loss-recipes/configs"]
     done = subprocess.run([str(env_dir / "bin" / "recipes-train"), "--config-dir", "my_configs", "model=small",
                            *(a for a in TINY if not a.startswith("model=")), "hydra.run.dir=run"],
                           cwd=home, env=env, capture_output=True, text=True, timeout=600)
@@ -355,7 +355,7 @@ def test_the_installed_command_trains_your_model_from_a_directory_outside_the_re
 def test_your_model_resumes_exactly_and_evaluates_to_its_own_figures(user_code, compose, tmp_path, monkeypatch):
     """Killed after epoch 1 and resumed, a user's softmax model ends bit for bit like the run never killed;
     recipe=evaluate on its run directory gives the run's own test figures."""
-    from recipes import evaluate
+    from keras_loss_recipes.recipes import evaluate
     from scripts.exact_resume import FIGURES, compare
 
     monkeypatch.setenv("PYTHONPATH", str(user_code))
@@ -372,9 +372,9 @@ def test_your_model_resumes_exactly_and_evaluates_to_its_own_figures(user_code, 
 def test_a_folder_is_streamed_from_disk_a_batch_at_a_time(compose, tmp_path):
     from PIL import Image
 
-    from recipes.data import load_splits
-    from recipes.data.pipeline import make_dataset
-    from recipes.data.splits import is_streamed
+    from keras_loss_recipes.data import load_splits
+    from keras_loss_recipes.data.pipeline import make_dataset
+    from keras_loss_recipes.data.splits import is_streamed
 
     folder = write_folder(tmp_path / "images", classes=2, per_class=10, size=(9, 7))
     splits = load_splits(compose("data=folder", f"data.dir={folder}", "data.val_examples=4",
@@ -409,7 +409,7 @@ def test_a_model_whose_config_holds_options_not_a_graph_is_read_once_built(user_
     examined by the doctor from its saved file, which it loads where the model's module is importable."""
     import keras
 
-    from recipes.training.heads import read_saved_model
+    from keras_loss_recipes.training.heads import read_saved_model
 
     m = train(compose, tmp_path / "run", "model._target_=my_models.options_only")
     assert m["status"] == "ok" and m["removed_head"] == {"kind": "softmax", "layer": "probs", "class": "Dense"}

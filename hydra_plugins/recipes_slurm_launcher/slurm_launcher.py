@@ -7,11 +7,11 @@ no report is written. This launcher submits the same job array, waits for every
 job, and records each one that ended without a result as `failed` in its run
 directory's metrics.json, with SLURM's end state and SLURM's own line about it
 (`CANCELLED AT ...`, `DUE TO TIME LIMIT`). The run directory keeps its backup,
-so the same command resumes that job (recipes.reporting.results.prepare_run_dir).
+so the same command resumes that job (keras_loss_recipes.reporting.results.prepare_run_dir).
 
 A job stopped by a preemption signal (SLURM's preemption, `scancel --signal=TERM`)
 saves the step it was at and exits with 128 + the signal's number
-(recipes/runtime/preemption.py). With `requeue_preempted` (the presets' default),
+(keras_loss_recipes/runtime/preemption.py). With `requeue_preempted` (the presets' default),
 the job then requeues itself (`scontrol requeue`, as submitit does for its own
 checkpoints): SLURM starts it again, it resumes from that step, and the sweep gets
 its result as from any other job; its metrics.json says `resumed: true`, and
@@ -47,7 +47,7 @@ except ImportError:
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
 EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout", "requeue_preempted")
-# The exit codes of a run a preemption signal stopped, its step saved (recipes/runtime/preemption.py).
+# The exit codes of a run a preemption signal stopped, its step saved (keras_loss_recipes/runtime/preemption.py).
 PREEMPTED_EXITS = {128 + getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")}
 
 
@@ -88,9 +88,9 @@ class RecordingSlurmLauncher(SlurmLauncher):
         import submitit
 
         # Imported here: Hydra imports this module at every start.
-        from recipes.reporting.failures import record_failure
-        from recipes.reporting.results import RESUMABLE, read_metrics
-        from recipes.runtime.run_files import METRICS_FILE
+        from keras_loss_recipes.reporting.failures import record_failure
+        from keras_loss_recipes.reporting.results import RESUMABLE, read_metrics
+        from keras_loss_recipes.runtime.run_files import METRICS_FILE
 
         try:
             return job.results()[0]
@@ -106,7 +106,7 @@ class RecordingSlurmLauncher(SlurmLauncher):
             log.error("%s; recorded as failed in %s", ended, run_dir)
             record_failure(cfg, run_dir, ended)
             value = None
-        # NaN for a failed job, as recipes.cli.job returns: a sweeper records it as a failed trial.
+        # NaN for a failed job, as keras_loss_recipes.cli.job returns: a sweeper records it as a failed trial.
         return JobReturn(overrides=overrides, cfg=cfg, working_dir=str(run_dir), status=JobStatus.COMPLETED,
                          _return_value=float("nan") if value is None else float(value))
 
@@ -129,9 +129,9 @@ def importable_in_jobs() -> None:
     from outside the repository (python /path/to/train.py -m ...) has jobs that
     cannot import either.
     """
-    import recipes
+    import keras_loss_recipes
 
-    root = str(Path(recipes.__file__).resolve().parents[1])
+    root = str(Path(keras_loss_recipes.__file__).resolve().parents[1])
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])

@@ -1,0 +1,163 @@
+"""One job of train.py: the recipe that `recipe=` names, run once Hydra has composed the config.
+
+How a job ends, decided in one place (`_stop`):
+
+    it finished                     its `optimized_metric` (what a sweeper optimises)
+    its run directory is finished   that run's, without training again
+    bad input (UserError)           one `error:` line on stderr, exit code 2
+    a full disk                     one `error:` line naming the file and the free space, exit code 2;
+                                    the same command resumes once there is room
+    Ctrl-C                          metrics.json says "interrupted" (resumable), exit code 130
+    a preemption signal (SIGTERM)   in training, after the step under way and its backup (within
+                                    trainer.preemption_grace_s); metrics.json says "preempted" (resumable),
+                                    exit code 128 + its number
+    a bug                           metrics.json says "failed" with the error; the traceback stays
+In a sweep (multirun) a failed job stops nothing else: it is recorded, and its
+objective is NaN. One of several processes training one model leaves at once.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from keras_loss_recipes.recipes.registry import get_recipe
+from keras_loss_recipes.reporting.failures import record_failure, record_interruption
+from keras_loss_recipes.reporting.results import RunAlreadyFinished, discard_if_unused
+from keras_loss_recipes.runtime import preemption, processes
+from keras_loss_recipes.runtime.backends import activate_backend
+from keras_loss_recipes.runtime.errors import UserError, disk_full, disk_full_message
+from keras_loss_recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
+from keras_loss_recipes.runtime.preemption import Preempted, taken_as_preemption
+
+log = logging.getLogger("train")
+DISK_FULL_EXIT = 2  # as bad input: the user must act (free space) before the same command goes on
+
+
+class _NoRetracingNoise(logging.Filter):
+    """Each run (and each loss-path probe) builds fresh models, so TensorFlow's
+    "triggered tf.function retracing" advice is expected here, not a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(_NoRetracingNoise())
+
+
+def run_job(cfg, run_dir) -> float:
+    """Run the configured recipe. Returns the validation figure `optimized_metric` names (NaN for a failed job
+    of a sweep, or a run that has not that figure)."""
+    run_dir = Path(run_dir)
+    try:
+        with taken_as_preemption(cfg.trainer.get("preemption_signals", ["SIGTERM"]),
+                                 cfg.trainer.get("preemption_grace_s"),
+                                 on_grace_expired=functools.partial(_grace_expired, cfg, run_dir)):
+            activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
+            metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
+    except RunAlreadyFinished as done:
+        log.info("%s already holds a finished run (status %s); not retraining it",
+                 done.run_dir, done.metrics.get("status"))
+        metrics = done.metrics
+    except (KeyboardInterrupt, Preempted, Exception) as err:
+        _stop(cfg, run_dir, err)  # returns only for a failed job of a sweep, which goes on
+        return float("nan")  # a sweeper (Optuna) records a NaN objective as a failed trial
+    value = metrics.get(cfg.get("optimized_metric", DEFAULT_OBJECTIVE))
+    return float("nan") if value is None else float(value)
+
+
+def _stop(cfg, run_dir: Path, err: BaseException) -> None:
+    """Record `err` and say so; then exit with its code, unless it failed a job of a sweep."""
+    group = processes.current()
+    if isinstance(err, KeyboardInterrupt):
+        record_interruption(cfg, run_dir)
+        if group is None or group.rank == 0:  # the others' run directories are scratch ones
+            _say_resumable(f"interrupted: {run_dir} keeps its last completed epoch", run_dir)
+        _exit(130, at_once=group is not None)
+    if isinstance(err, Preempted):  # a sweep stops too: its process is what the scheduler preempts
+        if not preemption.finishing():
+            threading.Event().wait()  # the grace timer is recording the end and exiting the process
+        seconds = preemption.seconds_since_signal()
+        record_interruption(cfg, run_dir, status="preempted", signal_name=err.name, stopped_at=err.kept,
+                            stop_s=None if seconds is None else round(seconds, 3))
+        if err.kept and seconds is not None:
+            log.info("saved %s %.2f s after %s (trainer.preemption_grace_s=%s)", err.kept, seconds, err.name,
+                     cfg.trainer.get("preemption_grace_s"))
+        if group is None or group.rank == 0:
+            where = f" at {err.kept}" if err.kept else ""
+            kept = "a backup of that point" if err.kept else "its last saved epoch"
+            _say_resumable(f"preempted ({err.name}){where}: {run_dir} keeps {kept}", run_dir)
+        _exit(err.exit_code, at_once=group is not None)
+    full = disk_full(err)
+    if full is not None:  # not a bug: one line, and the run resumes once there is room
+        record_failure(cfg, run_dir, err, quiet=True)
+        print(f"error: {disk_full_message(run_dir, full)}", file=sys.stderr, flush=True)
+        if in_sweep():
+            return
+        _exit(DISK_FULL_EXIT, at_once=group is not None)
+    if in_sweep():
+        record_failure(cfg, run_dir, err)
+        log.error("job failed, the sweep goes on: %s", err if isinstance(err, UserError) else f"\n{traceback.format_exc()}")
+        return
+    if isinstance(err, UserError):
+        if not discard_if_unused(run_dir):  # a run directory that holds an earlier run stays, and says why
+            to_log_file(run_dir, f"error: {err}")
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        _exit(2, at_once=group is not None and processes.joined())
+    record_failure(cfg, run_dir, err)
+    # Hydra prints the traceback on the console; the run's train.log gets it too.
+    to_log_file(run_dir, f"run failed: {type(err).__name__}: {err}\n{traceback.format_exc()}")
+    if group is None:
+        raise err
+    # A peer that died breaks the collectives: one line, then out at once.
+    log.error("run failed:\n%s", traceback.format_exc())
+    recorded = f"; {run_dir} records the run as failed; the same command resumes it" if group.rank == 0 else ""
+    print(f"error: process {group.rank} of {group.count}: {type(err).__name__}: {_first_line(err)}{recorded}",
+          file=sys.stderr, flush=True)
+    _exit(1, at_once=True)
+
+
+def _grace_expired(cfg, run_dir: Path, signum: int, grace_s: float) -> None:
+    """The step under way and its backup took longer than trainer.preemption_grace_s: record the preemption
+    now (the timer's thread then ends the process), with the last backup written before the signal."""
+    name = signal.Signals(signum).name
+    record_interruption(cfg, run_dir, status="preempted", signal_name=name, stopped_at=None)
+    _say_resumable(f"preempted ({name}): the step under way and its backup did not finish within "
+                   f"trainer.preemption_grace_s={grace_s:g}; {run_dir} keeps its last saved epoch", run_dir)
+
+
+def _say_resumable(what: str, run_dir: Path) -> None:
+    """The one line of a run that stopped resumable: what it kept, and the command that goes on."""
+    print(f"{what}; run the same command (with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
+
+
+def _exit(code: int, at_once: bool) -> None:
+    """Exit with `code`; `at_once` for one of several processes, whose exit JAX's barrier would hold up
+    waiting for peers that may be gone."""
+    if at_once:
+        processes.exit_now(code)
+    raise SystemExit(code) from None
+
+
+def in_sweep() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def to_log_file(run_dir: Path, message: str) -> None:
+    """Write `message` into the run's log file (train.log) only: the console already shows it."""
+    record = logging.LogRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == Path(run_dir).resolve():
+            handler.handle(record)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "(no message)"

@@ -1,0 +1,33 @@
+"""The data layer: sources that all yield the same `Splits`, and one pipeline that feeds them to Keras.
+
+Every data config names its loader with `_target_` (configs/data/*.yaml): the
+project's (embedded, idx, tfds_source, arrays.load_npz, folder), or a callable
+of yours (`data._target_=my_data.load`) that returns arrays (`arrays`).
+
+May import `keras_loss_recipes.runtime` only; never the recipes, `training` or `reporting`.
+"""
+from __future__ import annotations
+
+from keras_loss_recipes.data.arrays import splits_from_returned
+from keras_loss_recipes.data.splits import Splits, cap_train
+from keras_loss_recipes.runtime.targets import parameters, resolve_target, target_path
+
+
+def load_splits(cfg) -> Splits:
+    """Load the data the config's `_target_` names, then cap the training split (class-balanced).
+
+    The loader gets what its signature names: `cfg` (the data config), `split_seed`, or keys of the
+    config; it returns `Splits`, or arrays (`arrays.splits_from_returned`)."""
+    split_seed = int(cfg.get("split_seed", 0))
+    target = target_path(cfg.get("_target_"), KEY)
+    loader = resolve_target(target, KEY)
+    supplied = {"cfg": cfg, "split_seed": split_seed, **cfg}
+    made = loader(**{name: supplied[name] for name in parameters(loader) if name in supplied})
+    splits = made if isinstance(made, Splits) else splits_from_returned(made, cfg, split_seed, f"{KEY}={target}")
+    return cap_train(splits, cfg.get("max_train_examples"), split_seed)
+
+
+KEY = "data._target_"
+
+
+__all__ = ["Splits", "load_splits"]

@@ -1,0 +1,123 @@
+"""Data splits held in memory, and seeded class-balanced splitting and capping."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from keras_loss_recipes.runtime.errors import UserError
+
+@dataclass
+class Splits:
+    """Images (N, H, W, C), pixels 0..255 (uint8 from the built-in sources), and integer labels per split."""
+
+    name: str
+    num_classes: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str] | None = None  # where the source names its classes (a folder per class)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+def is_streamed(images) -> bool:
+    """Images that stay in their files until indexed (`folder.ImageFiles`), not an array."""
+    return hasattr(images, "subset")
+
+
+def take(images, rows):
+    """The images at `rows`: an array's rows, or a streamed source's part, still unread."""
+    return images.subset(rows) if is_streamed(images) else images[rows]
+
+
+def check_images_and_labels(images, labels, num_classes: int, where: str):
+    """Validate and normalise one split: images to (N, H, W, C), labels to int64 (streamed images: their labels)."""
+    if is_streamed(images):
+        return images, _checked_labels(np.asarray(labels), len(images), num_classes, where)
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or not all(images.shape[1:]):
+        raise UserError(
+            f"{where}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C)"
+        )
+    if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+        raise UserError(f"{where}: images of dtype {images.dtype}; expected pixels 0..255 (uint8)")
+    if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
+        bad = int(np.sum(~np.isfinite(images).all(axis=(1, 2, 3))))
+        raise UserError(f"{where}: {bad} images contain NaN or inf values")
+    return images, _checked_labels(labels, len(images), num_classes, where)
+
+
+def check_same_image_size(train, test, where: str) -> None:
+    """Training and test images of one size: the model is built for one."""
+    if test.shape[1:] != train.shape[1:]:
+        raise UserError(f"{where}: test images are {test.shape[1:]}, training images {train.shape[1:]}; "
+                        "both must hold images of one size")
+
+
+def _checked_labels(labels: np.ndarray, count: int, num_classes: int, where: str) -> np.ndarray:
+    if labels.ndim != 1 or len(labels) != count:
+        raise UserError(
+            f"{where}: {count} images but labels of shape {labels.shape}; "
+            "expected one integer label per image"
+        )
+    labels = labels.astype(np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(
+            f"{where}: labels range {labels.min()}..{labels.max()}; "
+            f"expected 0..{num_classes - 1} for {num_classes} classes"
+        )
+    return labels
+
+
+def stratified_split(labels: np.ndarray, counts: list[int], seed: int) -> list[np.ndarray]:
+    """Split indices into parts of the given total sizes, each part class-balanced.
+
+    Every class is shuffled with `seed` and dealt out in proportion, so the
+    parts are disjoint and each holds the classes in the same ratio as the whole.
+    The last part takes what is left.
+    """
+    rng = np.random.default_rng(seed)
+    total = len(labels)
+    if sum(counts[:-1]) >= total:
+        raise UserError(f"cannot take {counts[:-1]} examples out of {total}")
+    parts: list[list[np.ndarray]] = [[] for _ in counts]
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        start = 0
+        for k, count in enumerate(counts[:-1]):
+            take = int(round(count * len(idx) / total))
+            parts[k].append(idx[start : start + take])
+            start += take
+        parts[-1].append(idx[start:])
+    return [rng.permutation(np.concatenate(p)) for p in parts]
+
+
+def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """Indices of at most `limit` examples with the classes as balanced as possible."""
+    if limit is None or limit >= len(labels):
+        return np.arange(len(labels))
+    rng = np.random.default_rng(seed)
+    by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    # Deal round-robin over the shuffled classes: balanced, and exact in total.
+    chosen = []
+    depth = 0
+    while len(chosen) < limit:
+        for idx in by_class:
+            if depth < len(idx) and len(chosen) < limit:
+                chosen.append(idx[depth])
+        depth += 1
+    return rng.permutation(np.asarray(chosen))
+
+
+def cap_train(splits: Splits, limit: int | None, seed: int) -> Splits:
+    keep = balanced_subset(splits.y_train, limit, seed)
+    splits.x_train, splits.y_train = take(splits.x_train, keep), splits.y_train[keep]
+    return splits

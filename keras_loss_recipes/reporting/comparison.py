@@ -1,0 +1,273 @@
+"""The comparison report of a sweep: which formulation did what, over seeds.
+
+`write_report(sweep_dir)` writes into the sweep directory:
+    comparison.csv   one row per run: every config value, status, metrics
+    comparison.md    of a grid, one row per group (the config values that vary, seed aside):
+                     mean +- std over seeds of the runs that finished `ok`;
+                     diverged and failed runs are counted, never averaged in
+    comparison.png   test accuracy and exact CE per group, validation accuracy per epoch
+    comparison/      the same table (text) and figure (image) for TensorBoard
+A search (an Optuna sweep, `sweep_record`) gets its own .md and .png instead:
+its trials ranked by the objective, the best one, and its progress (`search_report`).
+It runs by itself at the end of every multirun (`sweep.SweepReport`), and on
+demand with `python -m keras_loss_recipes.cli.compare <sweep dir>`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from pathlib import Path
+
+from keras_loss_recipes.reporting.palette import legend_room, path_color, path_legend
+from keras_loss_recipes.reporting.results import earlier_attempts
+from keras_loss_recipes.reporting.search_report import write_search_report
+from keras_loss_recipes.reporting.sweep_record import hydra_record, job_number, search_of
+from keras_loss_recipes.runtime import atomic
+from keras_loss_recipes.runtime.errors import UserError
+from keras_loss_recipes.runtime.run_files import METRICS_FILE
+from keras_loss_recipes.runtime.run_names import SWEEP_FILE
+
+# Vary between runs without defining a group (recipe.run_name follows the loss).
+IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
+RUN_FIELDS = [
+    "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
+    "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
+    "train_samples_per_s", "wall_s", "error", "resumed", "earlier_attempts",  # what stopped it before a resume
+    "job",
+]
+
+
+def mark_sweep(sweep_dir: Path, overrides: list[str], swept: list[str] = ()) -> None:
+    """Record the sweep's overrides and the keys it varies (which name its job directories)."""
+    import time
+
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    marker = Path(sweep_dir) / SWEEP_FILE  # written by sweep.SweepReport when a multirun starts
+    if not marker.exists():
+        atomic.write_text(marker, json.dumps({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "overrides": overrides,
+                                      "swept": list(swept)}, indent=2) + "\n")
+
+
+def flatten(config: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, name + "."))
+        else:
+            out[name] = json.dumps(value) if isinstance(value, list) else value
+    return out
+
+
+def collect_runs(sweep_dir: Path) -> list[dict]:
+    """Every run under `sweep_dir` that wrote a metrics.json, with its flattened config."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise UserError(f"{sweep_dir}: no such directory")
+    if not any((sweep_dir / name).is_file() for name in (SWEEP_FILE, "multirun.yaml")):
+        raise UserError(
+            f"{sweep_dir}: not a sweep directory (a multirun leaves {SWEEP_FILE} or multirun.yaml "
+            "there); pass the directory a multirun printed, e.g. runs/sweeps/<time>"
+        )
+    runs = []
+    for path in sorted(sweep_dir.rglob(METRICS_FILE)):
+        if path.parent == sweep_dir:
+            continue
+        metrics = json.loads(path.read_text())
+        if metrics.get("recipe", "train") != "train":
+            continue
+        first = metrics.get("first_nonfinite") or {}
+        record = hydra_record(path.parent)
+        runs.append({
+            **metrics,
+            "run": str(path.parent.relative_to(sweep_dir)),
+            "first_nonfinite_step": first.get("step"),
+            "origin": (metrics.get("nonfinite_origin") or {}).get("where"),  # where the first NaN/inf began
+            "earlier_attempts": "; ".join(earlier_attempts(path.parent)),  # what stopped a resumed run before
+            "flat_config": flatten(metrics.get("config", {})),
+            "job": job_number(record),
+            "sweeper": record.get("sweeper"),
+        })
+    if not runs:
+        raise UserError(f"{sweep_dir}: no run of this sweep has written its metrics.json yet")
+    return runs
+
+
+def varying_keys(runs: list[dict]) -> list[str]:
+    keys = sorted({k for r in runs for k in r["flat_config"]})
+    varying = [k for k in keys if len({repr(r["flat_config"].get(k)) for r in runs}) > 1]
+    return [k for k in varying if k not in IGNORED_KEYS] or ["loss.name"]
+
+
+def short_key(key: str) -> str:
+    """`loss.name` reads better as `loss`."""
+    return key[: -len(".name")] if key.endswith(".name") else key
+
+
+def group_label(run: dict, keys: list[str]) -> str:
+    return ", ".join(f"{short_key(k)}={run['flat_config'].get(k)}" for k in keys)
+
+
+def mean_std(values) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarize(runs: list[dict], keys: list[str]) -> list[dict]:
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(group_label(run, keys), []).append(run)
+    rows = []
+    for label, members in groups.items():
+        ok = [r for r in members if r.get("status") == "ok"]
+        firsts = [r["first_nonfinite_step"] for r in members if r.get("first_nonfinite_step") is not None]
+        rows.append({
+            "group": label,
+            "runs": len(members),
+            "ok": len(ok),
+            "diverged": sum(r.get("status") == "diverged" for r in members),
+            "failed": sum(r.get("status") == "failed" for r in members),
+            "test_accuracy": mean_std([r.get("test_accuracy") for r in ok]),
+            "test_exact_ce": mean_std([r.get("test_exact_ce") for r in ok]),
+            "first_nan_step": statistics.median(firsts) if firsts else None,
+            "origins": sorted({r["origin"] for r in members if r.get("origin")}),
+            "nonfinite_steps": mean_std([r.get("nonfinite_steps") for r in members if r.get("status") != "failed"])[0],
+            "loss_path": "/".join(sorted({r.get("loss_path") for r in members if r.get("loss_path")})) or "-",
+            "samples_per_s": mean_std([r.get("train_samples_per_s") for r in ok])[0],
+            "val_curves": [r.get("history", {}).get("val_accuracy", []) for r in ok],
+        })
+    return rows
+
+
+def _fmt(pair, digits=3) -> str:
+    mean, std = pair
+    return "-" if mean is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    lines = [
+        "| group | runs | ok | diverged | failed | test accuracy | test exact CE | first NaN step | where it broke "
+        "| nonfinite steps | loss_path | samples/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        first_nan = "-" if r["first_nan_step"] is None else f"{r['first_nan_step']:g}"
+        nonfinite = "-" if r["nonfinite_steps"] is None else f"{r['nonfinite_steps']:g}"
+        speed = "-" if r["samples_per_s"] is None else f"{r['samples_per_s']:.0f}"
+        lines.append(
+            f"| {r['group']} | {r['runs']} | {r['ok']} | {r['diverged']} | {r['failed']} | "
+            f"{_fmt(r['test_accuracy'])} | {_fmt(r['test_exact_ce'])} | {first_nan} | {'; '.join(r['origins']) or '-'} | "
+            f"{nonfinite} | "
+            f"{r['loss_path']} | {speed} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Accuracy and exact CE per group (bars coloured by loss path), validation accuracy per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines_per_label = max(_wrapped(r["group"]).count("\n") + 1 for r in rows)
+    fig, axes = plt.subplots(1, 3, figsize=(18, 2.6 + 0.45 * len(rows) * lines_per_label))
+    for ax, key, title in ((axes[0], "test_accuracy", "test accuracy\n(ok runs, mean ± std)"),
+                           (axes[1], "test_exact_ce", "test exact cross entropy\n(log scale)")):
+        _bars(ax, rows, key)
+        ax.set_title(title, fontsize=10)
+    if any((r["test_exact_ce"][0] or 0) > 0 for r in rows):  # nothing to scale when every run failed
+        axes[1].set_xscale("log")
+    axes[1].tick_params(labelleft=False)  # the same rows as the first panel, whose labels name them
+    for i, r in enumerate(rows):
+        curves = [c for c in r["val_curves"] if c]
+        if curves:
+            length = min(len(c) for c in curves)
+            mean_curve = [statistics.fmean(c[e] for c in curves) for e in range(length)]
+            # Colour: the path; line style and marker: the group (groups can share a path).
+            axes[2].plot(range(1, length + 1), mean_curve, color=path_color(r["loss_path"]), label=_wrapped(r["group"]),
+                         ls=["-", "--", "-.", ":"][i % 4], marker="osD^v<>"[i % 7], ms=4)
+    axes[2].set_title("validation accuracy per epoch\n(mean over ok runs)", fontsize=10)
+    axes[2].set_xlabel("epoch")
+    axes[2].grid(alpha=0.3)
+    # Group names beside the curves, outside the axes: a legend inside would cover them.
+    if axes[2].lines:
+        axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    path_legend(fig, {r["loss_path"] for r in rows})
+    fig.tight_layout(rect=(0, legend_room(fig), 1, 1))
+    with atomic.replacing(path) as partial:
+        fig.savefig(partial, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _wrapped(group: str) -> str:
+    """One `key=value` a line: labels of several long keys on one line leave no room for the axes."""
+    return group.replace(", ", "\n")
+
+
+def _bars(ax, rows: list[dict], key: str) -> None:
+    ypos = list(range(len(rows)))
+    means = [r[key][0] if r[key][0] is not None else 0.0 for r in rows]
+    stds = [r[key][1] or 0.0 for r in rows]
+    ax.barh(ypos, means, xerr=stds, color=[path_color(r["loss_path"]) for r in rows], capsize=3)
+    ax.set_yticks(ypos, [_wrapped(r["group"]) for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    for y, r in zip(ypos, rows):
+        if r["ok"] < r["runs"]:
+            ax.annotate(f"{r['diverged']} diverged, {r['failed']} failed", (0, y), xycoords=("axes fraction", "data"),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7, color="tab:red")
+
+
+def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
+    from keras_loss_recipes.runtime.event_files import summary_writer
+
+    with summary_writer(sweep_dir / "comparison") as writer:
+        writer.text("comparison/table", table, 0)
+        writer.png("comparison/figure", png)
+
+
+def write_csv(sweep_dir: Path, runs: list[dict]) -> None:
+    # The config's keys after the run's fields, each once (`backend` and `seed` are both).
+    config_keys = sorted({k for r in runs for k in r["flat_config"]} - set(RUN_FIELDS))
+    handle = io.StringIO(newline="")
+    writer = csv.DictWriter(handle, fieldnames=RUN_FIELDS + config_keys, extrasaction="ignore")
+    writer.writeheader()
+    for r in runs:
+        writer.writerow({**{k: r.get(k) for k in RUN_FIELDS}, **r["flat_config"]})
+    atomic.write_text(sweep_dir / "comparison.csv", handle.getvalue())
+
+
+def write_grid_report(sweep_dir: Path, runs: list[dict]) -> dict:
+    keys = varying_keys(runs)
+    rows = summarize(runs, keys)
+    table = markdown_table(rows)
+    atomic.write_text(
+        sweep_dir / "comparison.md",
+        f"# Comparison of {len(runs)} runs in {sweep_dir}\n\nGrouped by: {', '.join(keys)}. "
+        "Means and stds are over the runs that finished `ok`; diverged and failed runs are counted. "
+        "Test figures are each run's last.keras (the model after the last epoch).\n\n"
+        + table
+    )
+    plot(rows, sweep_dir / "comparison.png")
+    return {"kind": "grid", "runs": runs, "rows": rows, "keys": keys, "table": table}
+
+
+def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
+    """The grid's report, or a search's (told apart by the sweeper each job recorded)."""
+    sweep_dir = Path(sweep_dir)
+    runs = collect_runs(sweep_dir)
+    write_csv(sweep_dir, runs)
+    search = search_of([r["sweeper"] for r in runs], next(
+        (r["flat_config"]["optimized_metric"] for r in runs if "optimized_metric" in r["flat_config"]), None))
+    if search is None:
+        report = write_grid_report(sweep_dir, runs)
+    else:
+        report = write_search_report(sweep_dir, runs, search, list(search.spaces) or varying_keys(runs))
+    if tensorboard:
+        write_tensorboard(sweep_dir, report["table"], sweep_dir / "comparison.png")
+    return report

@@ -1,0 +1,148 @@
+"""The findings as data: the matrix's results summed up into findings.json, and the claims the docs make.
+
+Every number the findings page and the README's findings block show is in the
+JSON this module builds; the claims are the qualitative statements (rescued
+here, clipped there, diverges under stress, ...) as measured booleans, so the
+page's prose and the tests read the same facts.
+"""
+from __future__ import annotations
+
+import math
+import os
+import platform
+import time
+
+from keras_loss_recipes import losses
+from keras_loss_recipes.reporting.comparison import mean_std
+
+CLAIM_RATIO = 3.0  # "far above": more than three times the exact CE of the logits path
+AGREE_ACCURACY = 0.02  # "the same accuracy": the means of the sound formulations lie this close
+SAME_RTOL = 1e-3  # "trains identically": the same mean exact CE to this relative tolerance
+
+
+def environment(command: str, wall_s: float, quick: bool, left_out: list[str]) -> dict:
+    from keras_loss_recipes.runtime.backends import cpu_name
+
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for package in ("tensorflow", "keras", "jax", "torch"):
+        try:  # the installed distribution's version: no need to import (and start) each framework
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "wall_s": round(wall_s, 1),
+            "quick": quick, "machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "versions": versions,
+            "left_out": left_out}
+
+
+def _mean_std(values) -> list[float] | None:
+    """[mean, std] of the finite values (as the sweep report computes them), None if there are none."""
+    mean, std = mean_std(list(values))
+    return None if mean is None else [mean, std]
+
+
+def summarize_runs(runs: list[dict]) -> list[dict]:
+    """One row per (group, backend, precision, head, formulation): counts, and means +- std over the ok seeds."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["group"], r["backend"], r["precision"], r["unsafe_head"], r["loss"]), []).append(r)
+    rows = []
+    for (group, backend, precision, unsafe, loss), members in groups.items():
+        ok = [r for r in members if r["status"] == "ok"]
+        firsts = [r["first_nonfinite"]["step"] for r in members if r.get("first_nonfinite")]
+        rows.append({
+            "group": group, "backend": backend, "precision": precision, "unsafe_head": unsafe, "loss": loss,
+            "runs": len(members), "ok": len(ok), "diverged": sum(r["status"] == "diverged" for r in members),
+            "failed": sum(r["status"] == "failed" for r in members),
+            "loss_path": "/".join(sorted({r["loss_path"] for r in members if r.get("loss_path")})) or None,
+            "test_accuracy": _mean_std(r["test_accuracy"] for r in ok),
+            "test_exact_ce": _mean_std(r["test_exact_ce"] for r in ok),
+            "first_nonfinite_step": min(firsts) if firsts else None,
+            # Where each diverging run's first NaN/inf began (keras_loss_recipes/training/origin.py), each told once.
+            "origins": sorted({r["nonfinite_origin"]["where"] for r in members if r.get("nonfinite_origin")}),
+            "saturated_frac": _mean_std((r.get("stability") or {}).get("stability/saturated_frac") for r in ok),
+            "logit_grad_norm": _mean_std((r.get("stability") or {}).get("stability/logit_grad_norm") for r in ok),
+        })
+    return rows
+
+
+def group_label(g: dict) -> str:
+    """A summary row's formulation, with its precision and head where they are not the default."""
+    if g["precision"] == "float32":
+        return g["loss"]
+    return f"{g['loss']} ({g['precision']}" + (", unsafe head)" if g["unsafe_head"] else ")")
+
+
+def find(rows: list[dict], **match) -> dict | None:
+    """The one row whose fields equal `match`, if any."""
+    found = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    return found[0] if found else None
+
+
+def path_of(paths: list[dict], backend: str, loss: str, precision="float32", unsafe_head=False) -> str | None:
+    row = find(paths, backend=backend, loss=loss, precision=precision, unsafe_head=unsafe_head)
+    return row["path"] if row else None
+
+
+def _mean(row: dict | None, key: str) -> float | None:
+    return row[key][0] if row and row.get(key) else None
+
+
+def backend_claims(backend: str, paths: list[dict], groups: list[dict]) -> dict:
+    """The qualitative statements of the page, as measured on `backend` (None: not measured)."""
+    def stress(loss):
+        return find(groups, group="stress", backend=backend, loss=loss, precision="float32", unsafe_head=False)
+
+    logits_ce, clipped_ce = _mean(stress("sparse_from_logits"), "test_exact_ce"), _mean(stress("clipped_probs"), "test_exact_ce")
+    softmax_ce = _mean(stress("softmax_ce"), "test_exact_ce")
+    naive = stress("naive")
+    unsafe = path_of(paths, backend, "softmax_ce", "mixed_float16", True)
+    return {
+        "softmax_ce_path": path_of(paths, backend, "softmax_ce"),
+        "softmax_ce_exact": path_of(paths, backend, "softmax_ce") in losses.EXACT_PATHS
+        if path_of(paths, backend, "softmax_ce") else None,
+        "unsafe_float16_head_clips_softmax_ce": None if unsafe is None else unsafe == "clipped_probabilities",
+        "clipped_far_above_logits_under_stress": None if None in (logits_ce, clipped_ce)
+        else clipped_ce > CLAIM_RATIO * logits_ce,
+        "softmax_ce_like_logits_under_stress": None if None in (logits_ce, softmax_ce)
+        else math.isclose(softmax_ce, logits_ce, rel_tol=SAME_RTOL),
+        "softmax_ce_far_above_logits_under_stress": None if None in (logits_ce, softmax_ce)
+        else softmax_ce > CLAIM_RATIO * logits_ce,
+        "naive_diverges_under_stress": None if naive is None else naive["diverged"] == naive["runs"],
+        "sound_formulations_agree_without_stress": _sound_agree(groups, backend),
+        "always_exact": sorted(n for n in losses.names() if _exact_everywhere(paths, backend, n)),
+    }
+
+
+def _sound_agree(groups: list[dict], backend: str) -> bool | None:
+    """Without stress, do the formulations that are no deliberate mistake reach the same mean test accuracy?"""
+    means = [g["test_accuracy"][0] for g in groups if g["group"] == "ordinary" and g["backend"] == backend
+             and g["test_accuracy"] and not losses.formulation(g["loss"]).is_mistake]
+    return None if len(means) < 2 else max(means) - min(means) <= AGREE_ACCURACY
+
+
+def _exact_everywhere(paths: list[dict], backend: str, loss: str) -> bool:
+    rows = [r for r in paths if r["backend"] == backend and r["loss"] == loss]
+    return bool(rows) and all(r["path"] in losses.EXACT_PATHS for r in rows)
+
+
+def build_findings(results: list[dict], env: dict) -> dict:
+    """findings.json: the environment, the paths, the runs, their summary, the probe and the claims."""
+    paths = [{"backend": r["backend"], **row} for r in results if r["kind"] == "paths" for row in r.get("paths", [])]
+    runs = [_run_record(r) for r in results if r["kind"] == "train"]
+    default = next((_run_record(r) for r in results if r["kind"] == "default" and r["status"] != "failed"), None)
+    probe = [{"backend": r["backend"], **f}
+             for r in results if r["kind"] == "probe" for f in r.get("failures", [])]
+    groups = summarize_runs(runs)
+    backends = list(dict.fromkeys(r["backend"] for r in results))
+    return {"environment": env, "backends": backends, "paths": paths, "groups": groups, "runs": runs,
+            "probe": probe, "default": default,
+            "claims": {b: backend_claims(b, paths, groups) for b in backends}}
+
+
+def _run_record(r: dict) -> dict:
+    keep = ("group", "backend", "loss", "seed", "precision", "unsafe_head", "status", "loss_path", "val_accuracy",
+            "test_accuracy", "test_exact_ce", "first_nonfinite", "nonfinite_origin", "epochs_completed",
+            "train_examples", "wall_s", "seconds", "stability")
+    return {k: r.get(k) for k in keep}

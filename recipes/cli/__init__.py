@@ -1,7 +1,0 @@
-"""From the command line to a recipe: what `python train.py` (and `recipes-train`) runs around the recipes.
-
-    command    the command: config files and choices checked, the backend chosen, Hydra started
-    job        one job of it: the recipe that `recipe=` names, run; its errors handled in one place
-    settings   the composed config checked up front, each layer asked for its valid choices
-    compare    `python -m recipes.cli.compare <sweep dir>`: the report of a sweep, built again
-"""

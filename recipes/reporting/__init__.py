@@ -1,6 +1,0 @@
-"""Records and reports: the run directory and metrics.json, history.csv,
-TensorBoard HParams, calibration (ECE, reliability diagram), the probe's tables
-and figure, the loss doctor's report, and the comparison report of a sweep with its Hydra callback.
-
-May import `recipes.runtime` and `losses`; never the recipes, `training` or `data`.
-"""

@@ -1,6 +1,0 @@
-"""The training machinery: model bodies, optimizers, the assembled network, the
-StabilityModel with one training step per backend (steps/), its telemetry and
-the callbacks of a fit; and the output head of a model, saved or live, read from its graph (`heads`).
-
-May import `recipes.runtime` and `losses`; never the recipes, `reporting` or `data`.
-"""
