@@ -1,4 +1,4 @@
-"""Data sources: the embedded split, the IDX parser, TFDS through mock data."""
+"""Data sources: the embedded split, the IDX parser, TFDS through mock data, arrays of yours (scale, class names)."""
 import gzip
 import logging
 import re
@@ -249,3 +249,126 @@ def test_tfds_offline_auto_download_fails_fast(tmp_path, monkeypatch):
     monkeypatch.setattr(tfds_source, "host_resolves", lambda host=None: False)
     with pytest.raises(UserError, match="cannot be downloaded .*unreachable"):
         load_splits(tfds_cfg(tmp_path, download="auto"))
+
+
+# --- arrays of yours: the scale of float images, class names ---------------
+
+
+def arrays_cfg(**overrides):
+    return OmegaConf.create({"name": "npz", "_target_": "keras_loss_recipes.data.arrays.load_npz", "path": None,
+                             "num_classes": None, "val_examples": "auto", "test_examples": "auto", "split_seed": 0,
+                             "max_train_examples": None, **overrides})
+
+
+def digits_like(count=60, classes=3, dtype=np.uint8, high=255):
+    """Small images whose pixels reach `high`, labels 0..classes-1 in turn."""
+    rng = np.random.default_rng(0)
+    images = (rng.integers(0, 256, size=(count, 6, 6)) * (high / 255)).astype(dtype)
+    images[0, 0, 0] = high
+    return images, np.arange(count) % classes
+
+
+def from_arrays(**arrays):
+    from keras_loss_recipes.data.arrays import splits_from_arrays
+
+    return splits_from_arrays(arrays, arrays_cfg(), 0, "mine")
+
+
+def test_floats_in_0_1_are_taken_as_scaled_once_and_said_so(caplog):
+    from keras_loss_recipes.data.pipeline import scale_images
+
+    x, y = digits_like(dtype=np.float64, high=1.0)  # a max of exactly 1.0 is [0, 1] too
+    with caplog.at_level(logging.INFO, logger="keras_loss_recipes.data.pixel_scale"):
+        splits = from_arrays(x_train=x, y_train=y, x_test=x[:9], y_test=y[:9])
+    said = [r.getMessage() for r in caplog.records if r.name.endswith("pixel_scale")]
+    assert said == ["mine: x_train, x_test hold floats in [0, 1]: taken as already scaled (not divided by 255)"]
+    np.testing.assert_array_equal(scale_images(splits.x_test)[..., 0], x[:9].astype(np.float32))
+    batches = make_dataset(splits.x_test, splits.y_test, batch_size=9, shuffle=False, seed=0)
+    first = next(iter(batches))[0].numpy()
+    assert first.max() == 1.0
+    np.testing.assert_array_equal(first[..., 0], x[:9].astype(np.float32))
+
+
+def test_float_pixels_are_scaled_as_uint8_pixels_are():
+    from keras_loss_recipes.data.pipeline import scale_images
+
+    pixels, y = digits_like()
+    as_uint8 = from_arrays(x_train=pixels, y_train=y)
+    as_floats = from_arrays(x_train=pixels.astype(np.float64), y_train=y)
+    assert as_uint8.x_train.dtype == np.uint8 and as_floats.x_train.dtype == np.float32
+    for split in ("x_train", "x_val", "x_test"):
+        ours, theirs = scale_images(getattr(as_floats, split)), scale_images(getattr(as_uint8, split))
+        assert ours.max() <= 1.0
+        np.testing.assert_array_equal(ours, theirs)  # to the bit
+
+
+@pytest.mark.parametrize("value, message", [
+    (np.nan, "mine: x_train[7] holds nan; images must be finite numbers: drop or repair the 1 image(s)"),
+    (-0.5, "mine: x_train[7] holds -0.5; float images must lie in [0, 1] (already scaled) or [0, 255] (pixels)"),
+    (300.0, "mine: x_train[7] holds 300; float images must lie in [0, 1]"),
+])
+def test_floats_no_image_holds_are_one_line_naming_the_array_and_value(value, message):
+    x, y = digits_like(dtype=np.float32, high=1.0)
+    x[7, 2, 3] = value
+    with pytest.raises(UserError) as err:
+        from_arrays(x_train=x, y_train=y)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_training_and_test_floats_on_two_scales_are_one_line():
+    x, y = digits_like(dtype=np.float32, high=1.0)
+    with pytest.raises(UserError, match=r"mine: x_train holds floats in \[0, 1\]; x_test holds floats in "
+                                        r"\[0, 255\] \(max above 1\); give all images on one scale"):
+        from_arrays(x_train=x, y_train=y, x_test=x[:9] * 255, y_test=y[:9])
+
+
+def test_class_names_from_an_npz_and_from_a_callable(tmp_path, monkeypatch):
+    x, y = digits_like()
+    np.savez(tmp_path / "named.npz", x_train=x, y_train=y, class_names=np.array(["cat", "dog", "emu"]))
+    splits = load_splits(arrays_cfg(path=str(tmp_path / "named.npz")))
+    assert splits.class_names == ["cat", "dog", "emu"] and splits.classes() == "3 (cat, dog, emu)"
+    module = tmp_path / "named_data.py"
+    module.write_text("import numpy as np\n"
+                      "def load():\n"
+                      "    x = np.zeros((40, 5, 5), np.uint8)\n"
+                      "    return {'x_train': x, 'y_train': np.arange(40) % 8, 'class_names': [str(i) for i in 'abcdefgh']}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from_code = load_splits(arrays_cfg(_target_="named_data.load"))
+    assert from_code.classes() == "8 (a, b, c, ..., h)" and from_code.class_names == list("abcdefgh")
+
+
+def test_unnamed_classes_are_shown_as_their_labels(embedded):
+    assert embedded.class_names is None and embedded.classes() == "10 (0, 1, 2, ..., 9)"
+
+
+@pytest.mark.parametrize("names, overrides, message", [
+    (np.array(["cat", "dog"]), {}, "class_names holds 2 names for 3 classes (labels 0..2); give one name per class"),
+    (np.array(["cat", "dog", "emu"]), {"num_classes": 4}, "class_names holds 3 names for 4 classes (data.num_classes=4)"),
+    (np.array([["cat", "dog", "emu"]]), {}, "class_names has shape (1, 3); expected one name per class"),
+    (np.array(["cat", "dog", "emu"], dtype=object), {}, "array class_names holds Python objects"),
+])
+def test_class_names_that_do_not_name_the_classes_are_one_line(tmp_path, names, overrides, message):
+    x, y = digits_like()
+    np.savez(tmp_path / "named.npz", x_train=x, y_train=y, class_names=names)
+    with pytest.raises(UserError) as err:
+        load_splits(arrays_cfg(path=str(tmp_path / "named.npz"), **overrides))
+    assert str(err.value).startswith(f"data.path={tmp_path / 'named.npz'}: {message}"), str(err.value)
+
+
+def test_the_validation_line_gives_the_sizes_the_split_made(caplog):
+    # 1,797 images in classes of unequal size, as scikit-learn's digits: rounding each class's share on its
+    # own took 160 for the 161 asked.
+    sizes = [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    labels = np.repeat(np.arange(10), sizes)
+    with caplog.at_level(logging.INFO, logger="keras_loss_recipes.data.validation_split"):
+        splits = from_arrays(x_train=np.zeros((len(labels), 4, 4), np.uint8), y_train=labels)
+    assert splits.sizes() == {"train": 1457, "val": 161, "test": 179}
+    assert ("data.test_examples=auto: 179 of the 1797 training images in mine (the test split) "
+            "(10%, at most 5000; stratified by class), 1618 left") in caplog.text
+    assert "data.val_examples=auto: 161 of the 1618 training images in mine" in caplog.text and "1457 left" in caplog.text
+
+
+def test_stratified_parts_have_exactly_the_sizes_asked():
+    labels = np.repeat(np.arange(10), 500)
+    val, rest = stratified_split(labels, [5, 4995], seed=0)  # every class's share is 0.5
+    assert len(val) == 5 and len(set(val) | set(rest)) == 5000

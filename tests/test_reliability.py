@@ -79,6 +79,12 @@ def idx_dir(tmp_path, **broken):
     return directory
 
 
+def npz_file(path, x_train, **more):
+    """An .npz of `x_train` (floats of 40 images 28x28) with labels of 10 classes and `more` arrays."""
+    np.savez(path, x_train=x_train, y_train=np.arange(40) % 10, **more)
+    return path
+
+
 def bad_inputs(tmp_path):
     from tests.test_data import idx_bytes
 
@@ -112,6 +118,12 @@ def bad_inputs(tmp_path):
           "data.val_examples=10"], "test images are (32, 32, 1), training images (28, 28, 1)"),
         (["data=idx", f"data.dir={idx_dir(tmp_path / 'd', t10k_labels_idx1_ubyte=idx_bytes(np.full(20, 11)))}",
           "data.val_examples=10"], "labels range 11..11; expected 0..9"),
+        (["data=npz", f"data.path={npz_file(tmp_path / 'nan.npz', np.full((40, 28, 28), np.nan))}"],
+         "x_train[0] holds nan; images must be finite numbers"),
+        (["data=npz", f"data.path={npz_file(tmp_path / 'big.npz', np.full((40, 28, 28), 256.0))}"],
+         "x_train[0] holds 256; float images must lie in [0, 1] (already scaled) or [0, 255] (pixels)"),
+        (["data=npz", f"data.path={npz_file(tmp_path / 'named.npz', np.zeros((40, 28, 28)), class_names=['a', 'b'])}"],
+         "class_names holds 2 names for 10 classes (labels 0..9)"),
         (["recipe=evaluate", f"checkpoint={tmp_path / 'nope.keras'}"], "no such file or directory"),
         (["recipe=evaluate", f"checkpoint={not_a_model}"], "not a loadable Keras model"),
         (["recipe=evaluate"], "checkpoint is not set"),

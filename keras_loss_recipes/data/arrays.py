@@ -3,11 +3,13 @@
     python train.py data=npz data.path=my_data.npz
     python train.py data._target_=my_data.load          # my_data.py importable from where you run
 
-Both give the arrays `x_train`, `y_train` and, optionally, `x_test`, `y_test`:
-images (N, H, W) or (N, H, W, C) with pixels 0..255 (uint8 best), integer
-labels 0..classes-1. A callable returns them as a dict with those keys, or as a
-tuple `(x_train, y_train)` or `(x_train, y_train, x_test, y_test)`. Without a
-test split, `data.test_examples` images are split off the training arrays
+Both give the arrays `x_train`, `y_train` and, optionally, `x_test`, `y_test`
+and `class_names`: images (N, H, W) or (N, H, W, C), either pixels 0..255
+(integers, or floats with some above 1) or floats already scaled to [0, 1]
+(`pixel_scale`); integer labels 0..classes-1; one name per class, in label
+order. A callable returns them as a dict with those keys, or as a tuple
+`(x_train, y_train)` or `(x_train, y_train, x_test, y_test)`. Without a test
+split, `data.test_examples` images are split off the training arrays
 (stratified, seeded); validation always comes out of the training arrays
 (`data.val_examples`). The number of classes is `data.num_classes`, or one more
 than the largest label.
@@ -18,12 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_loss_recipes.data.splits import Splits, check_images_and_labels, check_same_image_size, is_streamed, take
+from keras_loss_recipes.data.pixel_scale import on_split_scale
+from keras_loss_recipes.data.splits import Splits, check_images_and_labels, check_same_image_size, take
 from keras_loss_recipes.data.validation_split import split_off_validation
 from keras_loss_recipes.runtime.errors import UserError
 
 REQUIRED = ("x_train", "y_train")
 OPTIONAL = ("x_test", "y_test")
+IMAGES = ("x_train", "x_test")
+NAMES = "class_names"
 
 
 def load_npz(cfg, split_seed: int) -> Splits:
@@ -35,10 +40,22 @@ def load_npz(cfg, split_seed: int) -> Splits:
         raise UserError(f"data.path={cfg.path}: no such file")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
+            arrays = {name: _read(archive, name, f"data.path={cfg.path}") for name in archive.files}
     except (OSError, ValueError) as err:
         raise UserError(f"data.path={cfg.path}: not a numpy .npz file ({err})") from None
     return splits_from_arrays(arrays, cfg, split_seed, f"data.path={cfg.path}")
+
+
+def _read(archive, name: str, where: str) -> np.ndarray:
+    try:
+        return archive[name]
+    except ValueError as err:
+        if "allow_pickle" not in str(err):
+            raise
+        # An array of Python objects (class names as a list of str, saved as dtype=object) is not read: loading
+        # one could run code.
+        raise UserError(f"{where}: array {name} holds Python objects, which are not loaded; save it as plain "
+                        f"numbers or strings, e.g. np.asarray({name}, dtype=str)") from None
 
 
 def splits_from_returned(made, cfg, split_seed: int, where: str) -> Splits:
@@ -57,10 +74,10 @@ def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str) -> Splits
         missing = missing or [name for name in OPTIONAL if name not in arrays]
         raise UserError(f"{where}: no array {', '.join(missing)} (it holds: {', '.join(sorted(arrays)) or 'none'}); "
                         "needed: x_train, y_train, and x_test with y_test or neither")
-    for name in ("x_train", "x_test"):
-        _check_pixels(arrays.get(name), f"{where}: {name}")
+    arrays = on_split_scale(arrays, IMAGES, where)
     labels = [np.asarray(arrays[n]) for n in ("y_train", "y_test") if n in arrays]
     num_classes = _num_classes(cfg.get("num_classes"), labels, where)
+    class_names = _class_names(arrays.get(NAMES), num_classes, cfg.get("num_classes"), where)
     x_train, y_train = check_images_and_labels(arrays["x_train"], arrays["y_train"], num_classes, f"{where}: train")
     if "x_test" in arrays:
         x_test, y_test = check_images_and_labels(arrays["x_test"], arrays["y_test"], num_classes, f"{where}: test")
@@ -72,16 +89,23 @@ def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str) -> Splits
         x_train, y_train = take(x_train, rest), y_train[rest]
     val_idx, train_idx = split_off_validation(y_train, cfg.get("val_examples", "auto"), split_seed, where)
     return Splits(cfg.get("name") or "arrays", num_classes, take(x_train, train_idx), y_train[train_idx],
-                  take(x_train, val_idx), y_train[val_idx], x_test, y_test)
+                  take(x_train, val_idx), y_train[val_idx], x_test, y_test, class_names)
 
 
-def _check_pixels(images, where: str) -> None:
-    if images is None or is_streamed(images):
-        return
-    images = np.asarray(images)
-    if np.issubdtype(images.dtype, np.floating) and images.size and np.nanmax(images) <= 1.0:
-        raise UserError(f"{where} holds floats in [0, 1]; the pipeline expects pixels 0..255: "
-                        "save (x * 255).astype('uint8')")
+def _class_names(given, num_classes: int, configured, where: str) -> list[str] | None:
+    """The classes' names as strings, one per class in label order; None where the arrays name none."""
+    if given is None:
+        return None
+    given = np.asarray(given)
+    if given.ndim != 1:
+        raise UserError(f"{where}: {NAMES} has shape {given.shape}; expected one name per class, e.g. "
+                        f"np.array(['cat', 'dog'])")
+    names = [name.decode() if isinstance(name, bytes) else str(name) for name in given.tolist()]
+    if len(names) != num_classes:
+        counted = f"data.num_classes={configured}" if configured is not None else f"labels 0..{num_classes - 1}"
+        raise UserError(f"{where}: {NAMES} holds {len(names)} names for {num_classes} classes ({counted}); "
+                        "give one name per class, in label order")
+    return names
 
 
 def _num_classes(configured, labels: list[np.ndarray], where: str) -> int:

@@ -5,17 +5,22 @@ import functools
 
 import numpy as np
 
+from keras_loss_recipes.data.pixel_scale import pixels_to_unit
 from keras_loss_recipes.data.splits import is_streamed
 
 
-def scale_images(images_uint8: np.ndarray) -> np.ndarray:
-    """uint8 pixels to float32 in [0, 1] (images streamed from files are read first: all of them)."""
-    if is_streamed(images_uint8):
-        images_uint8 = images_uint8[np.arange(len(images_uint8))]
-    return images_uint8.astype(np.float32) / np.float32(255.0)
+def scale_images(images) -> np.ndarray:
+    """A split's images as the model takes them, float32 in [0, 1] (images streamed from files are read first:
+    all of them). Integer pixels 0..255 are divided by 255 here; float images are in [0, 1] already (the
+    loaders put them there: `pixel_scale`), so they are only cast: scaled once, whichever the source."""
+    if is_streamed(images):
+        images = images[np.arange(len(images))]
+    if np.issubdtype(images.dtype, np.floating):
+        return images.astype(np.float32, copy=False)
+    return pixels_to_unit(images)
 
 
-def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1,
+def make_dataset(images, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1,
                  shard: tuple[int, int] = (0, 1)):
     """Batches for `model.fit`, reshuffled every epoch when `shuffle`.
 
@@ -33,14 +38,13 @@ def make_dataset(images_uint8, labels, batch_size: int, shuffle: bool, seed: int
     """
     import keras
 
-    streamed = is_streamed(images_uint8)
+    streamed = is_streamed(images)
     if streamed or keras.backend.backend() != "tensorflow":
-        images = images_uint8 if streamed else scale_images(images_uint8)
-        return _array_batches_class()(images, labels, batch_size, shuffle, seed, replicas, shard,
-                                      scale=scale_images if streamed else None)
+        return _array_batches_class()(images if streamed else scale_images(images), labels, batch_size, shuffle,
+                                      seed, replicas, shard, scale=scale_images if streamed else None)
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((scale_images(images_uint8), labels))
+    ds = tf.data.Dataset.from_tensor_slices((scale_images(images), labels))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

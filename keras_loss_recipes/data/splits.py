@@ -9,7 +9,8 @@ from keras_loss_recipes.runtime.errors import UserError
 
 @dataclass
 class Splits:
-    """Images (N, H, W, C), pixels 0..255 (uint8 from the built-in sources), and integer labels per split."""
+    """Images (N, H, W, C) and integer labels per split. Images are integer pixels 0..255 (uint8 from the
+    built-in sources) or float32 already in [0, 1] (arrays of floats: `pixel_scale`)."""
 
     name: str
     num_classes: int
@@ -23,6 +24,13 @@ class Splits:
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+    def classes(self, shown: int = 3) -> str:
+        """How many classes and the first few names (the labels where the source names none): '10 (0, 1, 2, ..., 9)'."""
+        names = [str(name) for name in self.class_names or range(self.num_classes)]
+        if len(names) > shown + 2:
+            names = [*names[:shown], "...", names[-1]]
+        return f"{self.num_classes} ({', '.join(names)})"
 
 
 def is_streamed(images) -> bool:
@@ -82,22 +90,33 @@ def stratified_split(labels: np.ndarray, counts: list[int], seed: int) -> list[n
 
     Every class is shuffled with `seed` and dealt out in proportion, so the
     parts are disjoint and each holds the classes in the same ratio as the whole.
-    The last part takes what is left.
+    Each part but the last gets exactly its count; the last takes what is left.
     """
     rng = np.random.default_rng(seed)
     total = len(labels)
     if sum(counts[:-1]) >= total:
         raise UserError(f"cannot take {counts[:-1]} examples out of {total}")
+    classes, class_sizes = np.unique(labels, return_counts=True)
+    takes = [apportion(count, class_sizes) for count in counts[:-1]]
     parts: list[list[np.ndarray]] = [[] for _ in counts]
-    for cls in np.unique(labels):
+    for c, cls in enumerate(classes):
         idx = rng.permutation(np.flatnonzero(labels == cls))
         start = 0
-        for k, count in enumerate(counts[:-1]):
-            take = int(round(count * len(idx) / total))
-            parts[k].append(idx[start : start + take])
-            start += take
+        for k, take in enumerate(takes):
+            parts[k].append(idx[start : start + take[c]])
+            start += take[c]
         parts[-1].append(idx[start:])
     return [rng.permutation(np.concatenate(p)) for p in parts]
+
+
+def apportion(count: int, class_sizes: np.ndarray) -> np.ndarray:
+    """`count` examples dealt over classes of `class_sizes` in proportion, to exactly `count`: every class
+    the whole part of its share, then one more to each of the classes with the largest fractions left
+    (rounding each share on its own can miss the total: 161 asked, 160 taken)."""
+    shares = count * class_sizes.astype(np.int64)
+    takes, fractions = shares // class_sizes.sum(), shares % class_sizes.sum()
+    takes[np.argsort(-fractions, kind="stable")[: count - takes.sum()]] += 1
+    return takes
 
 
 def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:

@@ -30,12 +30,7 @@ def val_examples_for(requested, train_count: int, where: str, key: str = "data.v
     """The validation size to use; a UserError naming a size that works if `requested` cannot be met."""
     if train_count < 2:
         raise UserError(f"{where}: {train_count} training images; splitting off validation needs at least 2")
-    if requested == AUTO:
-        count = auto_val_examples(train_count)
-        log.info("%s=auto: %d of the %d training images in %s (%d%%, at most %d)", key, count, train_count,
-                 where, round(AUTO_FRACTION * 100), AUTO_MAX)
-    else:
-        count = requested
+    count = auto_val_examples(train_count) if requested == AUTO else requested
     if count >= train_count:
         raise UserError(
             f"{key}={requested}: {where} holds only {train_count} training images, and "
@@ -49,4 +44,8 @@ def split_off_validation(labels: np.ndarray, requested, split_seed: int, where: 
     """(validation indices, training indices): a stratified, seeded split of one training set; `key` is the
     setting that asked for it, named in messages."""
     count = val_examples_for(requested, len(labels), where, key)
-    return stratified_split(labels, [count, len(labels) - count], split_seed)
+    taken, kept = stratified_split(labels, [count, len(labels) - count], split_seed)
+    if requested == AUTO:  # the sizes the split made, which the run's first line repeats
+        log.info("%s=auto: %d of the %d training images in %s (%d%%, at most %d; stratified by class), %d left",
+                 key, len(taken), len(labels), where, round(AUTO_FRACTION * 100), AUTO_MAX, len(kept))
+    return taken, kept

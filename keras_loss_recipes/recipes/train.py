@@ -222,11 +222,11 @@ def _log_setup(job: Job) -> None:
 
     cfg, setup, sizes = job.cfg, job.setup, job.splits.sizes()
     log.info(
-        "data=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
+        "data=%s classes=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
         "backend=%s precision=%s device=%s (%s) replicas=%d",
-        job.splits.name, sizes["train"], sizes["val"], sizes["test"], model_name(cfg.model), setup.name,
-        setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision, job.device[0], job.device[1],
-        job.replicas,
+        job.splits.name, job.splits.classes(), sizes["train"], sizes["val"], sizes["test"], model_name(cfg.model),
+        setup.name, setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision, job.device[0],
+        job.device[1], job.replicas,
     )
     log.info("loss computes: %s", setup.formulation.computes)
 
