@@ -172,8 +172,8 @@ def test_arrays_of_yours_from_an_npz_file_and_from_a_callable(user_code, compose
     ({"x_train": np.zeros((20, 8, 8), np.uint8)}, "no array y_train (it holds: x_train)"),
     ({"x_train": np.zeros((20, 8, 8), np.uint8), "y_train": np.arange(20) % 2, "x_test": np.zeros((4, 8, 8))},
      "no array y_test"),
-    ({"x_train": np.zeros((20, 8, 8), np.float32) + 0.5, "y_train": np.arange(20) % 2},
-     "x_train holds floats in [0, 1]"),
+    ({"x_train": np.zeros((20, 8, 8), np.float32) + 256.5, "y_train": np.arange(20) % 2},
+     "x_train[0] holds 256.5; float images must lie in [0, 1] (already scaled) or [0, 255] (pixels)"),
 ])
 def test_a_bad_npz_file_is_one_clear_error(compose, tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
