@@ -228,15 +228,19 @@ def test_known_options_sweeps_and_plain_keys_pass_the_group_check():
 
 
 @pytest.mark.parametrize("override, suffix", [
-    ([], "_sparse_from_logits"), (["loss=softmax_ce"], "_softmax_ce"),
+    ([], "_cnn_sparse_from_logits"), (["loss=softmax_ce", "model=mlp"], "_mlp_softmax_ce"),
+    (["model._target_=my_models.build"], "_my_models.build_sparse_from_logits"),
     (["recipe=probe"], "_probe"), (["recipe=evaluate"], "_evaluate"), (["recipe=doctor"], "_doctor"),
 ])
 def test_a_run_directory_is_named_by_what_runs(override, suffix):
-    """Training runs by their loss; the other recipes by their name, not by the default loss."""
+    """Training runs by their model and loss; the other recipes by their name, not by the default loss."""
     from hydra import compose, initialize_config_dir
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
+    from keras_loss_recipes.runtime import run_names
+
+    run_names.register()  # ${model_name:...}, as train.py registers it
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=override, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)

@@ -106,13 +106,21 @@ def train(compose, run_dir, *overrides):
     return train_recipe.run(compose(*TINY, *overrides), run_dir)
 
 
-def test_a_builder_of_yours_trains_and_the_mlp_configs_options_are_left_out(user_code, compose, tmp_path, caplog):
+def test_a_builder_of_yours_trains_and_the_mlp_configs_options_never_reach_it(user_code, compose, tmp_path, caplog):
     with caplog.at_level("INFO"):
         m = train(compose, tmp_path / "run", "model._target_=my_models.build", "+model.hidden=4")
     assert m["status"] == "ok" and m["model"] == "my_models.build" and m["removed_head"] is None
     assert m["params"] == 28 * 28 * 4 + 4 + 4 * 10 + 10  # hidden=4 reached the builder
-    assert m["config"]["model"]["name"] == "my_models.build"
-    assert any(r.getMessage() == "model: my_models.build takes no hidden_units=128; left out" for r in caplog.records)
+    # configs/model/mlp.yaml's hidden_units is the mlp's: not passed, not recorded, not mentioned.
+    assert m["config"]["model"] == {"_target_": "my_models.build", "name": "my_models.build", "hidden": 4}
+    assert not any("hidden_units" in r.getMessage() for r in caplog.records)
+
+
+def test_the_default_models_options_stay_where_its_target_does(compose):
+    assert compose("model._target_=my_models.build").model.keys() == {"_target_", "name"}
+    assert compose("model._target_=my_models.build", "model.dropout=0.2").model.dropout == 0.2  # yours, kept
+    assert compose("model._target_=keras_loss_recipes.training.models.cnn").model.dropout == 0.5  # the file's own
+    assert compose("model=mlp").model.hidden_units == 128
 
 
 def test_a_whole_model_loses_its_softmax_so_that_the_loss_decides(user_code, compose, tmp_path, caplog):

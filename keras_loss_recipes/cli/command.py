@@ -22,7 +22,9 @@ def task(cfg):
 
     from keras_loss_recipes.cli.job import run_job
     from keras_loss_recipes.runtime import clock
+    from keras_loss_recipes.runtime.model_options import drop_foreign_options
 
+    drop_foreign_options(cfg, HydraConfig.get())  # the default model's options never reach a model of yours
     with clock.job():
         return run_job(cfg, HydraConfig.get().runtime.output_dir)
 

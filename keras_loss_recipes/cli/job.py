@@ -11,6 +11,8 @@ How a job ends, decided in one place (`_stop`):
     a preemption signal (SIGTERM)   in training, after the step under way and its backup (within
                                     trainer.preemption_grace_s); metrics.json says "preempted" (resumable),
                                     exit code 128 + its number
+    an error in the user's code     one `error:` line naming their file and line, then their frames of the
+                                    traceback; metrics.json says "failed" with that line; exit code 2
     a bug                           metrics.json says "failed" with the error; the traceback stays
 In a sweep (multirun) a failed job stops nothing else: it is recorded, and its
 objective is NaN. One of several processes training one model leaves at once.
@@ -33,6 +35,7 @@ from keras_loss_recipes.runtime.backends import activate_backend
 from keras_loss_recipes.runtime.errors import UserError, disk_full, disk_full_message
 from keras_loss_recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
 from keras_loss_recipes.runtime.preemption import Preempted, taken_as_preemption
+from keras_loss_recipes.runtime.user_code import UserCodeError, raised_in_user_code
 
 log = logging.getLogger("train")
 DISK_FULL_EXIT = 2  # as bad input: the user must act (free space) before the same command goes on
@@ -92,6 +95,8 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
             kept = "a backup of that point" if err.kept else "its last saved epoch"
             _say_resumable(f"preempted ({err.name}){where}: {run_dir} keeps {kept}", run_dir)
         _exit(err.exit_code, at_once=group is not None)
+    if not isinstance(err, UserError):
+        err = raised_in_user_code(err) or err  # the user's builder, factory or data callable raised it
     full = disk_full(err)
     if full is not None:  # not a bug: one line, and the run resumes once there is room
         record_failure(cfg, run_dir, err, quiet=True)
@@ -101,8 +106,13 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
         _exit(DISK_FULL_EXIT, at_once=group is not None)
     if in_sweep():
         record_failure(cfg, run_dir, err)
-        log.error("job failed, the sweep goes on: %s", err if isinstance(err, UserError) else f"\n{traceback.format_exc()}")
+        log.error("job failed, the sweep goes on: %s", _described(err))
         return
+    if isinstance(err, UserCodeError):  # the user's file and line, their frames; the run records it failed
+        record_failure(cfg, run_dir, err)
+        to_log_file(run_dir, f"error: {err}\n{err.frames}")
+        print(f"error: {err}\n{err.frames}", file=sys.stderr, end="", flush=True)
+        _exit(2, at_once=group is not None and processes.joined())
     if isinstance(err, UserError):
         if not discard_if_unused(run_dir):  # a run directory that holds an earlier run stays, and says why
             to_log_file(run_dir, f"error: {err}")
@@ -119,6 +129,13 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
     print(f"error: process {group.rank} of {group.count}: {type(err).__name__}: {_first_line(err)}{recorded}",
           file=sys.stderr, flush=True)
     _exit(1, at_once=True)
+
+
+def _described(err: BaseException) -> str:
+    """A failed sweep job in its log: the line of a user error (with the user's frames), else the traceback."""
+    if isinstance(err, UserCodeError):
+        return f"{err}\n{err.frames}"
+    return str(err) if isinstance(err, UserError) else f"\n{traceback.format_exc()}"
 
 
 def _grace_expired(cfg, run_dir: Path, signum: int, grace_s: float) -> None:

@@ -29,8 +29,15 @@ def compose_train(overrides) -> object:
     """configs/train.yaml with `overrides` (a list of `key=value` strings), as Hydra composes it."""
     from hydra import compose, initialize_config_dir
 
+    from omegaconf import open_dict
+
     from keras_loss_recipes.runtime import run_names
+    from keras_loss_recipes.runtime.model_options import drop_foreign_options
 
     run_names.register()  # the resolvers configs/ uses
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name="train", overrides=list(overrides))
+        cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
+    drop_foreign_options(cfg, cfg.hydra)  # as train.py does for each job
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg

@@ -13,6 +13,7 @@ import os
 import sys
 
 from keras_loss_recipes.runtime.errors import UserError
+from keras_loss_recipes.runtime.user_code import import_failed
 
 
 def _from_where_you_run() -> None:
@@ -53,7 +54,12 @@ def resolve_target(target, key: str):
     _from_where_you_run()
     try:
         module = importlib.import_module(module_name)
-    except ModuleNotFoundError as err:
+    except Exception as err:  # the module itself missing, or the user's code failing as it imports
+        in_users_code = import_failed(err, module_name, key)
+        if in_users_code is not None:
+            raise in_users_code from None
+        if not isinstance(err, ModuleNotFoundError):
+            raise
         raise UserError(f"{key}={target}: module {module_name!r} not found ({err}); put it on PYTHONPATH or in "
                         "the directory you run from") from None
     try:
