@@ -46,6 +46,6 @@ def split_off_validation(labels: np.ndarray, requested, split_seed: int, where: 
     count = val_examples_for(requested, len(labels), where, key)
     taken, kept = stratified_split(labels, [count, len(labels) - count], split_seed)
     if requested == AUTO:  # the sizes the split made, which the run's first line repeats
-        log.info("%s=auto: %d of the %d training images in %s (%d%%, at most %d; stratified by class), %d left",
+        log.info("%s=auto: %d of the %d training images in %s: %d%% (at most %d), stratified by class; %d left",
                  key, len(taken), len(labels), where, round(AUTO_FRACTION * 100), AUTO_MAX, len(kept))
     return taken, kept
