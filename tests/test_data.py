@@ -363,9 +363,11 @@ def test_the_validation_line_gives_the_sizes_the_split_made(caplog):
     with caplog.at_level(logging.INFO, logger="keras_loss_recipes.data.validation_split"):
         splits = from_arrays(x_train=np.zeros((len(labels), 4, 4), np.uint8), y_train=labels)
     assert splits.sizes() == {"train": 1457, "val": 161, "test": 179}
-    assert ("data.test_examples=auto: 179 of the 1797 training images in mine (the test split) "
-            ": 10% (at most 5000), stratified by class; 1618 left") in caplog.text
-    assert "data.val_examples=auto: 161 of the 1618 training images in mine" in caplog.text and "1457 left" in caplog.text
+    assert [r.getMessage() for r in caplog.records if r.name.endswith("validation_split")] == [
+        "data.test_examples=auto: 179 of the 1797 training images in mine (the test split): 10% (at most 5000), "
+        "stratified by class; 1618 left",
+        "data.val_examples=auto: 161 of the 1618 training images in mine: 10% (at most 5000), stratified by class; "
+        "1457 left"]
 
 
 def test_stratified_parts_have_exactly_the_sizes_asked():
