@@ -64,7 +64,7 @@ def splits_from_returned(made, cfg, split_seed: int, where: str) -> Splits:
         made = dict(zip(REQUIRED + OPTIONAL, made))
     if not isinstance(made, dict):
         raise UserError(f"{where}: it returned {type(made).__name__}; return a dict with x_train, y_train "
-                        "(x_test, y_test optional), or a tuple of 2 or 4 arrays")
+                        "(x_test, y_test, class_names optional), or a tuple of 2 or 4 arrays")
     return splits_from_arrays(made, cfg, split_seed, where)
 
 

@@ -38,8 +38,8 @@ def float_scale(images, name: str, where: str) -> str | None:
     if images is None or is_streamed(images):
         return None
     images = np.asarray(images)
-    if not np.issubdtype(images.dtype, np.floating) or not images.size:
-        return None
+    if not np.issubdtype(images.dtype, np.floating) or not images.size or not images.ndim:
+        return None  # not floats, or not images at all: check_images_and_labels says which
     rows = images.reshape(len(images), -1)
     finite = np.isfinite(rows).all(axis=1)
     if not finite.all():
