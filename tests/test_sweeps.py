@@ -92,6 +92,111 @@ def test_report_refuses_a_directory_that_is_not_a_sweep(tmp_path):
     assert result.returncode == 2 and "no such directory" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_the_exit_code_judges_the_jobs_this_multirun_ran_and_takes_a_diverged_job_as_a_result(tmp_path):
+    """sweep_outcome on job directories as jobs leave them: an earlier multirun's job and a run moved aside are
+    not this multirun's; diverged is a result; preempted and no metrics.json are not."""
+    import os
+
+    from keras_loss_recipes.reporting import sweep_outcome
+
+    def job(name, status=None, hydra=True, age_s=0.0):
+        run = tmp_path / name
+        (run / ".hydra").mkdir(parents=True)
+        written = [run / ".hydra" / "hydra.yaml"] if hydra else []
+        if status:
+            written.append(run / "metrics.json")
+        for path in written:
+            path.write_text(json.dumps({"status": status}) if path.name == "metrics.json" else "hydra: {}")
+            os.utime(path, (path.stat().st_mtime - age_s,) * 2)
+
+    job("00_earlier", "failed", age_s=3600)  # left by an earlier multirun into this directory
+    sweep_outcome.note_start(tmp_path)
+    job("01_ok", "ok")
+    job("02_nan", "diverged")
+    job("03_stopped", "preempted")
+    job("04_bad", "failed")
+    job("04_bad.previous-20261201-101010", "failed")  # an earlier run of that job, moved aside
+    job("05_cancelled_before_it_started", "failed", hydra=False)  # as the SLURM launcher records it
+    job("06_crashed")
+    ended = sweep_outcome.outcome(tmp_path)
+    assert [j.name for j in ended.jobs] == ["01_ok", "02_nan", "03_stopped", "04_bad", "05_cancelled_before_it_started",
+                                            "06_crashed"]
+    assert ended.line() == (
+        f"4 of 6 jobs failed: {tmp_path / '03_stopped'} (preempted: the same command resumes it), {tmp_path / '04_bad'}, "
+        f"{tmp_path / '05_cancelled_before_it_started'}, {tmp_path / '06_crashed'} (no metrics.json)")
+
+
+# --- the comparison figure's drawing decisions, on made-up numbers (fast) ---
+
+
+def test_the_figure_draws_groups_closer_than_their_resolution_as_equal():
+    from keras_loss_recipes.reporting import comparison_figure as figure
+
+    # Three formulations that ended within 3e-9 of each other, one run each: one tie, drawn at one value.
+    drawn, tie_of = figure.drawn_values([(1.848330001, 0.0), (1.848330003, 0.0), (1.848330002, 0.0)])
+    assert tie_of == [0, 0, 0] and len(set(drawn)) == 1
+    assert figure.value_labels(drawn, tie_of) == ["1.848 (tied)"] * 3
+    # One run a group: the resolution is 1e-6 of the value.
+    assert figure.ties([(1.0, 0.0), (1.000002, 0.0)]) == [0, 1]
+    assert figure.ties([(1.0, 0.0), (1.0000009, 0.0)]) == [0, 0]
+    # Several seeds: a difference within a group's std is a tie; a group with no ok run has none.
+    assert figure.ties([(0.80, 0.05), (0.83, 0.01), (0.90, 0.01), (None, None)]) == [0, 0, 1, None]
+    # A chain of small steps does not join values further apart than the resolution.
+    assert figure.ties([(1.0, 0.1), (1.08, 0.1), (1.16, 0.1), (1.24, 0.1)]) == [0, 0, 1, 1]
+    # Labels carry the digits that tell different values apart, and no more.
+    drawn, tie_of = figure.drawn_values([(1.75016, 0.0), (1.75019, 0.0), (37.2161, 0.0)])
+    assert figure.value_labels(drawn, tie_of) == ["1.75016", "1.75019", "37.2161"]
+
+
+def test_the_figure_uses_a_log_axis_only_where_the_values_span_more_than_ten_times():
+    from keras_loss_recipes.reporting.comparison_figure import use_log_scale
+
+    assert not use_log_scale([37.2, 37.2, 235.8])  # 6x: linear
+    assert use_log_scale([0.9, 0.91, 45.0])  # 50x
+    assert not use_log_scale([1.0, 10.0])  # 10x exactly: linear
+    assert not use_log_scale([0.0, 5.0, 100.0])  # a zero has no place on a log axis
+    assert not use_log_scale([2.0, None, float("nan")])
+
+
+def figure_row(group, ce, acc=0.65, std=0.0, path="fused_logits", curves=([0.41, 0.64],)):
+    return {"group": group, "runs": 1, "ok": 1, "diverged": 0, "failed": 0, "loss_path": path,
+            "test_accuracy": (acc, std), "test_exact_ce": (ce, std), "val_curves": list(curves)}
+
+
+def test_the_figure_of_a_tie_has_equal_bars_plain_tick_labels_and_whole_epochs():
+    import matplotlib.pyplot as plt
+
+    from keras_loss_recipes.reporting import comparison_figure as figure
+
+    def shown_ticks(ax, axis):
+        low, high = sorted(getattr(ax, f"get_{axis}lim")())
+        return [t for t in getattr(ax, f"get_{axis}ticklabels")() if low <= t.get_position()[axis == "y"] <= high]
+
+    rows = [figure_row("loss=from_logits", 1.848330001), figure_row("loss=sparse_from_logits", 1.848330003),
+            figure_row("loss=softmax_ce", 1.848330002, path="rescued_softmax")]
+    fig = figure.draw(rows)
+    fig.canvas.draw()
+    accuracy, ce, curves = fig.axes
+    assert ce.get_xscale() == "linear" and ce.get_xlim()[0] == 0
+    assert len({bar.get_width() for bar in ce.patches}) == 1 and len(ce.patches) == 3
+    # Plain numbers, each read as written: no offset, no "x 10^0".
+    for ax in (accuracy, ce):
+        assert ax.xaxis.get_offset_text().get_text() == ""
+        assert [float(t.get_text()) for t in shown_ticks(ax, "x")]
+    epochs = [float(t.get_text()) for t in shown_ticks(curves, "x")]
+    assert epochs == [1.0, 2.0]
+    assert "(the same curve as loss=from_logits)" in curves.get_legend().get_texts()[2].get_text()
+    plt.close(fig)
+    # 50x apart: a log axis, dots rather than bars, its ticks plain numbers too.
+    fig = figure.draw([figure_row("loss=softmax_ce", 0.9, std=0.01), figure_row("loss=clipped_probs", 45.0, std=2.0)])
+    fig.canvas.draw()
+    ce = fig.axes[1]
+    assert ce.get_xscale() == "log" and not ce.patches
+    assert all(float(t.get_text()) > 0 for t in shown_ticks(ce, "x") if t.get_text())
+    assert len([t for t in shown_ticks(ce, "x") if t.get_text()]) >= 3
+    plt.close(fig)
+
+
 # --- a search (Optuna) against a grid, on synthetic runs (fast) ------------
 
 OPTUNA = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
@@ -212,7 +317,11 @@ def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
     sweep = tmp_path / "sweep"
     result = train_cli("-m", *SWEEP, "loss=sparse_from_logits,naive", "stress.logit_scale=1000",
                        "trainer.batch_size=64,0", f"hydra.sweep.dir={sweep}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Every job ran and the report was written (below); then the failed jobs, in one line, and exit code 1.
+    # The diverged job is a result: not among them.
+    assert result.returncode == 1, result.stderr[-3000:]
+    failed_dirs = [sweep / "01_loss-sparse_from_logits_batch_size-0", sweep / "03_loss-naive_batch_size-0"]
+    assert result.stderr.strip().splitlines()[-1] == f"2 of 4 jobs failed: {failed_dirs[0]}, {failed_dirs[1]}"
     statuses = {(m["loss"], m["config"]["trainer"]["batch_size"]): m["status"] for m in run_metrics(sweep).values()}
     assert statuses == {
         ("sparse_from_logits", 64): "ok",
@@ -240,7 +349,7 @@ def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
     assert table["loss=sparse_from_logits, trainer.batch_size=64"]["where it broke"] == "-"
     assert "broke: loss (naive)" in result.stdout + result.stderr
     assert table["loss=naive, trainer.batch_size=64"]["test accuracy"] == "-"  # a diverged run is not averaged
-    assert (sweep / "comparison.png").exists()
+    assert (sweep / "comparison.png").exists() and "sweep summary (4 jobs)" in result.stdout + result.stderr
 
 
 def report_rows(markdown: str) -> dict[str, dict[str, str]]:
@@ -263,10 +372,12 @@ def test_parallel_launchers_run_a_two_job_sweep(train_cli, tmp_path, launcher):
     sweep = tmp_path / "sweep"
     extra = ["hydra.launcher.n_jobs=2", "trainer.threads=1"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
     result = train_cli("-m", f"hydra/launcher={launcher}", *extra, *SWEEP,
-                       "loss=sparse_from_logits,softmax_ce", f"hydra.sweep.dir={sweep}")
-    assert result.returncode == 0, result.stderr[-3000:]
+                       "trainer.batch_size=64,0", f"hydra.sweep.dir={sweep}")
+    # The job that failed in a worker process is judged in the sweep's own: named, and exit code 1.
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1] == f"1 of 2 jobs failed: {sweep / '01_batch_size-0'}"
     runs = run_metrics(sweep)
-    assert len(runs) == 2 and {m["status"] for m in runs.values()} == {"ok"}
+    assert sorted(m["status"] for m in runs.values()) == ["failed", "ok"]
     assert (sweep / "comparison.md").exists()
 
 

@@ -5,7 +5,8 @@
     comparison.md    of a grid, one row per group (the config values that vary, seed aside):
                      mean +- std over seeds of the runs that finished `ok`;
                      diverged and failed runs are counted, never averaged in
-    comparison.png   test accuracy and exact CE per group, validation accuracy per epoch
+    comparison.png   test accuracy and exact CE per group, validation accuracy per epoch; groups closer than
+                     their spread over seeds are drawn equal (comparison_figure.py)
     comparison/      the same table (text) and figure (image) for TensorBoard
 A search (an Optuna sweep, `sweep_record`) gets its own .md and .png instead:
 its trials ranked by the objective, the best one, and its progress (`search_report`).
@@ -21,7 +22,7 @@ import math
 import statistics
 from pathlib import Path
 
-from keras_loss_recipes.reporting.palette import legend_room, path_color, path_legend
+from keras_loss_recipes.reporting.comparison_figure import plot
 from keras_loss_recipes.reporting.results import earlier_attempts
 from keras_loss_recipes.reporting.search_report import write_search_report
 from keras_loss_recipes.reporting.sweep_record import hydra_record, job_number, search_of
@@ -30,7 +31,7 @@ from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.run_files import METRICS_FILE
 from keras_loss_recipes.runtime.run_names import SWEEP_FILE
 
-# Vary between runs without defining a group (recipe.run_name follows the loss).
+# Vary between runs without defining a group (recipe.run_name follows the model and the loss).
 IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
@@ -166,61 +167,6 @@ def markdown_table(rows: list[dict]) -> str:
             f"{r['loss_path']} | {speed} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def plot(rows: list[dict], path: Path) -> None:
-    """Accuracy and exact CE per group (bars coloured by loss path), validation accuracy per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    lines_per_label = max(_wrapped(r["group"]).count("\n") + 1 for r in rows)
-    fig, axes = plt.subplots(1, 3, figsize=(18, 2.6 + 0.45 * len(rows) * lines_per_label))
-    for ax, key, title in ((axes[0], "test_accuracy", "test accuracy\n(ok runs, mean ± std)"),
-                           (axes[1], "test_exact_ce", "test exact cross entropy\n(log scale)")):
-        _bars(ax, rows, key)
-        ax.set_title(title, fontsize=10)
-    if any((r["test_exact_ce"][0] or 0) > 0 for r in rows):  # nothing to scale when every run failed
-        axes[1].set_xscale("log")
-    axes[1].tick_params(labelleft=False)  # the same rows as the first panel, whose labels name them
-    for i, r in enumerate(rows):
-        curves = [c for c in r["val_curves"] if c]
-        if curves:
-            length = min(len(c) for c in curves)
-            mean_curve = [statistics.fmean(c[e] for c in curves) for e in range(length)]
-            # Colour: the path; line style and marker: the group (groups can share a path).
-            axes[2].plot(range(1, length + 1), mean_curve, color=path_color(r["loss_path"]), label=_wrapped(r["group"]),
-                         ls=["-", "--", "-.", ":"][i % 4], marker="osD^v<>"[i % 7], ms=4)
-    axes[2].set_title("validation accuracy per epoch\n(mean over ok runs)", fontsize=10)
-    axes[2].set_xlabel("epoch")
-    axes[2].grid(alpha=0.3)
-    # Group names beside the curves, outside the axes: a legend inside would cover them.
-    if axes[2].lines:
-        axes[2].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
-    path_legend(fig, {r["loss_path"] for r in rows})
-    fig.tight_layout(rect=(0, legend_room(fig), 1, 1))
-    with atomic.replacing(path) as partial:
-        fig.savefig(partial, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _wrapped(group: str) -> str:
-    """One `key=value` a line: labels of several long keys on one line leave no room for the axes."""
-    return group.replace(", ", "\n")
-
-
-def _bars(ax, rows: list[dict], key: str) -> None:
-    ypos = list(range(len(rows)))
-    means = [r[key][0] if r[key][0] is not None else 0.0 for r in rows]
-    stds = [r[key][1] or 0.0 for r in rows]
-    ax.barh(ypos, means, xerr=stds, color=[path_color(r["loss_path"]) for r in rows], capsize=3)
-    ax.set_yticks(ypos, [_wrapped(r["group"]) for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    for y, r in zip(ypos, rows):
-        if r["ok"] < r["runs"]:
-            ax.annotate(f"{r['diverged']} diverged, {r['failed']} failed", (0, y), xycoords=("axes fraction", "data"),
-                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=7, color="tab:red")
 
 
 def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:

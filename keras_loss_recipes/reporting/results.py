@@ -50,6 +50,8 @@ def truncate_history(run_dir: Path, epochs: int) -> list[dict]:
 
 # A run with one of these statuses can be taken up again by the same command.
 RESUMABLE = ("interrupted", "preempted", "failed")
+# What `move_aside` puts between a run directory's name and the time it moved its contents aside.
+MOVED_ASIDE = ".previous-"
 
 
 def move_aside(run_dir: Path) -> Path:
@@ -60,7 +62,7 @@ def move_aside(run_dir: Path) -> Path:
     import shutil
     import time
 
-    target = run_dir.parent / f"{run_dir.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}"
+    target = run_dir.parent / f"{run_dir.name}{MOVED_ASIDE}{time.strftime('%Y%m%d-%H%M%S')}"
     suffix = 0
     while target.exists():
         suffix += 1

@@ -1,7 +1,9 @@
-"""Hydra callback for multiruns: declare the HParams experiment, then summarise and compare."""
+"""Hydra callback for multiruns: declare the HParams experiment, then summarise and compare, and exit 1 if a job
+failed (reporting/sweep_outcome.py)."""
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
@@ -43,30 +45,47 @@ class SweepReport(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
         from keras_loss_recipes.reporting.comparison import mark_sweep
         from keras_loss_recipes.reporting.hparams import declare_experiment
+        from keras_loss_recipes.reporting.sweep_outcome import note_start
         from keras_loss_recipes.reporting.tensorboard_views import write_layout
         from keras_loss_recipes.runtime.run_names import swept_keys
 
         sweep_dir = Path(config.hydra.sweep.dir)
         overrides = list(config.hydra.overrides.task)
         swept = swept_keys(overrides, dict(config.hydra.sweeper.get("params") or {}))
+        note_start(sweep_dir)  # the jobs written from now on are this multirun's
         mark_sweep(sweep_dir, overrides, swept)  # before any job: their directory names read it
         declare_experiment(sweep_dir, swept)
         write_layout(sweep_dir)
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from keras_loss_recipes.reporting.comparison import write_report
-        from keras_loss_recipes.runtime.errors import UserError
+        """The report of every job, as any ended; then, if a job gave no result, one line and exit code 1."""
+        from keras_loss_recipes.reporting.sweep_outcome import outcome
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            report = write_report(sweep_dir)
-        except UserError as err:
-            log.warning("no comparison report: %s", err)
-            return
-        if report["kind"] == "search":
-            log.info("search summary (%d trials, ranked by %s, best first):\n%s\n%s", len(report["runs"]),
-                     report["objective"], report["summary"], report["best"])
-        else:
-            log.info("sweep summary (%d jobs):\n%s", len(report["runs"]), summary_table(report["runs"]))
-            log.info("comparison by %s:\n%s", ", ".join(report["keys"]), report["table"])
-        log.info("report: %s/comparison.{md,csv,png}; dashboards: tensorboard --logdir %s", sweep_dir, sweep_dir)
+            _report(sweep_dir)
+        except Exception:  # a fault of the report's own: said, and the jobs are still judged
+            log.exception("the comparison report failed")
+        ended = outcome(sweep_dir)
+        if ended.failed:
+            print(ended.line(), file=sys.stderr, flush=True)
+            raise SystemExit(1)  # not an Exception: Hydra's callbacks pass it on, and the process ends with it
+
+
+def _report(sweep_dir: Path) -> None:
+    """comparison.{md,csv,png}, and the summary on the console."""
+    from keras_loss_recipes.reporting.comparison import write_report
+    from keras_loss_recipes.runtime.errors import UserError
+
+    try:
+        report = write_report(sweep_dir)
+    except UserError as err:
+        log.warning("no comparison report: %s", err)
+        return
+    if report["kind"] == "search":
+        log.info("search summary (%d trials, ranked by %s, best first):\n%s\n%s", len(report["runs"]),
+                 report["objective"], report["summary"], report["best"])
+    else:
+        log.info("sweep summary (%d jobs):\n%s", len(report["runs"]), summary_table(report["runs"]))
+        log.info("comparison by %s:\n%s", ", ".join(report["keys"]), report["table"])
+    log.info("report: %s/comparison.{md,csv,png}; dashboards: tensorboard --logdir %s", sweep_dir, sweep_dir)
