@@ -260,3 +260,11 @@ def test_backup_every_reads_epochs_or_a_duration(value, every):
         assert [parsed.due(epoch, 0.0) for epoch in range(1, 7)] == [epoch % parsed.epochs == 0 for epoch in range(1, 7)]
     else:  # due once the duration has passed, at whichever epoch
         assert not parsed.due(1, parsed.seconds - 1) and parsed.due(1, parsed.seconds)
+
+
+def test_help_names_the_command_as_it_was_typed(train_cli):
+    shown = train_cli("--help", timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    first, second, third = shown.stdout.splitlines()[:3]
+    assert first.startswith("python train.py: train a classifier") and "powered by Hydra" not in shown.stdout
+    assert second.startswith("Usage: python train.py [group=option ...]") and third == ""

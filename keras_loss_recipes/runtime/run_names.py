@@ -87,7 +87,16 @@ def data_name(name, target) -> str:
     return str(name) if str(target).startswith(OWN_MODELS) else str(target)
 
 
+def command_name() -> str:
+    """How the user started this command: `python train.py` in a clone, `recipes-train` once installed."""
+    import sys
+
+    name = Path(sys.argv[0]).name
+    return f"python {name}" if name.endswith(".py") else name
+
+
 OWN_MODELS = "keras_loss_recipes."  # the project's own models and data loaders
+COMMAND_RESOLVER = "command_name"  # ${command_name:} in configs/train.yaml's help
 MODEL_NAME_RESOLVER = "model_name"  # ${model_name:${._target_}} in configs/model/*.yaml
 DATA_NAME_RESOLVER = "data_name"  # ${data_name:mnist,${._target_}} in configs/data/*.yaml
 
@@ -104,5 +113,7 @@ def register() -> None:
         OmegaConf.register_new_resolver(MODEL_NAME_RESOLVER, name_of_target)
     if not OmegaConf.has_resolver(DATA_NAME_RESOLVER):
         OmegaConf.register_new_resolver(DATA_NAME_RESOLVER, data_name)
+    if not OmegaConf.has_resolver(COMMAND_RESOLVER):
+        OmegaConf.register_new_resolver(COMMAND_RESOLVER, command_name)
     if not OmegaConf.has_resolver(objective.RESOLVER):
         OmegaConf.register_new_resolver(objective.RESOLVER, objective.direction)
