@@ -273,3 +273,11 @@ def test_the_docs_page_is_the_rendering_of_its_stored_report():
     assert (ROOT / "docs" / doctor_report.MARKDOWN_FILE).read_text() == doctor_report.render_docs_page(report)
     assert report["checkpoint"] == f"{doctor.DOCS_EXAMPLE}.keras" and report["verdict"] in ("lossy", "clean")
     assert "docs/doctor.md" in (ROOT / "README.md").read_text()
+
+
+def test_the_doctor_says_which_backends_it_skipped_and_why(monkeypatch):
+    monkeypatch.setattr(doctor, "installed_backends", lambda: ["tensorflow", "torch"])
+    lines = doctor.skipped_backends(["tensorflow"])
+    assert lines[0].startswith("skipped jax: not installed (requirements-jax.txt recommends: pip install")
+    assert lines[1:] == ["skipped torch: not in recipe.backends"]
+    assert doctor.skipped_backends(["tensorflow", "torch"]) == lines[:1]

@@ -42,6 +42,7 @@ from keras_loss_recipes.reporting.findings_data import environment
 from keras_loss_recipes.reporting.results import prepare_run_dir, write_metrics
 from keras_loss_recipes.runtime.backends import BACKENDS
 from keras_loss_recipes.runtime.errors import UserError
+from keras_loss_recipes.runtime.install_hints import install_hint
 from keras_loss_recipes.runtime.session import PRECISIONS
 from keras_loss_recipes.runtime.workers import Worker, each_backend
 from keras_loss_recipes.runtime.workers import run as run_worker
@@ -58,6 +59,13 @@ STRICT_EXIT = 1  # recipe.strict=true and the loss is not exact everywhere
 
 def installed_backends() -> list[str]:
     return [b for b in BACKENDS if importlib.util.find_spec(b) is not None]
+
+
+def skipped_backends(backends: list[str]) -> list[str]:
+    """One line per backend not measured, and why: not installed (and how to install it), or not asked for."""
+    installed = installed_backends()
+    return [f"skipped {b}: not installed ({install_hint(b)})" if b not in installed
+            else f"skipped {b}: not in recipe.backends" for b in BACKENDS if b not in backends]
 
 
 def model_file(checkpoint) -> Path:
@@ -111,6 +119,8 @@ def run_workers(examinations: list[dict], backends: list[str], work_dir: Path) -
     spec_file.write_text(json.dumps(examinations))
     total = sum(len(e["precisions"]) for e in examinations) * len(backends)
     print(f"doctor: measuring {total} combinations on {', '.join(backends)} (one process each)", flush=True)
+    for line in skipped_backends(backends):
+        print(f"doctor: {line}", flush=True)
     began = time.time()
 
     def measure(backend: str) -> list[dict]:
