@@ -11,6 +11,19 @@ from keras_loss_recipes.recipes import train as train_recipe
 from keras_loss_recipes.runtime.errors import UserError
 from tests.conftest import ROOT, TINY, project_env
 
+SHADOWED_NAMES = '''
+
+def scaled(inputs, num_classes, hidden):
+    """Imports the user's own losses, models, data and recipes modules, beside this file."""
+    import data
+    import models
+    import recipes
+    from losses import scale
+
+    assert [m.WHOSE for m in (data, models, recipes)] == ["the user's data", "the user's models", "the user's recipes"]
+    x = layers.Dense(scale(hidden), activation="relu")(layers.Flatten()(inputs))
+    return layers.Dense(num_classes)(x)
+'''
 USER_MODELS = '''
 import keras
 from keras import layers
@@ -344,8 +357,12 @@ def test_the_installed_command_trains_your_model_from_a_directory_outside_the_re
     assert installed.returncode == 0, installed.stderr[-2000:]
     home = tmp_path / "user"
     (home / "my_configs" / "model").mkdir(parents=True)
-    (home / "my_models.py").write_text(USER_MODELS)
-    (home / "my_configs" / "model" / "small.yaml").write_text("_target_: my_models.build\nname: small\nhidden: 3\n")
+    # Modules of the user's with the commonest names in ML projects: theirs, not the installed project's.
+    for name in ("losses", "models", "data", "recipes"):
+        (home / f"{name}.py").write_text(f'WHOSE = "the user\'s {name}"\n')
+    (home / "losses.py").write_text('WHOSE = "the user\'s losses"\n\n\ndef scale(n):\n    return 2 * n\n')
+    (home / "my_models.py").write_text(USER_MODELS + SHADOWED_NAMES)
+    (home / "my_configs" / "model" / "small.yaml").write_text("_target_: my_models.scaled\nname: small\nhidden: 3\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     where = subprocess.run([str(python), "-c", "import keras_loss_recipes.runtime.compose as c; print(c.__file__, c.config_dir())"],
@@ -357,6 +374,7 @@ def test_the_installed_command_trains_your_model_from_a_directory_outside_the_re
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((home / "run" / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["model"] == "small" and (home / "run" / "train.log").is_file()
+    assert metrics["params"] == 28 * 28 * 6 + 6 + 6 * 10 + 10  # hidden=3, doubled by the user's losses.scale
 
 
 @pytest.mark.slow(seconds=40)

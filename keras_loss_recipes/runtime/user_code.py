@@ -68,6 +68,9 @@ def raised_in_user_code(err: BaseException) -> UserCodeError | None:
         return None
     last = frames[-1]
     listing = "".join(traceback.format_list(frames)) + "".join(traceback.format_exception_only(type(err), err))
+    if isinstance(err, SyntaxError) and err.filename:  # in a module the user's code imports: where its syntax fails
+        return UserCodeError(f"{shown(err.filename)}:{err.lineno}: {type(err).__name__}: {err.msg}",
+                             "Traceback (your code only):\n" + listing)
     line = f"{shown(last.filename)}:{last.lineno}: {type(err).__name__}: {_first_line(err)}"
     return UserCodeError(line, "Traceback (your code only):\n" + listing)
 
