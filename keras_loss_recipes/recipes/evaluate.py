@@ -21,11 +21,14 @@ from keras_loss_recipes.reporting.calibration import expected_calibration_error,
 from keras_loss_recipes.reporting.results import prepare_run_dir, write_metrics
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.quiet import start_backend
-from keras_loss_recipes.runtime.run_files import BEST_MODEL, LAST_MODEL
+from keras_loss_recipes.runtime.run_files import METRICS_FILE
+from keras_loss_recipes.training import saved_form
 from keras_loss_recipes.training.network import logits_model_of
 
 log = logging.getLogger(__name__)
-MODEL_FILES = (LAST_MODEL, BEST_MODEL)  # in a run directory, the first that exists
+# In a run directory, the first that exists: the .keras files, then the weights a run saves in their place.
+MODEL_FILES = (*saved_form.MODEL_FILES, *saved_form.WEIGHTS_FILES)
+PIP_NAMES = {"keras_hub": "keras-hub", "keras_cv": "keras-cv", "keras_nlp": "keras-nlp"}
 
 
 def resolve_checkpoint(checkpoint) -> Path:
@@ -39,7 +42,7 @@ def resolve_checkpoint(checkpoint) -> Path:
         raise UserError(f"checkpoint={checkpoint}: the directory holds no {' or '.join(MODEL_FILES)}")
     if not path.exists():
         raise UserError(f"checkpoint={checkpoint}: no such file or directory")
-    if path.suffix != ".keras":
+    if path.suffix != ".keras" and not path.name.endswith(saved_form.WEIGHTS_SUFFIX):
         raise UserError(f"checkpoint={checkpoint}: not a .keras model file (or a run directory holding one)")
     return path
 
@@ -47,10 +50,71 @@ def resolve_checkpoint(checkpoint) -> Path:
 def load_model(path: Path):
     import keras
 
+    _import_packages(path)
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as err:  # zip, JSON or layer errors all mean the same to the user
         raise UserError(f"checkpoint={path}: not a loadable Keras model ({type(err).__name__}: {str(err)[:200]})") from None
+
+
+def _import_packages(path: Path) -> None:
+    """The packages whose classes the saved model names (keras_hub, the user's own), imported: Keras finds a
+    registered class only once its module has run. One line names a package that is not installed."""
+    import importlib
+    import importlib.util
+    import zipfile
+
+    try:
+        config = json.loads(zipfile.ZipFile(path).read("config.json"))
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError):
+        return  # not a model file: load_model says so
+    for module in sorted(set(_modules(config))):
+        package = module.split(".")[0]
+        if package == "keras":
+            continue
+        if importlib.util.find_spec(package) is None:
+            hint = (f"pip install {PIP_NAMES[package]}" if package in PIP_NAMES else
+                    "run from the directory that holds it, or put it on PYTHONPATH")
+            raise UserError(f"checkpoint={path}: the model is built of classes from {package} ({module}), "
+                            f"which is not installed here: {hint}")
+        importlib.import_module(module)
+
+
+def _modules(config):
+    """Every `module` a saved config names (of its layers, nested ones included)."""
+    if isinstance(config, dict):
+        if isinstance(config.get("module"), str):
+            yield config["module"]
+        for value in config.values():
+            yield from _modules(value)
+    elif isinstance(config, list):
+        for value in config:
+            yield from _modules(value)
+
+
+def rebuilt_logits_model(path: Path, input_shape: tuple, num_classes: int):
+    """The logits model of a run that saved weights (a subclassed model: `saved_form`): the network built
+    again from the run's own config, the user's class included, with the weights loaded into it."""
+    from omegaconf import OmegaConf
+
+    from keras_loss_recipes.cli.settings import check_loss
+    from keras_loss_recipes.runtime.targets import resolve_target
+    from keras_loss_recipes.training.network import build_network
+
+    record = path.parent / METRICS_FILE
+    if not record.is_file():
+        raise UserError(f"checkpoint={path}: weights only, and no {METRICS_FILE} beside them names the model "
+                        "they belong to; give the run directory that saved them")
+    cfg = OmegaConf.create(json.loads(record.read_text())["config"])
+    target = cfg.model.get("_target_")
+    try:
+        resolve_target(target, "model._target_")
+    except UserError as err:
+        raise UserError(f"checkpoint={path}: weights only (the run's model is a subclassed model saved so); "
+                        f"evaluating them needs its class, from model._target_={target}: {err}") from None
+    _, logits_model, _ = build_network(cfg, check_loss(cfg), input_shape, num_classes)
+    saved_form.weights_holder(logits_model).load_weights(path)
+    return logits_model
 
 
 def run(cfg, run_dir) -> dict:
@@ -59,8 +123,11 @@ def run(cfg, run_dir) -> dict:
     prepare_run_dir(run_dir)
     splits = load_splits(cfg.data)
     start_backend()
-    model = load_model(checkpoint)
-    logits = np.asarray(logits_model_of(model).predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
+    if checkpoint.name.endswith(saved_form.WEIGHTS_SUFFIX):
+        logits_model = rebuilt_logits_model(checkpoint, splits.x_test.shape[1:], splits.num_classes)
+    else:
+        logits_model = logits_model_of(load_model(checkpoint))
+    logits = np.asarray(logits_model.predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
     if logits.shape[-1] != splits.num_classes:
         raise UserError(
             f"checkpoint={checkpoint}: the model has {logits.shape[-1]} outputs but data={splits.name} "

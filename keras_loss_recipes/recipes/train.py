@@ -58,11 +58,12 @@ from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.execution import AUTO, steps_per_execution
 from keras_loss_recipes.runtime.objective import VALIDATION_FIGURES
 from keras_loss_recipes.runtime.quiet import start_backend
-from keras_loss_recipes.runtime.run_files import BACKUP_DIR, BEST_MODEL, HISTORY_FILE, LAST_MODEL
+from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE
 from keras_loss_recipes.runtime.run_names import model_name
 from keras_loss_recipes.runtime.session import fresh_session, precision_policy, set_cpu_threads
 from keras_loss_recipes.training.network import build_network, measure_loss_path, predict_logits
 from keras_loss_recipes.training.optimizers import make_optimizer
+from keras_loss_recipes.training.saved_form import saved_files
 from keras_loss_recipes.training.telemetry import StabilityTracker
 
 log = logging.getLogger(__name__)
@@ -432,8 +433,8 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks, remo
         # The last epoch's validation figures: what a sweeper can optimise (`optimized_metric`).
         **{key: float(last.get(key, float("nan"))) for key in VALIDATION_FIGURES},
         **test,
-        "test_model": LAST_MODEL,  # the test figures above are this saved model's
-        "best_model": _best_model(history),
+        "test_model": saved_files(job.run_dir)[0],  # the test figures above are this saved model's
+        "best_model": _best_model(history, saved_files(job.run_dir)[1]),
         "nonfinite_steps": guard.nonfinite_steps,
         "telemetry": bool(cfg.telemetry.enabled),
         "first_nonfinite": guard.first_nonfinite,
@@ -458,14 +459,14 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks, remo
     return metrics
 
 
-def _best_model(history: list[dict]) -> dict:
+def _best_model(history: list[dict], best_file: str) -> dict:
     """Which epoch best.keras holds (the highest finite validation accuracy, over every attempt)."""
     scored = [(row["val_accuracy"], i + 1) for i, row in enumerate(history)
               if np.isfinite(row.get("val_accuracy", float("nan")))]
     if not scored:
         return {"file": None, "epoch": None, "val_accuracy": None}
     value, epoch = max(scored, key=lambda pair: (pair[0], -pair[1]))  # the first of equal epochs, as saved
-    return {"file": BEST_MODEL, "epoch": epoch, "val_accuracy": value}
+    return {"file": best_file, "epoch": epoch, "val_accuracy": value}
 
 
 def _what_ran(job: Job, path) -> dict:

@@ -13,3 +13,7 @@ HYDRA_FILES = {".hydra", "train.log", LOCK_FILE}
 # The saved models of a run. A run's test figures are those of LAST_MODEL, the model after the last epoch.
 LAST_MODEL = "last.keras"
 BEST_MODEL = "best.keras"  # the epoch with the highest validation accuracy
+# In their place, the weights of a subclassed model a .keras file would not give back as trained
+# (keras_loss_recipes/training/saved_form.py).
+LAST_WEIGHTS = "last.weights.h5"
+BEST_WEIGHTS = "best.weights.h5"

@@ -10,6 +10,7 @@ import csv
 import io
 import logging
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -18,7 +19,8 @@ import keras
 import numpy as np
 
 from keras_loss_recipes.runtime import atomic
-from keras_loss_recipes.runtime.run_files import BEST_MODEL, LAST_MODEL
+from keras_loss_recipes.runtime.errors import writing
+from keras_loss_recipes.training.saved_form import MODEL_FILES, WEIGHTS_FILES, WEIGHTS_SUFFIX, not_saveable_whole
 from keras_loss_recipes.training.backup import host_copy
 from keras_loss_recipes.training.stability_model import NONFINITE_LOG
 from keras_loss_recipes.training.telemetry import MEANS_LOG, PREFIX, STEP_LOG, unpack
@@ -264,6 +266,14 @@ def save_atomically(model, path: Path) -> None:
         model.save(partial)
 
 
+def save_weights_atomically(model, path: Path) -> None:
+    """`model.save_weights(path)` whole or not at all; the temporary name ends in .weights.h5, as Keras wants."""
+    partial = path.with_name(f".{path.name.removesuffix(WEIGHTS_SUFFIX)}.partial{WEIGHTS_SUFFIX}")
+    with writing(path):
+        model.save_weights(partial)
+    os.replace(partial, path)
+
+
 class HistoryFile(keras.callbacks.Callback):
     """history.csv: one row per epoch, in the format of Keras's CSVLogger (`epoch`, then the logs' keys sorted),
     the whole file written again under a temporary name and renamed at each epoch's end, so a kill or a full
@@ -295,7 +305,10 @@ class SaveModels(keras.callbacks.Callback):
     """best.keras (the epoch with the highest validation accuracy) and last.keras in the run directory.
 
     `export` is a plain functional model sharing the trained layers, so the
-    files load with `keras.models.load_model` and no custom classes. An epoch
+    files load with `keras.models.load_model` and no classes of this project.
+    Where it holds a subclassed model that a .keras file would not give back as
+    trained (`saved_form`), best.weights.h5 and last.weights.h5 hold that
+    model's weights instead, and the run says so once. An epoch
     that improves on the best keeps its weights in host memory; best.keras is
     written from them when training ends, and on the way at most every
     `write_every_s` seconds (writing a .keras file takes longer than a short
@@ -307,6 +320,16 @@ class SaveModels(keras.callbacks.Callback):
         super().__init__()
         self.export = export
         self.run_dir = Path(run_dir)
+        self.files = MODEL_FILES  # last, best
+        self._weights_of = None  # the subclassed model whose weights are saved instead, if any
+        found = not_saveable_whole(export)
+        if found is not None:
+            self._weights_of, why = found
+            self.files = WEIGHTS_FILES
+            cls = type(self._weights_of)
+            log.info("model: %s saved as its weights (%s and %s), not as .keras files: %s. Load them into "
+                     "%s.%s once built; recipe=evaluate builds it again from the run's model._target_",
+                     cls.__name__, *self.files, why, cls.__module__, cls.__name__)
         self.write_every_s = write_every_s
         self.best = -math.inf  # the best validation accuracy so far (a resumed run sets it from its history)
         self.best_weights = None  # host copies of the best epoch's weights (the backup carries them)
@@ -323,16 +346,22 @@ class SaveModels(keras.callbacks.Callback):
             self._write_best()
 
     def on_train_end(self, logs=None):
-        save_atomically(self.export, self.run_dir / LAST_MODEL)
+        self._save(self.files[0])
         if self._unwritten:
             self._write_best()
+
+    def _save(self, name: str) -> None:
+        if self._weights_of is None:
+            save_atomically(self.export, self.run_dir / name)
+        else:
+            save_weights_atomically(self._weights_of, self.run_dir / name)
 
     def _write_best(self) -> None:
         """best.keras from the kept weights; the layers get their current weights back afterwards."""
         current = [host_copy(w) for w in self.export.weights]
         self.export.set_weights(self.best_weights)
         try:
-            save_atomically(self.export, self.run_dir / BEST_MODEL)
+            self._save(self.files[1])
         finally:
             self.export.set_weights(current)
         self._written, self._unwritten = time.monotonic(), False

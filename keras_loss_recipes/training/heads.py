@@ -78,7 +78,7 @@ def read_saved_model(path) -> SavedModel:
     a backbone and options) is loaded, where its package is installed, and its built graph is read.
     """
     config, metadata = _read_archive(Path(path))
-    graph = config if _has_graph(config) else _built_graph(Path(path), config)
+    graph = config if stores_graph(config) else _built_graph(Path(path), config)
     return SavedModel(
         path=str(path), name=config["config"].get("name", "?"), class_name=config["class_name"],
         keras_version=metadata.get("keras_version"), head=find_head(graph, str(path)),
@@ -86,7 +86,8 @@ def read_saved_model(path) -> SavedModel:
     )
 
 
-def _has_graph(config: dict) -> bool:
+def stores_graph(config: dict) -> bool:
+    """Whether a model's config (config.json's content) holds its layers, or only its constructor's options."""
     return bool(config["config"].get("layers"))
 
 
@@ -262,7 +263,7 @@ def find_head(model: dict, where: str = "the model") -> Head:
         activation = activation_name(config.get("activation"))
     else:
         return Head("unknown", name, class_name, False, None, None, policy_name(out), False,
-                    reason=_unknown_reason(name, class_name))
+                    reason=_unknown_reason(name, class_name, out.get("module")))
     if activation not in HEAD_KINDS:
         raise UserError(f"checkpoint={where}: the output layer '{name}' ({class_name}) ends in "
                         f"activation {activation!r}, not a classifier head; the doctor examines outputs with "
@@ -289,14 +290,18 @@ def live_config(model) -> dict:
     import keras
 
     config = keras.saving.serialize_keras_object(model)
-    if not _has_graph(config) and getattr(model, "inputs", None):
+    if not stores_graph(config) and getattr(model, "inputs", None):
         # A functional subclass that saves its options instead of its graph (keras_hub's classifiers):
         # the same layers, as a plain functional model, show the graph.
         config = keras.saving.serialize_keras_object(keras.Model(model.inputs, model.outputs, name=model.name))
     return json.loads(json.dumps(config))
 
 
-def _unknown_reason(name: str, class_name: str) -> str:
+def _unknown_reason(name: str, class_name: str, module: str | None = None) -> str:
+    if module and not module.startswith("keras"):  # a subclassed model of the user's, saved whole
+        return (f"the output comes from layer '{name}' ({module}.{class_name}), a model whose call() the "
+                "saved graph does not show; the doctor needs its class to see the head: save it with a "
+                "softmax or sigmoid layer it can read, or examine the model that returns its logits")
     if class_name == "Lambda":
         return (f"the output comes from layer '{name}' (Lambda), whose Python code the saved graph does not "
                 "show; it may hold a softmax, but the doctor does not guess")

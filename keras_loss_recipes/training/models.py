@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import math
 
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.run_names import model_name
@@ -89,15 +90,7 @@ def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | Non
     target = target_path(model_cfg.get("_target_"), KEY)
     made = _call(resolve_target(target, KEY), target, inputs, num_classes, _options(model_cfg, head_init_std))
     if isinstance(made, keras.Model):
-        if len(made.outputs) != 1:
-            raise UserError(f"model._target_={target}: the model has {len(made.outputs)} outputs; a classifier "
-                            "here has one (its logits or probabilities)")
-        made, removed = without_head(made, target, model_name(model_cfg))
-        expected = tuple(made.inputs[0].shape[1:]) if len(made.inputs) == 1 else None
-        if expected != tuple(inputs.shape[1:]):
-            raise UserError(f"model._target_={target}: the model takes inputs of shape {expected}; the data's "
-                            f"images are {tuple(inputs.shape[1:])} (a factory gets them as input_shape)")
-        logits = made(inputs)
+        logits, removed = _model_logits(made, target, model_name(model_cfg), inputs)
     elif isinstance(made, keras.KerasTensor):
         try:
             body = keras.Model(inputs, made)
@@ -115,6 +108,63 @@ def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | Non
         raise UserError(f"model._target_={target}: its output has shape {tuple(logits.shape)}; the data has "
                         f"{num_classes} classes, so a classifier here outputs (batch, {num_classes})")
     return logits, removed
+
+
+def _model_logits(model, target: str, name: str, inputs):
+    """A factory's whole model applied to `inputs`: its logits, and the head taken off it."""
+    import keras
+
+    from keras_loss_recipes.training import subclassed
+
+    if subclassed.is_subclassed(model):  # no graph to read: its head shows when it runs
+        head, layer = subclassed.find_live_head(model, tuple(inputs.shape[1:]), f"model._target_={target}")
+        if head.kind == "unknown":
+            raise UserError(f"model._target_={target}: cannot find its logits: {head.reason}. Return the logits "
+                            f"from call() of {type(model).__name__} (a Dense layer with no activation last)")
+        if head.kind == "logits":
+            return model(inputs), None
+        subclassed.take_off(model, head, layer, f"model._target_={target}")
+        _say_taken_off(head, name or target)
+        return model(inputs), head
+    if isinstance(model, keras.Sequential) and not model.built:
+        model.build((None, *inputs.shape[1:]))
+    if len(model.outputs) != 1:
+        raise UserError(f"model._target_={target}: the model has {len(model.outputs)} outputs; a classifier "
+                        "here has one (its logits or probabilities)")
+    model, removed = without_head(model, target, name)
+    model = as_graph(model)
+    return model(_fitted_inputs(model, inputs, target, name)), removed
+
+
+def as_graph(model):
+    """`model`, or the plain functional graph of its layers where its class saves its options instead of
+    its graph (keras_hub's classifiers): loading such a file builds the model anew from those options, with
+    the head the recipe took off, while the graph loads as it was trained."""
+    import keras
+
+    from keras_loss_recipes.training.heads import stores_graph
+
+    if stores_graph(keras.saving.serialize_keras_object(model)):
+        return model
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs  # called as the model was
+    return keras.Model(inputs, model.outputs[0], name=model.name)
+
+
+def _fitted_inputs(model, inputs, target: str, name: str):
+    """`inputs` as the model takes them: as they are, or flattened for a model that takes the flat image
+    (784 values for 28 x 28 x 1, as Keras's MNIST MLP examples take it)."""
+    import keras
+
+    expected = tuple(model.inputs[0].shape[1:]) if len(model.inputs) == 1 else None
+    images = tuple(inputs.shape[1:])
+    if expected == images:
+        return inputs
+    if expected is not None and len(expected) == 1 and expected[0] == math.prod(images):
+        log.info("model: %s takes inputs of shape %s: the images %s are flattened to it", name or target,
+                 expected, images)
+        return keras.layers.Flatten(name="flat_image")(inputs)
+    raise UserError(f"model._target_={target}: the model takes inputs of shape {expected}; the data's "
+                    f"images are {images} (a factory gets them as input_shape)")
 
 
 def _options(model_cfg, head_init_std) -> dict:
@@ -184,9 +234,13 @@ def without_head(model, target: str, name: str | None = None):
         except ValueError as err:
             raise UserError(f"model._target_={target}: cannot take off its {head.layer_class} head "
                             f"'{head.layer}' ({err}); end the model in Activation('softmax') instead") from None
-    log.info("model: took off the %s head of %s (layer '%s', %s), so that loss= decides the loss from its "
-             "logits", head.kind, name or target, head.layer, head.layer_class)
+    _say_taken_off(head, name or target)
     return model, head
+
+
+def _say_taken_off(head, name: str) -> None:
+    log.info("model: took off the %s head of %s (layer '%s', %s), so that loss= decides the loss from its "
+             "logits", head.kind, name, head.layer, head.layer_class)
 
 
 def find_layer(model, name: str):

@@ -48,6 +48,7 @@ from keras_loss_recipes.runtime.workers import Worker, each_backend
 from keras_loss_recipes.runtime.workers import run as run_worker
 from keras_loss_recipes.cli.settings import require_choice
 from keras_loss_recipes.training.heads import SavedModel, read_saved_model
+from keras_loss_recipes.training.saved_form import WEIGHTS_SUFFIX
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[3]
@@ -74,6 +75,11 @@ def model_file(checkpoint) -> Path:
     path = Path(str(checkpoint)).expanduser()
     if not path.is_file():
         raise UserError(f"checkpoint={checkpoint}: no such file")
+    if path.name.endswith(WEIGHTS_SUFFIX):
+        raise UserError(f"checkpoint={checkpoint}: weights only, not a model (a run saves them for a subclassed "
+                        "model that a .keras file would not give back as trained); the doctor needs the model's "
+                        "class: build it in your code, load these weights, and save it with model.save('model."
+                        "keras'), the class registered with @keras.saving.register_keras_serializable()")
     if path.suffix != ".keras":
         raise UserError(f"checkpoint={checkpoint}: not a .keras model file; save the model with "
                         "model.save('model.keras') (Keras 3's format)")
