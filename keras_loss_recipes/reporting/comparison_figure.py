@@ -88,7 +88,7 @@ def scale_axis(ax, lows: list[float], highs: list[float], log: bool) -> None:
 
     if log:
         ax.set_xscale("log")
-        low, high = math.log10(min(v for v in lows if v > 0)), math.log10(max(highs))
+        low, high = math.log10(min(lows)), math.log10(max(highs))
         decades = high - low
         ax.set_xlim(10 ** (low - 0.1 * decades - 0.05), 10 ** (high + 0.3 * decades + 0.1))
         ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2 else (1.0,)))
@@ -128,18 +128,17 @@ def value_panel(ax, rows: list[dict], key: str, title: str, log_allowed: bool) -
     if spread:
         ax.errorbar([drawn[i] for i in spread], spread, xerr=[stds[i] for i in spread], fmt="none", ecolor="black",
                     capsize=3, zorder=2)
-    ends = [drawn[i] + stds[i] for i in shown]
-    scale_axis(ax, [drawn[i] - stds[i] for i in shown] or [1.0], ends or [1.0], log)
-    labels = value_labels(drawn, tie_of)
-    for y, row, label, end in zip(ypos, rows, labels, [drawn[i] + stds[i] if drawn[i] is not None else None
-                                                       for i in ypos]):
-        text = label + _outcome_note(row)
-        if end is None:  # nothing drawn: the note at the axis's left edge
-            ax.annotate(text, (0, y), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
+    # An error bar reaching below 0 has no place on a log axis: the axis starts by the value itself then.
+    lows = [drawn[i] - stds[i] if drawn[i] - stds[i] > 0 or not log else drawn[i] for i in shown]
+    scale_axis(ax, lows or [1.0], [drawn[i] + stds[i] for i in shown] or [1.0], log)
+    for y, (row, label) in enumerate(zip(rows, value_labels(drawn, tie_of))):
+        note = _outcome_note(row)
+        if drawn[y] is None:  # nothing drawn: the note at the axis's left edge
+            ax.annotate(note, (0, y), xycoords=("axes fraction", "data"), xytext=(4, 0), textcoords="offset points",
                         va="center", fontsize=8, color="tab:red")
-        elif text:
-            ax.annotate(text, (end, y), xytext=(5, 0), textcoords="offset points", va="center", fontsize=8,
-                        color="tab:red" if _outcome_note(row) else "black")
+        else:  # beside the bar's end, past its error bar
+            ax.annotate(label + note, (drawn[y] + stds[y], y), xytext=(5, 0), textcoords="offset points",
+                        va="center", fontsize=8, color="tab:red" if note else "black")
     ax.set_yticks(ypos, [_wrapped(r["group"]) for r in rows], fontsize=8)
     ax.set_ylim(len(rows) - 0.5, -0.5)  # the first group on top
     ax.set_title(f"{title}\n(ok runs, mean ± std; {'log' if log else 'linear'} scale)", fontsize=10)
