@@ -54,6 +54,7 @@ def test_report_groups_by_what_varies_and_never_averages_diverged_runs(tmp_path)
     fake_run(tmp_path, "a1", "from_logits", 1, acc=0.80, ce=0.50)
     fake_run(tmp_path, "b0", "naive", 0, status="diverged", acc=0.10, ce=math.nan, first=3)
     fake_run(tmp_path, "b1", "naive", 1, acc=0.70, ce=0.90)
+    fake_run(tmp_path, "b1.previous-20261201-101010", "naive", 1, acc=0.10, ce=9.0)  # moved aside: no job
     report = compare.write_report(tmp_path, tensorboard=False)
     assert report["keys"] == ["loss.name"]
     rows = {r["group"]: r for r in report["rows"]}

@@ -23,7 +23,7 @@ import statistics
 from pathlib import Path
 
 from keras_loss_recipes.reporting.comparison_figure import plot
-from keras_loss_recipes.reporting.results import earlier_attempts
+from keras_loss_recipes.reporting.results import MOVED_ASIDE, earlier_attempts
 from keras_loss_recipes.reporting.search_report import write_search_report
 from keras_loss_recipes.reporting.sweep_record import hydra_record, job_number, search_of
 from keras_loss_recipes.runtime import atomic
@@ -75,8 +75,8 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
         )
     runs = []
     for path in sorted(sweep_dir.rglob(METRICS_FILE)):
-        if path.parent == sweep_dir:
-            continue
+        if path.parent == sweep_dir or MOVED_ASIDE in str(path.parent.relative_to(sweep_dir)):
+            continue  # a run moved aside (trainer.overwrite=true) is not one of the sweep's jobs
         metrics = json.loads(path.read_text())
         if metrics.get("recipe", "train") != "train":
             continue
