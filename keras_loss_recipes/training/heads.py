@@ -299,9 +299,9 @@ def live_config(model) -> dict:
 
 def _unknown_reason(name: str, class_name: str, module: str | None = None) -> str:
     if module and not module.startswith("keras"):  # a subclassed model of the user's, saved whole
-        return (f"the output comes from layer '{name}' ({module}.{class_name}), a model whose call() the "
-                "saved graph does not show; the doctor needs its class to see the head: save it with a "
-                "softmax or sigmoid layer it can read, or examine the model that returns its logits")
+        return (f"the output comes from layer '{name}' ({module}.{class_name}), a subclassed model whose "
+                "call() a saved graph does not show; the doctor reads graphs only, so seeing its head needs "
+                "the class itself")
     if class_name == "Lambda":
         return (f"the output comes from layer '{name}' (Lambda), whose Python code the saved graph does not "
                 "show; it may hold a softmax, but the doctor does not guess")
