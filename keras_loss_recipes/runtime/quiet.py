@@ -82,6 +82,12 @@ def filtered_native_stderr(patterns):
                 sys.stderr.flush()
 
 
+def quietly():
+    """A block whose native stderr loses the CPU-machine chatter: for loading a model whose package
+    (keras_hub, which imports tensorflow-text) brings TensorFlow's libraries in again."""
+    return filtered_native_stderr(noise_patterns(gpu_device_present()))
+
+
 def import_tensorflow() -> None:
     """Import TensorFlow, where it is installed, without its CPU-machine chatter.
 

@@ -93,10 +93,14 @@ def stores_graph(config: dict) -> bool:
 
 def _built_graph(path: Path, config: dict) -> dict:
     """The graph of a saved model that stores no graph, read from the model loaded and built."""
+    from keras_loss_recipes.runtime.quiet import quietly, start_backend
+
+    start_backend()  # as quiet as a run's start, whatever the model's package imports as it loads
     import keras
 
     try:
-        model = keras.saving.load_model(path, compile=False)
+        with quietly():
+            model = keras.saving.load_model(path, compile=False)
     except Exception as err:  # its package not installed, or a class Keras cannot rebuild
         raise UserError(f"checkpoint={path}: the file stores no graph ({config.get('class_name')} keeps its "
                         f"options, not its layers), and loading it to read the built graph failed: "
