@@ -12,6 +12,16 @@ from keras_loss_recipes.reporting.results import earlier_attempts
 from keras_loss_recipes.runtime import preemption
 
 
+@pytest.fixture(autouse=True)
+def no_signal_left_behind():
+    """The module keeps the signal a test sent after its `taken_as_preemption` ends (a process stops on it).
+    The next test in this worker, an in-process training run among them, must not find it: its first epoch's
+    end would raise Preempted. Cleared as a sweep's next job clears it."""
+    yield
+    with preemption.taken_as_preemption([]):
+        pass
+
+
 def test_outside_training_a_preemption_signal_stops_the_run_at_once():
     before = signal.getsignal(signal.SIGUSR2)
     with preemption.taken_as_preemption(["SIGUSR2"]):
