@@ -29,11 +29,12 @@ import logging
 import math
 
 from keras_loss_recipes.runtime.errors import UserError
+from keras_loss_recipes.runtime.model_options import NOT_OPTIONS
 from keras_loss_recipes.runtime.run_names import model_name
 from keras_loss_recipes.runtime.targets import parameters, resolve_target, target_path
+from keras_loss_recipes.runtime.user_code import raised_in_user_code
 
 log = logging.getLogger(__name__)
-NOT_OPTIONS = ("_target_", "name")  # keys of a model config that are not passed to its callable
 KEY = "model._target_"
 
 
@@ -204,6 +205,9 @@ def _call(fn, target: str, inputs, num_classes: int, options: dict):
     except UserError:
         raise
     except (TypeError, ValueError) as err:
+        in_users_code = raised_in_user_code(err)  # raised inside the user's builder: point at their line
+        if in_users_code is not None:
+            raise in_users_code from None
         raise UserError(f"model._target_={target}: building it failed: {type(err).__name__}: {err}") from None
 
 
