@@ -127,6 +127,9 @@ def bad_inputs(tmp_path):
         (["recipe=evaluate", f"checkpoint={tmp_path / 'nope.keras'}"], "no such file or directory"),
         (["recipe=evaluate", f"checkpoint={not_a_model}"], "not a loadable Keras model"),
         (["recipe=evaluate"], "checkpoint is not set"),
+        (["recipe=evaluate", f"checkpoint={tmp_path / 'other_run'}", "data=npz",  # 28 x 28 model, 8 x 8 images
+          f"data.path={npz_file(tmp_path / 'small.npz', np.zeros((40, 8, 8)))}"],
+         "the model takes inputs of shape (28, 28, 1); data=npz's images are (8, 8, 1)"),
         (["--config-dir", str(tmp_path / "cfg"), "loss=broken"], "broken.yaml:3:1: YAML syntax error"),
     ]
 

@@ -127,6 +127,7 @@ def run(cfg, run_dir) -> dict:
         logits_model = rebuilt_logits_model(checkpoint, splits.x_test.shape[1:], splits.num_classes)
     else:
         logits_model = logits_model_of(load_model(checkpoint))
+    check_input_shape(logits_model, splits, checkpoint)
     logits = np.asarray(logits_model.predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
     if logits.shape[-1] != splits.num_classes:
         raise UserError(
@@ -154,6 +155,16 @@ def run(cfg, run_dir) -> dict:
     log.info("evaluate %s on %s: accuracy=%.4f exact_ce=%.4f ECE=%.4f (%s)", checkpoint, splits.name,
              result["test_accuracy"], result["test_exact_ce"], result["test_ece"], run_dir / "eval.json")
     return result
+
+
+def check_input_shape(model, splits, checkpoint: Path) -> None:
+    """One line, not Keras's traceback, for a model evaluated on images of another shape than it takes."""
+    expected = tuple(model.input_shape[1:])
+    images = tuple(splits.x_test.shape[1:])
+    if len(expected) != len(images) or any(e not in (None, i) for e, i in zip(expected, images)):
+        raise UserError(f"checkpoint={checkpoint}: the model takes inputs of shape {expected}; data={splits.name}'s "
+                        f"images are {images}: evaluate it on the data it was trained on (the data= options in "
+                        "its run's .hydra/overrides.yaml)")
 
 
 def write_tensorboard(run_dir: Path, result: dict, png: Path) -> None:
