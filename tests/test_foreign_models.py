@@ -76,6 +76,17 @@ class OwnSoftmax(keras.Model):
         return keras.ops.softmax(self.out(self.flatten(x)))
 
 
+def build(inputs, num_classes):
+    """The builder form: the logits tensor of `inputs`."""
+    return layers.Dense(num_classes)(layers.Dense(16, activation="relu")(layers.Flatten()(inputs)))
+
+
+def factory(input_shape, num_classes):
+    """The factory form, as keras.io writes it: softmax and all."""
+    return keras.Sequential([keras.Input(input_shape), layers.Flatten(), layers.Dense(16, activation="relu"),
+                             layers.Dense(num_classes, activation="softmax")])
+
+
 def flat(num_classes):
     return keras.Sequential([layers.Dense(16, activation="relu", input_shape=(784,)),
                              layers.Dense(num_classes, activation="softmax")])
@@ -151,8 +162,8 @@ def same_figures(run: dict, again: dict) -> None:
         assert round(again[key], 4) == round(run[key], 4), key
 
 
-@pytest.mark.slow(seconds=45)
-def test_a_keras_hub_classifier_and_a_registered_subclass_load_in_plain_keras_to_the_runs_logits(
+@pytest.mark.slow(seconds=55)
+def test_every_form_of_your_model_loads_in_plain_keras_to_the_logits_its_run_measured(
         user_code, compose, tmp_path, monkeypatch):
     needs_module("keras_hub", "pip install keras-hub")
     from keras_loss_recipes.training.heads import read_saved_model
@@ -162,16 +173,23 @@ def test_a_keras_hub_classifier_and_a_registered_subclass_load_in_plain_keras_to
     assert hub["removed_head"] == {"kind": "softmax", "layer": "predictions", "class": "Dense"}
     sub, sub_logits = train_measuring(compose, tmp_path / "sub", monkeypatch, "model._target_=my_models.LogitsModel")
     assert sub["status"] == "ok" and sub["removed_head"] is None and sub["test_model"] == "last.keras"
+    forms = {"builder": "my_models.build", "factory": "my_models.factory"}
+    more = {form: train_measuring(compose, tmp_path / form, monkeypatch, f"model._target_={target}")
+            for form, target in forms.items()}
+    assert more["factory"][0]["removed_head"]["kind"] == "softmax"
     # Loaded where only Keras and the user's code import: the logits the run measured.
     np.save(tmp_path / "images.npy", scaled_test_images(compose))
-    files = [str(tmp_path / run / name) for run in ("hub", "sub") for name in ("last.keras", "best.keras")]
+    runs = ("hub", "sub", *forms)
+    files = [str(tmp_path / run / name) for run in runs for name in ("last.keras", "best.keras")]
     done = subprocess.run([sys.executable, "-c", PLAIN_KERAS, str(tmp_path / "images.npy"), json.dumps(files),
                            str(tmp_path / "logits.npz")], cwd=user_code, capture_output=True, text=True,
                           timeout=300, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(user_code),
                                             "TF_CPP_MIN_LOG_LEVEL": "3"})
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = np.load(tmp_path / "logits.npz")
-    for i, measured in enumerate((hub_logits, hub_logits, sub_logits, sub_logits)):  # one epoch: best is last
+    measured_logits = [logits for logits in (hub_logits, sub_logits, *(m[1] for m in more.values()))
+                       for _ in ("last", "best")]  # one epoch: best is last
+    for i, measured in enumerate(measured_logits):
         assert np.max(np.abs(loaded[str(i)] - measured)) <= 1e-5, files[i]
     assert not np.allclose(loaded["0"].sum(axis=1), 1.0)  # logits, not the softmax the classifier had
     # recipe=evaluate: the run's own figures; the doctor reads the saved file's head.
