@@ -5,7 +5,8 @@ process per backend:
 
     KERAS_BACKEND=jax python tests/backend_driver.py OUT_DIR '{"name": ["override", ...], ...}'
 
-It prints one line `RESULT {name: metrics}` (`keras_loss_recipes.runtime.workers.report`). With BLOCK_TENSORFLOW=1 in the
+It prints one line `RESULT {name: metrics}` (`keras_loss_recipes.runtime.workers.report`), each with
+`fit_steps_per_execution`: the steps per execution of each fit's model, as compiled. With BLOCK_TENSORFLOW=1 in the
 environment, importing tensorflow (or tensorflow_datasets) fails here, as on a
 machine without them.
 """
@@ -44,6 +45,22 @@ def hide_tensorflow() -> None:
                         for f in sys.meta_path]
 
 
+def record_fits(set_fit=setattr) -> list[int]:
+    """From now on each Keras fit in this process first appends the steps per execution its model was compiled
+    with: what `trainer.steps_per_execution` reached (the figures are the same for 1 and 2, so they cannot tell).
+    `set_fit(keras.Model, "fit", wrapped)` puts the wrapper in place (a test passes monkeypatch.setattr)."""
+    import keras
+
+    fits, fit = [], keras.Model.fit
+
+    def recorded(model, *args, **kwargs):
+        fits.append(int(model.steps_per_execution))
+        return fit(model, *args, **kwargs)
+
+    set_fit(keras.Model, "fit", recorded)
+    return fits
+
+
 def main(out_dir: str, runs_json: str) -> None:
     if os.environ.get("BLOCK_TENSORFLOW") == "1":
         hide_tensorflow()
@@ -51,10 +68,12 @@ def main(out_dir: str, runs_json: str) -> None:
     from keras_loss_recipes.runtime.compose import compose_train
     from keras_loss_recipes.runtime.workers import report
 
-    results = {}
+    results, fits = {}, record_fits()
     for name, overrides in json.loads(runs_json).items():
         cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", *overrides])
+        before = len(fits)
         results[name] = get_recipe(cfg.recipe.name)(cfg, Path(out_dir) / name)
+        results[name]["fit_steps_per_execution"] = fits[before:]  # one per fit, as compiled
     report(results)
 
 
