@@ -47,9 +47,13 @@ def test_telemetry_does_not_change_what_is_trained(compose, tmp_path):
     assert not any(t.startswith("stability") for t in event_tags(tmp_path / "off" / "train").Tags()["tensors"])
 
 
-def test_steps_per_execution_does_not_change_what_is_trained(compose, tmp_path):
+def test_steps_per_execution_does_not_change_what_is_trained(compose, tmp_path, monkeypatch):
+    from tests.backend_driver import record_fits
+
+    fits = record_fits(monkeypatch.setattr)
     one = train_recipe.run(compose(*TINY, "trainer.epochs=2", "trainer.steps_per_execution=1"), tmp_path / "one")
     two = train_recipe.run(compose(*TINY, "trainer.epochs=2", "trainer.steps_per_execution=2"), tmp_path / "two")
+    assert fits == [1, 2]  # each model ran as compiled with the option (equal figures alone would pass with 1)
     assert [one[k] for k in COMPARED] == [two[k] for k in COMPARED]
     assert one["stability"] == two["stability"]
 
