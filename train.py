@@ -1,4 +1,4 @@
-"""Train an MNIST-style classifier with a chosen loss formulation (the command is keras_loss_recipes/cli/command.py).
+"""Train a classifier with the loss formulation you choose (the command: cli/command.py).
 
     python train.py                                  # defaults: embedded MNIST, cnn, sparse_from_logits
     python train.py loss=softmax_ce model=mlp

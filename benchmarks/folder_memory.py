@@ -1,4 +1,4 @@
-"""Peak memory of training on a folder of images: it must not grow with the folder (the images are streamed).
+"""Peak memory of training on a folder of images: it must not grow with the folder.
 
     python benchmarks/folder_memory.py            # writes the figures into docs/your_model.md
 

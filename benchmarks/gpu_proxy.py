@@ -1,4 +1,4 @@
-"""A GPU's ordering on a CPU: a case where the work around each step, not its arithmetic, sets the pace.
+"""A GPU's ordering on a CPU: a small model whose pace is set by the work around each step.
 
     python benchmarks/gpu_proxy.py              # about 6 minutes on 2 CPU cores; writes docs/gpu_proxy.json
                                                 # and the proxy's section of docs/performance.md

@@ -1,4 +1,4 @@
-"""What the hardware can do, measured in the same run: CPU features, a matmul peak, a model's FLOPs.
+"""What the hardware can do, measured in the run: CPU features, matmul peak, model FLOPs.
 
     cpu_features()                   the vector and matrix extensions /proc/cpuinfo lists (or platform's words)
     matmul_peak(dtype)               GFLOP/s of a large square matmul through Keras's backend, best of several

@@ -1,4 +1,4 @@
-"""One other Keras backend's float32 sides, as a worker of the benchmark (throughput.py's `other_backends`).
+"""One other Keras backend's float32 sides, measured in a worker process of the benchmark.
 
     KERAS_BACKEND=jax python benchmarks/other_backend.py --backend jax --precisions float32 ...
 

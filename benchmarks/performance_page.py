@@ -1,4 +1,4 @@
-"""docs/performance.md, rendered from the benchmark's JSON: no figure on the page is typed by hand.
+"""Render docs/performance.md from the benchmark's JSON: no figure on it is typed by hand.
 
     python benchmarks/performance_page.py docs/performance.json    # rewrites docs/performance.md beside it
 """

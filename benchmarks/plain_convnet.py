@@ -1,4 +1,4 @@
-"""The keras.io "Simple MNIST convnet", as a user writes it: the plain-Keras side of the benchmark.
+"""The keras.io "Simple MNIST convnet", as a user writes it: the plain-Keras side.
 
     python benchmarks/plain_convnet.py --epochs 3 [--precision mixed_bfloat16] [--pipeline tfdata]
 

@@ -1,4 +1,4 @@
-"""The sides the benchmark compares, each one fit in this process, timed by the same callback.
+"""The sides the benchmark compares, each fit in this process and timed by one callback.
 
     plain           the keras.io convnet as a user writes it (numpy arrays, one-hot labels)
     plain_tfdata    the same, fed the framework's input pipeline with integer labels

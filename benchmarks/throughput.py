@@ -1,4 +1,4 @@
-"""The framework against plain Keras, as a user waits for it, per precision, against the hardware's limit.
+"""The framework's speed against plain Keras, per precision, and the hardware's limit.
 
     python benchmarks/throughput.py                  # about 15 minutes on 2 idle CPU cores; writes
                                                      # docs/performance.json and docs/performance.md

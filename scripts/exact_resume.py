@@ -1,4 +1,4 @@
-"""Does a killed and resumed run end exactly like an uninterrupted one? Prints both, as JSON.
+"""Train straight through and killed-then-resumed; print both runs' figures as JSON.
 
     python scripts/exact_resume.py [--backend jax] [--kill-after 3] [--signal int] [--out DIR] [override ...]
 

@@ -1,5 +1,7 @@
-"""The fault table of docs/reliability.md: each fault injected into a real run, what the run did, whether the
-resumed run ended with the figures of the run trained straight through, and the time the fault cost.
+"""Inject each fault of docs/reliability.md's table into a real run; record what followed.
+
+Each row: what the run did, whether the resumed run ended with the figures of the run trained straight
+through, and the time the fault cost.
 
     python scripts/faults.py          # writes docs/faults.json and the table in docs/reliability.md
 

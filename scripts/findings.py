@@ -1,4 +1,4 @@
-"""The findings: one command runs the whole measurement matrix and writes every number and figure the docs show.
+"""Run the findings' whole measurement matrix; write every number and figure the docs show.
 
     python scripts/findings.py                 # the full matrix (about 20-30 minutes on 2 CPU cores)
     python scripts/findings.py --quick         # the same code on a tiny scale (about a minute)

@@ -1,5 +1,6 @@
-"""docs/gpu.md, rendered from docs/gpu.json (the summary.json that scripts/gpu_run.sh writes on
-the GPU machine): no figure on the page is typed by hand.
+"""Render docs/gpu.md from docs/gpu.json: no figure on the page is typed by hand.
+
+docs/gpu.json is the summary.json that scripts/gpu_run.sh writes on the GPU machine.
 
     python scripts/gpu_page.py gpu_out/summary.json    # copies it to docs/gpu.json, rewrites docs/gpu.md
     python scripts/gpu_page.py                         # re-renders docs/gpu.md from docs/gpu.json

@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# Collect, in .whl/, the wheels that the lent GPU machine lacks, so that
-# scripts/gpu_run.sh can install them there without internet.
+# Collect in .whl/ the wheels the GPU machine lacks, for gpu_run.sh to install offline.
 #
 #   bash scripts/gpu_wheels.sh            # run here, in the repo root (or anywhere in the repo)
 #

@@ -1,4 +1,4 @@
-"""The figures of docs/scale.md's "One model across several processes (JAX)", measured here.
+"""Measure the figures of docs/scale.md's "One model across several processes (JAX)".
 
     python scripts/multiprocess_figures.py      # ~3 min on 2 cores: docs/multiprocess.json, the block in docs/scale.md
 

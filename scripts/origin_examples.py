@@ -1,4 +1,4 @@
-"""The examples of docs/stability.md's "Where it broke": one run of each case, what the run said.
+"""Run each example of docs/stability.md's "Where it broke", and write what the run said.
 
     python scripts/origin_examples.py            # TensorFlow; KERAS_BACKEND=jax or torch for another
 

@@ -1,4 +1,4 @@
-"""Regenerate the dashboard screenshots in docs/img/ from a real sweep and a real TensorBoard.
+"""Regenerate the docs/img/ screenshots from a real sweep in a real TensorBoard.
 
     python scripts/screenshots.py            # needs Debian's chromium (apt-get install chromium)
 

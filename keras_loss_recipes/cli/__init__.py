@@ -1,4 +1,4 @@
-"""From the command line to a recipe: what `python train.py` (and `recipes-train`) runs around the recipes.
+"""From the command line (`python train.py`, `recipes-train`) to the recipe it runs.
 
     command    the command: config files and choices checked, the backend chosen, Hydra started
     job        one job of it: the recipe that `recipe=` names, run; its errors handled in one place

@@ -1,4 +1,4 @@
-"""The data layer: sources that all yield the same `Splits`, and one pipeline that feeds them to Keras.
+"""The data: sources that all yield the same `Splits`, and one pipeline that feeds Keras.
 
 Every data config names its loader with `_target_` (configs/data/*.yaml): the
 project's (embedded, idx, tfds_source, arrays.load_npz, folder), or a callable

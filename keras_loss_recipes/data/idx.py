@@ -1,4 +1,4 @@
-"""MNIST-format IDX files (the classic `train-images-idx3-ubyte` and friends).
+"""Read MNIST-format IDX files (the classic `train-images-idx3-ubyte` and friends): `data=idx`.
 
 Parsed with numpy alone so anyone holding the four classic files (MNIST,
 Fashion-MNIST, KMNIST all ship them) can train offline. Format: a 4-byte

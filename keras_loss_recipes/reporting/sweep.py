@@ -1,5 +1,6 @@
-"""Hydra callback for multiruns: declare the HParams experiment, then summarise and compare, and exit 1 if a job
-failed (reporting/sweep_outcome.py)."""
+"""The Hydra callback of a multirun: its HParams experiment, its reports, and exit 1 if a job failed.
+
+What counts as a failed job: reporting/sweep_outcome.py."""
 from __future__ import annotations
 
 import logging

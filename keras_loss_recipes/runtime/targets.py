@@ -1,5 +1,6 @@
-"""The callables a config names with Hydra's `_target_` (`model._target_`, `data._target_`): found, or one
-clear error that names the module or the attribute.
+"""Find the callables a config names with `_target_` (`model._target_`, `data._target_`), or fail clearly.
+
+The error is one line that names the module or the attribute.
 
     >>> resolve_target("math.sqrt", "model._target_")(4.0)
     2.0

@@ -1,5 +1,6 @@
-"""Errors in the user's own code (a module that `_target_` names, its builder, factory or data callable):
-one line that points at the user's file and line, then the user's own frames of the traceback.
+"""Errors in the user's own code: one line at their file and line, then their own frames of the traceback.
+
+The user's code: a module that `_target_` names, its builder, factory or data callable.
 
 A frame is the user's when its file lies outside this package and outside the places Python installs
 packages and its standard library: the user's `my_models.py`, wherever it is.

@@ -1,4 +1,4 @@
-"""The loss doctor: what a user's own saved Keras model computes as its loss, on every backend and precision.
+"""The loss doctor: what your saved model computes as its loss, per backend and precision.
 
     python train.py recipe=doctor checkpoint=path/to/model.keras
     python train.py recipe=doctor checkpoint=model.keras recipe.loss=categorical_crossentropy   # saved uncompiled

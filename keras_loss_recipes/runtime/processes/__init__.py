@@ -1,4 +1,4 @@
-"""Several processes training one model on JAX: who they are, how they meet, how a fault ends them.
+"""Several processes training one model on JAX: who they are, how they meet, how they stop.
 
 A group of processes is described by the environment, read once per process:
 

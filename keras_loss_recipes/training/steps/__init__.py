@@ -1,5 +1,6 @@
-"""The training and evaluation steps of `StabilityModel`, one module per Keras backend, and the NaN/inf
-policies the training step applies.
+"""The training and evaluation steps of `StabilityModel`, one module per Keras backend.
+
+The NaN/inf policies the training step applies:
 
     trainer.on_nonfinite  stop      the update is not applied and training stops (status "diverged")
                           skip      the update is not applied, the step is counted, training goes on
