@@ -163,3 +163,28 @@ def test_readme_formulation_tables_are_the_registry_rendering():
     readme = (ROOT / "README.md").read_text()
     assert formulation_table() in readme
     assert path_table() in readme
+
+
+def test_the_readme_layout_is_the_rendering_of_the_tree():
+    """README.md's layout block and docs/layout.md list every package, module and script in its own words."""
+    from scripts import readme_layout
+
+    stale = f"a package, module or docstring changed since the layout was written: run {readme_layout.COMMAND}"
+    assert readme_layout.readme_block() in (ROOT / "README.md").read_text(), stale
+    assert (ROOT / readme_layout.PAGE).read_text() == readme_layout.page(), stale
+
+
+def test_the_layout_lists_a_new_module_and_stops_at_one_without_a_docstring(tmp_path):
+    from scripts.readme_layout import page, readme_block
+
+    package = tmp_path / PACKAGE / "fresh"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text('"""The package."""\n')
+    (package / "__init__.py").write_text('"""A subpackage, e.g. for one job. More on it."""\n')
+    (package / "new_module.py").write_text('"""Does `one.thing` ... for now. The rest."""\n')
+    lines = readme_block(tmp_path).splitlines()
+    assert lines[lines.index("  fresh/                   A subpackage, e.g. for one job.") + 1].strip() == "new_module"
+    assert "| `new_module.py` | Does `one.thing` ... for now. |" in page(tmp_path)
+    (package / "silent.py").write_text("x = 1\n")
+    with pytest.raises(SystemExit, match=f"{PACKAGE}/fresh/silent.py has no docstring"):
+        readme_block(tmp_path)

@@ -218,11 +218,12 @@ def render_readme_block(f: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_readme_block(readme: Path, block: str) -> None:
+def replace_readme_block(readme: Path, block: str, begin: str = README_BEGIN, end: str = README_END) -> None:
+    """The generated block of `readme` from `begin` to `end` (the findings', or another's) replaced by `block`."""
     text = readme.read_text()
-    pattern = re.compile(re.escape(README_BEGIN) + r".*?" + re.escape(README_END) + r"\n", re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n", re.S)
     if not pattern.search(text):
-        raise ValueError(f"{readme} has no findings markers")
+        raise ValueError(f"{readme} has no markers {begin} ... {end}")
     readme.write_text(pattern.sub(lambda _: block, text))
 
 
