@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks, run ON the lent GPU machine, in the repo root (or anywhere in the repo).
+# Run the GPU checks on the machine with the GPU, from anywhere in the repo.
 # Prepare here first with `bash scripts/gpu_wheels.sh` (it fills the ignored folder .whl/),
 # then, with the device tool: carry [".whl"], command `bash scripts/gpu_run.sh`.
 #
