@@ -136,7 +136,7 @@ def readme_block(root: Path = ROOT) -> str:
             for name, summary in entry.members:
                 lines += _wrapped(indent + "  " + name, summary)
         elif entry.members:
-            lines += _wrapped("", ", ".join(name.removesuffix(".py") for name, _ in entry.members))
+            lines += _wrapped("", ", ".join(name for name, _ in entry.members))
     intro = textwrap.wrap("Each package with the first sentence of its docstring and the names of its modules, each "
                           "script with its own sentence; every module's sentence is in "
                           f"[{PAGE.as_posix()}]({PAGE.as_posix()}).", WIDTH)

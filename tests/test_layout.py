@@ -183,7 +183,7 @@ def test_the_layout_lists_a_new_module_and_stops_at_one_without_a_docstring(tmp_
     (package / "__init__.py").write_text('"""A subpackage, e.g. for one job. More on it."""\n')
     (package / "new_module.py").write_text('"""Does `one.thing` ... for now. The rest."""\n')
     lines = readme_block(tmp_path).splitlines()
-    assert lines[lines.index("  fresh/                   A subpackage, e.g. for one job.") + 1].strip() == "new_module"
+    assert lines[lines.index("  fresh/                   A subpackage, e.g. for one job.") + 1].strip() == "new_module.py"
     assert "| `new_module.py` | Does `one.thing` ... for now. |" in page(tmp_path)
     (package / "silent.py").write_text("x = 1\n")
     with pytest.raises(SystemExit, match=f"{PACKAGE}/fresh/silent.py has no docstring"):
