@@ -91,6 +91,24 @@ def reference_run(tmp_path, epochs: int) -> tuple[subprocess.Popen, Path]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), whole
 
 
+def hparams_session(run_dir: Path) -> dict:
+    """{hparam: value} of the newest HParams session in the event files of `run_dir` itself; {} where none
+    holds one (an event file is not the HParams record by its name alone)."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import metadata
+
+    sessions = []
+    for path in run_dir.glob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if (value.metadata.plugin_data.plugin_name, value.tag) == (metadata.PLUGIN_NAME,
+                                                                          metadata.SESSION_START_INFO_TAG):
+                    info = metadata.parse_session_start_info_plugin_data(value.metadata.plugin_data.content)
+                    sessions.append((event.wall_time, {name: getattr(hparam, hparam.WhichOneof("kind"))
+                                                       for name, hparam in info.hparams.items()}))
+    return max(sessions, key=lambda session: session[0])[1] if sessions else {}
+
+
 def figures_of(process: subprocess.Popen, run_dir: Path) -> dict:
     assert process.wait(timeout=240) == 0, process.stderr.read()[-3000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -143,8 +161,9 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_requeues_a_preempted_o
     assert "DUE TO TIME LIMIT" in (sweep / "comparison.csv").read_text()
     assert "sweep summary (5 jobs)" in out + err
     assert f"resumed after: preempted (SIGTERM) at epoch {HOLD_AFTER + 1} step {HOLD_STEP} of 5" in out + err
-    for epochs in EPOCHS:
-        assert list((run_dir_of(sweep, epochs)).glob("events.out.tfevents.*")), f"no HParams for {epochs} epochs"
+    for epochs in EPOCHS:  # each job's newest HParams session: its epochs, and how it ended, as metrics.json says
+        session = hparams_session(run_dir_of(sweep, epochs))
+        assert (session.get("epochs"), session.get("status")) == (epochs, runs[epochs]["status"]), (epochs, session)
 
     # The cancelled job alone, into its own job directory: it resumes from its backup and finishes.
     cancelled = run_dir_of(sweep, EPOCHS[CANCELLED])
