@@ -8,11 +8,5 @@ One import package, so that nothing it installs shadows a user's own `losses.py`
 
     recipes, cli -> training, reporting, data -> runtime -> losses
 
-    losses      the formulations and their numerics (`python -m keras_loss_recipes.losses`)
-    runtime     backends, processes, signals, files: what every layer above runs on
-    data        the data sources and the input pipeline
-    training    models, heads, steps, callbacks, backups
-    reporting   what a run, a sweep or the doctor writes
-    recipes     what a user runs: train, probe, evaluate, doctor
-    cli         from the command line (train.py, `recipes-train`) to a recipe
+Each subpackage's job: docs/layout.md, generated from their docstrings.
 """

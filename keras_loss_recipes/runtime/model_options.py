@@ -1,4 +1,4 @@
-"""A model config's options belong to its `_target_`: pointing `model._target_` elsewhere leaves them behind.
+"""Drop a built-in model config's options when `model._target_` points elsewhere: they belong to its target.
 
 `python train.py model._target_=my_models.build` composes the default model group (cnn) and swaps its
 target, so without this `dropout: 0.5` of configs/model/cnn.yaml would reach `my_models.build`, be
