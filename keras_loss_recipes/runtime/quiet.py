@@ -33,6 +33,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from keras_loss_recipes.runtime import private_api
+
 # Always noise: absl's notice that it has not been set up yet, and oneDNN's notice that it is on
 # (it says how to turn it off; the project leaves TensorFlow's default as it is).
 ABSL_PREAMBLE = re.compile(r"^WARNING: All log messages before absl::InitializeLog\(\) is called")
@@ -106,7 +108,7 @@ _started = False
 def start_backend() -> None:
     """Import Keras on the chosen backend and meet its devices, without the CPU-machine noise."""
     global _started
-    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # the "no TPU" INFO line
+    logging.getLogger(private_api.JAX_BACKEND_LOGGER).setLevel(logging.WARNING)  # the "no TPU" INFO line
     if _started:
         return  # a sweep's later job: nothing new would be printed
     with filtered_native_stderr(noise_patterns(gpu_device_present())):

@@ -42,7 +42,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_loss_recipes.runtime import preemption
+from keras_loss_recipes.runtime import preemption, private_api
 from keras_loss_recipes.runtime.errors import UserError, writing
 from keras_loss_recipes.training.save_schedule import Every
 
@@ -250,7 +250,7 @@ class Backup(keras.callbacks.Callback):
             extra = {name[len("extra/"):]: saved[name] for name in saved.files if name.startswith("extra/")}
         for each in self.extras:
             each.restore_state(extra)
-        self.model._initial_epoch = epoch  # how Keras's own BackupAndRestore sets the epoch the fit starts at
+        private_api.start_fit_at(self.model, epoch)
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._first_epoch_seen:
@@ -276,7 +276,7 @@ class Backup(keras.callbacks.Callback):
         """After Keras has reset the metrics for the epoch: they go on from the step's running figures. Some
         are built only when the first step is traced (TensorFlow's compiled metrics): built here first."""
         if not all(getattr(metric, "built", True) for metric in self.model.metrics) and self.batch_spec is not None:
-            self.model._symbolic_build(data_batch=self.batch_spec())
+            private_api.build_for_batch(self.model, self.batch_spec())
         mine = {v.path: v for v in self.model.metrics_variables}
         if set(mine) != set(self._metrics):
             raise UserError(f"the backup of {self.found[2]} holds the running figures of other metrics "

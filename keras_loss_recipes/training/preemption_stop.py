@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_loss_recipes.runtime import preemption
+from keras_loss_recipes.runtime import preemption, private_api
 
 
 class StepCounter:
@@ -33,13 +33,13 @@ class StepCounter:
         self._then = None
 
     def wrap(self, model) -> None:
-        self._function = model.train_function
+        self._function = private_api.fit_step_function(model)
         self.per_call = int(getattr(model, "steps_per_execution", 1) or 1)
-        model.train_function = self
+        private_api.set_fit_step_function(model, self)
 
     def unwrap(self, model) -> None:
-        if model.train_function is self:
-            model.train_function = self._function
+        if private_api.fit_step_function(model) is self:
+            private_api.set_fit_step_function(model, self._function)
 
     def steps(self, of: int) -> int:
         """Steps of this epoch done (`of`: the epoch's steps; the last call may hold fewer than per_call)."""
@@ -63,13 +63,7 @@ class StepCounter:
     def _pass_over(self, *args):
         """The call's batches are taken (the data move on as the stopped run's did); nothing trains. The step's
         logs are empty: the epoch's figures come from a later step, which the resume always has."""
-        backend = keras.backend.backend()
-        if backend == "torch":  # (batches): Keras took them already
-            return {}
-        iterator = args[-1]  # TensorFlow (iterator), JAX (state, iterator): the function takes its batches
-        for _ in range(self.per_call):
-            next(iterator)
-        return {} if backend == "tensorflow" else ({}, args[0])  # JAX: the state goes on unchanged
+        return private_api.pass_over_train_call(args, self.per_call)
 
 
 class PreemptionStop(keras.callbacks.Callback):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import random
 
+from keras_loss_recipes.runtime import private_api
 from keras_loss_recipes.runtime.run_files import BEST_MODEL, BEST_WEIGHTS, LAST_MODEL, LAST_WEIGHTS
 from keras_loss_recipes.training.subclassed import is_subclassed
 
@@ -34,7 +35,7 @@ def saved_files(run_dir) -> tuple[str, str]:
 
 def weights_holder(model):
     """The subclassed model inside `model` (the first, in layer order), or None."""
-    for layer in model._flatten_layers(include_self=True):
+    for layer in private_api.inner_layers(model, include_self=True):
         if is_subclassed(layer):
             return layer
     return None
@@ -78,7 +79,7 @@ def _why_not(layer) -> tuple[object, str] | None:
 def _layer_configs(model) -> list:
     """The config of every layer inside `model`, without the names Keras numbers as it makes them."""
     return [{k: v for k, v in layer.get_config().items() if k != "name"}
-            for layer in model._flatten_layers(include_self=False)]
+            for layer in private_api.inner_layers(model, include_self=False)]
 
 
 def _first_line(err: Exception) -> str:

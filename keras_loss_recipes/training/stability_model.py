@@ -29,6 +29,7 @@ import keras
 from keras import ops
 
 from keras_loss_recipes.losses import SOFTMAX_LAYER
+from keras_loss_recipes.runtime import private_api
 from keras_loss_recipes.training.steps import NONFINITE_POLICIES, test_step_for, train_step_for
 from keras_loss_recipes.training.telemetry import (StabilityTracker, all_finite, as_onehot, exact_cross_entropy, global_norm,
                                         logit_stats)
@@ -154,9 +155,9 @@ class StabilityModel(keras.Model):
         if self.on_nonfinite == "skip":
             # A skipped step is not part of the epoch's mean loss either.
             kept = ops.cast(finite, "float32")
-            self._loss_tracker.update_state(ops.where(finite, loss, 0.0), sample_weight=batch * kept)
+            private_api.loss_mean(self).update_state(ops.where(finite, loss, 0.0), sample_weight=batch * kept)
         else:
-            self._loss_tracker.update_state(loss, sample_weight=batch)
+            private_api.loss_mean(self).update_state(loss, sample_weight=batch)
         # Under `stop`, the steps after the first non-finite one are not counted: they were never applied.
         counted = (1.0 - ops.cast(finite, "float32")) * (1.0 - ops.cast(self.stopped(), "float32"))
         self.first_nonfinite.update_state(counted)
@@ -182,7 +183,7 @@ class StabilityModel(keras.Model):
     def record_evaluation(self, x, y, y_pred, sample_weight, loss, logits):
         """Update the loss, metrics and exact cross entropy of one evaluation batch; return its logs.
         Updates variables: JAX's step calls it inside a StatelessScope."""
-        self._loss_tracker.update_state(loss, sample_weight=ops.cast(ops.shape(x)[0], "float32"))
+        private_api.loss_mean(self).update_state(loss, sample_weight=ops.cast(ops.shape(x)[0], "float32"))
         self.exact_ce.update_state(exact_cross_entropy(logits, as_onehot(y, self._extra.num_classes)),
                                    sample_weight=sample_weight)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)

@@ -17,6 +17,7 @@ import json
 
 import numpy as np
 
+from keras_loss_recipes.runtime import private_api
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.training.heads import SHAPE_ONLY, Head, find_head
 
@@ -27,9 +28,9 @@ PROBE_BATCH = 2
 def is_subclassed(model) -> bool:
     """A model whose computation is its own `call()`, not a graph of layers (functional or Sequential)."""
     import keras
-    from keras.src.models.functional import Functional  # a functional subclass (keras_hub's) is one too
 
-    return isinstance(model, keras.Model) and not isinstance(model, (Functional, keras.Sequential))
+    graph = private_api.is_functional(model) or isinstance(model, keras.Sequential)  # keras_hub's are functional
+    return isinstance(model, keras.Model) and not graph
 
 
 def find_live_head(model, input_shape: tuple, where: str) -> tuple[Head, object]:
@@ -57,7 +58,7 @@ def _recorded_calls(model, sample) -> tuple[list, np.ndarray]:
     from keras import ops
 
     calls = []
-    inner = list(model._flatten_layers(include_self=False))
+    inner = private_api.inner_layers(model, include_self=False)
 
     def recording(layer):
         def call(*args, **kwargs):
@@ -98,7 +99,7 @@ def _passes_on(layer) -> bool:
         return True
     if type(layer).__name__ == "Activation" and getattr(layer.activation, "__name__", "") == "linear":
         return True
-    return bool(list(layer._flatten_layers(include_self=False)))
+    return bool(private_api.inner_layers(layer, include_self=False))
 
 
 def take_off(model, head: Head, layer, where: str) -> None:
@@ -111,14 +112,7 @@ def take_off(model, head: Head, layer, where: str) -> None:
     # A Softmax layer: the attribute of the model that holds it gets a linear Activation instead.
     for name, value in list(vars(model).items()):
         if value is layer:
-            model._tracker.unlock()  # Keras locks a built model's layers; this one is swapped, not added
-            try:
-                delattr(model, name)
-                if layer in model._layers:
-                    model._layers.remove(layer)
-                setattr(model, name, keras.layers.Activation("linear", name=layer.name))
-            finally:
-                model._tracker.lock()
+            private_api.replace_layer(model, name, layer, keras.layers.Activation("linear", name=layer.name))
             return
     raise UserError(f"{where}: cannot take off its {head.layer_class} head '{head.layer}' (not an attribute of "
                     f"{type(model).__name__}); return the logits from call() instead")

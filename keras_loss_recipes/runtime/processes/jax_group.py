@@ -1,13 +1,14 @@
 """How several processes meet on JAX: its distributed runtime, where its collectives listen, its key-value store.
 
-The one module that reaches into JAX's private modules (jax._src): JAX offers no
-public way to give gloo's collectives a host or to use the coordinator's store.
+It reaches into JAX's private modules (jax._src, through keras_loss_recipes/runtime/private_api.py): JAX
+offers no public way to give gloo's collectives a host or to use the coordinator's store.
 """
 from __future__ import annotations
 
 import logging
 import sys
 
+from keras_loss_recipes.runtime import private_api
 from keras_loss_recipes.runtime.processes.group import Group
 from keras_loss_recipes.runtime.processes.watchdog import Watchdog
 
@@ -51,31 +52,17 @@ def _bind_collectives(host: str) -> None:
     the host, so the CPU backend is registered anew with it (before any backend starts).
     """
     import jax
-    from jax._src import distributed, xla_bridge
-    from jax._src.lib import _jax
 
-    if jax.config.jax_cpu_collectives_implementation not in (None, "gloo") or not hasattr(
-            _jax, "make_gloo_tcp_collectives"):
+    if jax.config.jax_cpu_collectives_implementation not in (None, "gloo") or not (
+            private_api.bind_gloo_collectives(host)):
         log.warning("gloo's collectives listen where JAX puts them (this JAX has no host setting for them)")
-        return
-
-    def cpu_client():
-        collectives = _jax.make_gloo_tcp_collectives(distributed_client=distributed.global_state.client,
-                                                     hostname=host)
-        return xla_bridge.make_cpu_client(collectives=collectives)
-
-    xla_bridge.register_backend_factory("cpu", cpu_client, priority=0, fail_quietly=False)
 
 
 def tell_others(key: str, value: str) -> None:
     """Process 0: publish `value` under `key` in the coordinator's key-value store."""
-    from jax._src import distributed
-
-    distributed.global_state.client.key_value_set(f"recipes/{key}", value)
+    private_api.jax_coordinator_client().key_value_set(f"recipes/{key}", value)
 
 
 def hear_from_process_0(key: str) -> str:
     """The others: wait (at most INIT_TIMEOUT_S) for what process 0 published under `key`."""
-    from jax._src import distributed
-
-    return distributed.global_state.client.blocking_key_value_get(f"recipes/{key}", INIT_TIMEOUT_S * 1000)
+    return private_api.jax_coordinator_client().blocking_key_value_get(f"recipes/{key}", INIT_TIMEOUT_S * 1000)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_loss_recipes.runtime import private_api
+
 
 def train_step(model, data):
     import tensorflow as tf
@@ -45,7 +47,7 @@ def test_step(model, data):
 
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     y_pred, logits = model.outputs_and_logits(x, training=False)
-    loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+    loss = private_api.step_loss(model, x, y, y_pred, sample_weight, training=False)
     replicas = tf.distribute.get_strategy().num_replicas_in_sync  # as in train_step
     loss = loss * replicas if replicas > 1 else loss
     return model.record_evaluation(x, y, y_pred, sample_weight, loss, logits)

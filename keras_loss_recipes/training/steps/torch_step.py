@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_loss_recipes.runtime import private_api
+
 
 def train_step(model, data):
     import torch
@@ -13,7 +15,7 @@ def train_step(model, data):
     if telemetry:
         logits.retain_grad()  # an intermediate tensor: backward() keeps its gradient only if asked
     model.zero_grad()
-    loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+    loss = private_api.step_loss(model, x, y, y_pred, sample_weight, training=True)
     model.optimizer.scale_loss(loss).backward()
 
     weights = model.trainable_weights[:]
@@ -54,5 +56,5 @@ def test_step(model, data):
     """Keras's own evaluation step (run under `torch.no_grad`), which also sees the logits."""
     x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
     y_pred, logits = model.outputs_and_logits(x, training=False)
-    loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+    loss = private_api.step_loss(model, x, y, y_pred, sample_weight, training=False)
     return model.record_evaluation(x, y, y_pred, sample_weight, loss, logits)
