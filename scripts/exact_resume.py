@@ -50,7 +50,8 @@ def train(run_dir: Path, overrides: list[str], backend: str, kill_after: int | N
         env[hold.EPOCH_VAR] = str(kill_after)
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"backend={backend}", "trainer.verbose=0",
                f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               preexec_fn=hold.ctrl_c_restored)
     if kill_after is None:
         _, err = process.communicate()
         if process.returncode:

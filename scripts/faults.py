@@ -67,7 +67,7 @@ def held_run(run_dir: Path, *extra, after: int = 1, step: int | None = None, thr
     asked = {hold.EPOCH_VAR: str(after), hold.SECONDS_VAR: str(HOLD_S), **({hold.STEP_VAR: str(step)} if step else {}),
              **({hold.THROUGH_VAR: "1"} if through_signal else {})}
     process = subprocess.Popen(command(run_dir, *extra), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env=env(**asked))
+                               text=True, env=env(**asked), preexec_fn=hold.ctrl_c_restored)
     notice = run_dir / BACKUP_DIR / hold.NOTICE
     try:
         if not hold.wait_until_held(process, notice, timeout=HOLD_S):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -40,6 +41,12 @@ EPOCH_VAR, PROCESS_VAR, SECONDS_VAR = "RECIPES_HOLD_AFTER_EPOCH", "RECIPES_HOLD_
 STEP_VAR, THROUGH_VAR = "RECIPES_HOLD_AFTER_STEP", "RECIPES_HOLD_THROUGH_SIGNAL"
 DEFAULT_SECONDS = 600.0
 NOTICE = "held"  # written into the backup directory once the run holds
+
+
+def ctrl_c_restored() -> None:
+    """For Popen's `preexec_fn`: the child takes SIGINT as Ctrl-C, even where its parent was started as a
+    shell's background job (`... &`), which ignores SIGINT and passes that on to its children."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until_held(process, notice: Path, timeout: float | None = None) -> bool:
