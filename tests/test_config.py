@@ -143,8 +143,9 @@ def documented_commands():
         if line.startswith("```"):
             in_block = not in_block
             continue
-        if in_block and "python train.py" in line:
-            args = line.split("python train.py", 1)[1].split("#", 1)[0].split()
+        at = line.find("python train.py")
+        if in_block and at >= 0 and line[at - 1:at] != "`":  # a command, not one quoted in a description
+            args = line[at:].split("python train.py", 1)[1].split("#", 1)[0].split()
             found.append(([a for a in args if a != "-m"], after if after.startswith("error: ") else None))
     return found
 

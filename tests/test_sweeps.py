@@ -72,6 +72,17 @@ def test_report_groups_by_what_varies_and_never_averages_diverged_runs(tmp_path)
     assert (tmp_path / "comparison.png").stat().st_size > 5000
 
 
+def test_an_option_one_model_takes_and_another_lacks_is_no_group_key():
+    mlp = {"flat_config": {"model.name": "mlp", "model.hidden_units": 128, "loss.name": "a"}}
+    yours = {"flat_config": {"model.name": "my_models.build", "loss.name": "a"}}
+    assert compare.varying_keys([mlp, yours]) == ["model.name"]
+    wider = {"flat_config": {**mlp["flat_config"], "model.hidden_units": 256}}
+    assert compare.varying_keys([mlp, wider, yours]) == ["model.hidden_units", "model.name"]
+    keys = compare.varying_keys([mlp, wider, yours])
+    assert [compare.group_label(r, keys) for r in (mlp, yours)] == ["model.hidden_units=128, model=mlp",
+                                                                   "model=my_models.build"]
+
+
 def test_a_sweep_whose_every_job_failed_still_gets_its_report(tmp_path):
     """As failures.record_failure writes a failed job: no path, no figures, the error."""
     compare.mark_sweep(tmp_path, ["loss=softmax_ce,naive"])

@@ -98,8 +98,10 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
 
 
 def varying_keys(runs: list[dict]) -> list[str]:
+    """The config keys that take two or more values across the runs. A key some runs lack (an option of one
+    model that another does not take) varies only where the runs that have it differ."""
     keys = sorted({k for r in runs for k in r["flat_config"]})
-    varying = [k for k in keys if len({repr(r["flat_config"].get(k)) for r in runs}) > 1]
+    varying = [k for k in keys if len({repr(r["flat_config"][k]) for r in runs if k in r["flat_config"]}) > 1]
     return [k for k in varying if k not in IGNORED_KEYS] or ["loss.name"]
 
 
@@ -109,7 +111,8 @@ def short_key(key: str) -> str:
 
 
 def group_label(run: dict, keys: list[str]) -> str:
-    return ", ".join(f"{short_key(k)}={run['flat_config'].get(k)}" for k in keys)
+    """The run's values of `keys`; a key it lacks is left out (its model takes no such option)."""
+    return ", ".join(f"{short_key(k)}={run['flat_config'][k]}" for k in keys if k in run["flat_config"])
 
 
 def mean_std(values) -> tuple[float | None, float | None]:
