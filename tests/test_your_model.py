@@ -293,10 +293,10 @@ def test_train_py_with_a_model_of_yours_from_your_own_directory_and_a_sweep_acro
     from tests.test_sweeps import report_rows
 
     groups = report_rows((sweep / "comparison.md").read_text())
-    assert sorted(groups) == [f"loss={loss}, model._target_={target}, model={name}"
-                              for loss in ("softmax_ce", "sparse_from_logits")
-                              for target, name in (("my_models.build", "my_models.build"),
-                                                   ("keras_loss_recipes.training.models.mlp", "mlp"))]
+    assert sorted(groups) == sorted(f"loss={loss}, model._target_={target}, model={name}"
+                                    for loss in ("softmax_ce", "sparse_from_logits")
+                                    for target, name in (("my_models.build", "my_models.build"),
+                                                         ("keras_loss_recipes.training.models.mlp", "mlp")))
     assert {row["ok"] for row in groups.values()} == {"1"}
     print("\n" + (sweep / "comparison.md").read_text())
 
