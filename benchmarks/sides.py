@@ -47,7 +47,7 @@ def fit_framework(splits, epochs: int, precision: str, batch: int, telemetry: bo
     import keras
 
     from keras_loss_recipes.recipes import train as train_recipe
-    from keras_loss_recipes.cli.settings import validate
+    from keras_loss_recipes.config.settings import validate
 
     cfg = framework_config([f"loss={FRAMEWORK_LOSS}", f"telemetry={'on' if telemetry else 'off'}",
                             f"trainer.epochs={epochs}", f"trainer.batch_size={batch}",

@@ -237,7 +237,7 @@ def probe_job(job: dict, run_dir: Path) -> dict:
 def paths_job(job: dict, run_dir: Path) -> dict:
     """The loss path of every formulation the recipe would build, per precision and head dtype."""
     from keras_loss_recipes.runtime.session import fresh_session, precision_policy
-    from keras_loss_recipes.cli.settings import validate
+    from keras_loss_recipes.config.settings import validate
     from keras_loss_recipes.training.network import build_network, measure_loss_path
 
     rows = []

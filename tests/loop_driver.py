@@ -71,7 +71,7 @@ def policy_step(policy: str, bad_batch: int = 0, steps_per_execution: int = 1) -
     import numpy as np
 
     from keras_loss_recipes.runtime.compose import compose_train
-    from keras_loss_recipes.cli.settings import validate
+    from keras_loss_recipes.config.settings import validate
     from keras_loss_recipes.training.callbacks import NonFiniteGuard
     from keras_loss_recipes.training.network import build_network
     from keras_loss_recipes.training.optimizers import make_optimizer
@@ -128,7 +128,7 @@ def evaluation_figures() -> dict:
     import numpy as np
 
     from keras_loss_recipes import losses
-    from keras_loss_recipes.cli.settings import validate
+    from keras_loss_recipes.config.settings import validate
     from keras_loss_recipes.runtime.compose import compose_train
     from keras_loss_recipes.training.network import build_network
 

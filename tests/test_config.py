@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from keras_loss_recipes.runtime.errors import UserError
-from keras_loss_recipes.cli.settings import validate
+from keras_loss_recipes.config.settings import validate
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DOCS = CONFIGS.parent / "docs" / "configuration.md"

@@ -10,9 +10,12 @@ import pytest
 from tests.conftest import ROOT, needs_module
 
 PACKAGE = "keras_loss_recipes"  # the one import package pip installs (besides the hydra_plugins namespace)
-# Each layer and the layers it may import (itself included). Above all: the recipes themselves.
+# Each layer and the layers it may import (itself included). Above all: the command line, then the recipes,
+# then the config's checks, which ask the layers below for what they can build.
 LAYERS = {
-    "recipes": {"recipes", "training", "reporting", "data", "runtime", "losses"},
+    "cli": {"cli", "recipes", "config", "training", "reporting", "data", "runtime", "losses"},
+    "recipes": {"recipes", "config", "training", "reporting", "data", "runtime", "losses"},
+    "config": {"config", "training", "reporting", "data", "runtime", "losses"},
     "training": {"training", "runtime", "losses"},
     "reporting": {"reporting", "runtime", "losses"},
     "data": {"data", "runtime", "losses"},
@@ -48,7 +51,7 @@ def imports_of(path: Path, modules: dict) -> set[str]:
 
 
 def layer_of(module: str) -> str:
-    """keras_loss_recipes.<layer>...; the package's own __init__ and cli/ count with the recipes."""
+    """keras_loss_recipes.<layer>...; the package's own __init__ counts with the recipes."""
     parts = module.split(".")
     if len(parts) > 1 and parts[1] in LAYERS:
         return parts[1]
@@ -188,3 +191,9 @@ def test_the_layout_lists_a_new_module_and_stops_at_one_without_a_docstring(tmp_
     (package / "silent.py").write_text("x = 1\n")
     with pytest.raises(SystemExit, match=f"{PACKAGE}/fresh/silent.py has no docstring"):
         readme_block(tmp_path)
+
+
+def test_the_command_line_is_the_top_layer_nothing_imports():
+    importers = sorted(module for module, targets in import_graph().items()
+                       if layer_of(module) != "cli" and any(layer_of(t) == "cli" for t in targets))
+    assert importers == []

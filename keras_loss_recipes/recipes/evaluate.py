@@ -97,7 +97,7 @@ def rebuilt_logits_model(path: Path, input_shape: tuple, num_classes: int):
     again from the run's own config, the user's class included, with the weights loaded into it."""
     from omegaconf import OmegaConf
 
-    from keras_loss_recipes.cli.settings import check_loss
+    from keras_loss_recipes.config.settings import check_loss
     from keras_loss_recipes.runtime.targets import resolve_target
     from keras_loss_recipes.training.network import build_network
 

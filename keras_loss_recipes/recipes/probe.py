@@ -30,7 +30,7 @@ from keras_loss_recipes.losses.paths import sweep_gaps
 from keras_loss_recipes.reporting import probe_report
 from keras_loss_recipes.reporting.results import prepare_run_dir, write_metrics
 from keras_loss_recipes.runtime.quiet import start_backend
-from keras_loss_recipes.cli.settings import validate
+from keras_loss_recipes.config.settings import validate
 
 log = logging.getLogger(__name__)
 

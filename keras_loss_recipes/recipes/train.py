@@ -41,7 +41,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from keras_loss_recipes import losses
-from keras_loss_recipes.cli.settings import validate
+from keras_loss_recipes.config.settings import validate
 from keras_loss_recipes.data import Splits, load_splits
 from keras_loss_recipes.data.pipeline import batch_of, batch_spec, fast_forward, make_dataset, scale_images
 from keras_loss_recipes.data.splits import is_streamed

@@ -22,5 +22,5 @@ BUILDERS = {"adam": adam, "sgd": sgd}
 
 
 def make_optimizer(cfg):
-    """The optimizer `cfg.name` with its options (the config was validated by keras_loss_recipes.cli.settings)."""
+    """The optimizer `cfg.name` with its options (the config was validated by keras_loss_recipes.config.settings)."""
     return BUILDERS[cfg.name](cfg)

@@ -46,7 +46,7 @@ from keras_loss_recipes.runtime.install_hints import install_hint
 from keras_loss_recipes.runtime.session import PRECISIONS
 from keras_loss_recipes.runtime.workers import Worker, each_backend
 from keras_loss_recipes.runtime.workers import run as run_worker
-from keras_loss_recipes.cli.settings import require_choice
+from keras_loss_recipes.config.settings import require_choice
 from keras_loss_recipes.training.heads import SavedModel, read_saved_model
 from keras_loss_recipes.training.saved_form import WEIGHTS_SUFFIX
 
