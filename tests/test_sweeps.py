@@ -9,9 +9,9 @@ import sys
 import pytest
 import yaml
 
-from keras_loss_recipes.reporting import comparison as compare
-from keras_loss_recipes.reporting import search_report
-from keras_loss_recipes.reporting.sweep_record import search_of
+from keras_loss_recipes.sweeps import comparison as compare
+from keras_loss_recipes.sweeps import search_report
+from keras_loss_recipes.sweeps.record import search_of
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.run_names import job_dir_name, swept_keys
 from tests.conftest import ROOT, TINY, needs_module
@@ -109,7 +109,7 @@ def test_the_exit_code_judges_the_jobs_this_multirun_ran_and_takes_a_diverged_jo
     not this multirun's; diverged is a result; preempted and no metrics.json are not."""
     import os
 
-    from keras_loss_recipes.reporting import sweep_outcome
+    from keras_loss_recipes.sweeps import outcome as sweep_outcome
 
     def job(name, status=None, hydra=True, age_s=0.0):
         run = tmp_path / name
@@ -142,7 +142,7 @@ def test_the_exit_code_judges_the_jobs_this_multirun_ran_and_takes_a_diverged_jo
 
 
 def test_the_figure_draws_groups_closer_than_their_resolution_as_equal():
-    from keras_loss_recipes.reporting import comparison_figure as figure
+    from keras_loss_recipes.sweeps import comparison_figure as figure
 
     # Three formulations that ended within 3e-9 of each other, one run each: one tie, drawn at one value.
     drawn, tie_of = figure.drawn_values([(1.848330001, 0.0), (1.848330003, 0.0), (1.848330002, 0.0)])
@@ -161,7 +161,7 @@ def test_the_figure_draws_groups_closer_than_their_resolution_as_equal():
 
 
 def test_the_figure_uses_a_log_axis_only_where_the_values_span_more_than_ten_times():
-    from keras_loss_recipes.reporting.comparison_figure import use_log_scale
+    from keras_loss_recipes.sweeps.comparison_figure import use_log_scale
 
     assert not use_log_scale([37.2, 37.2, 235.8])  # 6x: linear
     assert use_log_scale([0.9, 0.91, 45.0])  # 50x
@@ -178,7 +178,7 @@ def figure_row(group, ce, acc=0.65, std=0.0, path="fused_logits", curves=([0.41,
 def test_the_figure_of_a_tie_has_equal_bars_plain_tick_labels_and_whole_epochs():
     import matplotlib.pyplot as plt
 
-    from keras_loss_recipes.reporting import comparison_figure as figure
+    from keras_loss_recipes.sweeps import comparison_figure as figure
 
     def shown_ticks(ax, axis):
         low, high = sorted(getattr(ax, f"get_{axis}lim")())
@@ -469,7 +469,7 @@ def test_job_dir_names_are_short_shell_safe_and_name_what_the_sweep_varies():
 def test_the_optuna_sample_in_the_docs_is_what_the_generator_wrote():
     """docs/sweeps.md's sample search is pasted by scripts/optuna_sample.py: its command, the summary's columns
     as the report prints them for the preset's searched keys, ranks in order, and the best line naming rank 1."""
-    from keras_loss_recipes.reporting.search_report import short_names
+    from keras_loss_recipes.sweeps.search_report import short_names
     from scripts import optuna_sample
 
     page = (ROOT / "docs" / "sweeps.md").read_text()

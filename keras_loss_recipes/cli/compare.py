@@ -9,7 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from keras_loss_recipes.reporting.comparison import write_report
+from keras_loss_recipes.sweeps.comparison import write_report
 from keras_loss_recipes.runtime.errors import UserError
 
 

@@ -3,5 +3,6 @@
 `registry` names them for `recipe=`. `keras_loss_recipes.cli` runs them from the command line
 (train.py). They sit on top of the package's layers; imports point down only:
 
-    cli -> recipes -> config -> training, reporting, data -> runtime -> losses
+    cli -> recipes -> config -> training, data, reporting -> runtime -> losses
+    cli -> sweeps -> reporting (a sweep's end reads the records its runs wrote)
 """

@@ -13,7 +13,7 @@ import platform
 import time
 
 from keras_loss_recipes import losses
-from keras_loss_recipes.reporting.comparison import mean_std
+from keras_loss_recipes.reporting.spread import mean_std
 
 CLAIM_RATIO = 3.0  # "far above": more than three times the exact CE of the logits path
 AGREE_ACCURACY = 0.02  # "the same accuracy": the means of the sound formulations lie this close

@@ -18,14 +18,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import statistics
 from pathlib import Path
 
-from keras_loss_recipes.reporting.comparison_figure import plot
+from keras_loss_recipes.sweeps.comparison_figure import plot
 from keras_loss_recipes.reporting.results import MOVED_ASIDE, earlier_attempts
-from keras_loss_recipes.reporting.search_report import write_search_report
-from keras_loss_recipes.reporting.sweep_record import hydra_record, job_number, search_of
+from keras_loss_recipes.sweeps.search_report import write_search_report
+from keras_loss_recipes.sweeps.record import hydra_record, job_number, search_of
+from keras_loss_recipes.reporting.spread import mean_std
 from keras_loss_recipes.runtime import atomic
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.run_files import METRICS_FILE
@@ -113,13 +113,6 @@ def short_key(key: str) -> str:
 def group_label(run: dict, keys: list[str]) -> str:
     """The run's values of `keys`; a key it lacks is left out (its model takes no such option)."""
     return ", ".join(f"{short_key(k)}={run['flat_config'][k]}" for k in keys if k in run["flat_config"])
-
-
-def mean_std(values) -> tuple[float | None, float | None]:
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return None, None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def summarize(runs: list[dict], keys: list[str]) -> list[dict]:

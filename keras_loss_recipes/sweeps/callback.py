@@ -1,6 +1,6 @@
 """The Hydra callback of a multirun: its HParams experiment, its reports, and exit 1 if a job failed.
 
-What counts as a failed job: reporting/sweep_outcome.py."""
+What counts as a failed job: sweeps/outcome.py."""
 from __future__ import annotations
 
 import logging
@@ -44,9 +44,9 @@ def _note(run: dict) -> str:
 
 class SweepReport(Callback):
     def on_multirun_start(self, config, **kwargs) -> None:
-        from keras_loss_recipes.reporting.comparison import mark_sweep
+        from keras_loss_recipes.sweeps.comparison import mark_sweep
         from keras_loss_recipes.reporting.hparams import declare_experiment
-        from keras_loss_recipes.reporting.sweep_outcome import note_start
+        from keras_loss_recipes.sweeps.outcome import note_start
         from keras_loss_recipes.reporting.tensorboard_views import write_layout
         from keras_loss_recipes.runtime.run_names import swept_keys
 
@@ -60,7 +60,7 @@ class SweepReport(Callback):
 
     def on_multirun_end(self, config, **kwargs) -> None:
         """The report of every job, as any ended; then, if a job gave no result, one line and exit code 1."""
-        from keras_loss_recipes.reporting.sweep_outcome import outcome
+        from keras_loss_recipes.sweeps.outcome import outcome
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
@@ -75,7 +75,7 @@ class SweepReport(Callback):
 
 def _report(sweep_dir: Path) -> None:
     """comparison.{md,csv,png}, and the summary on the console."""
-    from keras_loss_recipes.reporting.comparison import write_report
+    from keras_loss_recipes.sweeps.comparison import write_report
     from keras_loss_recipes.runtime.errors import UserError
 
     try:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from keras_loss_recipes.reporting.search_precision import RESOLUTION, format_value, parse_space
-from keras_loss_recipes.reporting.sweep_record import Search
+from keras_loss_recipes.sweeps.search_precision import RESOLUTION, format_value, parse_space
+from keras_loss_recipes.sweeps.record import Search
 from keras_loss_recipes.runtime import atomic
 
 def has_objective(run: dict, search: Search) -> bool:
