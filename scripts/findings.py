@@ -35,11 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from keras_loss_recipes import losses  # noqa: E402
-from keras_loss_recipes.reporting.findings_data import build_findings, environment  # noqa: E402
-from keras_loss_recipes.reporting.findings_figures import write_figures  # noqa: E402
-from keras_loss_recipes.reporting.findings_page import (  # noqa: E402
-    json_text, render_page, render_readme_block, replace_readme_block,
+from keras_loss_recipes.findings.data import build_findings  # noqa: E402
+from keras_loss_recipes.findings.figures import write_figures  # noqa: E402
+from keras_loss_recipes.findings.page import (  # noqa: E402
+    README_BEGIN, README_END, json_text, render_page, render_readme_block,
 )
+from keras_loss_recipes.reporting.generated import environment, replace_readme_block  # noqa: E402
 from keras_loss_recipes.runtime import workers  # noqa: E402
 from keras_loss_recipes.runtime.backends import BACKENDS  # noqa: E402
 
@@ -349,7 +350,7 @@ def write_findings(results: list[dict], env: dict, plan_matrix: dict, out: Path,
     (docs / "findings.md").write_text(render_page(findings))
     written = [docs / "findings.json", docs / "findings.md", *figures]
     if readme is not None:
-        replace_readme_block(readme, render_readme_block(findings))
+        replace_readme_block(readme, render_readme_block(findings), README_BEGIN, README_END)
         written.append(readme)
     return written
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from keras_loss_recipes.reporting.findings_page import README_BEGIN, README_END, render_page, render_readme_block
+from keras_loss_recipes.findings.page import README_BEGIN, README_END, render_page, render_readme_block
 from keras_loss_recipes.runtime.workers import results_in
 from tests.conftest import ROOT, needs, once_per_run, project_env
 

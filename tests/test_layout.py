@@ -16,6 +16,7 @@ LAYERS = {
     "cli": {"cli", "recipes", "config", "sweeps", "training", "reporting", "data", "runtime", "losses"},
     "recipes": {"recipes", "config", "training", "reporting", "data", "runtime", "losses"},
     "sweeps": {"sweeps", "reporting", "runtime", "losses"},
+    "findings": {"findings", "reporting", "runtime", "losses"},
     "config": {"config", "training", "reporting", "data", "runtime", "losses"},
     "training": {"training", "runtime", "losses"},
     "reporting": {"reporting", "runtime", "losses"},

@@ -2,8 +2,8 @@
 
 Records and reports: the run directory and metrics.json, history.csv,
 TensorBoard HParams, calibration (ECE, reliability diagram), the probe's tables
-and figure, the loss doctor's report, and the findings page. A sweep's report is
-keras_loss_recipes.sweeps, the layer above.
+and figure, the loss doctor's report, what generated pages share. Above it, reading its records:
+a sweep's report (keras_loss_recipes.sweeps) and the findings page (keras_loss_recipes.findings).
 
 May import `keras_loss_recipes.runtime` and `losses`; never the recipes, `training` or `data`.
 """

@@ -38,7 +38,7 @@ from keras_loss_recipes.losses import LossOptionError
 from keras_loss_recipes.losses.keras_losses import HEADS_FOR, KERAS_LOSSES, KerasLoss, parse
 from keras_loss_recipes.losses.keras_losses import names as loss_names
 from keras_loss_recipes.reporting import doctor_report
-from keras_loss_recipes.reporting.findings_data import environment
+from keras_loss_recipes.reporting.generated import environment
 from keras_loss_recipes.reporting.results import prepare_run_dir, write_metrics
 from keras_loss_recipes.runtime.backends import BACKENDS
 from keras_loss_recipes.runtime.errors import UserError

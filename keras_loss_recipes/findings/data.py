@@ -8,9 +8,6 @@ page's prose and the tests read the same facts.
 from __future__ import annotations
 
 import math
-import os
-import platform
-import time
 
 from keras_loss_recipes import losses
 from keras_loss_recipes.reporting.spread import mean_std
@@ -18,22 +15,6 @@ from keras_loss_recipes.reporting.spread import mean_std
 CLAIM_RATIO = 3.0  # "far above": more than three times the exact CE of the logits path
 AGREE_ACCURACY = 0.02  # "the same accuracy": the means of the sound formulations lie this close
 SAME_RTOL = 1e-3  # "trains identically": the same mean exact CE to this relative tolerance
-
-
-def environment(command: str, wall_s: float, quick: bool, left_out: list[str]) -> dict:
-    from keras_loss_recipes.runtime.backends import cpu_name
-
-    from importlib import metadata
-
-    versions = {"python": platform.python_version()}
-    for package in ("tensorflow", "keras", "jax", "torch"):
-        try:  # the installed distribution's version: no need to import (and start) each framework
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return {"command": command, "date": time.strftime("%Y-%m-%d %H:%M %Z"), "wall_s": round(wall_s, 1),
-            "quick": quick, "machine": {"cpu": cpu_name(), "cores": os.cpu_count()}, "versions": versions,
-            "left_out": left_out}
 
 
 def _mean_std(values) -> list[float] | None:

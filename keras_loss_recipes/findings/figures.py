@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_loss_recipes.reporting.findings_data import group_label, path_of
+from keras_loss_recipes.findings.data import group_label, path_of
 from keras_loss_recipes.reporting.palette import legend_room, path_color, path_legend
 
 LINE_STYLES = ["-", "--", "-.", ":"]
