@@ -40,7 +40,7 @@ def summarize_runs(runs: list[dict]) -> list[dict]:
             "test_accuracy": _mean_std(r["test_accuracy"] for r in ok),
             "test_exact_ce": _mean_std(r["test_exact_ce"] for r in ok),
             "first_nonfinite_step": min(firsts) if firsts else None,
-            # Where each diverging run's first NaN/inf began (keras_loss_recipes/training/origin.py), each told once.
+            # Where each diverging run's first NaN/inf began (keras_loss_recipes/training/nonfinite_origin.py), each told once.
             "origins": sorted({r["nonfinite_origin"]["where"] for r in members if r.get("nonfinite_origin")}),
             "saturated_frac": _mean_std((r.get("stability") or {}).get("stability/saturated_frac") for r in ok),
             "logit_grad_norm": _mean_std((r.get("stability") or {}).get("stability/logit_grad_norm") for r in ok),

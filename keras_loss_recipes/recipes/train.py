@@ -270,9 +270,9 @@ def _dataset(job: Job, x, y, shuffle: bool):
 
 
 def diagnose_step(job: Job, model, epoch: int, step: int) -> dict:
-    """Where the first non-finite step went non-finite (keras_loss_recipes/training/origin.py), said in the log: its batch
+    """Where the first non-finite step went non-finite (keras_loss_recipes/training/nonfinite_origin.py), said in the log: its batch
     drawn again from a fresh training dataset, the model as it is at the end of that epoch."""
-    from keras_loss_recipes.training.origin import diagnose
+    from keras_loss_recipes.training.nonfinite_origin import diagnose
 
     policy = job.cfg.trainer.on_nonfinite
     weights = "from before the step" if policy == "stop" else f"of epoch {epoch}'s end: {policy} applied its later steps"
@@ -438,7 +438,7 @@ def metrics_record(job: Job, model, path, test: dict, callbacks: Callbacks, remo
         "nonfinite_steps": guard.nonfinite_steps,
         "telemetry": bool(cfg.telemetry.enabled),
         "first_nonfinite": guard.first_nonfinite,
-        "nonfinite_origin": guard.origin,  # where it went non-finite (keras_loss_recipes/training/origin.py)
+        "nonfinite_origin": guard.origin,  # where it went non-finite (keras_loss_recipes/training/nonfinite_origin.py)
         # The softmax or sigmoid head taken off the configured model, so that loss= decides the loss.
         "removed_head": None if removed is None else {"kind": removed.kind, "layer": removed.layer,
                                                        "class": removed.layer_class},

@@ -166,7 +166,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
     first bad one too), so what was trained before it stays usable.
     `diagnose(model, epoch, step)` (both 1-based; the step counts within its
     epoch), when given, is called once, for the first non-finite step, and
-    `origin` keeps what it returns (keras_loss_recipes/training/origin.py).
+    `origin` keeps what it returns (keras_loss_recipes/training/nonfinite_origin.py).
     """
 
     def __init__(self, stop: bool, diagnose=None):
