@@ -216,7 +216,8 @@ SPACES = {"optimizer.learning_rate": "tag(log, interval(0.0001, 0.01))", "traine
           "loss.label_smoothing": "interval(0.0, 0.2)", "loss.temperature": "interval(0.5, 2.0)"}
 
 
-def fake_job(sweep_dir, num, sweeper, val_acc, lr, batch, smoothing, temperature, status="ok", **config_keys):
+def fake_job(sweep_dir, num, sweeper, val_acc, lr, batch, smoothing, temperature, status="ok", val_ce=None,
+             **config_keys):
     """A job as Hydra and train.py leave it: .hydra/hydra.yaml (sweeper, job number) and metrics.json."""
     import yaml
 
@@ -228,7 +229,7 @@ def fake_job(sweep_dir, num, sweeper, val_acc, lr, batch, smoothing, temperature
     (run / "metrics.json").write_text(json.dumps({
         "status": status, "loss": "from_logits", "loss_path": "fused_logits", "val_accuracy": val_acc,
         "test_accuracy": None if val_acc is None else val_acc - 0.01, "test_exact_ce": 0.5,
-        "val_exact_ce": None if val_acc is None else 2.0 - val_acc,
+        "val_exact_ce": val_ce if val_ce is not None or val_acc is None else 2.0 - val_acc,
         "history": {"val_accuracy": [] if val_acc is None else [val_acc]}, "config": config}))
 
 
@@ -258,12 +259,13 @@ def test_a_search_report_ranks_the_trials_and_shows_the_best_values_to_the_digit
 def test_a_search_for_the_lowest_exact_cross_entropy_ranks_the_lowest_first(tmp_path):
     compare.mark_sweep(tmp_path, ["hparams_search=optuna", "optimized_metric=val_exact_ce"])
     sweeper = {"_target_": OPTUNA, "direction": "${objective_direction:${optimized_metric}}", "params": SPACES}
-    for num, val_acc in enumerate([0.5, 0.8, 0.7]):  # val_exact_ce: 1.5, 1.2, 1.3
-        fake_job(tmp_path, num, sweeper, val_acc, 0.001, 64, 0.1, 1.0, optimized_metric="val_exact_ce")
+    # The cross entropy ranks the trials against their accuracy: ranking by accuracy gives [1, 2, 0].
+    for num, (val_acc, val_ce) in enumerate([(0.5, 1.1), (0.8, 1.4), (0.7, 1.3)]):
+        fake_job(tmp_path, num, sweeper, val_acc, 0.001, 64, 0.1, 1.0, optimized_metric="val_exact_ce", val_ce=val_ce)
     report = compare.write_report(tmp_path, tensorboard=False)
-    assert [t["job"] for t in report["trials"]] == [1, 2, 0]
+    assert [t["job"] for t in report["trials"]] == [0, 2, 1]
     assert report["objective"] == "validation exact cross entropy"
-    assert report["best"].startswith("best: trial 1, validation exact cross entropy 1.2000 ")
+    assert report["best"].startswith("best: trial 0, validation exact cross entropy 1.1000 ")
     assert report["summary"].splitlines()[0].split()[3] == "val_CE"
     assert "set to minimize the validation exact cross entropy" in (tmp_path / "comparison.md").read_text()
 
