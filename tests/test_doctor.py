@@ -140,6 +140,9 @@ def test_a_model_with_several_outputs_is_refused():
                                                     "layers": [{"class_name": "Dense", "config": {"name": "a"}}]}}
     with pytest.raises(UserError, match="has 2 outputs"):
         find_head(model)
+    # Each caller names the place as the user wrote it: a file, or the model config of a training run.
+    with pytest.raises(UserError, match=r"^model._target_=my_models.two: the model has 2 outputs"):
+        find_head(model, "model._target_=my_models.two")
 
 
 # --- the measurement: a binary loss next to the softmax one ---------------------------------

@@ -81,7 +81,7 @@ def read_saved_model(path) -> SavedModel:
     graph = config if stores_graph(config) else _built_graph(Path(path), config)
     return SavedModel(
         path=str(path), name=config["config"].get("name", "?"), class_name=config["class_name"],
-        keras_version=metadata.get("keras_version"), head=find_head(graph, str(path)),
+        keras_version=metadata.get("keras_version"), head=find_head(graph, f"checkpoint={path}"),
         compiled_loss=(config.get("compile_config") or {}).get("loss"),
     )
 
@@ -186,7 +186,7 @@ def _output_and_previous(model: dict, where: str):
     """The model's output layer, and a function from a layer of its graph to the layer feeding it."""
     layers = [layer for layer in model["config"].get("layers", []) if layer.get("class_name") != "InputLayer"]
     if not layers:
-        raise UserError(f"checkpoint={where}: the model has no layers, so no output head")
+        raise UserError(f"{where}: the model has no layers, so no output head")
     if model["class_name"] == "Sequential":
         position = {id(layer): i for i, layer in enumerate(layers)}
 
@@ -200,12 +200,12 @@ def _output_and_previous(model: dict, where: str):
         # One output is stored as [name, node, index], several as a list of such triples.
         if outputs and isinstance(outputs[0], list):
             if len(outputs) != 1:
-                raise UserError(f"checkpoint={where}: the model has {len(outputs)} outputs; "
+                raise UserError(f"{where}: the model has {len(outputs)} outputs; "
                                 "a classifier here has one output")
             outputs = outputs[0]
         by_name = {_layer_name(layer): layer for layer in layers}
         if not outputs or outputs[0] not in by_name:
-            raise UserError(f"checkpoint={where}: the graph names no output layer")
+            raise UserError(f"{where}: the graph names no output layer")
 
         def previous(layer):
             return by_name.get(_inbound_name(layer))
@@ -269,16 +269,16 @@ def find_head(model: dict, where: str = "the model") -> Head:
         return Head("unknown", name, class_name, False, None, None, policy_name(out), False,
                     reason=_unknown_reason(name, class_name, out.get("module")))
     if activation not in HEAD_KINDS:
-        raise UserError(f"checkpoint={where}: the output layer '{name}' ({class_name}) ends in "
+        raise UserError(f"{where}: the output layer '{name}' ({class_name}) ends in "
                         f"activation {activation!r}, not a classifier head; the doctor examines outputs with "
                         f"activation {', '.join(repr(a) for a in HEAD_KINDS)} (linear: logits)")
     # A weightless layer in a Sequential stores no shape: then the width is the units of the layer feeding it.
     width = (_input_width(out) or _units(feeder)) if separate else _units(out)
     if not isinstance(width, int):
-        raise UserError(f"checkpoint={where}: cannot tell how many outputs layer '{name}' ({class_name}) has")
+        raise UserError(f"{where}: cannot tell how many outputs layer '{name}' ({class_name}) has")
     kind = HEAD_KINDS[activation]
     if kind == "softmax" and width < 2:
-        raise UserError(f"checkpoint={where}: layer '{name}' is a softmax over {width} unit, which always "
+        raise UserError(f"{where}: layer '{name}' is a softmax over {width} unit, which always "
                         "outputs 1.0; a binary classifier takes one sigmoid unit (or 2 softmax units)")
     return Head(
         kind=kind, layer=name, layer_class=class_name, activation_in_layer=not separate,
