@@ -374,3 +374,14 @@ def test_stratified_parts_have_exactly_the_sizes_asked():
     labels = np.repeat(np.arange(10), 500)
     val, rest = stratified_split(labels, [5, 4995], seed=0)  # every class's share is 0.5
     assert len(val) == 5 and len(set(val) | set(rest)) == 5000
+
+
+def test_integer_images_outside_0_to_255_are_named_not_divided():
+    from keras_loss_recipes.data.pixel_scale import on_split_scale
+
+    images = np.zeros((3, 4, 4), np.int16)
+    images[2, 1, 1] = -5
+    with pytest.raises(UserError, match=r"^data.path=x.npz: x_test\[2\] holds -5; integer images must be pixels"):
+        on_split_scale({"x_train": np.zeros((3, 4, 4), np.uint8), "x_test": images}, ("x_train", "x_test"), "data.path=x.npz")
+    kept = {"x_train": np.full((3, 4, 4), 255, np.uint16)}
+    assert on_split_scale(kept, ("x_train",), "w")["x_train"] is kept["x_train"]  # pixels as they are

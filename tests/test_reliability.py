@@ -120,6 +120,8 @@ def bad_inputs(tmp_path):
           "data.val_examples=10"], "labels range 11..11; expected 0..9"),
         (["data=npz", f"data.path={npz_file(tmp_path / 'nan.npz', np.full((40, 28, 28), np.nan))}"],
          "x_train[0] holds nan; images must be finite numbers"),
+        (["data=npz", f"data.path={npz_file(tmp_path / 'wide.npz', np.full((40, 28, 28), 300, np.uint16))}"],
+         "x_train[0] holds 300; integer images must be pixels 0..255"),
         (["data=npz", f"data.path={npz_file(tmp_path / 'big.npz', np.full((40, 28, 28), 256.0))}"],
          "x_train[0] holds 256; float images must lie in [0, 1] (already scaled) or [0, 255] (pixels)"),
         (["data=npz", f"data.path={npz_file(tmp_path / 'named.npz', np.zeros((40, 28, 28)), class_names=['a', 'b'])}"],

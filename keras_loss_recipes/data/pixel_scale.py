@@ -5,7 +5,8 @@ reads) or as float32 already in [0, 1]; `pipeline.scale_images` divides the
 first by 255 and only casts the second, so every image is scaled exactly once.
 Arrays of yours (`data=npz`, a data callable) are read as:
 
-    integers                                pixels 0..255
+    integers 0..255                         pixels
+    integers below 0 or above 255           an error naming the array, the value and what to do
     floats, none above 1 (a max of 1.0 too)  already scaled to [0, 1]: kept
     floats in [0, 255], some above 1        pixels: divided by 255 here, as integer pixels are later
     floats below 0 or above 255, NaN, inf   an error naming the array, the value and what to do
@@ -56,11 +57,29 @@ def float_scale(images, name: str, where: str) -> str | None:
     return UNIT if high <= 1 else PIXELS
 
 
+def check_integer_pixels(images, name: str, where: str) -> None:
+    """Integer images must be pixels 0..255: a UserError naming the first value outside (uint16, negatives)."""
+    if images is None or is_streamed(images):
+        return
+    images = np.asarray(images)
+    if not np.issubdtype(images.dtype, np.integer) or not images.size or not images.ndim:
+        return
+    rows = images.reshape(len(images), -1)
+    low, high = int(rows.min()), int(rows.max())
+    if low < 0 or high > PIXEL_MAX:
+        value = low if low < 0 else high
+        image = int(np.argmax((rows == value).any(axis=1)))
+        raise UserError(f"{where}: {name}[{image}] holds {value}; integer images must be pixels 0..{PIXEL_MAX}: "
+                        f"rescale them (e.g. x * 255 // x.max()) and save them as uint8")
+
+
 def on_split_scale(arrays: dict, names: tuple[str, ...], where: str) -> dict:
     """`arrays` with the float images among `names` as float32 in [0, 1]; says once how it read them.
 
     One scale for all the float arrays: a test set in [0, 1] beside training pixels
     is a mistake to name, not a guess to make."""
+    for name in names:
+        check_integer_pixels(arrays.get(name), name, where)
     scales = {name: float_scale(arrays.get(name), name, where) for name in names}
     floats = {name: scale for name, scale in scales.items() if scale}
     if not floats:
