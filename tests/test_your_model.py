@@ -174,6 +174,7 @@ def test_a_model_that_cannot_be_trained_is_one_clear_error(user_code, compose, t
     with pytest.raises(UserError) as err:
         train(compose, tmp_path / "run", f"model._target_={target}")
     assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith(f"model._target_={target}")  # named as the user wrote it
 
 
 def test_arrays_of_yours_from_an_npz_file_and_from_a_callable(user_code, compose, tmp_path):
