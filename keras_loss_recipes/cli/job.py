@@ -110,8 +110,9 @@ def _stop(cfg, run_dir: Path, err: BaseException) -> None:
         return
     if isinstance(err, UserCodeError):  # the user's file and line, their frames; the run records it failed
         record_failure(cfg, run_dir, err)
-        to_log_file(run_dir, f"error: {err}\n{err.frames}")
-        print(f"error: {err}\n{err.frames}", file=sys.stderr, end="", flush=True)
+        said = f"error: {_described(err)}"
+        to_log_file(run_dir, said)
+        print(said, file=sys.stderr, end="", flush=True)
         _exit(2, at_once=group is not None and processes.joined())
     if isinstance(err, UserError):
         if not discard_if_unused(run_dir):  # a run directory that holds an earlier run stays, and says why

@@ -34,43 +34,53 @@ def pixels_to_unit(images) -> np.ndarray:
     return np.asarray(images).astype(np.float32) / np.float32(PIXEL_MAX)
 
 
-def float_scale(images, name: str, where: str) -> str | None:
-    """UNIT or PIXELS for an array of float images, None for any other; a UserError for values no image holds."""
+def _rows(images, kind) -> np.ndarray | None:
+    """The images of numpy `kind` (np.floating, np.integer) one row each; None for any other array: not of
+    that kind, streamed, or not images at all (check_images_and_labels says which)."""
     if images is None or is_streamed(images):
         return None
     images = np.asarray(images)
-    if not np.issubdtype(images.dtype, np.floating) or not images.size or not images.ndim:
-        return None  # not floats, or not images at all: check_images_and_labels says which
-    rows = images.reshape(len(images), -1)
+    if not np.issubdtype(images.dtype, kind) or not images.size or not images.ndim:
+        return None
+    return images.reshape(len(images), -1)
+
+
+def _outside_pixels(rows: np.ndarray) -> tuple[int, float] | None:
+    """(the first image, its value) below 0 or above PIXEL_MAX, or None where every value lies in range."""
+    low, high = rows.min(), rows.max()
+    if low >= 0 and high <= PIXEL_MAX:
+        return None
+    value = low if low < 0 else high
+    return int(np.argmax((rows == value).any(axis=1))), value
+
+
+def float_scale(images, name: str, where: str) -> str | None:
+    """UNIT or PIXELS for an array of float images, None for any other; a UserError for values no image holds."""
+    rows = _rows(images, np.floating)
+    if rows is None:
+        return None
     finite = np.isfinite(rows).all(axis=1)
     if not finite.all():
         image = int(np.argmin(finite))
         value = rows[image][~np.isfinite(rows[image])][0]
         raise UserError(f"{where}: {name}[{image}] holds {value}; images must be finite numbers: drop or repair "
                         f"the {int(np.sum(~finite))} image(s) that are not")
-    low, high = float(rows.min()), float(rows.max())
-    if low < 0 or high > PIXEL_MAX:
-        value = low if low < 0 else high
-        image = int(np.argmax((rows == value).any(axis=1)))
-        raise UserError(f"{where}: {name}[{image}] holds {value:g}; float images must lie in [0, 1] (already "
+    outside = _outside_pixels(rows)
+    if outside is not None:
+        image, value = outside
+        raise UserError(f"{where}: {name}[{image}] holds {float(value):g}; float images must lie in [0, 1] (already "
                         f"scaled) or [0, {PIXEL_MAX}] (pixels): rescale them, e.g. x = (x - x.min()) / (x.max() - x.min())")
-    return UNIT if high <= 1 else PIXELS
+    return UNIT if rows.max() <= 1 else PIXELS
 
 
 def check_integer_pixels(images, name: str, where: str) -> None:
     """Integer images must be pixels 0..255: a UserError naming the first value outside (uint16, negatives)."""
-    if images is None or is_streamed(images):
-        return
-    images = np.asarray(images)
-    if not np.issubdtype(images.dtype, np.integer) or not images.size or not images.ndim:
-        return
-    rows = images.reshape(len(images), -1)
-    low, high = int(rows.min()), int(rows.max())
-    if low < 0 or high > PIXEL_MAX:
-        value = low if low < 0 else high
-        image = int(np.argmax((rows == value).any(axis=1)))
-        raise UserError(f"{where}: {name}[{image}] holds {value}; integer images must be pixels 0..{PIXEL_MAX}: "
-                        f"rescale them (e.g. x * 255 // x.max()) and save them as uint8")
+    rows = _rows(images, np.integer)
+    outside = None if rows is None else _outside_pixels(rows)
+    if outside is not None:
+        image, value = outside
+        raise UserError(f"{where}: {name}[{image}] holds {int(value)}; integer images must be pixels "
+                        f"0..{PIXEL_MAX}: rescale them (e.g. x * 255 // x.max()) and save them as uint8")
 
 
 def on_split_scale(arrays: dict, names: tuple[str, ...], where: str) -> dict:
