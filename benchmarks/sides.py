@@ -37,7 +37,7 @@ def fit_side(side: str, splits, epochs: int, precision: str, batch: int) -> dict
 
 
 def framework_config(overrides: list[str]):
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
 
     return compose_train(overrides)
 

@@ -210,7 +210,7 @@ def worker(backend: str, plan_file: Path, out: Path) -> None:
 
 
 def compose(overrides: list[str]):
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
 
     return compose_train([*overrides, "trainer.verbose=0", f"backend={os.environ['KERAS_BACKEND']}"])
 

@@ -52,7 +52,7 @@ def overrides(case: str) -> list[str]:
 def run_case(case: str, run_dir: Path) -> dict:
     """Train one case; its metrics.json's figures that the page shows."""
     from keras_loss_recipes.recipes import train
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
 
     metrics = train.run(compose_train([*overrides(case), f"backend={os.environ.get('KERAS_BACKEND', 'tensorflow')}"]),
                         run_dir)

@@ -65,7 +65,7 @@ def main(out_dir: str, runs_json: str) -> None:
     if os.environ.get("BLOCK_TENSORFLOW") == "1":
         hide_tensorflow()
     from keras_loss_recipes.recipes.registry import get_recipe
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
     from keras_loss_recipes.runtime.workers import report
 
     results, fits = {}, record_fits()

@@ -96,7 +96,7 @@ def project_env() -> dict:
 @pytest.fixture
 def compose():
     """compose(*overrides) -> the config train.py would see."""
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
 
     return lambda *overrides: compose_train(overrides)
 

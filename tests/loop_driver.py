@@ -37,7 +37,7 @@ def watched_run(out_dir: Path, overrides: list[str]) -> dict:
     import keras
 
     from keras_loss_recipes.recipes import train as train_recipe
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
 
     seen, reads = {}, []
     fit, convert = train_recipe.fit, keras.ops.convert_to_numpy
@@ -70,7 +70,7 @@ def policy_step(policy: str, bad_batch: int = 0, steps_per_execution: int = 1) -
     import keras
     import numpy as np
 
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
     from keras_loss_recipes.config.settings import validate
     from keras_loss_recipes.training.callbacks import NonFiniteGuard
     from keras_loss_recipes.training.network import build_network
@@ -129,7 +129,7 @@ def evaluation_figures() -> dict:
 
     from keras_loss_recipes import losses
     from keras_loss_recipes.config.settings import validate
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
     from keras_loss_recipes.training.network import build_network
 
     cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", "model=mlp", "loss=softmax_ce"])

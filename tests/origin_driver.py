@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 def main(out_dir: str) -> None:
     from keras_loss_recipes.recipes import train
     from keras_loss_recipes.reporting.tensorboard_views import run_summary
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
     from keras_loss_recipes.training import nonfinite_origin as origin
     from scripts import origin_examples
 

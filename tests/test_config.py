@@ -212,7 +212,7 @@ def _matches_elided(printed: str, documented: str) -> bool:
     (["+trainer=quik"], "trainer=quik", "did you mean quick"),
 ])
 def test_unknown_group_options_are_named_with_the_closest_choices(argv, bad, hint):
-    from keras_loss_recipes.runtime.config_files import group_options, unknown_choices
+    from keras_loss_recipes.config.config_files import group_options, unknown_choices
 
     [message] = unknown_choices(argv, group_options([CONFIGS]))
     group = bad.split("=")[0]
@@ -221,7 +221,7 @@ def test_unknown_group_options_are_named_with_the_closest_choices(argv, bad, hin
 
 
 def test_known_options_sweeps_and_plain_keys_pass_the_group_check():
-    from keras_loss_recipes.runtime.config_files import group_options, unknown_choices
+    from keras_loss_recipes.config.config_files import group_options, unknown_choices
 
     argv = ["-m", "loss=softmax_ce,naive", "experiment=null", "hydra/launcher=joblib", "model.hidden_units=8",
             "optimizer.learning_rate=choice(0.1,0.01)", "+experiment=compare_losses", "data=idx"]

@@ -31,7 +31,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
 from keras_loss_recipes.recipes import train as train_recipe
-from keras_loss_recipes.runtime.compose import compose_train
+from keras_loss_recipes.config.compose import compose_train
 from keras_loss_recipes.runtime.workers import report
 out = {}
 for dist in ("none", "mirrored"):

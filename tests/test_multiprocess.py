@@ -173,7 +173,7 @@ def test_scale_md_shows_the_measured_figures():
 
 def test_scale_md_states_the_timeouts_the_code_uses():
     """The settings docs/scale.md quotes are the code's: a change to one shows here."""
-    from keras_loss_recipes.runtime.compose import compose_train
+    from keras_loss_recipes.config.compose import compose_train
 
     from scripts.launch_processes import GRACE_S
 

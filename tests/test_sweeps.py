@@ -432,7 +432,7 @@ def test_the_search_preset_takes_its_direction_from_the_optimized_metric():
     from hydra import compose, initialize_config_dir
 
     from keras_loss_recipes.runtime import run_names
-    from keras_loss_recipes.runtime.compose import config_dir
+    from keras_loss_recipes.config.compose import config_dir
 
     run_names.register()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

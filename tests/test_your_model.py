@@ -366,9 +366,9 @@ def test_the_installed_command_trains_your_model_from_a_directory_outside_the_re
     (home / "my_configs" / "model" / "small.yaml").write_text("_target_: my_models.scaled\nname: small\nhidden: 3\n")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    where = subprocess.run([str(python), "-c", "import keras_loss_recipes.runtime.compose as c; print(c.__file__, c.config_dir())"],
+    where = subprocess.run([str(python), "-c", "import keras_loss_recipes.config.compose as c; print(c.__file__, c.config_dir())"],
                            cwd=home, env=env, capture_output=True, text=True, timeout=120).stdout.split()
-    assert where == [f"{fresh_site}/keras_loss_recipes/runtime/compose.py", f"{env_dir}/share/keras-loss-recipes/configs"]
+    assert where == [f"{fresh_site}/keras_loss_recipes/config/compose.py", f"{env_dir}/share/keras-loss-recipes/configs"]
     done = subprocess.run([str(env_dir / "bin" / "recipes-train"), "--config-dir", "my_configs", "model=small",
                            *(a for a in TINY if not a.startswith("model=")), "hydra.run.dir=run"],
                           cwd=home, env=env, capture_output=True, text=True, timeout=600)

@@ -21,9 +21,19 @@ def task(cfg):
     from hydra.core.hydra_config import HydraConfig
 
     from keras_loss_recipes.cli.job import run_job
+    from keras_loss_recipes.config.model_options import drop_foreign_options
+    from keras_loss_recipes.config.schema import typed
     from keras_loss_recipes.runtime import clock
-    from keras_loss_recipes.runtime.model_options import drop_foreign_options
+    from keras_loss_recipes.runtime.errors import UserError
 
+    try:  # a bad type: one line, before Keras starts
+        cfg = typed(cfg)
+    except UserError as err:
+        from keras_loss_recipes.lifecycle.directory import discard_if_unused
+
+        discard_if_unused(HydraConfig.get().runtime.output_dir)  # no run directory left of a mistyped command
+        print(f"error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     drop_foreign_options(cfg, HydraConfig.get())  # the default model's options never reach a model of yours
     with clock.job():
         return run_job(cfg, HydraConfig.get().runtime.output_dir)
@@ -36,9 +46,9 @@ def main(process_start: float | None = None) -> None:
 
     from keras_loss_recipes.cli import preflight
     from keras_loss_recipes.runtime import clock, processes, run_names
-    from keras_loss_recipes.runtime.backends import preselect_from_argv
-    from keras_loss_recipes.runtime.compose import config_dir
-    from keras_loss_recipes.runtime.config_files import exit_on_unknown_choices, exit_on_yaml_errors
+    from keras_loss_recipes.runtime.backends import preselect
+    from keras_loss_recipes.config.compose import config_dir
+    from keras_loss_recipes.config.config_files import exit_on_unknown_choices, exit_on_yaml_errors, overrides_of
     from keras_loss_recipes.runtime.errors import UserError
 
     clock.mark_process_start(_IMPORTED_AT if process_start is None else process_start)
@@ -52,5 +62,5 @@ def main(process_start: float | None = None) -> None:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
-    preselect_from_argv(sys.argv[1:])
+    preselect(overrides_of(sys.argv[1:]).get("backend"))
     hydra.main(config_path=str(configs), config_name="train", version_base="1.3")(task)()

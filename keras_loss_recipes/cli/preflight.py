@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from keras_loss_recipes.runtime import run_lock
-from keras_loss_recipes.runtime.config_files import overrides_of
+from keras_loss_recipes.config.config_files import overrides_of
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.objective import objective
 

@@ -20,7 +20,6 @@ import sys
 from pathlib import Path
 
 from keras_loss_recipes.losses import ALL_BACKENDS as BACKENDS  # the one tuple of backends: the formulations' registry holds it
-from keras_loss_recipes.runtime.config_files import overrides_of
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.install_hints import install_hint
 
@@ -45,15 +44,15 @@ def require_installed(name: str) -> None:
         raise UserError(f"backend={name}: the {name} package is not installed; {install_hint(name)}")
 
 
-def preselect_from_argv(argv: list[str]) -> None:
-    """Honour a single `backend=X` override before anything (Hydra plugins, TensorFlow) imports Keras.
+def preselect(value) -> None:
+    """Honour a single `backend=X` override (`value`: its X, or None) before anything (Hydra plugins,
+    TensorFlow) imports Keras; the job's config (`backend`) then resolves to it.
 
     TensorFlow imports Keras when it is imported, and a sweep's callbacks import
     TensorFlow before the first job: by then it is too late to pick the backend.
     A sweep over several backends (`backend=tensorflow,jax`) needs a launcher that
     starts a process per job (hydra/launcher=joblib or submitit_local).
     """
-    value = overrides_of(argv).get("backend")
     if value in BACKENDS:
         os.environ["KERAS_BACKEND"] = value
 

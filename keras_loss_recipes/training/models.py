@@ -29,7 +29,6 @@ import logging
 import math
 
 from keras_loss_recipes.runtime.errors import UserError
-from keras_loss_recipes.runtime.model_options import NOT_OPTIONS
 from keras_loss_recipes.runtime.run_names import model_name
 from keras_loss_recipes.runtime.targets import parameters, resolve_target, target_path
 from keras_loss_recipes.runtime.user_code import raised_in_user_code
@@ -166,6 +165,9 @@ def _fitted_inputs(model, inputs, target: str, name: str):
         return keras.layers.Flatten(name="flat_image")(inputs)
     raise UserError(f"model._target_={target}: the model takes inputs of shape {expected}; the data's "
                     f"images are {images} (a factory gets them as input_shape)")
+
+
+NOT_OPTIONS = ("_target_", "name")  # keys of a model config that are not passed to its callable
 
 
 def _options(model_cfg, head_init_std) -> dict:

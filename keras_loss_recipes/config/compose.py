@@ -26,18 +26,20 @@ def config_dir() -> Path:
 
 
 def compose_train(overrides) -> object:
-    """configs/train.yaml with `overrides` (a list of `key=value` strings), as Hydra composes it."""
+    """configs/train.yaml with `overrides` (a list of `key=value` strings), as Hydra composes it, typed
+    (`schema.typed`) as train.py types it for each job."""
     from hydra import compose, initialize_config_dir
 
     from omegaconf import open_dict
 
+    from keras_loss_recipes.config.model_options import drop_foreign_options
+    from keras_loss_recipes.config.schema import typed
     from keras_loss_recipes.runtime import run_names
-    from keras_loss_recipes.runtime.model_options import drop_foreign_options
 
     run_names.register()  # the resolvers configs/ uses
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-    drop_foreign_options(cfg, cfg.hydra)  # as train.py does for each job
+    hydra_cfg = cfg.hydra
     with open_dict(cfg):
         del cfg["hydra"]
-    return cfg
+    return drop_foreign_options(typed(cfg), hydra_cfg)

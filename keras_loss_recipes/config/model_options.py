@@ -13,14 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-NOT_OPTIONS = ("_target_", "name")  # keys of a model config that are not passed to its callable
+from keras_loss_recipes.training.models import NOT_OPTIONS
 
 
-def foreign_options(model_cfg, group_cfg, overridden) -> list[str]:
-    """The keys of `model_cfg` that came from the group file `group_cfg`, made for another target."""
-    if group_cfg is None or group_cfg.get("_target_") == model_cfg.get("_target_"):
+def foreign_options(model_cfg, group_file, overridden) -> list[str]:
+    """The keys of `model_cfg` (typed: its `_target_` is there) that came from the group file `group_file`
+    (the YAML as written: a file of yours may name no `_target_`), made for another target."""
+    if group_file is None or group_file.get("_target_") == model_cfg["_target_"]:
         return []
-    return [key for key in group_cfg if key not in NOT_OPTIONS and key in model_cfg and key not in overridden]
+    return [key for key in group_file if key not in NOT_OPTIONS and key in model_cfg and key not in overridden]
 
 
 def _group_file(choice: str, config_sources) -> Path | None:
@@ -33,19 +34,15 @@ def _group_file(choice: str, config_sources) -> Path | None:
     return None
 
 
-def drop_foreign_options(cfg, hydra_cfg) -> list[str]:
-    """Remove from `cfg.model` the options of the chosen model group that another target replaced; `hydra_cfg`
-    is Hydra's own node (HydraConfig.get(), or a composed config's `hydra`). Returns the keys removed."""
-    from omegaconf import OmegaConf, open_dict
+def drop_foreign_options(cfg, hydra_cfg):
+    """`cfg` (typed) without the options of the chosen model group that another target replaced; `hydra_cfg`
+    is Hydra's own node (HydraConfig.get(), or a composed config's `hydra`)."""
+    from omegaconf import OmegaConf
 
     choice = hydra_cfg.runtime.choices.get("model")
-    if "model" not in cfg or not choice:
-        return []
-    path = _group_file(choice, hydra_cfg.runtime.config_sources)
-    group_cfg = OmegaConf.load(path) if path is not None else None
+    path = _group_file(choice, hydra_cfg.runtime.config_sources) if choice else None
+    group_file = OmegaConf.load(path) if path is not None else None
     overridden = {key.lstrip("+~").split("=", 1)[0].removeprefix("model.") for key in hydra_cfg.overrides.task}
-    dropped = foreign_options(cfg.model, group_cfg, overridden)
-    with open_dict(cfg):
-        for key in dropped:
-            del cfg.model[key]
-    return dropped
+    for key in foreign_options(cfg.model, group_file, overridden):
+        del cfg.model[key]  # the model node is open (schema.OPEN_GROUPS): a key of no schema goes
+    return cfg
