@@ -47,13 +47,12 @@ def fit_framework(splits, epochs: int, precision: str, batch: int, telemetry: bo
     import keras
 
     from keras_loss_recipes.recipes import train as train_recipe
-    from keras_loss_recipes.config.settings import validate
+    from keras_loss_recipes.lifecycle.run import Run
 
     cfg = framework_config([f"loss={FRAMEWORK_LOSS}", f"telemetry={'on' if telemetry else 'off'}",
                             f"trainer.epochs={epochs}", f"trainer.batch_size={batch}",
                             f"trainer.precision={precision}", "trainer.verbose=0",
                             f"backend={keras.backend.backend()}", *extra])
-    setup = validate(cfg)
-    with tempfile.TemporaryDirectory() as run_dir:
-        metrics = train_recipe.train_prepared(cfg, setup, splits, Path(run_dir))
+    with tempfile.TemporaryDirectory() as run_dir, Run(cfg, run_dir).opened() as run:
+        metrics = train_recipe.train(cfg, run, splits=splits)
     return {"wall_s": metrics["epoch_wall_seconds"], "step_s": metrics["epoch_train_seconds"]}

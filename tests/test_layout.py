@@ -13,10 +13,14 @@ PACKAGE = "keras_loss_recipes"  # the one import package pip installs (besides t
 # Each layer and the layers it may import (itself included). Above all: the command line, then the recipes,
 # then the config's checks, which ask the layers below for what they can build.
 LAYERS = {
-    "cli": {"cli", "recipes", "config", "sweeps", "training", "reporting", "data", "runtime", "losses"},
-    "recipes": {"recipes", "config", "training", "reporting", "data", "runtime", "losses"},
+    "cli": {"cli", "recipes", "lifecycle", "evaluation", "config", "sweeps", "training", "reporting", "data",
+            "runtime", "losses"},
+    "recipes": {"recipes", "lifecycle", "evaluation", "config", "training", "reporting", "data", "runtime",
+                "losses"},
     "sweeps": {"sweeps", "reporting", "runtime", "losses"},
     "findings": {"findings", "reporting", "runtime", "losses"},
+    "lifecycle": {"lifecycle", "config", "training", "reporting", "data", "runtime", "losses"},
+    "evaluation": {"evaluation", "training", "reporting", "data", "runtime", "losses"},
     "config": {"config", "training", "reporting", "data", "runtime", "losses"},
     "training": {"training", "runtime", "losses"},
     "reporting": {"reporting", "runtime", "losses"},

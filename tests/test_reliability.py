@@ -50,7 +50,7 @@ def test_best_and_last_models_and_evaluate_agree_with_the_run(compose, tmp_path)
 
 
 def test_ece_of_a_perfectly_calibrated_and_an_overconfident_model():
-    from keras_loss_recipes.reporting.calibration import expected_calibration_error
+    from keras_loss_recipes.evaluation.calibration import expected_calibration_error
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, size=20000)

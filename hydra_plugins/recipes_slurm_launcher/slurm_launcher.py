@@ -88,7 +88,7 @@ class RecordingSlurmLauncher(SlurmLauncher):
         import submitit
 
         # Imported here: Hydra imports this module at every start.
-        from keras_loss_recipes.reporting.failures import record_failure
+        from keras_loss_recipes.lifecycle.records import record_failure
         from keras_loss_recipes.reporting.results import RESUMABLE, read_metrics
         from keras_loss_recipes.runtime.run_files import METRICS_FILE
 

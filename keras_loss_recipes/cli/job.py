@@ -19,22 +19,17 @@ objective is NaN. One of several processes training one model leaves at once.
 """
 from __future__ import annotations
 
-import functools
 import logging
-import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
 
 from keras_loss_recipes.recipes.registry import get_recipe
-from keras_loss_recipes.reporting.failures import record_failure, record_interruption
-from keras_loss_recipes.reporting.results import RunAlreadyFinished, discard_if_unused
-from keras_loss_recipes.runtime import preemption, processes
-from keras_loss_recipes.runtime.backends import activate_backend
+from keras_loss_recipes.lifecycle.directory import RunAlreadyFinished
+from keras_loss_recipes.lifecycle.run import Run, run_recipe
+from keras_loss_recipes.runtime import processes
 from keras_loss_recipes.runtime.errors import UserError, disk_full, disk_full_message
-from keras_loss_recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
-from keras_loss_recipes.runtime.preemption import Preempted, taken_as_preemption
+from keras_loss_recipes.runtime.preemption import Preempted
 from keras_loss_recipes.runtime.user_code import UserCodeError, raised_in_user_code
 
 log = logging.getLogger("train")
@@ -55,71 +50,60 @@ logging.getLogger("tensorflow").addFilter(_NoRetracingNoise())
 def run_job(cfg, run_dir) -> float:
     """Run the configured recipe. Returns the validation figure `optimized_metric` names (NaN for a failed job
     of a sweep, or a run that has not that figure)."""
-    run_dir = Path(run_dir)
+    run = Run(cfg, run_dir)
     try:
-        with taken_as_preemption(cfg.trainer.get("preemption_signals", ["SIGTERM"]),
-                                 cfg.trainer.get("preemption_grace_s"),
-                                 on_grace_expired=functools.partial(_grace_expired, cfg, run_dir)):
-            activate_backend(cfg.get("backend", "tensorflow"))  # before anything imports Keras
-            metrics = get_recipe(cfg.recipe.name)(cfg, run_dir)
+        metrics = run_recipe(get_recipe(cfg.recipe.name), run)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",
                  done.run_dir, done.metrics.get("status"))
         metrics = done.metrics
     except (KeyboardInterrupt, Preempted, Exception) as err:
-        _stop(cfg, run_dir, err)  # returns only for a failed job of a sweep, which goes on
+        _stop(run, err)  # returns only for a failed job of a sweep, which goes on
         return float("nan")  # a sweeper (Optuna) records a NaN objective as a failed trial
-    value = metrics.get(cfg.get("optimized_metric", DEFAULT_OBJECTIVE))
+    value = metrics.get(cfg.optimized_metric)
     return float("nan") if value is None else float(value)
 
 
-def _stop(cfg, run_dir: Path, err: BaseException) -> None:
-    """Record `err` and say so; then exit with its code, unless it failed a job of a sweep."""
-    group = processes.current()
+def _stop(run: Run, err: BaseException) -> None:
+    """Record `err` in the run and say so; then exit with its code, unless it failed a job of a sweep."""
+    group, run_dir = run.group, run.dir
     if isinstance(err, KeyboardInterrupt):
-        record_interruption(cfg, run_dir)
-        if group is None or group.rank == 0:  # the others' run directories are scratch ones
-            _say_resumable(f"interrupted: {run_dir} keeps its last completed epoch", run_dir)
+        run.record_interruption()
+        if run.rank == 0:  # the others' run directories are scratch ones
+            run.say_resumable(f"interrupted: {run_dir} keeps its last completed epoch")
         _exit(130, at_once=group is not None)
     if isinstance(err, Preempted):  # a sweep stops too: its process is what the scheduler preempts
-        if not preemption.finishing():
-            threading.Event().wait()  # the grace timer is recording the end and exiting the process
-        seconds = preemption.seconds_since_signal()
-        record_interruption(cfg, run_dir, status="preempted", signal_name=err.name, stopped_at=err.kept,
-                            stop_s=None if seconds is None else round(seconds, 3))
-        if err.kept and seconds is not None:
-            log.info("saved %s %.2f s after %s (trainer.preemption_grace_s=%s)", err.kept, seconds, err.name,
-                     cfg.trainer.get("preemption_grace_s"))
-        if group is None or group.rank == 0:
+        run.record_preemption(err)
+        if run.rank == 0:
             where = f" at {err.kept}" if err.kept else ""
             kept = "a backup of that point" if err.kept else "its last saved epoch"
-            _say_resumable(f"preempted ({err.name}){where}: {run_dir} keeps {kept}", run_dir)
+            run.say_resumable(f"preempted ({err.name}){where}: {run_dir} keeps {kept}")
         _exit(err.exit_code, at_once=group is not None)
     if not isinstance(err, UserError):
         err = raised_in_user_code(err) or err  # the user's builder, factory or data callable raised it
     full = disk_full(err)
     if full is not None:  # not a bug: one line, and the run resumes once there is room
-        record_failure(cfg, run_dir, err, quiet=True)
+        run.record_failure(err, quiet=True)
         print(f"error: {disk_full_message(run_dir, full)}", file=sys.stderr, flush=True)
         if in_sweep():
             return
         _exit(DISK_FULL_EXIT, at_once=group is not None)
     if in_sweep():
-        record_failure(cfg, run_dir, err)
+        run.record_failure(err)
         log.error("job failed, the sweep goes on: %s", _described(err))
         return
     if isinstance(err, UserCodeError):  # the user's file and line, their frames; the run records it failed
-        record_failure(cfg, run_dir, err)
+        run.record_failure(err)
         said = f"error: {_described(err)}"
         to_log_file(run_dir, said)
         print(said, file=sys.stderr, end="", flush=True)
         _exit(2, at_once=group is not None and processes.joined())
     if isinstance(err, UserError):
-        if not discard_if_unused(run_dir):  # a run directory that holds an earlier run stays, and says why
+        if not run.discard_if_unused():  # a run directory that holds an earlier run stays, and says why
             to_log_file(run_dir, f"error: {err}")
         print(f"error: {err}", file=sys.stderr, flush=True)
         _exit(2, at_once=group is not None and processes.joined())
-    record_failure(cfg, run_dir, err)
+    run.record_failure(err)
     # Hydra prints the traceback on the console; the run's train.log gets it too.
     to_log_file(run_dir, f"run failed: {type(err).__name__}: {err}\n{traceback.format_exc()}")
     if group is None:
@@ -137,20 +121,6 @@ def _described(err: BaseException) -> str:
     if isinstance(err, UserCodeError):
         return f"{err}\n{err.frames}"
     return str(err) if isinstance(err, UserError) else f"\n{traceback.format_exc()}"
-
-
-def _grace_expired(cfg, run_dir: Path, signum: int, grace_s: float) -> None:
-    """The step under way and its backup took longer than trainer.preemption_grace_s: record the preemption
-    now (the timer's thread then ends the process), with the last backup written before the signal."""
-    name = signal.Signals(signum).name
-    record_interruption(cfg, run_dir, status="preempted", signal_name=name, stopped_at=None)
-    _say_resumable(f"preempted ({name}): the step under way and its backup did not finish within "
-                   f"trainer.preemption_grace_s={grace_s:g}; {run_dir} keeps its last saved epoch", run_dir)
-
-
-def _say_resumable(what: str, run_dir: Path) -> None:
-    """The one line of a run that stopped resumable: what it kept, and the command that goes on."""
-    print(f"{what}; run the same command (with hydra.run.dir={run_dir}) to resume", file=sys.stderr, flush=True)
 
 
 def _exit(code: int, at_once: bool) -> None:

@@ -17,8 +17,8 @@ import numpy as np
 from keras_loss_recipes import losses
 from keras_loss_recipes.data import load_splits
 from keras_loss_recipes.data.pipeline import scale_images
-from keras_loss_recipes.reporting.calibration import expected_calibration_error, plot_reliability
-from keras_loss_recipes.reporting.results import prepare_run_dir, write_metrics
+from keras_loss_recipes.evaluation.calibration import expected_calibration_error, plot_reliability
+from keras_loss_recipes.lifecycle.run import Run, in_process
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.quiet import start_backend
 from keras_loss_recipes.runtime.run_files import METRICS_FILE
@@ -95,8 +95,7 @@ def _modules(config):
 def rebuilt_logits_model(path: Path, input_shape: tuple, num_classes: int):
     """The logits model of a run that saved weights (a subclassed model: `saved_form`): the network built
     again from the run's own config, the user's class included, with the weights loaded into it."""
-    from omegaconf import OmegaConf
-
+    from keras_loss_recipes.config.schema import typed
     from keras_loss_recipes.config.settings import check_loss
     from keras_loss_recipes.runtime.targets import resolve_target
     from keras_loss_recipes.training.network import build_network
@@ -105,8 +104,12 @@ def rebuilt_logits_model(path: Path, input_shape: tuple, num_classes: int):
     if not record.is_file():
         raise UserError(f"checkpoint={path}: weights only, and no {METRICS_FILE} beside them names the model "
                         "they belong to; give the run directory that saved them")
-    cfg = OmegaConf.create(json.loads(record.read_text())["config"])
-    target = cfg.model.get("_target_")
+    try:
+        cfg = typed(json.loads(record.read_text())["config"])
+    except UserError as err:
+        raise UserError(f"checkpoint={path}: the config its run recorded in {METRICS_FILE} does not fit this "
+                        f"version's ({err}); evaluate a .keras file of the run instead") from None
+    target = cfg.model._target_
     try:
         resolve_target(target, "model._target_")
     except UserError as err:
@@ -117,10 +120,11 @@ def rebuilt_logits_model(path: Path, input_shape: tuple, num_classes: int):
     return logits_model
 
 
-def run(cfg, run_dir) -> dict:
-    run_dir = Path(run_dir)
-    checkpoint = resolve_checkpoint(cfg.get("checkpoint"))
-    prepare_run_dir(run_dir)
+def evaluate(cfg, run: Run) -> dict:
+    """The checkpoint's figures on the configured data's test split, into `run`'s directory."""
+    run_dir = run.dir
+    checkpoint = resolve_checkpoint(cfg.checkpoint)
+    run.prepare()
     splits = load_splits(cfg.data)
     start_backend()
     if checkpoint.name.endswith(saved_form.WEIGHTS_SUFFIX):
@@ -134,7 +138,7 @@ def run(cfg, run_dir) -> dict:
             f"checkpoint={checkpoint}: the model has {logits.shape[-1]} outputs but data={splits.name} "
             f"has {splits.num_classes} classes"
         )
-    bins = int(cfg.recipe.get("bins", 15))
+    bins = cfg.recipe.bins
     result = {
         "status": "ok",
         "recipe": "evaluate",
@@ -151,10 +155,13 @@ def run(cfg, run_dir) -> dict:
     png = run_dir / "reliability.png"
     plot_reliability(logits, splits.y_test, png, f"{checkpoint.parent.name}/{checkpoint.name} on {splits.name}", bins)
     write_tensorboard(run_dir, result, png)
-    write_metrics(run_dir, result)
+    run.write_metrics(result)
     log.info("evaluate %s on %s: accuracy=%.4f exact_ce=%.4f ECE=%.4f (%s)", checkpoint, splits.name,
              result["test_accuracy"], result["test_exact_ce"], result["test_ece"], run_dir / "eval.json")
     return result
+
+
+run = in_process(evaluate)
 
 
 def check_input_shape(model, splits, checkpoint: Path) -> None:

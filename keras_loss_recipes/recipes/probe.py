@@ -9,7 +9,7 @@ wrong (`keras_loss_recipes.losses.paths.gap_batch`): 10 classes, logits (gap, 0,
 class 1, so the exact cross entropy grows like the gap and its gradient stays
 near sqrt(2).
 
-    1. validate the config and prepare the run directory;
+    1. prepare the run directory (the job has checked the config);
     2. sweep: per dtype and formulation, the loss and its gradient at every gap
        (`keras_loss_recipes.losses.paths.sweep_gaps`), against the exact values;
     3. report (`reporting.probe_report`): probe.csv, probe_failures.csv,
@@ -28,9 +28,8 @@ from keras_loss_recipes import losses
 from keras_loss_recipes.losses.numerics import tolerance
 from keras_loss_recipes.losses.paths import sweep_gaps
 from keras_loss_recipes.reporting import probe_report
-from keras_loss_recipes.reporting.results import prepare_run_dir, write_metrics
+from keras_loss_recipes.lifecycle.run import Run, in_process
 from keras_loss_recipes.runtime.quiet import start_backend
-from keras_loss_recipes.config.settings import validate
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +75,10 @@ def mistakes_measured_on_purpose():
         yield
 
 
-def run(cfg, run_dir) -> dict:
-    validate(cfg)
-    run_dir = Path(run_dir)
-    prepare_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def probe(cfg, run: Run) -> dict:
+    """The probe's rows and first failures, into `run`'s directory."""
+    run.prepare()
+    run_dir = run.dir
     start_backend()
     with mistakes_measured_on_purpose():
         rows = sweep(cfg.recipe)
@@ -90,6 +88,9 @@ def run(cfg, run_dir) -> dict:
         log.info("probe %-9s %-24s first goes wrong at gap %s (%s)", f["dtype"], f["loss"],
                  "-" if f["first_bad_gap"] is None else f"{f['first_bad_gap']:g}", f["how"])
     metrics = {"status": "ok", "recipe": "probe", "failures": failures}
-    write_metrics(run_dir, metrics)
+    run.write_metrics(metrics)
     log.info("probe written to %s (probe.csv, probe_failures.csv, probe.png, probe/)", run_dir)
     return metrics
+
+
+run = in_process(probe)

@@ -17,3 +17,5 @@ BEST_MODEL = "best.keras"  # the epoch with the highest validation accuracy
 # (keras_loss_recipes/training/saved_form.py).
 LAST_WEIGHTS = "last.weights.h5"
 BEST_WEIGHTS = "best.weights.h5"
+# Between a run directory's name and the time its contents were moved aside (keras_loss_recipes/lifecycle/directory.py).
+MOVED_ASIDE = ".previous-"

@@ -9,6 +9,7 @@ from a clean slate and leaves the global dtype policy as it found it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -53,3 +54,26 @@ def precision_policy(name: str):
         yield
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+@contextlib.contextmanager
+def started_session(trainer):
+    """A clean Keras session set up as `trainer` (the config's trainer group) says: CPU threads, the device,
+    the precision policy and the distribution strategy, entered while inside. Yields the `Session`."""
+    from keras_loss_recipes.runtime.backends import select_device
+    from keras_loss_recipes.runtime.distribution import distribution_scope
+
+    fresh_session()  # a sweep runs jobs one after another in this process
+    set_cpu_threads(trainer.threads)
+    device = select_device(trainer.device)
+    with precision_policy(trainer.precision), distribution_scope(trainer.distribution, trainer.devices) as strategy:
+        yield Session(device, strategy.num_replicas_in_sync if strategy is not None else 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    """What a started session trains on: `device` ("cpu" | "gpu", a readable name), and the replicas a
+    distribution strategy keeps in sync (1 without one)."""
+
+    device: tuple[str, str]
+    replicas: int

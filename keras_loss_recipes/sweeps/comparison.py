@@ -22,7 +22,7 @@ import statistics
 from pathlib import Path
 
 from keras_loss_recipes.sweeps.comparison_figure import plot
-from keras_loss_recipes.reporting.results import MOVED_ASIDE, earlier_attempts
+from keras_loss_recipes.reporting.results import earlier_attempts
 from keras_loss_recipes.sweeps.search_report import write_search_report
 from keras_loss_recipes.sweeps.record import hydra_record, job_number, search_of
 from keras_loss_recipes.reporting.spread import mean_std

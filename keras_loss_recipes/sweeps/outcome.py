@@ -20,7 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from keras_loss_recipes.reporting.results import MOVED_ASIDE
+from keras_loss_recipes.runtime.run_files import MOVED_ASIDE
 from keras_loss_recipes.runtime.run_files import METRICS_FILE
 
 RESULT_STATUSES = ("ok", "diverged")

@@ -34,15 +34,36 @@ FRAMEWORK_LOGS = (NONFINITE_LOG, MEANS_LOG, STEP_LOG)  # the guard's and the tel
 FLUSH_SECONDS = 10.0
 
 
+def metric_logs(logs: dict | None) -> dict:
+    """The epoch's logs without the framework's own figures (`FRAMEWORK_LOGS`): what a logger of metrics
+    writes. Every callback reads the logs as Keras hands them over; none removes anything from them."""
+    return {key: value for key, value in (logs or {}).items() if key not in FRAMEWORK_LOGS}
+
+
+def stability_figures(logs: dict) -> dict:
+    """The epoch's stability figures (`stability/<name>`) from its logs: the telemetry's means, the non-finite
+    steps counted by the step itself, and the gap between the loss and the exact cross entropy."""
+    means = logs.get(MEANS_LOG)
+    values = unpack(means, PREFIX) if means is not None else {}
+    values[PREFIX + "nonfinite_steps"] = float(_nonfinite(logs)[0])
+    if PREFIX + "loss" in values and PREFIX + "exact_ce" in values:
+        values[PREFIX + "loss_gap"] = values[PREFIX + "loss"] - values[PREFIX + "exact_ce"]
+    return values
+
+
+def stability_summary(logs: dict) -> str:
+    """The figures worth a glance on the console (`SUMMARY`), from the epoch's logs."""
+    values = stability_figures(logs)
+    return "  ".join(f"{name[len(PREFIX):]}={values[name]:.4g}" for name in SUMMARY if name in values)
+
+
 class StabilityLogger(keras.callbacks.Callback):
     """Writes the training step's stability figures to TensorBoard as `stability/<name>` per epoch.
 
-    The figures arrive in the epoch's logs (see `telemetry.StabilityTracker`);
-    this callback takes them out of the logs, so it must come before Keras's own
-    callbacks, which would otherwise write them as metrics. The epoch figures are
-    kept in `epochs` (one dict per epoch); `summary()` sums the last one up for
-    the console. It has no batch hook: the figures stay on the device until the
-    epoch ends.
+    The figures arrive in the epoch's logs (see `telemetry.StabilityTracker`),
+    beside the metrics; the loggers of metrics leave them out (`metric_logs`).
+    The epoch figures are kept in `epochs` (one dict per epoch). It has no batch
+    hook: the figures stay on the device until the epoch ends.
     """
 
     def __init__(self, log_dir: Path):
@@ -60,13 +81,7 @@ class StabilityLogger(keras.callbacks.Callback):
         return self._writer
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        logs.pop(STEP_LOG, None)
-        means = logs.pop(MEANS_LOG, None)
-        values = unpack(means, PREFIX) if means is not None else {}
-        values[PREFIX + "nonfinite_steps"] = float(_nonfinite(logs)[0])
-        if PREFIX + "loss" in values and PREFIX + "exact_ce" in values:
-            values[PREFIX + "loss_gap"] = values[PREFIX + "loss"] - values[PREFIX + "exact_ce"]
+        values = stability_figures(logs or {})
         for name, value in values.items():
             self.writer.scalar(name, value, epoch)
         self.writer.flush_every(FLUSH_SECONDS)
@@ -75,10 +90,6 @@ class StabilityLogger(keras.callbacks.Callback):
     def flush(self) -> None:
         if self._writer is not None:
             self._writer.flush()
-
-    def summary(self) -> str:
-        values = self.epochs[-1] if self.epochs else {}
-        return "  ".join(f"{name[len(PREFIX):]}={values[name]:.4g}" for name in SUMMARY if name in values)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
@@ -123,9 +134,9 @@ class EpochLine(keras.callbacks.Callback):
     hook, so with it every step would wait for the device.
     """
 
-    def __init__(self, stability: "StabilityLogger | None" = None):
+    def __init__(self, stability: bool = False):
         super().__init__()
-        self.stability = stability
+        self.stability = stability  # telemetry is on: the line ends with the stability summary
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -133,10 +144,10 @@ class EpochLine(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - (self._start or time.perf_counter())
-        figures = " - ".join(f"{k}: {v:.4f}" for k, v in (logs or {}).items() if isinstance(v, (int, float)))
+        figures = " - ".join(f"{k}: {v:.4f}" for k, v in metric_logs(logs).items() if isinstance(v, (int, float)))
         line = f"epoch {epoch + 1}/{self.params.get('epochs', '?')} - {seconds:.1f}s - {figures}"
-        if self.stability is not None and self.stability.epochs:
-            line += " | stability: " + self.stability.summary()
+        if self.stability:
+            line += " | stability: " + stability_summary(logs or {})
         log.info("%s", line)
 
 
@@ -146,7 +157,10 @@ class ProgressBar(keras.callbacks.ProgbarLogger):
     figures: the price of `verbose=1` on a GPU."""
 
     def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(batch, {k: v for k, v in (logs or {}).items() if k not in FRAMEWORK_LOGS})
+        super().on_train_batch_end(batch, metric_logs(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, metric_logs(logs))
 
 
 def _nonfinite(logs: dict) -> tuple[int, int, int]:
@@ -160,8 +174,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
 
     The step itself counts them on the device (`StabilityModel`): this epoch's
     count, its first non-finite step and its step count arrive in the epoch's
-    logs, read once per epoch; this callback takes them out of the logs, so it
-    comes before Keras's own callbacks. Under `stop` and `skip` the bad steps
+    logs, read once per epoch. Under `stop` and `skip` the bad steps
     were already kept out of the weights (under `stop`, every step after the
     first bad one too), so what was trained before it stays usable.
     `diagnose(model, epoch, step)` (both 1-based; the step counts within its
@@ -179,9 +192,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
         self.last_finite_logs: dict = {}
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs if logs is not None else {}
-        counted, first, steps = _nonfinite(logs)
-        logs.pop(NONFINITE_LOG, None)
+        counted, first, steps = _nonfinite(logs or {})
         self.nonfinite_steps += counted
         if counted and self.first_nonfinite is None:
             self.first_nonfinite = {"epoch": epoch + 1, "step": self.steps_before + first}
@@ -190,7 +201,7 @@ class NonFiniteGuard(keras.callbacks.Callback):
         self.steps_before += steps
         if counted and self.stop:
             self.model.stop_training = True
-        figures = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}
+        figures = {k: float(v) for k, v in metric_logs(logs).items() if isinstance(v, (int, float))}
         if figures and all(math.isfinite(v) for v in figures.values()):
             self.last_finite_logs = {"epoch": epoch + 1, **figures}
 
@@ -216,7 +227,7 @@ class EpochEventLogger(keras.callbacks.Callback):
         return self._writers[name]
 
     def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
+        for key, value in metric_logs(logs).items():
             if not isinstance(value, (int, float)):
                 continue
             run, name = ("validation", key[len("val_"):]) if key.startswith("val_") else ("train", key)
@@ -289,7 +300,7 @@ class HistoryFile(keras.callbacks.Callback):
         self.keys = next(csv.reader(self.lines[:1]))[1:] if self.lines else None
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
+        logs = metric_logs(logs)
         if self.keys is None:
             self.keys = sorted(logs)
         out = io.StringIO()

@@ -39,7 +39,7 @@ from keras_loss_recipes.losses.keras_losses import HEADS_FOR, KERAS_LOSSES, Kera
 from keras_loss_recipes.losses.keras_losses import names as loss_names
 from keras_loss_recipes.reporting import doctor_report
 from keras_loss_recipes.reporting.generated import environment
-from keras_loss_recipes.reporting.results import prepare_run_dir, write_metrics
+from keras_loss_recipes.lifecycle.run import Run, in_process
 from keras_loss_recipes.runtime.backends import BACKENDS
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.install_hints import install_hint
@@ -171,16 +171,26 @@ class Plan:
     precisions: list[str]
 
 
+def options(**given):
+    """The doctor's options (`recipe`) as configs/recipe/doctor.yaml gives them, typed, with `given` instead."""
+    from omegaconf import OmegaConf
+
+    from keras_loss_recipes.config.compose import compose_train
+
+    return OmegaConf.merge(compose_train(["recipe=doctor"]).recipe, given)
+
+
 def plan(path: Path, options) -> Plan:
-    """Read the model file and check the options; UserError on anything the doctor cannot examine."""
-    backends = _listed("recipe.backends", options.get("backends"), BACKENDS, default=installed_backends())
+    """Read the model file and check the options (the typed `recipe` of recipe=doctor: `options()`); UserError
+    on anything the doctor cannot examine."""
+    backends = _listed("recipe.backends", options.backends, BACKENDS, default=installed_backends())
     missing = [b for b in backends if b not in installed_backends()]
     if missing:
         raise UserError(f"recipe.backends: {', '.join(missing)} is not installed; installed: "
                         f"{', '.join(installed_backends())}")
-    precisions = _listed("recipe.precisions", options.get("precisions"), PRECISIONS, default=list(PRECISIONS))
+    precisions = _listed("recipe.precisions", options.precisions, PRECISIONS, default=list(PRECISIONS))
     model = read_saved_model(path)
-    loss, source = choose_loss(model, options.get("loss"), options.get("from_logits"))
+    loss, source = choose_loss(model, options.loss, options.from_logits)
     check_fit(model, loss)
     return Plan(path, model, loss, source, backends, precisions)
 
@@ -211,25 +221,28 @@ def _listed(key: str, value, choices, default: list[str]) -> list[str]:
     return values
 
 
-def run(cfg, run_dir) -> dict:
-    run_dir = Path(run_dir)
-    options = cfg.recipe
-    require_choice("recipe.strict", options.get("strict", False), (True, False))
-    checked = plan(model_file(cfg.get("checkpoint")), options)
-    prepare_run_dir(run_dir)
+def doctor(cfg, run: Run) -> dict:
+    """The doctor's report on the checkpoint, into `run`'s directory; exit code 3 under recipe.strict when the
+    verdict is not clean."""
+    run_dir = run.dir
+    checked = plan(model_file(cfg.checkpoint), cfg.recipe)
+    run.prepare()
     began = time.time()
     [report] = examine([checked], run_dir)  # the children's logs stay in the run directory
     report["wall_s"] = round(time.time() - began, 1)
     doctor_report.write_all(run_dir, report)
     metrics = {k: report[k] for k in ("status", "recipe", "checkpoint", "verdict", "lossy", "wall_s")}
-    write_metrics(run_dir, metrics)
+    run.write_metrics(metrics)
     print("\n".join(doctor_report.console_lines(report)), flush=True)
     log.info("doctor: report written to %s (%s, %s)", run_dir, doctor_report.REPORT_FILE, doctor_report.MARKDOWN_FILE)
-    if options.get("strict", False) and report["verdict"] != "clean":
+    if cfg.recipe.strict and report["verdict"] != "clean":
         print(f"doctor: recipe.strict=true and the verdict is {report['verdict']}: exit code {STRICT_EXIT}",
               file=sys.stderr, flush=True)
         raise SystemExit(STRICT_EXIT)
     return metrics
+
+
+run = in_process(doctor)
 
 
 # --- the docs page: the keras.io convnet, examined ---------------------------------------------
@@ -244,7 +257,7 @@ def write_docs(docs_dir: Path = DOCS) -> None:
                        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
         began = time.time()
         # Named by the file alone, not the temporary directory it was saved in.
-        [report] = examine([plan(scratch / f"{DOCS_EXAMPLE}.keras", {})], scratch, [f"{DOCS_EXAMPLE}.keras"])
+        [report] = examine([plan(scratch / f"{DOCS_EXAMPLE}.keras", options())], scratch, [f"{DOCS_EXAMPLE}.keras"])
         report["wall_s"] = round(time.time() - began, 1)
     report["environment"] = environment(DOCS_COMMAND, report["wall_s"], quick=False, left_out=[])
     (docs_dir / doctor_report.REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")

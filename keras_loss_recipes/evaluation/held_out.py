@@ -1,0 +1,35 @@
+"""A trained model on its run's test split: accuracy, the formulation's own loss, and the exact cross entropy
+and calibration error of its logits (step 7 of the training recipe)."""
+from __future__ import annotations
+
+import numpy as np
+
+from keras_loss_recipes import losses
+from keras_loss_recipes.data.pipeline import scale_images
+from keras_loss_recipes.data.splits import is_streamed
+from keras_loss_recipes.evaluation.calibration import expected_calibration_error
+from keras_loss_recipes.training.network import predict_logits
+
+STREAMED_CHUNK = 1024  # test images read at once from a streamed source
+
+
+def scores(model, logits_model, test_ds, splits, batch_size: int, split_over: int = 1,
+                 shard: tuple[int, int] = (0, 1)) -> dict:
+    """`model` evaluated on the batches `test_ds` (its loss and accuracy, as compiled), and the logits of
+    `logits_model` on every test image (`splits.x_test`), scored against `splits.y_test`."""
+    scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+    logits = all_logits(logits_model, splits.x_test, batch_size, split_over, shard)
+    with np.errstate(all="ignore"):
+        exact_ce = float(np.mean(losses.exact_cross_entropy(logits, splits.y_test)))
+        ece = expected_calibration_error(logits, splits.y_test) if np.all(np.isfinite(logits)) else None
+    return {"test_accuracy": float(scores["accuracy"]), "test_loss": float(scores["loss"]),
+            "test_exact_ce": exact_ce, "test_ece": ece}
+
+
+def all_logits(logits_model, images, batch_size: int, split_over: int = 1,
+                shard: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """The logits of every image; streamed images (a folder) a chunk at a time, as they are read."""
+    chunk = STREAMED_CHUNK if is_streamed(images) else max(len(images), 1)
+    return np.concatenate([
+        predict_logits(logits_model, scale_images(images[i:i + chunk]), batch_size, split_over, shard)
+        for i in range(0, len(images), chunk)])

@@ -1,0 +1,1 @@
+"""A run's life: its directory, lock, resume, backup schedule, preemption, processes and records (`Run`)."""
