@@ -271,7 +271,7 @@ def digits_like(count=60, classes=3, dtype=np.uint8, high=255):
 def from_arrays(**arrays):
     from keras_loss_recipes.data.arrays import splits_from_arrays
 
-    return splits_from_arrays(arrays, arrays_cfg(), 0, "mine")
+    return splits_from_arrays(arrays, arrays_cfg(), 0, "mine", num_classes=None)
 
 
 def test_floats_in_0_1_are_taken_as_scaled_once_and_said_so(caplog):

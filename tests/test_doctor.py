@@ -49,7 +49,7 @@ def reports(examples, tmp_path_factory):
     backend examines them all."""
 
     def make(work: Path) -> dict:
-        plans = [doctor.plan(examples[name], options) for name, options in EXAMINED.items()]
+        plans = [doctor.plan(examples[name], doctor.options(**options)) for name, options in EXAMINED.items()]
         return dict(zip(EXAMINED, doctor.examine(plans, work, list(EXAMINED))))
 
     return once_per_run(tmp_path_factory, "doctor_reports", make)[1]
@@ -63,7 +63,7 @@ def by_backend(report: dict, precision: str = "float32") -> dict[str, dict]:
 
 
 def test_the_head_and_logits_of_each_example_come_from_its_graph(examples):
-    heads = {name: doctor.plan(path, EXAMINED[name]).model.head for name, path in examples.items()}
+    heads = {name: doctor.plan(path, doctor.options(**EXAMINED[name])).model.head for name, path in examples.items()}
     assert (heads["convnet"].kind, heads["convnet"].layer_class, heads["convnet"].width) == ("softmax", "Dense", 10)
     assert heads["convnet"].activation_in_layer and heads["convnet"].logits_from == heads["convnet"].layer
     mobilenet = heads["mobilenet"]  # keras.applications: Conv2D "logits" -> Flatten -> Activation "predictions"
@@ -75,11 +75,11 @@ def test_the_head_and_logits_of_each_example_come_from_its_graph(examples):
 
 
 def test_the_loss_is_the_compiled_one_unless_the_command_line_names_one(examples):
-    assert doctor.plan(examples["convnet"], {}).loss == parse("CategoricalCrossentropy")
-    assert doctor.plan(examples["logits"], {}).loss == parse("SparseCategoricalCrossentropy", from_logits=True)
-    chosen = doctor.plan(examples["convnet"], {"loss": "categorical_crossentropy", "from_logits": True})
+    assert doctor.plan(examples["convnet"], doctor.options()).loss == parse("CategoricalCrossentropy")
+    assert doctor.plan(examples["logits"], doctor.options()).loss == parse("SparseCategoricalCrossentropy", from_logits=True)
+    chosen = doctor.plan(examples["convnet"], doctor.options(loss="categorical_crossentropy", from_logits=True))
     assert (chosen.loss.from_logits, chosen.loss_source) == (True, "recipe.loss")
-    overridden = doctor.plan(examples["logits"], {"from_logits": False})
+    overridden = doctor.plan(examples["logits"], doctor.options(from_logits=False))
     assert not overridden.loss.from_logits and overridden.loss_source.endswith("from_logits by recipe.from_logits")
 
 
@@ -116,9 +116,9 @@ def test_bad_input_is_one_error_naming_the_value_and_the_choices(examples, tmp_p
     }
     for (path, loss), message in cases.items():
         with pytest.raises(UserError, match=message.replace("(", r"\(")):
-            doctor.plan(doctor.model_file(path), {"loss": loss})
+            doctor.plan(doctor.model_file(path), doctor.options(loss=loss))
     with pytest.raises(UserError, match="recipe.precisions='float64': valid choices: float32, mixed_float16"):
-        doctor.plan(examples["convnet"], {"precisions": ["float64"]})
+        doctor.plan(examples["convnet"], doctor.options(precisions=["float64"]))
 
 
 def test_a_softmax_layer_pinned_to_float32_in_a_nested_mixed_precision_model():

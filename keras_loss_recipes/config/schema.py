@@ -269,11 +269,16 @@ def schema_of(group: str, values) -> type:
         return RECIPES.get(values.get("name"), Recipe)
     if group == "data":
         return DATA.get(values.get("_target_"), UserData)
-    if group == "model":
-        return MODELS.get(values.get("_target_"), Model)
+    if group == "model":  # a builder's keys where the config holds them: model._target_=...mlp over model=cnn
+        own = MODELS.get(values.get("_target_"), Model)  # has not hidden_units, and mlp() takes its own default
+        return own if all(key in values for key in _fields(own)) else Model
     if group == "optimizer":
         return OPTIMIZERS.get(values.get("name"), Optimizer)
     return {"loss": Loss, "trainer": Trainer, "stress": Stress, "telemetry": Telemetry}[group]
+
+
+def _fields(kind) -> list[str]:
+    return [f.name for f in dataclasses.fields(kind)]
 
 
 # --- typed(cfg) ----------------------------------------------------------------------------------
@@ -326,7 +331,7 @@ def _merged(prefix: str, schema: type, values, is_open: bool):
     try:
         return OmegaConf.merge(node, values)
     except ConfigKeyError as err:
-        known = ", ".join(f.name for f in dataclasses.fields(schema))
+        known = ", ".join(_fields(schema))
         raise UserError(f"{prefix}{err.full_key}: no such key (the keys here: {known})") from None
     except OmegaConfBaseException as err:
         field = re.match(r"[^.\[]+", str(err.full_key))[0]

@@ -1,6 +1,7 @@
-"""Up-front validation of a composed config, before any data loading or model building.
+"""Up-front validation of the typed config (`schema.typed`: every key there, of its type), before any data loading or model building.
 
-Each check names the config key, the bad value and what is allowed, so the
+The types are the schema's; here are the ranges, the choices and the keys that take one of several
+kinds (`auto` or a number). Each check names the config key, the bad value and what is allowed, so the
 entry point can print one line and exit non-zero. The valid choices come from
 the code that builds each thing (models, optimizers, data sources, devices,
 precisions, NaN/inf policies); nothing is listed twice. Nothing here imports
@@ -22,7 +23,6 @@ from keras_loss_recipes.runtime.backends import BACKENDS, DEVICES
 from keras_loss_recipes.runtime.distribution import DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.execution import check as check_steps_per_execution
-from keras_loss_recipes.runtime.objective import DEFAULT as DEFAULT_OBJECTIVE
 from keras_loss_recipes.runtime.objective import objective
 from keras_loss_recipes.runtime.preemption import check as check_preemption_signals
 from keras_loss_recipes.runtime.preemption import check_grace as check_preemption_grace
@@ -64,10 +64,10 @@ def check_loss(cfg) -> losses.LossSetup:
     try:
         setup = losses.get(
             cfg.loss.name,
-            label_smoothing=cfg.loss.get("label_smoothing", 0.0),
-            temperature=cfg.loss.get("temperature", 1.0),
+            label_smoothing=cfg.loss.label_smoothing,
+            temperature=cfg.loss.temperature,
         )
-        setup.check_backend(cfg.get("backend", "tensorflow"))
+        setup.check_backend(cfg.backend)
         return setup
     except losses.LossOptionError as err:
         if err.option == "backend":
@@ -79,7 +79,7 @@ def check_loss(cfg) -> losses.LossSetup:
 
 def check_val_examples(data) -> None:
     """`auto` or an integer >= 1, where validation comes out of a training file."""
-    value = data.get("val_examples", VAL_AUTO)
+    value = data.val_examples
     if value != VAL_AUTO and not (_is_int(value) and value >= 1):
         raise UserError(f"data.val_examples={value!r}: must be {VAL_AUTO} or an integer >= 1")
 
@@ -97,20 +97,20 @@ def _check_embedded(data) -> None:
 
 def _check_idx(data) -> None:
     check_val_examples(data)
-    check_directory(data.get("dir"))
+    check_directory(data.dir)
     require_int("data.num_classes", data.num_classes, 2)
 
 
 def _check_tfds(data) -> None:
     check_val_examples(data)
-    require_choice("data.download", str(data.get("download", "auto")).lower(), DOWNLOAD_MODES)
+    require_choice("data.download", str(data.download).lower(), DOWNLOAD_MODES)
     require_int("data.num_classes", data.num_classes, 2)
 
 
 def _check_split_off_test(data) -> None:
     """Sources whose test images may be split off the training ones: `auto` or a number."""
     check_val_examples(data)
-    if data.get("test_examples", VAL_AUTO) != VAL_AUTO:
+    if data.test_examples != VAL_AUTO:
         require_int("data.test_examples", data.test_examples, 1)
 
 
@@ -121,7 +121,7 @@ def _check_folder(data) -> None:
 
 def _check_npz(data) -> None:
     _check_split_off_test(data)
-    require_optional_int("data.num_classes", data.get("num_classes"), 2)
+    require_optional_int("data.num_classes", data.num_classes, 2)
 
 
 # The checks of the project's own loaders, by the loader a data config's `_target_` names.
@@ -130,9 +130,9 @@ DATA_CHECKS = {load_embedded: _check_embedded, load_idx: _check_idx, load_tfds: 
 
 
 def check_data(data) -> None:
-    require_optional_int("data.max_train_examples", data.get("max_train_examples"), 1)
-    require_int("data.split_seed", data.get("split_seed", 0), 0)
-    target = data.get("_target_")
+    require_optional_int("data.max_train_examples", data.max_train_examples, 1)
+    require_int("data.split_seed", data.split_seed, 0)
+    target = data._target_
     check_module_exists(target, "data._target_")
     if str(target).startswith(OWN_MODELS):  # the project's: importing it costs nothing
         DATA_CHECKS.get(resolve_target(target, "data._target_"), _check_split_off_test)(data)
@@ -144,7 +144,7 @@ def check_optimizer(opt) -> None:
     require_choice("optimizer.name", opt.name, tuple(OPTIMIZER_BUILDERS))
     require_positive("optimizer.learning_rate", opt.learning_rate)
     if opt.name == "sgd":
-        momentum = opt.get("momentum", 0.0)
+        momentum = opt.momentum
         if isinstance(momentum, bool) or not isinstance(momentum, Real) or not 0 <= momentum < 1:
             raise UserError(f"optimizer.momentum={momentum!r}: must be in [0, 1)")
 
@@ -152,50 +152,47 @@ def check_optimizer(opt) -> None:
 def check_trainer(trainer) -> None:
     require_int("trainer.epochs", trainer.epochs, 1)
     require_int("trainer.batch_size", trainer.batch_size, 1)
-    require_choice("trainer.verbose", trainer.get("verbose", "auto"), VERBOSITY)
+    require_choice("trainer.verbose", trainer.verbose, VERBOSITY)
     require_choice("trainer.precision", trainer.precision, PRECISIONS)
     require_choice("trainer.on_nonfinite", trainer.on_nonfinite, NONFINITE_POLICIES)
-    require_optional_int("trainer.threads", trainer.get("threads"), 1)
-    require_choice("trainer.overwrite", trainer.get("overwrite", False), (True, False))
-    require_choice("trainer.device", trainer.get("device", "auto"), DEVICES)
-    require_choice("trainer.distribution", trainer.get("distribution", "none"), DISTRIBUTIONS)
-    require_choice("trainer.jit_compile", trainer.get("jit_compile", "auto"), JIT_CHOICES)
-    require_positive("trainer.stall_timeout_s", trainer.get("stall_timeout_s", 60))
-    parse_every(trainer.get("backup_every", 1))
-    check_preemption_signals(trainer.get("preemption_signals", ["SIGTERM"]))
-    check_preemption_grace(trainer.get("preemption_grace_s"))
-    if trainer.get("distribution", "none") == "mirrored" and trainer.on_nonfinite == "skip":
+    require_optional_int("trainer.threads", trainer.threads, 1)
+    require_choice("trainer.device", trainer.device, DEVICES)
+    require_choice("trainer.distribution", trainer.distribution, DISTRIBUTIONS)
+    require_choice("trainer.jit_compile", trainer.jit_compile, JIT_CHOICES)
+    require_positive("trainer.stall_timeout_s", trainer.stall_timeout_s)
+    parse_every(trainer.backup_every)
+    check_preemption_signals(trainer.preemption_signals)
+    check_preemption_grace(trainer.preemption_grace_s)
+    if trainer.distribution == "mirrored" and trainer.on_nonfinite == "skip":
         raise UserError("trainer.on_nonfinite=skip does not work with trainer.distribution=mirrored; "
                         "use stop or continue there")
 
 
 def check_stress(stress) -> None:
     require_positive("stress.logit_scale", stress.logit_scale)
-    if stress.get("head_init_std") is not None:
+    if stress.head_init_std is not None:
         require_positive("stress.head_init_std", stress.head_init_std)
-    require_choice("stress.unsafe_head_dtype", stress.unsafe_head_dtype, (True, False))
 
 
 def check_telemetry(telemetry) -> None:
-    require_choice("telemetry.enabled", telemetry.enabled, (True, False))
-    require_optional_int("telemetry.every_n_steps", telemetry.get("every_n_steps"), 1)
+    require_optional_int("telemetry.every_n_steps", telemetry.every_n_steps, 1)
 
 
 def validate(cfg) -> losses.LossSetup:
     """Check the whole config; return the loss setup it describes."""
     require_int("seed", cfg.seed, 0)
-    require_choice("backend", cfg.get("backend", "tensorflow"), BACKENDS)
-    distribution = cfg.trainer.get("distribution", "none")
-    if distribution in DISTRIBUTION_BACKENDS and cfg.get("backend", "tensorflow") != DISTRIBUTION_BACKENDS[distribution]:
+    require_choice("backend", cfg.backend, BACKENDS)
+    distribution = cfg.trainer.distribution
+    if distribution in DISTRIBUTION_BACKENDS and cfg.backend != DISTRIBUTION_BACKENDS[distribution]:
         raise UserError(f"trainer.distribution={distribution} needs backend={DISTRIBUTION_BACKENDS[distribution]}, "
-                        f"not {cfg.get('backend', 'tensorflow')}")
+                        f"not {cfg.backend}")
     check_trainer(cfg.trainer)
-    check_steps_per_execution(cfg.trainer.get("steps_per_execution", "auto"), cfg.get("backend", "tensorflow"))
+    check_steps_per_execution(cfg.trainer.steps_per_execution, cfg.backend)
     check_stress(cfg.stress)
     check_telemetry(cfg.telemetry)
     check_optimizer(cfg.optimizer)
-    check_module_exists(cfg.model.get("_target_"), "model._target_")
+    check_module_exists(cfg.model._target_, "model._target_")
     setup = check_loss(cfg)
     check_data(cfg.data)
-    objective(cfg.get("optimized_metric", DEFAULT_OBJECTIVE))
+    objective(cfg.optimized_metric)
     return setup

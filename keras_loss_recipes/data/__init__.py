@@ -18,13 +18,13 @@ def load_splits(cfg) -> Splits:
 
     The loader gets what its signature names: `cfg` (the data config), `split_seed`, or keys of the
     config; it returns `Splits`, or arrays (`arrays.splits_from_returned`)."""
-    split_seed = int(cfg.get("split_seed", 0))
-    target = target_path(cfg.get("_target_"), KEY)
+    split_seed = cfg.split_seed
+    target = target_path(cfg._target_, KEY)
     loader = resolve_target(target, KEY)
     supplied = {"cfg": cfg, "split_seed": split_seed, **cfg}
     made = loader(**{name: supplied[name] for name in parameters(loader) if name in supplied})
     splits = made if isinstance(made, Splits) else splits_from_returned(made, cfg, split_seed, f"{KEY}={target}")
-    return cap_train(splits, cfg.get("max_train_examples"), split_seed)
+    return cap_train(splits, cfg.max_train_examples, split_seed)
 
 
 KEY = "data._target_"

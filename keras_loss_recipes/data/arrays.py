@@ -32,8 +32,8 @@ NAMES = "class_names"
 
 
 def load_npz(cfg, split_seed: int) -> Splits:
-    path = Path(str(cfg.get("path") or "")).expanduser()
-    if not cfg.get("path"):
+    path = Path(str(cfg.path or "")).expanduser()
+    if not cfg.path:
         raise UserError("data.path is not set: data=npz needs data.path=/path/to/file.npz with arrays "
                         "x_train and y_train (x_test, y_test optional)")
     if not path.is_file():
@@ -43,7 +43,7 @@ def load_npz(cfg, split_seed: int) -> Splits:
             arrays = {name: _read(archive, name, f"data.path={cfg.path}") for name in archive.files}
     except (OSError, ValueError) as err:
         raise UserError(f"data.path={cfg.path}: not a numpy .npz file ({err})") from None
-    return splits_from_arrays(arrays, cfg, split_seed, f"data.path={cfg.path}")
+    return splits_from_arrays(arrays, cfg, split_seed, f"data.path={cfg.path}", cfg.num_classes)
 
 
 def _read(archive, name: str, where: str) -> np.ndarray:
@@ -65,10 +65,12 @@ def splits_from_returned(made, cfg, split_seed: int, where: str) -> Splits:
     if not isinstance(made, dict):
         raise UserError(f"{where}: it returned {type(made).__name__}; return a dict with x_train, y_train "
                         "(x_test, y_test, class_names optional), or a tuple of 2 or 4 arrays")
-    return splits_from_arrays(made, cfg, split_seed, where)
+    return splits_from_arrays(made, cfg, split_seed, where, cfg.num_classes)
 
 
-def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str) -> Splits:
+def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str, num_classes: int | None) -> Splits:
+    """Train, validation and test splits of `arrays` as `cfg` (a data config) says; `num_classes` None: one more
+    than the largest label."""
     missing = [name for name in REQUIRED if name not in arrays]
     if missing or (("x_test" in arrays) != ("y_test" in arrays)):
         missing = missing or [name for name in OPTIONAL if name not in arrays]
@@ -76,19 +78,19 @@ def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str) -> Splits
                         "needed: x_train, y_train, and x_test with y_test or neither")
     arrays = on_split_scale(arrays, IMAGES, where)
     labels = [np.asarray(arrays[n]) for n in ("y_train", "y_test") if n in arrays]
-    num_classes = _num_classes(cfg.get("num_classes"), labels, where)
-    class_names = _class_names(arrays.get(NAMES), num_classes, cfg.get("num_classes"), where)
+    configured, num_classes = num_classes, _num_classes(num_classes, labels, where)
+    class_names = _class_names(arrays.get(NAMES), num_classes, configured, where)
     x_train, y_train = check_images_and_labels(arrays["x_train"], arrays["y_train"], num_classes, f"{where}: train")
     if "x_test" in arrays:
         x_test, y_test = check_images_and_labels(arrays["x_test"], arrays["y_test"], num_classes, f"{where}: test")
         check_same_image_size(x_train, x_test, where)
     else:
-        test_idx, rest = split_off_validation(y_train, cfg.get("test_examples", "auto"), split_seed,
+        test_idx, rest = split_off_validation(y_train, cfg.test_examples, split_seed,
                                               f"{where} (the test split)", key="data.test_examples")
         x_test, y_test = take(x_train, test_idx), y_train[test_idx]
         x_train, y_train = take(x_train, rest), y_train[rest]
-    val_idx, train_idx = split_off_validation(y_train, cfg.get("val_examples", "auto"), split_seed, where)
-    return Splits(cfg.get("name") or "arrays", num_classes, take(x_train, train_idx), y_train[train_idx],
+    val_idx, train_idx = split_off_validation(y_train, cfg.val_examples, split_seed, where)
+    return Splits(cfg.name, num_classes, take(x_train, train_idx), y_train[train_idx],
                   take(x_train, val_idx), y_train[val_idx], x_test, y_test, class_names)
 
 

@@ -29,15 +29,15 @@ COLOR_MODES = {"grayscale": "L", "rgb": "RGB"}  # data.color_mode -> Pillow's mo
 
 
 def check_folder(cfg) -> Path:
-    if cfg.get("dir") in (None, ""):
+    if cfg.dir in (None, ""):
         raise UserError("data.dir is not set: data=folder needs data.dir=/path/to/images with one subfolder "
                         "per class")
     path = Path(str(cfg.dir)).expanduser()
     if not path.is_dir():
         raise UserError(f"data.dir={cfg.dir}: directory does not exist")
-    if cfg.get("color_mode", "grayscale") not in COLOR_MODES:
+    if cfg.color_mode not in COLOR_MODES:
         raise UserError(f"data.color_mode={cfg.color_mode!r}: valid choices: {', '.join(COLOR_MODES)}")
-    size = cfg.get("image_size")
+    size = cfg.image_size
     if size is not None and (len(size) != 2 or not all(isinstance(n, int) and n >= 1 for n in size)):
         raise UserError(f"data.image_size={list(size)}: must be [height, width], two integers >= 1")
     return path
@@ -115,9 +115,9 @@ class ImageFiles:
 def load_folder(cfg, split_seed: int) -> Splits:
     directory = check_folder(cfg)
     classes, files, labels = list_images(directory)
-    size = tuple(int(n) for n in cfg.image_size) if cfg.get("image_size") else common_size(files)
-    images = ImageFiles(files, cfg.get("color_mode", "grayscale"), size, resize=bool(cfg.get("image_size")))
-    splits = splits_from_arrays({"x_train": images, "y_train": labels}, {**cfg, "num_classes": len(classes)},
-                                split_seed, f"data.dir={cfg.dir}")
+    size = tuple(int(n) for n in cfg.image_size) if cfg.image_size else common_size(files)
+    images = ImageFiles(files, cfg.color_mode, size, resize=bool(cfg.image_size))
+    splits = splits_from_arrays({"x_train": images, "y_train": labels}, cfg, split_seed, f"data.dir={cfg.dir}",
+                                num_classes=len(classes))
     splits.class_names = classes
     return splits

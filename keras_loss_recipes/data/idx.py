@@ -95,7 +95,7 @@ def load_idx(cfg, split_seed: int) -> Splits:
     check_same_image_size(x_train, x_test, f"data.dir={directory}")
     val_idx, train_idx = split_off_validation(y_train, cfg.val_examples, split_seed, f"{directory}/{cfg.files.train_images}")
     return Splits(
-        cfg.get("name", "idx"), cfg.num_classes,
+        cfg.name, cfg.num_classes,
         x_train[train_idx], y_train[train_idx],
         x_train[val_idx], y_train[val_idx],
         x_test, y_test,

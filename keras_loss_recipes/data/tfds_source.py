@@ -105,15 +105,15 @@ def load_tfds(cfg, split_seed: int) -> Splits:
         raise UserError(
             f"data={cfg.name} needs tensorflow-datasets and TensorFlow: pip install -r requirements.txt"
         ) from None
-    data_dir = Path(str(cfg.data_dir)).expanduser() if cfg.get("data_dir") else default_data_dir()
+    data_dir = Path(str(cfg.data_dir)).expanduser() if cfg.data_dir else default_data_dir()
     with _no_missing_variant_warning():
         try:
             builder = tfds.builder(cfg.tfds_name, data_dir=str(data_dir))
         except Exception as err:
             raise UserError(f"data.tfds_name={cfg.tfds_name!r}: not a TFDS data set ({err})") from None
-        ensure_prepared(builder, cfg.tfds_name, data_dir, cfg.get("download", "auto"))
+        ensure_prepared(builder, cfg.tfds_name, data_dir, cfg.download)
 
-    offset = int(cfg.get("label_offset", 0))
+    offset = cfg.label_offset
     loaded = {}
     for split in ("train", "test"):
         images, labels = split_to_numpy(builder, split)

@@ -79,7 +79,7 @@ def name_of_target(target) -> str:
 
 def model_name(model_cfg) -> str:
     """The model's name in run records: `name`, else the name its target gives."""
-    return str(model_cfg.get("name") or name_of_target(model_cfg.get("_target_")))
+    return str(model_cfg.name or name_of_target(model_cfg._target_))
 
 
 def data_name(name, target) -> str:

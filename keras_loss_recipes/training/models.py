@@ -87,7 +87,7 @@ def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | Non
     `heads.Head`, or None when the model already output logits)."""
     import keras
 
-    target = target_path(model_cfg.get("_target_"), KEY)
+    target = target_path(model_cfg._target_, KEY)
     made = _call(resolve_target(target, KEY), target, inputs, num_classes, _options(model_cfg, head_init_std))
     if isinstance(made, keras.Model):
         logits, removed = _model_logits(made, target, model_name(model_cfg), inputs)

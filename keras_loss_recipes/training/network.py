@@ -31,7 +31,7 @@ def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None
     stress = cfg.stress
     head_dtype = None if stress.unsafe_head_dtype else "float32"
     inputs = keras.Input(shape=tuple(input_shape), name="image")
-    logits, removed = build_logits(cfg.model, inputs, num_classes, stress.get("head_init_std"))
+    logits, removed = build_logits(cfg.model, inputs, num_classes, stress.head_init_std)
     if head_dtype and keras.config.dtype_policy().compute_dtype != "float32":
         logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)
     if stress.logit_scale != 1:

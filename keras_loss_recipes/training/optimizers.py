@@ -13,8 +13,8 @@ def sgd(cfg):
 
     return keras.optimizers.SGD(
         learning_rate=cfg.learning_rate,
-        momentum=cfg.get("momentum", 0.0),
-        nesterov=bool(cfg.get("nesterov", False)),
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
     )
 
 

@@ -113,11 +113,11 @@ def worker_argv(argv: list[str]) -> list[str]:
 
 
 def check_config(cfg, group: Group) -> None:
-    backend, distribution = cfg.get("backend", "tensorflow"), cfg.trainer.get("distribution", "none")
+    backend, distribution = cfg.backend, cfg.trainer.distribution
     if backend != "jax" or distribution != "data_parallel":
         raise UserError(f"backend={backend} trainer.distribution={distribution}: {group.count} processes "
                         f"({group.source}) train one model only with backend=jax trainer.distribution=data_parallel")
-    if cfg.trainer.get("devices") is not None:
+    if cfg.trainer.devices is not None:
         raise UserError(f"trainer.devices={cfg.trainer.devices}: with {group.count} processes every device of "
                         "every process trains; leave trainer.devices=null")
 
