@@ -237,9 +237,9 @@ def test_a_run_directory_is_named_by_what_runs(override, suffix):
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from keras_loss_recipes.runtime import run_names
+    from keras_loss_recipes.config import resolvers
 
-    run_names.register()  # ${model_name:...}, as train.py registers it
+    resolvers.register()  # ${model_name:...}, as train.py registers it
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
         cfg = compose(config_name="train", overrides=override, return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)

@@ -13,7 +13,7 @@ from keras_loss_recipes.sweeps import comparison as compare
 from keras_loss_recipes.sweeps import search_report
 from keras_loss_recipes.sweeps.record import search_of
 from keras_loss_recipes.runtime.errors import UserError
-from keras_loss_recipes.runtime.run_names import job_dir_name, swept_keys
+from keras_loss_recipes.sweeps.job_names import job_dir_name, swept_keys
 from tests.conftest import ROOT, TINY, needs_module
 
 SWEEP = [*TINY, "trainer.epochs=1"]
@@ -431,10 +431,10 @@ def test_optuna_search_minimises_the_validation_exact_cross_entropy_it_is_told_t
 def test_the_search_preset_takes_its_direction_from_the_optimized_metric():
     from hydra import compose, initialize_config_dir
 
-    from keras_loss_recipes.runtime import run_names
+    from keras_loss_recipes.config import resolvers
     from keras_loss_recipes.config.compose import config_dir
 
-    run_names.register()
+    resolvers.register()
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         for metric, direction in [("val_accuracy", "maximize"), ("val_exact_ce", "minimize"), ("val_loss", "minimize")]:
             cfg = compose(config_name="train", overrides=["hparams_search=optuna", f"optimized_metric={metric}"],

@@ -45,14 +45,17 @@ def main(process_start: float | None = None) -> None:
     import hydra
 
     from keras_loss_recipes.cli import preflight
-    from keras_loss_recipes.runtime import clock, processes, run_names
+    from keras_loss_recipes.config import resolvers
+    from keras_loss_recipes.runtime import clock, processes
+    from keras_loss_recipes.sweeps import job_names
     from keras_loss_recipes.runtime.backends import preselect
     from keras_loss_recipes.config.compose import config_dir
     from keras_loss_recipes.config.config_files import exit_on_unknown_choices, exit_on_yaml_errors, overrides_of
     from keras_loss_recipes.runtime.errors import UserError
 
     clock.mark_process_start(_IMPORTED_AT if process_start is None else process_start)
-    run_names.register()  # `${job_dir:...}`, `${model_name:...}`, `${data_name:...}` of configs/
+    resolvers.register()  # `${model_name:...}`, `${data_name:...}`, ... of configs/
+    job_names.register()  # `${job_dir:...}`
     configs = config_dir()
     exit_on_yaml_errors(sys.argv[1:], configs)
     exit_on_unknown_choices(sys.argv[1:], configs)

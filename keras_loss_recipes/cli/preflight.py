@@ -13,7 +13,7 @@ from pathlib import Path
 from keras_loss_recipes.runtime import run_lock
 from keras_loss_recipes.config.config_files import overrides_of
 from keras_loss_recipes.runtime.errors import UserError
-from keras_loss_recipes.runtime.objective import objective
+from keras_loss_recipes.reporting.objective import objective
 
 MULTIRUN_FLAGS = ("-m", "--multirun")
 

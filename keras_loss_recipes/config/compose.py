@@ -32,11 +32,11 @@ def compose_train(overrides) -> object:
 
     from omegaconf import open_dict
 
+    from keras_loss_recipes.config import resolvers
     from keras_loss_recipes.config.model_options import drop_foreign_options
     from keras_loss_recipes.config.schema import typed
-    from keras_loss_recipes.runtime import run_names
 
-    run_names.register()  # the resolvers configs/ uses
+    resolvers.register()  # the resolvers configs/ uses
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
     hydra_cfg = cfg.hydra

@@ -20,6 +20,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, List, Optional
 
+from keras_loss_recipes.config import resolvers
 from keras_loss_recipes.data.arrays import load_npz
 from keras_loss_recipes.data.embedded import load_embedded
 from keras_loss_recipes.data.folder import load_folder
@@ -290,6 +291,7 @@ def typed(cfg):
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    resolvers.register()  # a job that a launcher started in a process of its own resolves here first
     values = _resolved(cfg)
     top = {key: value for key, value in values.items() if key not in GROUPS}
     out = _merged("", Config, top, is_open=False)

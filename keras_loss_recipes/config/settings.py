@@ -13,6 +13,7 @@ import math
 from numbers import Integral, Real
 
 from keras_loss_recipes import losses
+from keras_loss_recipes.config.resolvers import OWN_MODELS
 from keras_loss_recipes.data.arrays import load_npz
 from keras_loss_recipes.data.embedded import load_embedded
 from keras_loss_recipes.data.folder import check_folder, load_folder
@@ -23,11 +24,10 @@ from keras_loss_recipes.runtime.backends import BACKENDS, DEVICES
 from keras_loss_recipes.runtime.distribution import DISTRIBUTION_BACKENDS, DISTRIBUTIONS, JIT_CHOICES
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.execution import check as check_steps_per_execution
-from keras_loss_recipes.runtime.objective import objective
+from keras_loss_recipes.reporting.objective import objective
 from keras_loss_recipes.runtime.preemption import check as check_preemption_signals
 from keras_loss_recipes.runtime.preemption import check_grace as check_preemption_grace
 from keras_loss_recipes.runtime.session import PRECISIONS
-from keras_loss_recipes.runtime.run_names import OWN_MODELS
 from keras_loss_recipes.runtime.targets import check_module_exists, resolve_target
 from keras_loss_recipes.training.optimizers import BUILDERS as OPTIMIZER_BUILDERS
 from keras_loss_recipes.training.save_schedule import parse_every

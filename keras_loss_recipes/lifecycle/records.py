@@ -12,7 +12,6 @@ from pathlib import Path
 from keras_loss_recipes.reporting.results import read_history, write_metrics
 from keras_loss_recipes.reporting.tensorboard_views import write_run_views
 from keras_loss_recipes.runtime.errors import UserError
-from keras_loss_recipes.runtime.run_names import model_name
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +26,7 @@ def record_failure(cfg, run_dir: Path, err: BaseException, quiet: bool = False) 
         "error": f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err),
         "loss": cfg.loss.name,
         "data": cfg.data.name,
-        "model": model_name(cfg.model),
+        "model": cfg.model.name,
         "seed": cfg.seed,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

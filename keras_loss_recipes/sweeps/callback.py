@@ -9,12 +9,12 @@ from pathlib import Path
 
 from hydra.experimental.callback import Callback
 
-from keras_loss_recipes.runtime import run_names
+from keras_loss_recipes.sweeps import job_names
 
 log = logging.getLogger(__name__)
 # Job directories are named by `${job_dir:...}` (configs/train.yaml). Hydra loads this module
 # for the callback in every process that runs a job, whichever launcher starts it.
-run_names.register()
+job_names.register()
 
 
 def summary_table(runs: list[dict]) -> str:
@@ -48,7 +48,7 @@ class SweepReport(Callback):
         from keras_loss_recipes.reporting.hparams import declare_experiment
         from keras_loss_recipes.sweeps.outcome import note_start
         from keras_loss_recipes.reporting.tensorboard_views import write_layout
-        from keras_loss_recipes.runtime.run_names import swept_keys
+        from keras_loss_recipes.sweeps.job_names import swept_keys
 
         sweep_dir = Path(config.hydra.sweep.dir)
         overrides = list(config.hydra.overrides.task)

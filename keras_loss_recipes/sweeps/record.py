@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from keras_loss_recipes.runtime.objective import DEFAULT, OBJECTIVES, Objective
+from keras_loss_recipes.reporting.objective import DEFAULT, OBJECTIVES, Objective
 
 GRID_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 

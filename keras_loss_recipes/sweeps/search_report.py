@@ -1,7 +1,7 @@
 """The report of a search (e.g. `hparams_search=optuna`): trials ranked by the objective, the best, the progress.
 
 The objective is the validation figure `optimized_metric` names (by default the validation
-accuracy), what train.py returns to the sweeper (keras_loss_recipes/runtime/objective.py).
+accuracy), what train.py returns to the sweeper (keras_loss_recipes/reporting/objective.py).
     comparison.md    what was searched, the best trial's values (to the digits
                      that matter, `search_precision`) as overrides to paste, and
                      every trial ranked best first; trials without an objective last

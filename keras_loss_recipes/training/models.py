@@ -29,7 +29,6 @@ import logging
 import math
 
 from keras_loss_recipes.runtime.errors import UserError
-from keras_loss_recipes.runtime.run_names import model_name
 from keras_loss_recipes.runtime.targets import parameters, resolve_target, target_path
 from keras_loss_recipes.runtime.user_code import raised_in_user_code
 
@@ -90,14 +89,14 @@ def build_logits(model_cfg, inputs, num_classes: int, head_init_std: float | Non
     target = target_path(model_cfg._target_, KEY)
     made = _call(resolve_target(target, KEY), target, inputs, num_classes, _options(model_cfg, head_init_std))
     if isinstance(made, keras.Model):
-        logits, removed = _model_logits(made, target, model_name(model_cfg), inputs)
+        logits, removed = _model_logits(made, target, model_cfg.name, inputs)
     elif isinstance(made, keras.KerasTensor):
         try:
             body = keras.Model(inputs, made)
         except ValueError as err:
             raise UserError(f"model._target_={target}: its output does not come from the inputs it was given "
                             f"({err})") from None
-        body, removed = without_head(body, target, model_name(model_cfg))
+        body, removed = without_head(body, target, model_cfg.name)
         logits = body.outputs[0] if body.inputs[0] is inputs else body(inputs)
     elif isinstance(made, (list, tuple, dict)):
         raise UserError(f"model._target_={target}: it returned {len(made)} outputs; a classifier here has one")

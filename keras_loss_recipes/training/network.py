@@ -24,7 +24,6 @@ def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None
     off the configured model (`models.without_head`; None if it output logits)."""
     import keras
 
-    from keras_loss_recipes.runtime.run_names import model_name
     from keras_loss_recipes.training.models import build_logits
     from keras_loss_recipes.training.stability_model import StabilityModel
 
@@ -39,9 +38,9 @@ def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None
     scaled_logits, outputs = setup.attach_head(logits, dtype=head_dtype)
     model = StabilityModel(
         inputs, outputs, scaled_logits, num_classes=num_classes, tracker=tracker,
-        on_nonfinite=cfg.trainer.on_nonfinite, name=_safe(f"{model_name(cfg.model)}_{setup.name}"),
+        on_nonfinite=cfg.trainer.on_nonfinite, name=_safe(f"{cfg.model.name}_{setup.name}"),
     )
-    logits_model = keras.Model(inputs, scaled_logits, name=_safe(f"{model_name(cfg.model)}_logits"))
+    logits_model = keras.Model(inputs, scaled_logits, name=_safe(f"{cfg.model.name}_logits"))
     return model, logits_model, removed
 
 

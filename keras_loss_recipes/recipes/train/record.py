@@ -8,8 +8,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from keras_loss_recipes.recipes.train.context import Training
-from keras_loss_recipes.runtime.objective import VALIDATION_FIGURES
-from keras_loss_recipes.runtime.run_names import model_name
+from keras_loss_recipes.reporting.objective import VALIDATION_FIGURES
 from keras_loss_recipes.training.saved_form import saved_files
 
 log = logging.getLogger("keras_loss_recipes.recipes.train")
@@ -22,7 +21,7 @@ def log_setup(job: Training) -> None:
     log.info(
         "data=%s classes=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
         "backend=%s precision=%s device=%s (%s) replicas=%d",
-        job.splits.name, job.splits.classes(), sizes["train"], sizes["val"], sizes["test"], model_name(cfg.model),
+        job.splits.name, job.splits.classes(), sizes["train"], sizes["val"], sizes["test"], cfg.model.name,
         setup.name, setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision, job.device[0],
         job.device[1], job.session.replicas,
     )
@@ -97,7 +96,7 @@ def _what_ran(job: Training, path) -> dict:
         "head": setup.head,
         "label_format": setup.labels,
         "data": job.splits.name,
-        "model": model_name(cfg.model),
+        "model": cfg.model.name,
         "optimizer": cfg.optimizer.name,
         "seed": int(cfg.seed),
         "backend": keras.backend.backend(),

@@ -1,4 +1,4 @@
-"""Short, shell-safe names for the job directories of a sweep, and the names of models.
+"""Short, shell-safe names for the job directories of a sweep.
 
 Hydra names a job by its overrides (`loss=softmax_ce,seed=0,model=mlp,...`),
 which grows long and holds characters a shell may want quoted. A job here is
@@ -18,7 +18,8 @@ full overrides stay in the job's `.hydra/overrides.yaml` and its HParams.
 
 configs/train.yaml names sweep jobs with `${job_dir:...}`; `register()` makes
 that resolver known wherever Hydra resolves it (the sweep callback's module
-calls it on import, so launchers that run jobs in other processes know it too).
+calls it on import, so launchers that run jobs in other processes know it too;
+the config's other resolvers: keras_loss_recipes/config/resolvers.py).
 """
 from __future__ import annotations
 
@@ -70,50 +71,9 @@ def sweep_job_dir(num, overrides, sweep_dir, exclude_keys) -> str:
     return job_dir_name(num, overrides, swept, exclude_keys)
 
 
-def name_of_target(target) -> str:
-    """A model's name from its config's `_target_`: the function's name for the project's own builders
-    (`keras_loss_recipes.training.models.cnn` -> `cnn`), the whole target for anyone else's."""
-    target = str(target)
-    return target.rsplit(".", 1)[-1] if target.startswith(OWN_MODELS) else target
-
-
-def model_name(model_cfg) -> str:
-    """The model's name in run records: `name`, else the name its target gives."""
-    return str(model_cfg.name or name_of_target(model_cfg._target_))
-
-
-def data_name(name, target) -> str:
-    """A data config's name: its own for the project's loaders, the target for a callable of the user's."""
-    return str(name) if str(target).startswith(OWN_MODELS) else str(target)
-
-
-def command_name() -> str:
-    """How the user started this command: `python train.py` in a clone, `recipes-train` once installed."""
-    import sys
-
-    name = Path(sys.argv[0]).name
-    return f"python {name}" if name.endswith(".py") else name
-
-
-OWN_MODELS = "keras_loss_recipes."  # the project's own models and data loaders
-COMMAND_RESOLVER = "command_name"  # ${command_name:} in configs/train.yaml's help
-MODEL_NAME_RESOLVER = "model_name"  # ${model_name:${._target_}} in configs/model/*.yaml
-DATA_NAME_RESOLVER = "data_name"  # ${data_name:mnist,${._target_}} in configs/data/*.yaml
-
-
 def register() -> None:
-    """The resolvers the configs use: sweep job directories, model names, the objective's direction."""
+    """Make `${job_dir:...}` known to OmegaConf (once per process)."""
     from omegaconf import OmegaConf
-
-    from keras_loss_recipes.runtime import objective
 
     if not OmegaConf.has_resolver(RESOLVER):
         OmegaConf.register_new_resolver(RESOLVER, sweep_job_dir)
-    if not OmegaConf.has_resolver(MODEL_NAME_RESOLVER):
-        OmegaConf.register_new_resolver(MODEL_NAME_RESOLVER, name_of_target)
-    if not OmegaConf.has_resolver(DATA_NAME_RESOLVER):
-        OmegaConf.register_new_resolver(DATA_NAME_RESOLVER, data_name)
-    if not OmegaConf.has_resolver(COMMAND_RESOLVER):
-        OmegaConf.register_new_resolver(COMMAND_RESOLVER, command_name)
-    if not OmegaConf.has_resolver(objective.RESOLVER):
-        OmegaConf.register_new_resolver(objective.RESOLVER, objective.direction)
