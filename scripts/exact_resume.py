@@ -6,7 +6,7 @@ Runs `python train.py <overrides>` twice in DIR: once through; once stopped
 right after epoch `--kill-after` (SIGKILL, or with `--signal int` SIGINT, which
 is Ctrl-C), then started again with the same run directory, so it resumes from
 its backup. The run to stop holds still after that epoch until the signal comes
-(RECIPES_HOLD_AFTER_EPOCH, keras_loss_recipes/training/hold.py), so it is stopped there on
+(RECIPES_HOLD_AFTER_EPOCH, tests/hold.py), so it is stopped there on
 any machine, however fast. Default overrides: the cnn on
 2,000 images, 6 epochs, seed 0. Prints the final figures of both runs and
 whether every one is identical.
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from keras_loss_recipes.reporting.results import read_history, read_metrics  # noqa: E402
 from keras_loss_recipes.runtime.run_files import BACKUP_DIR  # noqa: E402
-from keras_loss_recipes.training import hold  # noqa: E402
+from tests import hold  # noqa: E402
 
 DEFAULT = ["model=cnn", "data.max_train_examples=2000", "trainer.epochs=6", "seed=0"]
 # How the run is stopped: the signal, and the exit status it must end with.
@@ -47,7 +47,7 @@ def train(run_dir: Path, overrides: list[str], backend: str, kill_after: int | N
     for name in (hold.EPOCH_VAR, hold.PROCESS_VAR):
         env.pop(name, None)
     if kill_after is not None:
-        env[hold.EPOCH_VAR] = str(kill_after)
+        env.update(hold.asked(**{hold.EPOCH_VAR: str(kill_after)}))
     command = [sys.executable, str(ROOT / "train.py"), *overrides, f"backend={backend}", "trainer.verbose=0",
                f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

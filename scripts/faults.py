@@ -7,7 +7,7 @@ through, and the time the fault cost.
 
 tests/test_faults.py injects the same faults with these functions and asserts every row. Each run is
 `python train.py` (the mlp, 500 images, 3 epochs) in a child process, held after an epoch (RECIPES_HOLD_*,
-keras_loss_recipes/training/hold.py) so that each fault comes at a known point on any machine. The full disk and the
+tests/hold.py) so that each fault comes at a known point on any machine. The full disk and the
 read-only directory are small tmpfs mounts: they need root (`Unavailable` says why not).
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from keras_loss_recipes.runtime.run_files import BACKUP_DIR, LOCK_FILE, METRICS_FILE  # noqa: E402
-from keras_loss_recipes.training import hold  # noqa: E402
+from tests import hold  # noqa: E402
 
 PAGE, DATA = ROOT / "docs" / "reliability.md", ROOT / "docs" / "faults.json"
 BEGIN, END = "<!-- fault table: scripts/faults.py -->", "<!-- end of fault table -->"
@@ -64,8 +64,8 @@ def held_run(run_dir: Path, *extra, after: int = 1, step: int | None = None, thr
     signal does not end the hold): yields (process, seconds it took to get there, the hold's notice file);
     killed on the way out if it is still there."""
     started = time.monotonic()
-    asked = {hold.EPOCH_VAR: str(after), hold.SECONDS_VAR: str(HOLD_S), **({hold.STEP_VAR: str(step)} if step else {}),
-             **({hold.THROUGH_VAR: "1"} if through_signal else {})}
+    asked = hold.asked(**{hold.EPOCH_VAR: str(after), hold.SECONDS_VAR: str(HOLD_S),
+                          **({hold.STEP_VAR: str(step)} if step else {}), **({hold.THROUGH_VAR: "1"} if through_signal else {})})
     process = subprocess.Popen(command(run_dir, *extra), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=env(**asked), preexec_fn=hold.ctrl_c_restored)
     notice = run_dir / BACKUP_DIR / hold.NOTICE

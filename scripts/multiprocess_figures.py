@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from keras_loss_recipes.reporting.results import read_history, read_metrics  # noqa: E402
 from keras_loss_recipes.runtime import processes  # noqa: E402
 from keras_loss_recipes.runtime.run_files import METRICS_FILE  # noqa: E402
-from keras_loss_recipes.training import hold  # noqa: E402
+from tests import hold  # noqa: E402
 
 LAUNCHER = ROOT / "scripts" / "launch_processes.py"
 FIGURES = ROOT / "docs" / "multiprocess.json"
@@ -107,11 +107,11 @@ def process_of(launcher: subprocess.Popen, rank: int):
 
 def kill_after_first_epoch(run_dir: Path, cwd: Path, environment: dict, timeout: float = 240) -> dict:
     """Launch KILL_JOB, SIGKILL process 1 once an epoch is done; how every process ended. Process 1 holds
-    after its first epoch (keras_loss_recipes/training/hold.py), so the run cannot end before the kill on a fast machine;
+    after its first epoch (tests/hold.py), so the run cannot end before the kill on a fast machine;
     process 0 goes on until it waits for process 1's part of the next step."""
     import psutil
 
-    held = {**environment, hold.EPOCH_VAR: "1", hold.PROCESS_VAR: "1"}
+    held = {**environment, **hold.asked(**{hold.EPOCH_VAR: "1", hold.PROCESS_VAR: "1"})}
     launcher = subprocess.Popen(launch_command(*KILL_JOB, f"hydra.run.dir={run_dir}"), cwd=cwd, env=held,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout

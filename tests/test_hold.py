@@ -1,10 +1,10 @@
-"""The test hook that holds a run after an epoch (keras_loss_recipes/training/hold.py): off unless asked, and exact."""
+"""The test hook that holds a run after an epoch (tests/hold.py): off unless asked, and exact."""
 import time
 
 import pytest
 
 from keras_loss_recipes.runtime.errors import UserError
-from keras_loss_recipes.training import hold
+from tests import hold
 
 
 @pytest.fixture
@@ -57,3 +57,23 @@ def test_a_step_hold_waits_in_the_next_epoch_after_its_step_only(hold_env, tmp_p
     at_step.on_train_batch_end(2)
     assert time.monotonic() - started >= 0.3
     assert notice.read_text() == "in epoch 2 after step 3\n"
+
+
+def test_the_hold_reaches_a_run_only_through_the_environment_hook(hold_env, monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from keras_loss_recipes.recipes.train.callbacks import CALLBACKS_VAR, callbacks_from_environment
+
+    run = SimpleNamespace(cfg=SimpleNamespace(trainer=SimpleNamespace(epochs=3)), dir=tmp_path, rank=0,
+                          resuming=False)
+    monkeypatch.delenv(CALLBACKS_VAR, raising=False)
+    hold_env(**{hold.EPOCH_VAR: "1"})
+    assert callbacks_from_environment(run) == []  # the hold's own variable alone adds nothing
+    hold_env(**hold.asked())
+    [added] = callbacks_from_environment(run)
+    assert type(added).__name__ == "Hold" and added.notice == tmp_path / "backup" / hold.NOTICE
+    run.resuming = True  # a requeued job keeps its environment: a resumed run never holds
+    assert callbacks_from_environment(run) == []
+    monkeypatch.setenv(CALLBACKS_VAR, "tests.no_such_module:make")
+    with pytest.raises(UserError, match=f"^{CALLBACKS_VAR}=tests.no_such_module.make: module"):
+        callbacks_from_environment(run)

@@ -15,7 +15,7 @@ import yaml
 
 from keras_loss_recipes.reporting.results import read_history
 from keras_loss_recipes.runtime.run_files import BACKUP_DIR
-from keras_loss_recipes.training import hold
+from tests import hold
 from scripts.exact_resume import FIGURES
 from scripts.multiprocess_figures import JOB as MULTIPROCESS_JOB
 from scripts.multiprocess_figures import largest_differences, read_metrics
@@ -29,7 +29,7 @@ from tests.test_multiprocess import TOLERANCE as MULTIPROCESS_TOLERANCE  # 2 pro
 # epoch (`scancel --signal=TERM`: a preemption), saves that step, requeues itself and ends
 # ok. No warning signal before the limit (signal_delay_s=0): the job is ended by SLURM
 # itself. The three longer jobs hold in epoch 3 after its step 2 until they are signalled
-# (keras_loss_recipes/training/hold.py), so none can finish first on a fast machine; the two shorter
+# (tests/hold.py), so none can finish first on a fast machine; the two shorter
 # ones never reach a hold, and a resumed run never holds. SLURM starts a requeued job about two
 # minutes after the requeue (its begin time moves on), which the sweep waits out.
 EPOCHS = (1, 2, 6, 400, 3)
@@ -122,7 +122,7 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_requeues_a_preempted_o
     env = dict(project_env(), SLURM_CONF=str(slurm_cluster.conf))
     started = time.perf_counter()
     process = subprocess.Popen(sweep_command(sweep, ",".join(map(str, EPOCHS))), cwd=tmp_path,
-                               env={**env, hold.EPOCH_VAR: str(HOLD_AFTER), hold.STEP_VAR: str(HOLD_STEP)},
+                               env={**env, **hold.asked(**{hold.EPOCH_VAR: str(HOLD_AFTER), hold.STEP_VAR: str(HOLD_STEP)})},
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # The jobs to cancel and to preempt, once through and off the cluster, while the sweep runs.
     references = {index: reference_run(tmp_path, EPOCHS[index]) for index in (CANCELLED, PREEMPTED)}

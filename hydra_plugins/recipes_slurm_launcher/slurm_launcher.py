@@ -7,7 +7,7 @@ no report is written. This launcher submits the same job array, waits for every
 job, and records each one that ended without a result as `failed` in its run
 directory's metrics.json, with SLURM's end state and SLURM's own line about it
 (`CANCELLED AT ...`, `DUE TO TIME LIMIT`). The run directory keeps its backup,
-so the same command resumes that job (keras_loss_recipes.reporting.results.prepare_run_dir).
+so the same command resumes that job (keras_loss_recipes.lifecycle.directory.prepare).
 
 A job stopped by a preemption signal (SLURM's preemption, `scancel --signal=TERM`)
 saves the step it was at and exits with 128 + the signal's number

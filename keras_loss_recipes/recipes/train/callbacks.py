@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -19,7 +20,8 @@ import numpy as np
 
 from keras_loss_recipes.data.pipeline import batch_of, batch_spec, fast_forward
 from keras_loss_recipes.recipes.train.context import Training
-from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE
+from keras_loss_recipes.runtime.run_files import HISTORY_FILE
+from keras_loss_recipes.runtime.targets import resolve_target
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +43,6 @@ def make_callbacks(job: Training, model, tracker, train_data) -> Callbacks:
 
     # Imported here: the callbacks import Keras, which must wait for the backend choice.
     from keras_loss_recipes.training import callbacks as cb
-    from keras_loss_recipes.training.hold import hold_from_environment
     from keras_loss_recipes.training.preemption_stop import PreemptionStop, StepCounter
 
     cfg, run = job.cfg, job.run
@@ -71,11 +72,20 @@ def make_callbacks(job: Training, model, tracker, train_data) -> Callbacks:
         *([cb.Progress(run.watchdog.tick)] if run.processes > 1 else []),
         backup,
     ]
-    # Tests only (off unless RECIPES_HOLD_AFTER_EPOCH is set): last, so the epoch is on disk when it holds.
-    hold = hold_from_environment(cfg.trainer.epochs, run.dir / BACKUP_DIR, run.rank, run.resuming)
-    if hold is not None:
-        callbacks.append(hold)
-    return Callbacks(callbacks, guard, throughput, stability)
+    return Callbacks([*callbacks, *callbacks_from_environment(run)], guard, throughput, stability)
+
+
+# Callbacks of yours in every run this environment starts: RECIPES_CALLBACKS=module:function, where function(run)
+# (run: keras_loss_recipes.lifecycle.run.Run) returns a list of Keras callbacks. They come last, so an epoch is on
+# disk when they see it. The tests stop runs at known points with it (tests/hold.py).
+CALLBACKS_VAR = "RECIPES_CALLBACKS"
+
+
+def callbacks_from_environment(run) -> list:
+    named = os.environ.get(CALLBACKS_VAR, "").strip()
+    if not named:
+        return []
+    return list(resolve_target(named.replace(":", "."), CALLBACKS_VAR)(run) or [])
 
 
 def best_validation_accuracy(history: list[dict]) -> float:

@@ -1,6 +1,6 @@
 """The stall watchdog: ends a process of a group when nothing moved on for too long (a stalled or dead peer).
 
-The recipe owns one (keras_loss_recipes/recipes/train.py): it says what to record when the
+The run owns one (keras_loss_recipes/lifecycle/run.py): it says what to record when the
 watchdog fires, starts it when the group meets, and ticks it at every step,
 epoch and phase. A process of a group runs one job (no sweeps), so once
 started the watchdog watches until the process ends.

@@ -1,5 +1,8 @@
-"""A test hook, off by default: the run holds still after a given epoch until a signal ends it.
+"""The tests' hold: a run holds still after a given epoch until a signal ends it.
 
+Off unless the environment asks (`asked(...)` gives the variables, the hook
+included): the package adds it to a run's callbacks through RECIPES_CALLBACKS
+(keras_loss_recipes/recipes/train/callbacks.py), so nothing of it is in the package.
 A test that stops a run (SIGKILL, Ctrl-C, `scancel`, a SLURM time limit) must
 stop it at a known point, whatever the CPU's speed: on a fast machine a small
 run can finish before a signal sent "after the first epoch" arrives. With
@@ -31,6 +34,7 @@ import signal
 import time
 from pathlib import Path
 
+from keras_loss_recipes.recipes.train.callbacks import CALLBACKS_VAR
 from keras_loss_recipes.runtime import preemption
 from keras_loss_recipes.runtime.errors import UserError
 
@@ -41,6 +45,20 @@ EPOCH_VAR, PROCESS_VAR, SECONDS_VAR = "RECIPES_HOLD_AFTER_EPOCH", "RECIPES_HOLD_
 STEP_VAR, THROUGH_VAR = "RECIPES_HOLD_AFTER_STEP", "RECIPES_HOLD_THROUGH_SIGNAL"
 DEFAULT_SECONDS = 600.0
 NOTICE = "held"  # written into the backup directory once the run holds
+HOOK = "tests.hold:callbacks_for"  # what RECIPES_CALLBACKS names: `callbacks_for` below
+
+
+def asked(**variables) -> dict:
+    """The environment variables of a hold (e.g. `asked(**{EPOCH_VAR: "2"})`), the hook that adds it included."""
+    return {CALLBACKS_VAR: HOOK, **variables}
+
+
+def callbacks_for(run) -> list:
+    """The hook: the hold the environment asks for in `run` (a keras_loss_recipes Run), as a list."""
+    from keras_loss_recipes.runtime.run_files import BACKUP_DIR
+
+    found = hold_from_environment(run.cfg.trainer.epochs, run.dir / BACKUP_DIR, run.rank, run.resuming)
+    return [] if found is None else [found]
 
 
 def ctrl_c_restored() -> None:
