@@ -14,7 +14,6 @@ and stability writes), and `step_s`, its training part only.
 from __future__ import annotations
 
 import tempfile
-from pathlib import Path
 
 from benchmarks.plain_convnet import fit_plain
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from pathlib import Path
 
 import numpy as np
 

@@ -28,7 +28,7 @@ from keras_loss_recipes.sweeps.record import hydra_record, job_number, search_of
 from keras_loss_recipes.reporting.spread import mean_std
 from keras_loss_recipes.runtime import atomic
 from keras_loss_recipes.runtime.errors import UserError
-from keras_loss_recipes.runtime.run_files import METRICS_FILE
+from keras_loss_recipes.runtime.run_files import METRICS_FILE, MOVED_ASIDE
 from keras_loss_recipes.sweeps.job_names import SWEEP_FILE
 
 # Vary between runs without defining a group (recipe.run_name follows the model and the loss).

@@ -20,8 +20,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from keras_loss_recipes.runtime.run_files import MOVED_ASIDE
-from keras_loss_recipes.runtime.run_files import METRICS_FILE
+from keras_loss_recipes.runtime.run_files import METRICS_FILE, MOVED_ASIDE
 
 RESULT_STATUSES = ("ok", "diverged")
 STARTED_FILE = ".multirun_started"  # touched by SweepReport when a multirun starts
