@@ -386,10 +386,11 @@ def test_parallel_launchers_run_a_two_job_sweep(train_cli, tmp_path, launcher):
     sweep = tmp_path / "sweep"
     extra = ["hydra.launcher.n_jobs=2", "trainer.threads=1"] if launcher == "joblib" else ["hydra.launcher.timeout_min=10"]
     result = train_cli("-m", f"hydra/launcher={launcher}", *extra, *SWEEP,
-                       "trainer.batch_size=64,0", f"hydra.sweep.dir={sweep}")
-    # The job that failed in a worker process is judged in the sweep's own: named, and exit code 1.
+                       "trainer.batch_size=64,abc", f"hydra.sweep.dir={sweep}")
+    # The job that failed in a worker process (a value of the wrong type) is judged in the sweep's own: named,
+    # and exit code 1; the other job ran.
     assert result.returncode == 1, result.stderr[-3000:]
-    assert result.stderr.strip().splitlines()[-1] == f"1 of 2 jobs failed: {sweep / '01_batch_size-0'}"
+    assert result.stderr.strip().splitlines()[-1] == f"1 of 2 jobs failed: {sweep / '01_batch_size-abc'}"
     runs = run_metrics(sweep)
     assert sorted(m["status"] for m in runs.values()) == ["failed", "ok"]
     assert (sweep / "comparison.md").exists()

@@ -190,7 +190,7 @@ def test_train_py_default_run_dirs_are_unique(train_cli, tmp_path):
     [
         ("trainer.epochs=-1", "error: trainer.epochs=-1: must be an integer >= 1"),
         ("loss.temperature=0", "error: loss.temperature=0.0: must be a finite number > 0"),
-        ("trainer.epochs=abc", "error: trainer.epochs='abc': must be an integer >= 1"),
+        ("trainer.epochs=abc", "error: trainer.epochs='abc': must be an integer"),
     ],
 )
 def test_train_py_bad_value_is_one_line_and_exit_2(train_cli, tmp_path, override, message):
@@ -211,7 +211,7 @@ def test_bad_input_keeps_a_run_directory_that_holds_an_earlier_run_and_logs_why(
     result = train_cli("trainer.epochs=abc", f"hydra.run.dir={run_dir}")
     assert result.returncode == 2
     assert (run_dir / "history.csv").read_text() == "epoch,accuracy\n0,0.5\n"
-    assert "error: trainer.epochs='abc': must be an integer >= 1" in (run_dir / "train.log").read_text()
+    assert "error: trainer.epochs='abc': must be an integer\n" in (run_dir / "train.log").read_text()
 
 
 @pytest.mark.slow

@@ -21,20 +21,8 @@ def task(cfg):
     from hydra.core.hydra_config import HydraConfig
 
     from keras_loss_recipes.cli.job import run_job
-    from keras_loss_recipes.config.model_options import drop_foreign_options
-    from keras_loss_recipes.config.schema import typed
     from keras_loss_recipes.runtime import clock
-    from keras_loss_recipes.runtime.errors import UserError
 
-    try:  # a bad type: one line, before Keras starts
-        cfg = typed(cfg)
-    except UserError as err:
-        from keras_loss_recipes.lifecycle.directory import discard_if_unused
-
-        discard_if_unused(HydraConfig.get().runtime.output_dir)  # no run directory left of a mistyped command
-        print(f"error: {err}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
-    drop_foreign_options(cfg, HydraConfig.get())  # the default model's options never reach a model of yours
     with clock.job():
         return run_job(cfg, HydraConfig.get().runtime.output_dir)
 

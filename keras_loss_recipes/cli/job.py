@@ -24,6 +24,8 @@ import sys
 import traceback
 from pathlib import Path
 
+from keras_loss_recipes.config.model_options import drop_foreign_options
+from keras_loss_recipes.config.schema import typed
 from keras_loss_recipes.recipes.registry import get_recipe
 from keras_loss_recipes.lifecycle.directory import RunAlreadyFinished
 from keras_loss_recipes.lifecycle.run import Run, run_recipe
@@ -52,6 +54,7 @@ def run_job(cfg, run_dir) -> float:
     of a sweep, or a run that has not that figure)."""
     run = Run(cfg, run_dir)
     try:
+        run.cfg = cfg = checked_types(cfg)
         metrics = run_recipe(get_recipe(cfg.recipe.name), run)
     except RunAlreadyFinished as done:
         log.info("%s already holds a finished run (status %s); not retraining it",
@@ -62,6 +65,17 @@ def run_job(cfg, run_dir) -> float:
         return float("nan")  # a sweeper (Optuna) records a NaN objective as a failed trial
     value = metrics.get(cfg.optimized_metric)
     return float("nan") if value is None else float(value)
+
+
+def checked_types(cfg):
+    """The job's config typed (keras_loss_recipes/config/schema.py: a bad type is a UserError, before Keras
+    starts), and the default model's options dropped from a model of yours."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = typed(cfg)
+    if HydraConfig.initialized():
+        drop_foreign_options(cfg, HydraConfig.get())
+    return cfg
 
 
 def _stop(run: Run, err: BaseException) -> None:
