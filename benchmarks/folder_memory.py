@@ -1,6 +1,7 @@
 """Peak memory of training on a folder of images: it must not grow with the folder.
 
-    python benchmarks/folder_memory.py            # writes the figures into docs/your_model.md
+    python benchmarks/folder_memory.py            # writes docs/folder_memory.json and its table in docs/your_model.md
+    python benchmarks/folder_memory.py --render   # the table again from docs/folder_memory.json, no training
 
 Writes the 5,000 embedded MNIST digits as PNG files into a folder, and 12 copies
 of them (60,000 files) into another, then trains one epoch of the mlp on each
@@ -24,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PAGE = ROOT / "docs" / "your_model.md"
+PAGE, DATA = ROOT / "docs" / "your_model.md", ROOT / "docs" / "folder_memory.json"
 BEGIN, END = "<!-- folder memory: benchmarks/folder_memory.py -->", "<!-- end of folder memory -->"
 RUN = ["model=mlp", "trainer.epochs=1", "trainer.verbose=0", "data.val_examples=500", "data.test_examples=500"]
 # Run as its own process, so that its peak is the training run's alone.
@@ -93,14 +94,20 @@ def render(result: dict) -> str:
     return "\n".join([*lines, "", END])
 
 
-def main() -> None:
-    result = measure()
-    print(json.dumps(result, indent=2))
+def page_block(page: str) -> str:
+    """The table's block of `page` (docs/your_model.md), its markers included: what render() writes."""
+    return BEGIN + page.split(BEGIN, 1)[1].split(END, 1)[0] + END
+
+
+def main(argv: list[str]) -> None:
+    if argv != ["--render"]:
+        DATA.write_text(json.dumps(measure(), indent=2) + "\n")
+        print(f"wrote {DATA}", file=sys.stderr)
+    result = json.loads(DATA.read_text())
     page = PAGE.read_text()
-    before, rest = page.split(BEGIN, 1)
-    PAGE.write_text(before + render(result) + rest.split(END, 1)[1])
-    print(f"wrote the figures into {PAGE}", file=sys.stderr)
+    PAGE.write_text(page.replace(page_block(page), render(result)))
+    print(f"wrote the figures of {DATA.name} into {PAGE}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
