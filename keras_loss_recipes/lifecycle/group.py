@@ -7,15 +7,14 @@ from pathlib import Path
 
 from keras_loss_recipes.lifecycle.directory import RunAlreadyFinished
 from keras_loss_recipes.runtime import processes
-from keras_loss_recipes.runtime.backends import activate_backend
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE
 
 
 def join(cfg, group: processes.Group, watchdog: processes.Watchdog) -> None:
-    """Check that the config trains one model over the group, then meet the other processes."""
+    """Check that the config trains one model over the group (JAX, the backend the job started), then meet the
+    other processes."""
     processes.check_config(cfg, group)
-    activate_backend("jax")
     processes.join(group, cfg.trainer.stall_timeout_s, watchdog)
 
 
