@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 
 from scripts import faults
-from tests.conftest import unavailable
+from tests.conftest import once_per_run, unavailable
 
 SLOW = pytest.mark.slow(seconds=30)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def straight(tmp_path_factory) -> dict:
-    """The figures of the run trained straight through, which every resumed run must end with."""
-    return faults.straight_figures(tmp_path_factory.mktemp("straight"))[0]
+    """The figures of the run trained straight through, which every resumed run must end with: trained once
+    for the whole test run, by whichever worker needs it first."""
+    return once_per_run(tmp_path_factory, "faults_straight", lambda work: faults.straight_figures(work)[0])[1]
 
 
 def inject(name: str, tmp_path, straight) -> dict:
