@@ -82,6 +82,10 @@ class Run:
             several.join(self.cfg, self.group, self.watchdog)
             mode = several.prepare_with_others(self.group, self.dir, prepare)
         self.resuming = mode == "resume"
+        self.progress()
+
+    def progress(self) -> None:
+        """A phase of the run is done: several processes tell their stall watchdog that the group still moves."""
         self.watchdog.tick()
 
     # The backup and the resume -------------------------------------------------------------------------
@@ -117,9 +121,12 @@ class Run:
     def write_metrics(self, metrics: dict) -> Path:
         return write_metrics(self.dir, metrics)
 
-    def finish(self, metrics: dict) -> Path:
+    def finish(self, metrics: dict, model=None) -> Path:
         """metrics.json (with the run's wall time) and its TensorBoard views; then the backup goes, kept until
-        now so that a run stopped during its test evaluation resumes too."""
+        now so that a run stopped during its test evaluation resumes too. Several processes first compare the
+        weights of the `model` they trained (a mismatch fails the run)."""
+        if self.processes > 1 and model is not None:
+            several.compare_weights(model, metrics)
         metrics["wall_s"] = round(time.perf_counter() - self.started, 2)
         out = write_metrics(self.dir, metrics)
         write_run_views(self.dir, metrics)

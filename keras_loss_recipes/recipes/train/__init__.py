@@ -35,7 +35,6 @@ from keras_loss_recipes.evaluation import held_out
 from keras_loss_recipes.recipes.train.callbacks import make_callbacks
 from keras_loss_recipes.recipes.train.context import Training
 from keras_loss_recipes.recipes.train.record import log_setup, metrics_record, say_how_it_ended
-from keras_loss_recipes.lifecycle import group as several
 from keras_loss_recipes.lifecycle.run import Run, in_process
 from keras_loss_recipes.runtime import preemption
 from keras_loss_recipes.runtime.distribution import jit_setting
@@ -54,9 +53,9 @@ def train(cfg, run: Run, splits=None) -> dict:
     setup = check_loss(cfg)  # 1.
     run.prepare()
     splits = load_splits(cfg.data) if splits is None else splits  # before the backend starts: bad data fails fast
-    run.watchdog.tick()
+    run.progress()
     start_backend()  # after the checks above: bad input fails before the backend's start-up
-    run.watchdog.tick()  # several processes: a phase done is progress
+    run.progress()
     with started_session(cfg.trainer) as session:  # 2.
         job = Training(cfg, setup, splits, run, session)
         set_random_seed(cfg.seed)
@@ -64,7 +63,7 @@ def train(cfg, run: Run, splits=None) -> dict:
         log_setup(job)
         model, logits_model, tracker, removed = build_and_compile(job)  # 3.
         path = measure_loss_path(model, setup)
-        run.watchdog.tick()
+        run.progress()
         datasets = make_datasets(job)  # 4.
         callbacks = make_callbacks(job, model, tracker, datasets["train"])  # 5.
         fit(job, model, datasets, callbacks.all)  # 6.
@@ -132,9 +131,8 @@ def fit(job: Training, model, datasets: dict, callbacks: list) -> None:
 
 
 def write_record(job: Training, model, metrics: dict) -> dict:
-    """Step 8: several processes compare their weights; metrics.json and the HParams summary; the closing lines."""
-    if job.run.processes > 1:
-        several.compare_weights(model, metrics)
-    written = job.run.finish(metrics)
+    """Step 8: metrics.json and the HParams summary (several processes compare their weights first); the closing
+    lines."""
+    written = job.run.finish(metrics, model)
     say_how_it_ended(metrics, written)
     return metrics
