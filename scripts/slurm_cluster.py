@@ -121,7 +121,8 @@ SlurmctldPort={ports['slurmctld']}
 SlurmdPort={ports['slurmd']}
 SlurmUser=root
 SlurmdUser=root
-{common}CredType=cred/munge
+AuthType=auth/munge
+CredType=cred/munge
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool
 SlurmctldPidFile={root}/run/slurmctld.pid
@@ -140,6 +141,11 @@ AccountingStoragePort={ports['slurmdbd']}
 # For the slurmdbd connection this names munge's socket (AuthInfo is not used for it).
 AccountingStoragePass={munge_socket}
 JobCompType=jobcomp/none
+# A requeued job waits the credential lifetime before it starts again (SLURM's default 120 s), then for
+# the next backfill pass (default every 30 s): both short here, so that a preempted job's requeue costs
+# seconds, not minutes. A launch still has 20 s to check its credential, plenty on a loaded machine.
+AuthInfo=socket={munge_socket},cred_expire=20
+SchedulerParameters=bf_interval=1
 MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2

@@ -30,8 +30,9 @@ from tests.test_multiprocess import TOLERANCE as MULTIPROCESS_TOLERANCE  # 2 pro
 # ok. No warning signal before the limit (signal_delay_s=0): the job is ended by SLURM
 # itself. The three longer jobs hold in epoch 3 after its step 2 until they are signalled
 # (tests/hold.py), so none can finish first on a fast machine; the two shorter
-# ones never reach a hold, and a resumed run never holds. SLURM starts a requeued job about two
-# minutes after the requeue (its begin time moves on), which the sweep waits out.
+# ones never reach a hold, and a resumed run never holds. SLURM starts a requeued job once its
+# credentials' lifetime has passed (the test cluster's: 20 s, scripts/slurm_cluster.py), which the sweep
+# waits out.
 EPOCHS = (1, 2, 6, 400, 3)
 CANCELLED, TIMED_OUT, PREEMPTED = 2, 3, 4  # their array indices: the order of the sweep's values
 HOLD_AFTER, HOLD_STEP = 2, 2
@@ -130,7 +131,7 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_requeues_a_preempted_o
         limit_to_one_minute(slurm_cluster, process, TIMED_OUT)
         signal_once_held(slurm_cluster, sweep, process, CANCELLED)
         signal_once_held(slurm_cluster, sweep, process, PREEMPTED, "--signal=TERM")
-        out, err = process.communicate(timeout=420)  # the requeued job starts 2 minutes or so after its requeue
+        out, err = process.communicate(timeout=420)  # bounds a hung sweep; it ends in about 2 minutes
     finally:
         if process.poll() is None:
             process.kill()
