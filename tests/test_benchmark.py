@@ -29,7 +29,7 @@ def test_training_flops_come_from_the_layer_shapes():
     assert hardware.training_flops_per_sample(model) == 3 * forward
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_a_tiny_benchmark_writes_every_figure_with_its_spread_and_the_page(tmp_path):
     result = benchmark("--images", "256", "--epochs", "3", "--repeats", "1", "--precisions", "float32",
                        "--sides", "plain,framework_off", "--no-processes", "--no-backends", "--no-profile",

@@ -44,7 +44,7 @@ report({d: {k: m[k] for k in keys} for d, m in out.items()})
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=30)
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     # Logical devices must be configured before TensorFlow starts: a fresh process.
     result = subprocess.run([sys.executable, "-c", MIRRORED_DRIVER, str(ROOT), str(tmp_path)],

@@ -246,7 +246,7 @@ def test_a_logits_model_is_clean_and_a_hidden_softmax_is_unknown(reports):
     assert {r["backend"] for r in hidden["results"]} == set(doctor.installed_backends())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_strict_mode_exits_1_on_a_model_it_cannot_clear_and_writes_the_report(examples, train_cli, tmp_path):
     """From the command line, as in a user's CI: the hidden softmax is not cleared (and costs no measurement)."""
     result = train_cli("recipe=doctor", f"checkpoint={examples['lambda']}", "recipe.precisions=[float32]",

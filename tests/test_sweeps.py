@@ -288,7 +288,7 @@ def test_a_grid_keeps_the_grouped_report_and_its_figure_fits_long_group_names(tm
 # --- real sweeps through train.py -m ---------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=60)
 def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(train_cli, tmp_path):
     sweep = tmp_path / "sweep"
     result = train_cli("-m", *SWEEP, "loss=sparse_from_logits,clipped_probs", "seed=0,1", f"hydra.sweep.dir={sweep}")
@@ -326,7 +326,7 @@ def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(train_cli, tm
             assert metrics["startup_s"] < first_job["startup_s"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_failing_and_diverging_jobs_do_not_stop_the_sweep(train_cli, tmp_path):
     sweep = tmp_path / "sweep"
     result = train_cli("-m", *SWEEP, "loss=sparse_from_logits,naive", "stress.logit_scale=1000",
@@ -376,7 +376,7 @@ def report_rows(markdown: str) -> dict[str, dict[str, str]]:
     return {row["group"]: row for row in rows}
 
 
-@pytest.mark.slow(seconds=25)
+@pytest.mark.slow(seconds=45)
 # submitit_local (one process per job) is exercised by
 # tests/test_backends.py::test_compare_backends_preset_reports_the_rescue_difference.
 @pytest.mark.parametrize("launcher", ["joblib"])
@@ -396,7 +396,7 @@ def test_parallel_launchers_run_a_two_job_sweep(train_cli, tmp_path, launcher):
     assert (sweep / "comparison.md").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_optuna_search_minimises_the_validation_exact_cross_entropy_it_is_told_to(train_cli, tmp_path):
     """`optimized_metric=val_exact_ce`: train.py returns each trial's last validation exact cross entropy (also
     recorded per epoch), Optuna minimises it, and the report ranks the lowest first."""

@@ -146,7 +146,7 @@ def test_a_run_dir_with_unfinished_files_is_not_reused(compose, tmp_path):
 # --- train.py as a user runs it --------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_train_py_runs_and_never_overwrites_a_finished_run(train_cli, tmp_path):
     run_dir = tmp_path / "run"
     # One progress line per epoch, as a user sees it by default.
@@ -174,7 +174,7 @@ def test_train_py_runs_and_never_overwrites_a_finished_run(train_cli, tmp_path):
     assert (run_dir / "metrics.json").read_bytes() == before
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=15)
 def test_train_py_default_run_dirs_are_unique(train_cli, tmp_path):
     # Two runs of the same command, started together, from the same directory.
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
@@ -224,7 +224,7 @@ def test_train_py_unknown_group_option_is_one_line_with_the_closest_choices(trai
     assert "HYDRA_FULL_ERROR" not in result.stderr and not (tmp_path / "run").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=25)
 def test_startup_counts_this_job_only_when_a_shell_execs_python(tmp_path):
     """`sh -c 'sleep; exec python train.py'` keeps the shell's process: its sleep is not start-up."""
     import time

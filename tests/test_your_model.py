@@ -223,7 +223,7 @@ def write_folder(root, classes=3, per_class=12, size=(32, 32), mode="RGB", sizes
     return root
 
 
-@pytest.mark.slow(seconds=40)
+@pytest.mark.slow(seconds=25)
 def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images(compose, tmp_path, caplog):
     folder = write_folder(tmp_path / "images")
     base = ["model=keras_app", "model.architecture=MobileNetV3Small", "data=folder", f"data.dir={folder}",
@@ -455,7 +455,7 @@ def test_a_model_whose_config_holds_options_not_a_graph_is_read_once_built(user_
     keras.saving.get_custom_objects().pop("my_models>OptionsOnlyClassifier", None)
 
 
-@pytest.mark.slow(seconds=20)
+@pytest.mark.slow(seconds=35)
 def test_keras_app_resizes_images_below_the_architectures_minimum_in_the_model(compose, tmp_path):
     import keras
 
