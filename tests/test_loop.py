@@ -65,6 +65,7 @@ def test_best_keras_is_written_when_the_best_changes_not_again_without_it(tmp_pa
     best = tmp_path / "best.keras"
     assert best.exists()
     best.unlink()
+    saver.on_epoch_end(1, {"val_accuracy": 0.5})  # as good, not better: best.keras stays the first such epoch's
     saver.on_epoch_end(1, {"val_accuracy": 0.4})  # no better: nothing to write
     assert not best.exists()
     saver.on_train_end()

@@ -81,6 +81,9 @@ def test_nonfinite_policies(compose, tmp_path, policy, status, weights_finite):
     assert m["loss_path"] == "naive" and m["warnings"]
     assert m["first_nonfinite"] == {"epoch": 1, "step": 1}
     assert m["nonfinite_steps"] == (1 if policy == "stop" else 6)
+    # The last epoch's stability figures count its own non-finite steps (stop: its first and only one).
+    last_epoch = m["stability"]["stability/nonfinite_steps"]
+    assert last_epoch == 1 if policy == "stop" else 0 < last_epoch <= m["nonfinite_steps"]
     # stop and skip keep NaN updates out of the weights, so the test logits stay finite
     assert np.isfinite(m["test_exact_ce"] if m["test_exact_ce"] is not None else np.nan) == weights_finite
     if policy == "stop":
