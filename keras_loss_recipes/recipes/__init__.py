@@ -1,8 +1,9 @@
-"""The recipes a user runs (train, probe, evaluate, doctor), each with `run(cfg, run_dir)`.
+"""The recipes a user runs (train, probe, evaluate, doctor), each `recipe(cfg, run)` in the `Run` the job opened.
 
 `registry` names them for `recipe=`. `keras_loss_recipes.cli` runs them from the command line
-(train.py). They sit on top of the package's layers; imports point down only:
+(train.py); each module's `run(cfg, run_dir)` runs its recipe from Python. They sit on top of the
+package's layers; imports point down only:
 
-    cli -> recipes -> config -> training, data, reporting -> runtime -> losses
+    cli -> recipes -> lifecycle, evaluation -> config -> training, data, reporting -> runtime -> losses
     cli -> sweeps -> reporting (a sweep's end reads the records its runs wrote)
 """
