@@ -300,7 +300,7 @@ def typed(cfg):
                        is_open=group in OPEN_GROUPS or schema_of(group, values.get(group)) in (Recipe, Optimizer))
         try:
             out[group] = node
-        except OmegaConfBaseException as err:  # not a mapping at all
+        except OmegaConfBaseException:  # not a mapping at all
             raise UserError(f"{group}={values.get(group)!r}: must be a group of keys (configs/{group}/)") from None
     missing = sorted(OmegaConf.missing_keys(out))
     if missing:
