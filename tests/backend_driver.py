@@ -64,6 +64,7 @@ def record_fits(set_fit=setattr) -> list[int]:
 def main(out_dir: str, runs_json: str) -> None:
     if os.environ.get("BLOCK_TENSORFLOW") == "1":
         hide_tensorflow()
+    from keras_loss_recipes.lifecycle.run import Run, run_recipe
     from keras_loss_recipes.recipes.registry import get_recipe
     from keras_loss_recipes.config.compose import compose_train
     from keras_loss_recipes.runtime.workers import report
@@ -72,7 +73,7 @@ def main(out_dir: str, runs_json: str) -> None:
     for name, overrides in json.loads(runs_json).items():
         cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", *overrides])
         before = len(fits)
-        results[name] = get_recipe(cfg.recipe.name)(cfg, Path(out_dir) / name)
+        results[name] = run_recipe(get_recipe(cfg.recipe.name), Run(cfg, Path(out_dir) / name))
         results[name]["fit_steps_per_execution"] = fits[before:]  # one per fit, as compiled
     report(results)
 

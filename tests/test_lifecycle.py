@@ -71,3 +71,18 @@ def test_a_preemption_signal_outside_training_stops_the_run_at_once_and_only_whi
     assert signal.getsignal(signal.SIGUSR1) == before  # the handler that was there is back
     run.record_preemption(stopped.value)
     assert json.loads((run.dir / METRICS_FILE).read_text())["status"] == "preempted"
+
+
+def test_a_failure_record_keeps_the_config_typed_as_the_jobs_are(cfg, tmp_path):
+    """A launcher records a job it lost with the config as composed (`25` for a float key): typed, it groups
+    with its sweep's other jobs, which recorded `25.0`; a config that does not type is recorded as given."""
+    from omegaconf import OmegaConf
+
+    composed = OmegaConf.create(OmegaConf.to_container(cfg))
+    composed.trainer.preemption_grace_s = 25
+    Run(composed, tmp_path / "lost").record_failure(RuntimeError("cancelled"))
+    recorded = json.loads((tmp_path / "lost" / METRICS_FILE).read_text())["config"]["trainer"]
+    assert recorded["preemption_grace_s"] == 25.0 and isinstance(recorded["preemption_grace_s"], float)
+    composed.trainer.epochs = "abc"
+    Run(composed, tmp_path / "mistyped").record_failure(ValueError("bad type"))
+    assert json.loads((tmp_path / "mistyped" / METRICS_FILE).read_text())["config"]["trainer"]["epochs"] == "abc"

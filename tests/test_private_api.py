@@ -261,8 +261,12 @@ PUBLIC_DESPITE_UNDERSCORE = {"os._exit"}  # documented API
 INTERNAL_ATTRIBUTES = {"train_function", "make_train_function", "test_function", "predict_function"}
 
 
+# Hydra's key of a config node naming the callable it builds (`model._target_`): config, not private API.
+CONFIG_KEYS = {"_target_"}
+
+
 def is_private(name: str) -> bool:
-    return name.startswith("_") and not name.startswith("__")
+    return name.startswith("_") and not name.startswith("__") and name not in CONFIG_KEYS
 
 
 def dotted(node) -> str:

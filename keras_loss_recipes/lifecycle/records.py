@@ -19,8 +19,6 @@ log = logging.getLogger(__name__)
 def record_failure(cfg, run_dir: Path, err: BaseException, quiet: bool = False) -> None:
     """metrics.json (and the run's TensorBoard summary) of a job that failed with `err`; `quiet`: say nothing
     if that cannot be written either (a full disk, already said in one line)."""
-    from omegaconf import OmegaConf
-
     metrics = {
         "status": "failed",
         "error": f"{type(err).__name__}: {err}" if not isinstance(err, UserError) else str(err),
@@ -28,7 +26,7 @@ def record_failure(cfg, run_dir: Path, err: BaseException, quiet: bool = False) 
         "data": cfg.data.name,
         "model": cfg.model.name,
         "seed": cfg.seed,
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "config": config_record(cfg),
     }
     try:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
@@ -38,6 +36,20 @@ def record_failure(cfg, run_dir: Path, err: BaseException, quiet: bool = False) 
         if quiet:
             return
         log.warning("could not record the failure in %s:\n%s", run_dir, traceback.format_exc())
+
+
+def config_record(cfg) -> dict:
+    """The config as a run records it: typed as every job's is (`25.0` for a float key given `25`), so that a
+    sweep's report groups a failed job with the others; as given where it does not type (the failure itself)."""
+    from omegaconf import OmegaConf
+
+    from keras_loss_recipes.config.schema import typed
+
+    try:
+        cfg = typed(cfg)
+    except UserError:
+        pass
+    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def record_interruption(cfg, run_dir: Path, status: str = "interrupted", signal_name: str | None = None,
