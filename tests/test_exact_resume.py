@@ -14,7 +14,7 @@ from scripts.exact_resume import FIGURES, compare
 
 # Epochs of about a second on 2 cores; the run to stop holds after epoch 1 until the signal
 # comes (tests/hold.py), so the stop lands there on a machine of any speed.
-SMALL = ["model=cnn", "data.max_train_examples=500", "trainer.batch_size=32", "trainer.epochs=4", "seed=0",
+SMALL = ["model=cnn", "data.max_train_examples=256", "trainer.batch_size=32", "trainer.epochs=4", "seed=0",
          "trainer.threads=1"]
 
 
