@@ -62,7 +62,7 @@ TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=1", "trainer
 
 def pytest_collection_modifyitems(config, items):
     """The longest tests first: `@pytest.mark.slow(seconds=N)` (N: about what it takes on 2 cores), then
-    the other slow ones, then the rest, each in its files' order. The workers then end together,
+    the other slow ones, then the rest, each in its files' order. The two workers then end together,
     rather than one running a long test it picked up last while the other waits."""
 
     def expected_seconds(item) -> float:
