@@ -20,6 +20,7 @@ import numpy as np
 
 from keras_loss_recipes.data.pipeline import batch_of, batch_spec, fast_forward
 from keras_loss_recipes.recipes.train.context import Training
+from keras_loss_recipes.recipes.train.record import best_epoch
 from keras_loss_recipes.runtime.run_files import HISTORY_FILE
 from keras_loss_recipes.runtime.targets import resolve_target
 
@@ -53,7 +54,8 @@ def make_callbacks(job: Training, model, tracker, train_data) -> Callbacks:
     backup = run.backup(extras=[models], before_save=[epoch_events.flush, *([stability.flush] if stability else [])],
                         steps=steps, fast_forward=functools.partial(fast_forward, train_data),
                         batch_spec=functools.partial(batch_spec, train_data))
-    models.best = best_validation_accuracy(run.resumed_history())
+    best = best_epoch(run.resumed_history())
+    models.best = -np.inf if best is None else best[0]
     guard = cb.NonFiniteGuard(stop=cfg.trainer.on_nonfinite == "stop", diagnose=functools.partial(diagnose_step, job))
     throughput = cb.TrainThroughput(job.splits.sizes()["train"], run.job_started)
     every_n_steps = cfg.telemetry.every_n_steps
@@ -86,11 +88,6 @@ def callbacks_from_environment(run) -> list:
     if not named:
         return []
     return list(resolve_target(named.replace(":", "."), CALLBACKS_VAR)(run) or [])
-
-
-def best_validation_accuracy(history: list[dict]) -> float:
-    """The best finite validation accuracy of the epochs already trained (-inf when none)."""
-    return max((v for row in history if np.isfinite(v := row.get("val_accuracy", float("nan")))), default=-np.inf)
 
 
 def diagnose_step(job: Training, model, epoch: int, step: int) -> dict:

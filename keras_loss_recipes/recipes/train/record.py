@@ -75,14 +75,20 @@ def metrics_record(job: Training, model, path, test: dict, callbacks, removed=No
     return metrics
 
 
-def _best_model(history: list[dict], best_file: str) -> dict:
-    """Which epoch best.keras holds (the highest finite validation accuracy, over every attempt)."""
+def best_epoch(history: list[dict]) -> tuple[float, int] | None:
+    """(validation accuracy, 1-based epoch) of the best epoch: the highest finite validation accuracy over every
+    attempt, the first of equal ones (as best.keras is saved); None before any."""
     scored = [(row["val_accuracy"], i + 1) for i, row in enumerate(history)
               if np.isfinite(row.get("val_accuracy", float("nan")))]
-    if not scored:
+    return max(scored, key=lambda pair: (pair[0], -pair[1])) if scored else None
+
+
+def _best_model(history: list[dict], best_file: str) -> dict:
+    """Which epoch best.keras holds."""
+    best = best_epoch(history)
+    if best is None:
         return {"file": None, "epoch": None, "val_accuracy": None}
-    value, epoch = max(scored, key=lambda pair: (pair[0], -pair[1]))  # the first of equal epochs, as saved
-    return {"file": best_file, "epoch": epoch, "val_accuracy": value}
+    return {"file": best_file, "epoch": best[1], "val_accuracy": best[0]}
 
 
 def _what_ran(job: Training, path) -> dict:
