@@ -66,3 +66,25 @@ def test_exact_cross_entropy_rejects_bad_labels():
         losses.exact_cross_entropy([[1.0, 2.0, 3.0]], [3])
     with pytest.raises(ValueError, match="do not fit"):
         losses.exact_cross_entropy([[1.0, 2.0, 3.0]], [[0, 1]])
+
+
+def _cross_entropy_60_digits(row, label) -> float:
+    import mpmath
+
+    with mpmath.workdps(60):  # -log p_y = log(1 + sum over the other classes of exp(z_j - z_y))
+        z = [mpmath.mpf(float(v)) for v in row]
+        return float(mpmath.log1p(mpmath.fsum(mpmath.exp(v - z[label]) for j, v in enumerate(z) if j != label)))
+
+
+def test_exact_cross_entropy_is_exact_in_relative_terms():
+    """Against 60-digit arithmetic, logits at scale 100: a confident right answer's loss (down to 1e-40 and
+    below) keeps its digits; `log` of a sum that rounds to 1 returned -0.0 there."""
+    rng = np.random.default_rng(7)
+    logits = rng.normal(scale=100.0, size=(400, 10))
+    labels = np.where(rng.random(400) < 0.5, logits.argmax(axis=-1), rng.integers(0, 10, 400))
+    got = losses.exact_cross_entropy(logits, labels)
+    want = np.array([_cross_entropy_60_digits(row, y) for row, y in zip(logits, labels)])
+    assert want.min() < 1e-30  # the sample holds the case that went wrong
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=0)
+    onehot = np.eye(10)[labels]
+    np.testing.assert_allclose(losses.exact_cross_entropy(logits, onehot), want, rtol=1e-13, atol=0)

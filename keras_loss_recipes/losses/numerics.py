@@ -91,30 +91,47 @@ def log_softmax64(logits, axis: int = -1) -> np.ndarray:
 
 
 def exact_cross_entropy(logits, labels) -> np.ndarray:
-    """Reference cross entropy from logits, per example, in float64.
+    """Reference cross entropy from logits, per example, in float64: exact in relative terms too.
 
     `labels` are integer class ids (shape ``logits.shape[:-1]``) or one-hot /
     soft targets (same shape as `logits`).
+
+    -log p_c is written as (max - z_c) + log1p(sum of the other classes' exp(z - max)),
+    a sum of two terms that are never negative: no cancellation, so a confident right
+    answer's tiny loss keeps its digits (log of a sum that rounds to 1 would give 0).
 
     >>> float(exact_cross_entropy([[2.0, 1.0, 0.1]], [2])[0])  # doctest: +ELLIPSIS
     2.31703...
     >>> float(exact_cross_entropy([[1000.0, 0.0, -1000.0]], [2])[0])
     2000.0
+    >>> float(exact_cross_entropy([[60.0, 0.0]], [0])[0])  # exp(-60), not 0
+    8.75651076269652e-27
     """
-    log_p = log_softmax64(logits)
+    neg_log_p = _negative_log_softmax64(logits)
     y = to_numpy(labels)
-    if y.shape == log_p.shape:
-        return -np.sum(y.astype(np.float64) * log_p, axis=-1)
-    if y.shape != log_p.shape[:-1]:
+    if y.shape == neg_log_p.shape:
+        return np.sum(y.astype(np.float64) * neg_log_p, axis=-1)
+    if y.shape != neg_log_p.shape[:-1]:
         raise ValueError(
-            f"labels of shape {y.shape} do not fit logits of shape {log_p.shape}: "
+            f"labels of shape {y.shape} do not fit logits of shape {neg_log_p.shape}: "
             "expected integer ids of shape logits.shape[:-1] or one-hot of shape logits.shape"
         )
     ids = y.astype(np.int64)
-    num_classes = log_p.shape[-1]
+    num_classes = neg_log_p.shape[-1]
     if ids.size and (ids.min() < 0 or ids.max() >= num_classes):
         raise ValueError(f"label ids must be in 0..{num_classes - 1}, got {ids.min()}..{ids.max()}")
-    return -np.take_along_axis(log_p, ids[..., None], axis=-1)[..., 0]
+    return np.take_along_axis(neg_log_p, ids[..., None], axis=-1)[..., 0]
+
+
+def _negative_log_softmax64(logits) -> np.ndarray:
+    """-log(softmax(z)) per class in float64, every entry with a small relative error (see exact_cross_entropy)."""
+    z = to_numpy(logits).astype(np.float64)
+    top = np.argmax(z, axis=-1)[..., None]
+    m = np.take_along_axis(z, top, axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        others = np.exp(z - m)
+        np.put_along_axis(others, top, 0.0, axis=-1)
+        return (m - z) + np.log1p(np.sum(others, axis=-1, keepdims=True))
 
 
 def exact_binary_cross_entropy(logits, targets) -> np.ndarray:
