@@ -13,6 +13,8 @@ PACKAGE = "keras_loss_recipes"  # the one import package pip installs (besides t
 # Each layer and the layers it may import (itself included). Above all: the command line, then the recipes,
 # then the config's checks, which ask the layers below for what they can build.
 LAYERS = {
+    "api": {"api", "recipes", "lifecycle", "evaluation", "config", "training", "reporting", "data", "runtime",
+            "losses"},
     "cli": {"cli", "recipes", "lifecycle", "evaluation", "config", "sweeps", "training", "reporting", "data",
             "runtime", "losses"},
     "recipes": {"recipes", "lifecycle", "evaluation", "config", "training", "reporting", "data", "runtime",

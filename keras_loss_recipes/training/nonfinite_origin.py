@@ -32,13 +32,19 @@ from keras_loss_recipes.training.backup import host_copy
 FIGURES_TO_KEEP = 4  # significant digits of the recorded figures
 
 
-def diagnose(model, x, y, setup, where: dict, weights: str) -> dict:
+def diagnose(model, x, y, setup, where: dict, weights: str, forward=None, loss=None) -> dict:
     """The origin of the non-finite step `where` ({"epoch", "step"}, the step within its epoch, 1-based), from
-    batch (`x`, `y`) and `model`'s weights, which `weights` describes. A dict for metrics.json, with `text`."""
+    batch (`x`, `y`) and `model`'s weights, which `weights` describes. A dict for metrics.json, with `text`.
+
+    `setup` (a LossSetup) gives the loss per example. A model the recipes did not build passes how to get
+    its outputs and logits (`forward(x)` -> (y_pred, logits)) and its mean loss (`loss(y, y_pred)`);
+    a recipe's `StabilityModel` has both."""
+    forward = forward or (lambda inputs: model.outputs_and_logits(inputs, training=True))
+    loss = loss or model.loss
     kept = _state(model)
     try:
-        found = (_nonfinite_weights(model) or _activations(model, x) or _loss(model, x, y, setup)
-                 or _gradients(model, x, y) or {"kind": None})
+        found = (_nonfinite_weights(model) or _activations(model, x) or _loss(forward, loss, x, y, setup)
+                 or _gradients(model, loss, x, y) or {"kind": None})
     finally:
         _restore(kept)
     record = {**where, "weights": weights, **found}
@@ -62,7 +68,8 @@ def describe(origin: dict) -> str:
     """One line in words: what went non-finite first, where, and the figures that say why."""
     kind = origin.get("kind")
     value = origin.get("value", "NaN")
-    head = f"first {value} at epoch {origin['epoch']} step {origin['step']}: "
+    step = f" step {origin['step']}" if origin.get("step") is not None else ""
+    head = f"first {value} at epoch {origin['epoch']}{step}: "
     if kind == "activation":
         text = (f"layer {origin['layer']} ({origin['class']}, {origin['dtype']}) output {value} from a finite input "
                 f"(largest |input| {_num(origin['input_max_abs'])})")
@@ -171,20 +178,21 @@ def _activations(model, x) -> dict | None:
     return None
 
 
-def _loss(model, x, y, setup) -> dict | None:
+def _loss(forward, loss, x, y, setup) -> dict | None:
     """Every activation finite: is the loss? Per example, as the formulation computes it."""
     import keras
 
-    y_pred, logits = model.outputs_and_logits(x, training=True)
-    per_example = to_numpy(setup.make_loss(reduction="none")(y, y_pred)).reshape(-1)
+    y_pred, logits = forward(x)
+    # Without a known formulation (a user's own loss), the batch's mean stands for its examples.
+    per_example = to_numpy(setup.make_loss(reduction="none")(y, y_pred) if setup else loss(y, y_pred)).reshape(-1)
     bad = np.flatnonzero(~np.isfinite(per_example))
     z = to_numpy(logits)
     if not bad.size:
-        total = to_numpy(model.loss(y, y_pred))
+        total = to_numpy(loss(y, y_pred))
         if np.all(np.isfinite(total)):
             return None
         # Every example's loss finite, their mean not: the sum over the batch overflowed.
-        return {"kind": "loss", "loss": setup.name, "value": _kind_of(total), "example": None, "examples": 0,
+        return {"kind": "loss", "loss": setup.name if setup else "the compiled loss", "value": _kind_of(total), "example": None, "examples": 0,
                 "dtype": keras.backend.standardize_dtype(logits.dtype), "reduction_overflow": True,
                 "largest_example_loss": float(np.abs(per_example).max()),
                 "logit_gap": float(np.max(z.max(axis=-1) - z.min(axis=-1))), "logit_max_abs": float(np.abs(z).max()),
@@ -194,18 +202,19 @@ def _loss(model, x, y, setup) -> dict | None:
     with np.errstate(under="ignore", over="ignore"):
         probs = np.exp(shifted) / np.exp(shifted).sum()
     return {
-        "kind": "loss", "loss": setup.name, "value": _kind_of(per_example[bad]), "example": int(bad[0]),
+        "kind": "loss", "loss": setup.name if setup else "the compiled loss", "value": _kind_of(per_example[bad]), "example": int(bad[0]),
         "examples": int(bad.size), "dtype": keras.backend.standardize_dtype(logits.dtype), "logit_gap": float(row.max() - row.min()),
         "logit_max_abs": float(np.abs(row).max()), "underflow": bool((probs == 0).any()),
     }
 
 
-def _gradients(model, x, y) -> dict | None:
+def _gradients(model, loss, x, y) -> dict | None:
     """Activations and loss finite: the first variable (in the model's order) whose gradient is NaN/inf."""
     import keras
 
     weights = model.trainable_weights
-    grads = [None if g is None else to_numpy(g) for g in _GRADIENTS[keras.backend.backend()](model, x, y, weights)]
+    grads = [None if g is None else to_numpy(g)
+             for g in _GRADIENTS[keras.backend.backend()](model, loss, x, y, weights)]
     owner = {id(w): layer.name for layer in _layers(model) for w in layer.trainable_weights}
     norms: dict[str, float] = {}
     for w, g in zip(weights, grads):
@@ -224,32 +233,32 @@ def _gradients(model, x, y) -> dict | None:
     }
 
 
-def _tensorflow_gradients(model, x, y, weights):
+def _tensorflow_gradients(model, loss, x, y, weights):
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
-        loss = model.loss(y, model(x, training=True))
-    return tape.gradient(loss, weights)
+        value = loss(y, model(x, training=True))
+    return tape.gradient(value, weights)
 
 
-def _jax_gradients(model, x, y, weights):
+def _jax_gradients(model, loss, x, y, weights):
     import jax
     import keras
 
     def loss_of(values):
         with keras.StatelessScope(state_mapping=list(zip(weights, values))):
-            return model.loss(y, model(x, training=True))
+            return loss(y, model(x, training=True))
 
     return jax.grad(loss_of)([w.value for w in weights])
 
 
-def _torch_gradients(model, x, y, weights):
+def _torch_gradients(model, loss, x, y, weights):
     import torch
 
     values = [w.value for w in weights]
     with torch.enable_grad():
-        loss = model.loss(y, model(x, training=True))
-        grads = torch.autograd.grad(loss, values, allow_unused=True)
+        value = loss(y, model(x, training=True))
+        grads = torch.autograd.grad(value, values, allow_unused=True)
     return list(grads)
 
 
