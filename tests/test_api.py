@@ -118,3 +118,14 @@ def test_monitor_stops_at_a_nonfinite_epoch_and_names_the_layer():
     assert (origin["kind"], origin["layer"], origin["dtype"], origin["overflow"]) == (
         "activation", model.layers[0].name, "float16", True)
     assert "overflowed float16" in origin["text"]
+
+
+def test_the_api_page_runs():
+    """docs/api.md's examples, as doctests."""
+    import doctest
+
+    from tests.conftest import ROOT
+
+    result = doctest.testfile(str(ROOT / "docs" / "api.md"), module_relative=False,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 10 and result.failed == 0
