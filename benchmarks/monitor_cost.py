@@ -1,0 +1,151 @@
+"""What `StabilityMonitor` costs in a plain Keras script: the keras.io convnet with and without it, side by side.
+
+    python benchmarks/monitor_cost.py                    # every installed backend; writes docs/monitor_cost.json
+                                                         # and docs/monitor_cost.md (about 15 minutes on 2 cores)
+    python benchmarks/monitor_cost.py --backends jax --repeats 2 --out /tmp/cost   # a quick look
+
+Per backend, in a child process of its own: the keras.io "Simple MNIST convnet" (benchmarks/plain_convnet.py)
+fits the embedded MNIST training split tiled to `--images` (54,000 by default: what keras.io's fit trains on
+after its validation_split=0.1 of 60,000), batch 128, validating on the validation split, alternately
+without and with `StabilityMonitor(probe=256 training images, log_dir=...)` (its loss-path check, its
+figures and TensorBoard writes at every epoch's end, its host copy of the weights at every epoch's
+start). Each fit runs `--epochs` epochs; the first (tracing, warm-up) is left out and the fit's figure is
+the median whole-epoch time of the others (training, validation and every epoch-end callback). Each
+repeat gives one ratio, monitor / plain; the page shows their median and range.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+COMMAND = "python benchmarks/monitor_cost.py"
+PROBE = 256
+BATCH = 128
+
+
+def fit_seconds(splits, epochs: int, monitored: bool) -> float:
+    """The median whole-epoch seconds of one fit after its first epoch."""
+    import keras
+
+    from benchmarks.plain_convnet import build_convnet
+    from keras_loss_recipes import StabilityMonitor
+    from keras_loss_recipes.data.pipeline import scale_images
+    from keras_loss_recipes.training.callbacks import TrainThroughput
+
+    keras.utils.clear_session()
+    model = build_convnet()
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    x, x_val = scale_images(splits.x_train), scale_images(splits.x_val)
+    y, y_val = keras.utils.to_categorical(splits.y_train, 10), keras.utils.to_categorical(splits.y_val, 10)
+    timer = TrainThroughput(len(y))
+    callbacks = [timer]
+    with tempfile.TemporaryDirectory() as log_dir:
+        if monitored:
+            callbacks.append(StabilityMonitor(probe=(x[:PROBE], y[:PROBE]), log_dir=log_dir))
+        model.fit(x, y, batch_size=BATCH, epochs=epochs, validation_data=(x_val, y_val), verbose=0,
+                  callbacks=callbacks)
+    return statistics.median(timer.epoch_wall_seconds[1:])
+
+
+def measure_here(epochs: int, repeats: int, images: int) -> dict:
+    """This process's backend: `repeats` pairs of fits, plain then monitored, interleaved."""
+    import dataclasses
+    import warnings
+
+    import keras
+    import numpy as np
+
+    from keras_loss_recipes.data.embedded import load_embedded
+
+    warnings.simplefilter("ignore")  # the monitor's loss-path warning on JAX and PyTorch: measured, not shown
+    splits = load_embedded(500, 500, 0)
+    splits = dataclasses.replace(splits, x_train=np.resize(splits.x_train, (images, *splits.x_train.shape[1:])),
+                                 y_train=np.resize(splits.y_train, images))
+    plain, monitored = [], []
+    for _ in range(repeats):
+        plain.append(fit_seconds(splits, epochs, monitored=False))
+        monitored.append(fit_seconds(splits, epochs, monitored=True))
+    ratios = [m / p for m, p in zip(monitored, plain)]
+    return {"backend": keras.backend.backend(), "train_images": len(splits.y_train), "epochs": epochs,
+            "plain_epoch_s": plain, "monitored_epoch_s": monitored, "ratios": ratios}
+
+
+def installed_backends() -> list[str]:
+    import importlib.util
+
+    return [b for b in ("tensorflow", "jax", "torch") if importlib.util.find_spec(b) is not None]
+
+
+def in_child(backend: str, epochs: int, repeats: int, images: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", "--epochs", str(epochs), "--repeats", str(repeats),
+                           "--images", str(images)],
+                          env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{backend}: the benchmark failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def page(result: dict) -> str:
+    lines = [f"# What StabilityMonitor costs (generated by `{COMMAND}`; do not edit)", "",
+             f"Machine: {result['cpu']}, {result['cores']} cores. The keras.io convnet on "
+             f"{result['rows'][0]['train_images']:,} training images (the embedded MNIST split, tiled), batch {BATCH}, {result['rows'][0]['epochs']} "
+             f"epochs per fit (the first left out), a probe of {PROBE} images; {result['repeats']} interleaved "
+             "pairs of fits per backend. Ratio: whole-epoch time with the monitor / without (1.00 = free).", "",
+             "| backend | plain epoch, s (median) | with the monitor, s (median) | ratio: median | min | max |",
+             "|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        r = row["ratios"]
+        lines.append(f"| {row['backend']} | {statistics.median(row['plain_epoch_s']):.2f} | "
+                     f"{statistics.median(row['monitored_epoch_s']):.2f} | {statistics.median(r):.3f} | "
+                     f"{min(r):.3f} | {max(r):.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default=None, help="comma-separated (default: every installed one)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--images", type=int, default=54000)
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for monitor_cost.json and .md")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(measure_here(args.epochs, args.repeats, args.images)))
+        return 0
+    backends = args.backends.split(",") if args.backends else installed_backends()
+    rows = []
+    for backend in backends:
+        print(f"{backend}: {args.repeats} pairs of {args.epochs}-epoch fits ...", flush=True)
+        rows.append(in_child(backend, args.epochs, args.repeats, args.images))
+        print(f"  ratios {', '.join(f'{r:.3f}' for r in rows[-1]['ratios'])}", flush=True)
+    result = {"command": COMMAND, "cpu": cpu_name(), "cores": os.cpu_count(), "repeats": args.repeats, "rows": rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "monitor_cost.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "monitor_cost.md").write_text(page(result))
+    print(f"wrote {out / 'monitor_cost.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
