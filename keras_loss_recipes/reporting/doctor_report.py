@@ -47,7 +47,7 @@ def fix_lines(report: dict) -> list[str]:
         return [f"The doctor cannot tell: {reason}.",
                 f"To let it (and Keras) see the logits, end the model in a Dense layer without activation, "
                 f"compile with {fixed_loss} and apply the activation at inference; then run the doctor again."]
-    activation = _activation(head, loss)
+    activation = probability_activation(head["kind"], loss["labels"])
     probabilities = (f"Probabilities at inference: `keras.activations.{activation}(model(x))`, or "
                      f"`keras.Sequential([model, keras.layers.Activation(\"{activation}\")])`.")
     if head["kind"] == "logits":
@@ -57,11 +57,12 @@ def fix_lines(report: dict) -> list[str]:
             f"{fixed_loss}.", probabilities]
 
 
-def _activation(head: dict, loss: dict) -> str:
-    """The activation that turns this model's logits into probabilities."""
-    if head["kind"] != "logits":
-        return head["kind"]
-    return "sigmoid" if loss["labels"] == "binary" else "softmax"
+def probability_activation(head_kind: str, labels: str) -> str:
+    """The activation that turns the logits of a model with this head (softmax, sigmoid or logits) and a loss
+    of these labels (binary, onehot, sparse) into probabilities."""
+    if head_kind != "logits":
+        return head_kind
+    return "sigmoid" if labels == "binary" else "softmax"
 
 
 def _removal(head: dict) -> str:
@@ -107,6 +108,20 @@ def head_text(report: dict) -> str:
     return f"{head['kind']} as {layer}; logits: the output of '{head['logits_from']}'"
 
 
+def fixed_lines(report: dict) -> list[str]:
+    """What recipe.fix=true wrote (none without it): the logits model and the inference model."""
+    fixed = report.get("fixed")
+    if not fixed:
+        return []
+    optimizer = (f"the optimizer {fixed['optimizer']} as saved" if fixed["optimizer"] else
+                 "Keras's default optimizer (the model was saved uncompiled)")
+    source = f"fitted on {fixed['temperature_from']}" if fixed["temperature_from"] else "no data to fit it on"
+    return [f"`{fixed['logits_model']}`: the same weights, outputting logits, compiled with `{fixed['loss']}` "
+            f"and {optimizer}.",
+            f"`{fixed['inference_model']}`: probabilities, {fixed['activation']}(logits / T) with "
+            f"T = {fixed['temperature']:.4g} ({source})."]
+
+
 def console_lines(report: dict) -> list[str]:
     """What the doctor prints at the end of a run."""
     lines = [f"doctor: {report['checkpoint']}: model '{report['model']['name']}' ({report['model']['class_name']})",
@@ -116,6 +131,7 @@ def console_lines(report: dict) -> list[str]:
         lines.append(f"  {r['backend']:10s} {r['precision']:15s} {r['path']:24s} {describe(r)}")
     lines.append(f"verdict: {report['verdict']}" + (f" ({', '.join(report['lossy'])})" if report["lossy"] else ""))
     lines += [("fix: " if i == 0 else "     ") + line for i, line in enumerate(report["fix"])]
+    lines += [("fixed: " if i == 0 else "       ") + line for i, line in enumerate(fixed_lines(report))]
     return lines
 
 
@@ -143,6 +159,8 @@ def render_markdown(report: dict) -> str:
               + (f" (lossy on {', '.join(report['lossy'])})." if report["lossy"] else ".")]
     if report["fix"]:
         lines += ["", "**Fix:** " + " ".join(report["fix"])]
+    if fixed_lines(report):
+        lines += ["", "**Fixed** (recipe.fix=true): " + " ".join(fixed_lines(report))]
     return "\n".join(lines) + "\n"
 
 
