@@ -103,8 +103,9 @@ def doctor(cfg, run: Run) -> dict:
     if fixed:
         report["fixed"] = fixed
     doctor_report.write_all(run_dir, report)
-    metrics = {k: report[k] for k in ("status", "recipe", "checkpoint", "verdict", "lossy", "wall_s")}
-    run.write_metrics({**metrics, **({"fixed": fixed} if fixed else {})})
+    metrics = {k: report[k] for k in ("status", "recipe", "checkpoint", "verdict", "lossy", "wall_s", "fixed")
+               if k in report}
+    run.write_metrics(metrics)
     print("\n".join(doctor_report.console_lines(report)), flush=True)
     log.info("doctor: report written to %s (%s, %s)", run_dir, doctor_report.REPORT_FILE, doctor_report.MARKDOWN_FILE)
     if cfg.recipe.strict and report["verdict"] != "clean":
@@ -146,17 +147,38 @@ run = in_process(doctor)
 
 
 def write_docs(docs_dir: Path = DOCS) -> None:
-    """Save the docs example model, examine it with the defaults, store its report and render the page."""
+    """Save the docs example model, run the doctor on it with recipe.fix=true and then with recipe.strict=true
+    on the fixed model it wrote, as a user runs them; store both reports and render the page."""
+    from keras_loss_recipes.recipes.doctor.fix import LOGITS_SUFFIX
+
+    began = time.time()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(ROOT))
         subprocess.run([sys.executable, "-m", "keras_loss_recipes.recipes.doctor.examples", str(scratch), DOCS_EXAMPLE],
                        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
-        began = time.time()
-        # Named by the file alone, not the temporary directory it was saved in.
-        [report] = examine([plan(scratch / f"{DOCS_EXAMPLE}.keras", options())], scratch, [f"{DOCS_EXAMPLE}.keras"])
-        report["wall_s"] = round(time.time() - began, 1)
-    report["environment"] = environment(DOCS_COMMAND, report["wall_s"], quick=False, left_out=[])
+        model = scratch / f"{DOCS_EXAMPLE}.keras"
+        report = _doctor_command([f"checkpoint={model}", "recipe.fix=true"], scratch / "fix", env)
+        fixed = scratch / "fix" / f"{DOCS_EXAMPLE}{LOGITS_SUFFIX}"
+        after = _doctor_command([f"checkpoint={fixed}", "recipe.strict=true"], scratch / "strict", env)
+    # Named by the file alone, not the temporary directory it was saved in.
+    report["checkpoint"], after["checkpoint"] = model.name, fixed.name
+    report["after_fix"] = {
+        "report": after, "exit_code": 0,  # _doctor_command raised otherwise
+        "fix_command": f"python train.py recipe=doctor checkpoint={model.name} recipe.fix=true",
+        "strict_command": f"python train.py recipe=doctor checkpoint=<its run directory>/{fixed.name} recipe.strict=true"}
+    report["environment"] = environment(DOCS_COMMAND, time.time() - began, quick=False, left_out=[])
     (docs_dir / doctor_report.REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n")
     (docs_dir / doctor_report.MARKDOWN_FILE).write_text(doctor_report.render_docs_page(report))
     print(f"doctor: wrote {docs_dir / doctor_report.MARKDOWN_FILE} and {docs_dir / doctor_report.REPORT_FILE}")
+
+
+def _doctor_command(overrides: list[str], run_dir: Path, env: dict) -> dict:
+    """`python train.py recipe=doctor OVERRIDES` in `run_dir`, as a user runs it: its doctor.json; an error
+    with the end of its stderr unless it exits 0."""
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), "recipe=doctor", *overrides,
+                           f"hydra.run.dir={run_dir}"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"recipe=doctor {' '.join(overrides)} exited with code {done.returncode}:\n"
+                           f"{done.stderr[-3000:]}")
+    return json.loads((run_dir / doctor_report.REPORT_FILE).read_text())

@@ -90,9 +90,9 @@ def fix(model_or_path, loss=None, validation_data=None) -> Fixed:
 def check_fixable(head: Head, where: str) -> None:
     """UserError, in one line, where the doctor cannot see the head, so cannot take it off."""
     if head.kind == "unknown":
-        raise UserError(f"{where}: the softmax cannot be taken off: {head.reason}. End the model in a layer "
-                        "whose activation is the softmax (Dense(..., activation='softmax')) or an Activation or "
-                        "Softmax layer, or return the logits; then fix it")
+        raise UserError(f"{where}: the head cannot be taken off, as the doctor cannot see it: {head.reason}. "
+                        "End the model in a layer whose activation is the softmax (Dense(..., activation="
+                        "'softmax')) or an Activation or Softmax layer, or return the logits; then fix it")
 
 
 def check_calibratable(activation: str, key: str, instead: str) -> None:
