@@ -124,12 +124,14 @@ def logits_copy(model, head: Head, where: str):
         if head.kind != "logits" and "activation" not in options:
             raise UserError(f"{where}: {type(model).__name__} saves its options, not its graph, and none of them "
                             f"is its {head.kind}; build it so that it outputs logits")
+        options = options if head.kind == "logits" else {**options, "activation": None}
         config = {k: v for k, v in config.items() if k != "compile_config"}  # compiled below, with the new loss
-        copy = keras.saving.deserialize_keras_object({**config, "config": {**options, "activation": None}})
+        copy = keras.saving.deserialize_keras_object({**config, "config": options})
         copy.set_weights(model.get_weights())
-    if find_head(live_config(copy), where).kind != "logits":
-        raise UserError(f"{where}: its {head.kind} came back when the model was copied; build it so that it "
-                        "outputs logits")
+    kind = find_head(live_config(copy), where).kind
+    if kind != "logits":
+        raise UserError(f"{where}: its copy without the {head.kind} still reads as {kind}, not logits; build the "
+                        "model so that it outputs logits")
     return copy
 
 
