@@ -12,6 +12,7 @@ from keras_loss_recipes import losses
 from keras_loss_recipes.losses.keras_losses import parse
 from keras_loss_recipes.losses.paths import binary_candidate_losses, binary_probe_batches, classify, probe_batches
 from keras_loss_recipes.recipes import doctor
+from keras_loss_recipes.recipes.doctor import diagnosis
 from keras_loss_recipes.reporting import doctor_report
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.training.heads import find_head
@@ -279,7 +280,7 @@ def test_the_docs_page_is_the_rendering_of_its_stored_report():
 
 
 def test_the_doctor_says_which_backends_it_skipped_and_why(monkeypatch):
-    monkeypatch.setattr(doctor, "installed_backends", lambda: ["tensorflow", "torch"])
+    monkeypatch.setattr(diagnosis, "installed_backends", lambda: ["tensorflow", "torch"])
     lines = doctor.skipped_backends(["tensorflow"])
     assert lines[0].startswith("skipped jax: not installed (requirements-jax.txt recommends: pip install")
     assert lines[1:] == ["skipped torch: not in recipe.backends"]

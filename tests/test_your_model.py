@@ -321,8 +321,13 @@ def test_the_head_finder_sees_through_shape_only_layers_in_a_saved_graph():
     head = find_head(model)
     assert (head.kind, head.layer, head.logits_from) == ("softmax", "probs", "dense")
     assert [a["class_name"] for a in head.after] == ["Dropout", "Reshape"]
-    # Shape-only layers with no softmax behind them: the output layer itself, as before.
+    # Logits behind shape-only layers (a linear Activation among them): the layer without activation.
     model["config"]["layers"][2] = layer("probs", "Activation", "dense", activation="linear")
+    head = find_head(model)
+    assert (head.kind, head.layer, head.width) == ("logits", "dense", 10)
+    assert [a["class_name"] for a in head.after] == ["Activation", "Dropout", "Reshape"]
+    # Shape-only layers with no classifier head behind them: the output layer itself, as before.
+    model["config"]["layers"][1] = layer("dense", "Dense", "in", units=10, activation="relu")
     assert find_head(model).kind == "unknown" and find_head(model).layer == "reshape"
 
 

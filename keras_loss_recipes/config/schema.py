@@ -66,6 +66,8 @@ class DoctorRecipe(Recipe):
     backends: Any = MISSING  # a list, one name, or null
     precisions: Any = MISSING  # a list, one name, or null
     strict: bool = MISSING
+    fix: bool = MISSING
+    calibrate: bool = MISSING
 
 
 RECIPES = {"train": TrainRecipe, "evaluate": EvaluateRecipe, "probe": ProbeRecipe, "doctor": DoctorRecipe}

@@ -20,7 +20,7 @@ What it finds (`Head`):
                 (kept under a mixed policy, as the Keras mixed-precision guide pins a float32 softmax)
     after       layers that only change the shape, between the head and the model's output (Reshape,
                 Flatten, Dropout, Identity, a linear Activation), seen through to find a softmax or
-                sigmoid behind them; serialized, first to last. On TensorFlow they matter: Keras's
+                sigmoid behind them, or logits; serialized, first to last. On TensorFlow they matter: Keras's
                 softmax rescue needs the softmax to be the model's last op
 
 >>> model = {"class_name": "Sequential", "config": {"name": "m", "layers": [
@@ -69,6 +69,7 @@ class SavedModel:
     keras_version: str | None
     head: Head
     compiled_loss: object  # what model.compile(loss=...) stored, None if the model was not compiled
+    compile_config: dict | None = None  # all that model.compile(...) stored (serialized), None if not compiled
 
 
 def read_saved_model(path) -> SavedModel:
@@ -83,6 +84,7 @@ def read_saved_model(path) -> SavedModel:
         path=str(path), name=config["config"].get("name", "?"), class_name=config["class_name"],
         keras_version=metadata.get("keras_version"), head=find_head(graph, f"checkpoint={path}"),
         compiled_loss=(config.get("compile_config") or {}).get("loss"),
+        compile_config=config.get("compile_config") or None,
     )
 
 
@@ -237,10 +239,13 @@ def _serialized(layer: dict) -> dict:
 
 
 def _see_through(out: dict, previous, where: str):
-    """From the output layer back through shape-only layers: the softmax or sigmoid head behind them, the
-    function giving each layer's feeder there, and the shape-only layers (first to last); the output layer
-    itself, and no layers, where no such head is behind them."""
+    """From the output layer back through shape-only layers: the softmax or sigmoid head behind them (or,
+    where the output layer is no Activation layer, the logits: a layer without activation, such as the
+    Dense of a model whose softmax `fix` took off before its Reshape), the function giving each layer's
+    feeder there, and the shape-only layers (first to last); the output layer itself, and no layers, where
+    no such head is behind them."""
     walked, layer, step = [], out, previous
+    logits_behind = out.get("class_name") not in ACTIVATION_LAYERS  # else the output layer is the head
     while _is_shape_only(layer):
         behind = step(layer)
         if behind is None:
@@ -248,7 +253,9 @@ def _see_through(out: dict, previous, where: str):
         walked.insert(0, layer)
         if behind.get("class_name") in MODEL_CLASSES:  # a nested model: its own output layer
             behind, step = _output_and_previous(behind, where)
-        if _activation_of(behind) in ("softmax", "sigmoid"):
+        activation = _activation_of(behind)
+        if activation in ("softmax", "sigmoid") or (
+                logits_behind and activation == "linear" and not _is_shape_only(behind)):
             return behind, step, tuple(_serialized(w) for w in walked)
         layer = behind
     return out, previous, ()

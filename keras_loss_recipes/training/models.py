@@ -215,32 +215,39 @@ def _call(fn, target: str, inputs, num_classes: int, options: dict):
 def without_head(model, target: str, name: str | None = None):
     """`model` (`name` in the log line) with its softmax or sigmoid head taken off, so that it outputs
     logits, and the head taken off (None if it output logits already). The head is found in the model's
-    config (`heads.find_head`); a head inside a layer (Dense(..., activation="softmax")) or an Activation
-    layer becomes linear, a Softmax layer is left out of a new model over the same layers."""
-    import keras
-
+    config (`heads.find_head`) and taken off by `take_off_head`."""
     from keras_loss_recipes.training.heads import find_head, live_config
 
-    head = find_head(live_config(model), f"model._target_={target}")
+    where = f"{KEY}={target}"
+    head = find_head(live_config(model), where)
     if head.kind == "unknown":
-        raise UserError(f"model._target_={target}: cannot find its logits: {head.reason}. End the model in a "
+        raise UserError(f"{where}: cannot find its logits: {head.reason}. End the model in a "
                         "Dense layer (its logits), or in a softmax or sigmoid the recipe can take off")
     if head.kind == "logits":
         return model, None
+    model = take_off_head(model, head, where)
+    _say_taken_off(head, name or target)
+    return model, head
+
+
+def take_off_head(model, head, where: str):
+    """`model` outputting the logits behind its softmax or sigmoid `head` (a `heads.Head` of it): a head
+    inside a layer (Dense(..., activation="softmax")) or an Activation layer becomes linear, in place; a
+    Softmax layer is left out of a new model over the same layers (`where` begins the error if it cannot be)."""
+    import keras
+
     layer = find_layer(model, head.layer)
     if head.activation_in_layer or isinstance(layer, keras.layers.Activation):
         layer.activation = keras.activations.get("linear")
-    else:
-        try:
-            x = layer.input
-            for after in head.after:
-                x = find_layer(model, after["config"]["name"])(x)
-            model = keras.Model(model.inputs, x, name=model.name)
-        except ValueError as err:
-            raise UserError(f"model._target_={target}: cannot take off its {head.layer_class} head "
-                            f"'{head.layer}' ({err}); end the model in Activation('softmax') instead") from None
-    _say_taken_off(head, name or target)
-    return model, head
+        return model
+    try:
+        x = layer.input
+        for after in head.after:
+            x = find_layer(model, after["config"]["name"])(x)
+        return keras.Model(model.inputs, x, name=model.name)
+    except ValueError as err:
+        raise UserError(f"{where}: cannot take off its {head.layer_class} head '{head.layer}' ({err}); end the "
+                        "model in Activation('softmax') instead") from None
 
 
 def _say_taken_off(head, name: str) -> None:

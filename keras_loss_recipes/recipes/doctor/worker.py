@@ -1,7 +1,8 @@
 """The loss doctor's measurements on one Keras backend, in this process.
 
 Keras picks its backend once per process, so the doctor (keras_loss_recipes/recipes/doctor/)
-starts this module once per backend (`keras_loss_recipes.runtime.workers`):
+starts this module once per backend (`keras_loss_recipes.runtime.workers`); `diagnose` on the
+current backend calls `measure` in its own process instead:
 
     KERAS_BACKEND=jax python -m keras_loss_recipes.recipes.doctor.worker SPECS.json
 
@@ -57,13 +58,20 @@ def head_layer(head: dict, precision: str):
 
 
 def examine(spec: dict, precision: str) -> dict:
-    """The path, the failure gap and the gradient of one head and loss in one precision."""
+    """`measure` in a fresh Keras session: what this child process does for each examination and precision."""
+    if spec["head"]["kind"] != "unknown":
+        fresh_session()  # before the policy: clearing the session resets it
+    return measure(spec, precision)
+
+
+def measure(spec: dict, precision: str) -> dict:
+    """The path, the failure gap and the gradient of one head and loss in one precision, in this process's
+    Keras session (`diagnose` measures so on the current backend; the global dtype policy is restored)."""
     head = spec["head"]
     if head["kind"] == "unknown":
         return {"path": "unknown", "exact": False, "reason": head["reason"]}
     import keras
 
-    fresh_session()  # before the policy: clearing the session resets it
     with precision_policy(precision):
         layer = head_layer(head, precision)
         setup = KerasLoss(**spec["loss"]).setup(head["kind"])
