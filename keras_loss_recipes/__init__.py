@@ -13,6 +13,8 @@ backend, each name is loaded when first used:
     StabilityMonitor      a callback for model.fit: the loss path at train begin, stability figures
                           per epoch in TensorBoard, stops on NaN/inf and says where it began
     loss_path(model)      which computation the compiled loss really performs, on this backend
+    diagnose(model)       the loss doctor's report for a live model or a .keras file (a row per backend x precision)
+    fix(model)            the logits model with its from_logits loss, and an inference model of probabilities
     exact_cross_entropy   the float64 reference cross entropy from logits, exact in relative terms
     formulations          the registry of loss formulations (names(), get(name), formulation(name))
 """
@@ -25,6 +27,10 @@ _PUBLIC = {
     "LossPathError": "keras_loss_recipes.api.monitor",
     "loss_path": "keras_loss_recipes.api.loss_path",
     "exact_cross_entropy": "keras_loss_recipes.losses.numerics",
+    "diagnose": "keras_loss_recipes.recipes.doctor.diagnosis",
+    "Diagnosis": "keras_loss_recipes.recipes.doctor.diagnosis",
+    "fix": "keras_loss_recipes.recipes.doctor.fix",
+    "Fixed": "keras_loss_recipes.recipes.doctor.fix",
 }
 _MODULES = {"formulations": "keras_loss_recipes.losses"}  # public names that are modules
 __all__ = sorted([*_PUBLIC, *_MODULES])

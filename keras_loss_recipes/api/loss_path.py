@@ -10,12 +10,11 @@ import dataclasses
 from dataclasses import dataclass
 
 from keras_loss_recipes import losses
-from keras_loss_recipes.losses.keras_losses import KerasLoss, parse
+from keras_loss_recipes.losses.keras_losses import KerasLoss
 from keras_loss_recipes.losses.paths import MEANINGS, detect_loss_path
 from keras_loss_recipes.reporting.doctor_report import fix_lines
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.training.heads import Head
-from keras_loss_recipes.training.live_head import LogitsView
 
 
 @dataclass(frozen=True)
@@ -53,6 +52,10 @@ class LossPathCheck:
 def loss_path(model, loss=None) -> LossPathCheck:
     """Measure the loss path of `model` (compiled, or with `loss=` a name or Keras loss) on this backend.
 
+    The model and its loss are read and checked as `diagnose` reads them (one clear error for a model with
+    several outputs, no classifier head, no loss, or a loss the doctor does not know); only the path is
+    measured, in the head's own dtype policy, so it takes a fraction of a second.
+
     >>> import keras
     >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
     >>> model.compile(loss="categorical_crossentropy")
@@ -64,29 +67,19 @@ def loss_path(model, loss=None) -> LossPathCheck:
     """
     import keras
 
-    given = loss if loss is not None else getattr(model, "loss", None)
-    if given is None:
-        raise UserError(f"model '{model.name}' is not compiled with a loss: compile it with loss=... "
-                        "or pass loss= (e.g. loss='categorical_crossentropy')")
-    parsed = parse(_serialized(given))
-    view = LogitsView(model)
-    if not parsed.fits(view.head.kind):
-        raise UserError(f"{parsed.code()} does not fit the {view.head.kind} head of model '{model.name}'")
+    from keras_loss_recipes.recipes.doctor.diagnosis import prepare
     from keras_loss_recipes.recipes.doctor.worker import head_layer
 
-    head = view.head
+    plan = prepare(model, loss=_serialized(loss) if loss is not None else None)
+    head = plan.model.head
+    if head.kind == "unknown":
+        raise UserError(f"{plan.where}: cannot find its logits: {head.reason}")
     layer = head_layer(dataclasses.asdict(head), head.dtype)
-    measured = detect_loss_path(parsed.setup(head.kind), head=layer, num_classes=head.width)
+    measured = detect_loss_path(plan.loss.setup(head.kind), head=layer, num_classes=head.width)
     return LossPathCheck(keras.backend.backend(), head.dtype, measured.path, measured.measured, measured.exact,
-                         head, parsed)
+                         head, plan.loss)
 
 
 def _serialized(loss):
-    """A loss as `parse` reads it: a name, or Keras's serialized form of a loss object or function."""
-    import keras
-
-    if isinstance(loss, str):
-        return loss
-    if isinstance(loss, (list, tuple, dict)):
-        return loss  # parse names it: several losses, several outputs
-    return keras.saving.serialize_keras_object(loss)
+    """A loss as the doctor reads it: a name, or the class name of a Keras loss object."""
+    return loss if isinstance(loss, str) else type(loss).__name__
