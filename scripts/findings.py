@@ -53,7 +53,9 @@ ESTIMATE_S = {"paths": 30, "train": 6, "probe": 40, "default": 45}
 
 
 def formulations_on(backend: str, names=None) -> list[str]:
-    return [n for n in (names or losses.names()) if backend in losses.formulation(n).backends]
+    """`names` (default: every formulation the training recipe trains, the multiclass task's) that run on `backend`."""
+    names = names or losses.names(losses.TASK_FAMILIES[losses.MULTICLASS])
+    return [n for n in names if backend in losses.formulation(n).backends]
 
 
 def matrix(quick: bool) -> dict:

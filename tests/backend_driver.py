@@ -6,7 +6,9 @@ process per backend:
     KERAS_BACKEND=jax python tests/backend_driver.py OUT_DIR '{"name": ["override", ...], ...}'
 
 It prints one line `RESULT {name: metrics}` (`keras_loss_recipes.runtime.workers.report`), each with
-`fit_steps_per_execution`: the steps per execution of each fit's model, as compiled. With BLOCK_TENSORFLOW=1 in the
+`fit_steps_per_execution`: the steps per execution of each fit's model, as compiled. A run named
+`loss_paths` lists formulations instead of overrides: its result is {formulation: the loss path measured
+in this process} (`detect_loss_path`), for those no recipe trains yet. With BLOCK_TENSORFLOW=1 in the
 environment, importing tensorflow (or tensorflow_datasets) fails here, as on a
 machine without them.
 """
@@ -61,6 +63,16 @@ def record_fits(set_fit=setattr) -> list[int]:
     return fits
 
 
+LOSS_PATHS = "loss_paths"
+
+
+def measured_paths(names: list[str]) -> dict:
+    from keras_loss_recipes import losses
+    from keras_loss_recipes.losses.paths import detect_loss_path
+
+    return {name: detect_loss_path(losses.get(name)).path for name in names}
+
+
 def main(out_dir: str, runs_json: str) -> None:
     if os.environ.get("BLOCK_TENSORFLOW") == "1":
         hide_tensorflow()
@@ -71,6 +83,9 @@ def main(out_dir: str, runs_json: str) -> None:
 
     results, fits = {}, record_fits()
     for name, overrides in json.loads(runs_json).items():
+        if name == LOSS_PATHS:
+            results[name] = measured_paths(overrides)
+            continue
         cfg = compose_train([f"backend={os.environ['KERAS_BACKEND']}", *overrides])
         before = len(fits)
         results[name] = run_recipe(get_recipe(cfg.recipe.name), Run(cfg, Path(out_dir) / name))

@@ -7,8 +7,8 @@ from keras_loss_recipes.losses.paths import candidate_losses, classify, detect_l
 
 # What the registry says each formulation does on TensorFlow; measured below.
 EXPECTED_ON_TENSORFLOW = {name: losses.formulation(name).expected_path("tensorflow") for name in losses.names()}
-KNOWN_PATHS = {"fused_logits", "rescued_softmax", "clipped_probabilities", "naive",
-               "logits_as_probabilities", "double_softmax", "unsupported"}
+KNOWN_PATHS = {"fused_logits", "rescued_softmax", "rescued_sigmoid", "clipped_probabilities", "naive",
+               "logits_as_probabilities", "double_softmax", "double_sigmoid", "unsupported"}
 
 
 def test_every_expected_path_is_one_the_detector_can_name():
@@ -21,7 +21,10 @@ def test_every_expected_path_is_one_the_detector_can_name():
 def test_measured_path_on_tensorflow(name):
     report = detect_loss_path(losses.get(name))
     assert report.path == EXPECTED_ON_TENSORFLOW[name], report.describe()
-    assert (report.warning is not None) == (report.path not in ("fused_logits", "rescued_softmax"))
+    assert (report.warning is not None) == (report.path not in losses.EXACT_PATHS)
+    if report.warning:  # the fix it names is its own family's sound formulation
+        fix = "bce_from_logits" if losses.formulation(name).family == "sigmoid" else "sparse_from_logits"
+        assert f"loss={fix}" in report.warning, report.warning
 
 
 def test_options_do_not_change_the_path():

@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pytest
 
+from keras_loss_recipes import losses
 from keras_loss_recipes.recipes import probe
 from keras_loss_recipes.recipes import train as train_recipe
 from tests.conftest import TINY
@@ -115,17 +116,26 @@ def test_probe_recipe_finds_the_documented_failure_gaps(compose, tmp_path):
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
         m = probe.run(cfg, tmp_path)
-    # mistake_double_softmax is measured on purpose: Keras's warning about it is not printed.
-    assert not [w for w in shown if "produced by a Softmax" in str(w.message)]
+    # mistake_double_softmax and mistake_double_sigmoid are measured on purpose: Keras's warnings are not printed.
+    assert not [w for w in shown if "produced by a" in str(w.message)]
     first = {(f["dtype"], f["loss"]): f["first_bad_gap"] for f in m["failures"]}
     assert 84 <= first[("float32", "naive")] <= 92  # float32 exp(-gap) underflows near 87
     assert 14 <= first[("float16", "naive")] <= 20  # float16 near 17
     assert 16 <= first[("float32", "clipped_probs")] <= 18  # the clip caps the loss at 16.118
     for name in ("from_logits", "sparse_from_logits", "tf_nn_logits", "softmax_ce"):
         assert first[("float32", name)] is None and first[("float16", name)] is None
+    # The sigmoid family over the logit's magnitude (gaps 0, 2, 4, ...): the clip at 15.94, the naive sigmoid
+    # rounding to 1 (inf from about 17); TensorFlow rescues the sigmoid head, in float16 too.
+    assert first[("float32", "bce_clipped_probs")] == first[("float32", "bce_naive")] == 16
+    for name in ("bce_from_logits", "tf_nn_sigmoid_logits", "sigmoid_bce"):
+        assert first[("float32", name)] is None and first[("float16", name)] is None
     with open(tmp_path / "probe.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 2 * 101 * 10
+    assert len(rows) == 2 * 101 * len(losses.names())
+    naive_far = [r for r in rows if r["loss"] == "bce_naive" and r["dtype"] == "float32" and float(r["gap"]) >= 18]
+    assert all(float(r["value"]) == np.inf for r in naive_far)
+    clipped = [r for r in rows if r["loss"] == "bce_clipped_probs" and r["dtype"] == "float32" and float(r["gap"]) >= 18]
+    assert all(abs(float(r["value"]) - 15.942) < 1e-3 and float(r["grad_norm"]) == 0.0 for r in clipped)
     clipped_far = [r for r in rows if r["loss"] == "clipped_probs" and r["dtype"] == "float32" and float(r["gap"]) >= 50]
     assert all(float(r["grad_norm"]) == 0.0 for r in clipped_far)  # the clip kills the gradient
     assert all(abs(float(r["value"]) - 16.118) < 1e-3 for r in clipped_far)

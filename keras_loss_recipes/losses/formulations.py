@@ -1,14 +1,18 @@
 """The loss formulations: each defined once, everything else asks this registry.
 
 A formulation fixes what belongs together:
-  * the head on top of the model's logits: none ("logits") or a softmax layer,
-  * the label format the loss expects: integer ids ("sparse") or "onehot",
+  * the head on top of the model's logits: none ("logits"), a softmax or a sigmoid layer,
+  * the label format the loss expects: integer ids ("sparse"), "onehot", or "binary"
+    (one 0/1 target per output unit),
   * the loss callable itself,
   * the loss path Keras takes with it on each backend (`expected_path`): the
     computation `keras_loss_recipes.losses.paths` measures, e.g. a softmax head with a plain
     `CategoricalCrossentropy()` is `rescued_softmax` (exact) on TensorFlow and
     `clipped_probabilities` on JAX and PyTorch. The tests measure every one of
     these on every installed backend.
+Two families: the softmax family (one softmax over the classes: what the training
+recipe trains, a multiclass classifier) and the sigmoid family (a sigmoid per output
+unit, binary cross entropy: binary and multi-label outputs).
 The README's formulation table is rendered from here: `python -m keras_loss_recipes.losses`.
 
 Example:
@@ -20,6 +24,8 @@ Example:
 ('rescued_softmax', 'clipped_probabilities')
 >>> formulation("tf_nn_logits").expected_path("torch")
 'unsupported'
+>>> formulation("sigmoid_bce").family, formulation("sigmoid_bce").expected_path("jax")
+('sigmoid', 'clipped_probabilities')
 """
 from __future__ import annotations
 
@@ -33,8 +39,13 @@ from keras_loss_recipes.losses.numerics import CLIP_EPSILON
 
 ALL_BACKENDS = ("tensorflow", "jax", "torch")
 SOFTMAX_LAYER = "softmax"  # the name `LossSetup.attach_head` gives a softmax head
-# The paths that compute the exact cross entropy (a sigmoid head is rescued only in the loss doctor).
+SIGMOID_LAYER = "sigmoid"  # ... and a sigmoid head
+# The paths that compute the exact cross entropy.
 EXACT_PATHS = ("fused_logits", "rescued_softmax", "rescued_sigmoid")
+# What each family's output is and what it is trained on (the error lines quote these).
+FAMILIES = {"softmax": "one softmax over the classes", "sigmoid": "a sigmoid per output unit, 0/1 targets"}
+MULTICLASS = "multiclass"  # the task the training recipe trains: integer class labels
+TASK_FAMILIES = {MULTICLASS: "softmax"}  # the family that fits each task
 
 
 class LossOptionError(ValueError):
@@ -52,8 +63,8 @@ class LossOptionError(ValueError):
 @dataclass(frozen=True)
 class Formulation:
     name: str
-    head: str  # "logits" or "softmax" ("sigmoid" for a user's model, see keras_loss_recipes.losses.keras_losses)
-    labels: str  # "sparse" or "onehot" ("binary": one 0/1 target per output unit)
+    head: str  # "logits", "softmax" or "sigmoid"
+    labels: str  # "sparse" or "onehot" (the softmax family), "binary" (the sigmoid family: a 0/1 target per unit)
     computes: str  # what the loss computes, in one line
     use_when: str  # advice, shown in the README's formulation table
     # (label_smoothing, **loss_kwargs) -> a keras Loss, or a per-example function
@@ -74,6 +85,11 @@ class Formulation:
             return self.path_on_tensorflow
         return self.path_elsewhere or self.path_on_tensorflow
 
+    @property
+    def family(self) -> str:
+        """The key of FAMILIES: "sigmoid" for a binary cross entropy (a 0/1 target per unit), else "softmax"."""
+        return "sigmoid" if self.labels == "binary" else "softmax"
+
 
 # --- loss builders (keras / tensorflow are imported only when a loss is built) ---
 
@@ -84,6 +100,13 @@ def _smooth(y, label_smoothing):
         return y
     num_classes = y.shape[-1]
     return y * (1.0 - label_smoothing) + label_smoothing / num_classes
+
+
+def _smooth_binary(y, label_smoothing):
+    """Keras's binary label smoothing: each unit is a two-class problem, y * (1 - ls) + ls / 2."""
+    if not label_smoothing:
+        return y
+    return y * (1.0 - label_smoothing) + 0.5 * label_smoothing
 
 
 def _keras_categorical(from_logits: bool):
@@ -156,6 +179,58 @@ def _clipped(label_smoothing, **unused):
         return -ops.sum(y * ops.log(p), axis=-1)
 
     return clipped_probability_cross_entropy
+
+
+def _keras_binary(from_logits: bool):
+    def build(label_smoothing, **loss_kwargs):
+        import keras
+
+        return keras.losses.BinaryCrossentropy(
+            from_logits=from_logits, label_smoothing=label_smoothing, **loss_kwargs
+        )
+
+    return build
+
+
+def _tf_nn_sigmoid_logits(label_smoothing, **unused):
+    import tensorflow as tf
+
+    def tf_nn_sigmoid_cross_entropy_with_logits(y_true, logits):
+        y = _smooth_binary(tf.cast(y_true, logits.dtype), label_smoothing)
+        # The op gives one loss per unit; BinaryCrossentropy's mean over the units makes the two comparable.
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=logits), axis=-1)
+
+    return tf_nn_sigmoid_cross_entropy_with_logits
+
+
+def _bce_naive(label_smoothing, **unused):
+    from keras import ops
+
+    def naive_binary_cross_entropy(y_true, logits):
+        # Deliberately the textbook formula, nothing guarding log(0): once sigmoid(z)
+        # rounds to 1 (or underflows to 0) the loss is inf/NaN. The backends' own sigmoid
+        # op, unlike 1 / (1 + exp(-z)) written out: TensorFlow's vectorised division rounds
+        # that to 1 - 2**-24 on a batch, hiding the failure behind a plateau at 16.6.
+        # (TensorFlow's graph optimiser leaves log(sigmoid(z)) as it is: the tests measure the inf.)
+        y = _smooth_binary(ops.cast(y_true, logits.dtype), label_smoothing)
+        p = ops.sigmoid(logits)
+        return -ops.mean(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p), axis=-1)
+
+    return naive_binary_cross_entropy
+
+
+def _bce_clipped(label_smoothing, **unused):
+    from keras import ops
+
+    def clipped_probability_binary_cross_entropy(y_true, probs):
+        # What Keras does when it cannot see the logits behind a sigmoid: clip to
+        # [eps, 1 - eps], take the logs. In float32 1 - 1e-7 rounds to 1 - 2**-23, so
+        # a unit whose target is 0 caps at 15.94 (target 1: 16.118); the gradient is 0 there.
+        y = _smooth_binary(ops.cast(y_true, probs.dtype), label_smoothing)
+        p = ops.clip(probs, CLIP_EPSILON, 1.0 - CLIP_EPSILON)
+        return -ops.mean(y * ops.log(p) + (1.0 - y) * ops.log(1.0 - p), axis=-1)
+
+    return clipped_probability_binary_cross_entropy
 
 
 _REGISTRY: dict[str, Formulation] = {
@@ -238,6 +313,61 @@ _REGISTRY: dict[str, Formulation] = {
             path_on_tensorflow="rescued_softmax", path_elsewhere="double_softmax",
             is_mistake=True,
         ),
+        # --- the sigmoid family: a sigmoid per output unit (binary and multi-label outputs) ---
+        Formulation(
+            "sigmoid_bce", head="sigmoid", labels="binary",
+            computes="Dense -> sigmoid layer -> BinaryCrossentropy() on probabilities",
+            use_when="The classic binary pattern. Exact only on TensorFlow, whose Keras backend reads the "
+                     "logits back out of the sigmoid layer; on JAX and PyTorch it is the clipped path.",
+            build=_keras_binary(from_logits=False),
+            path_on_tensorflow="rescued_sigmoid", path_elsewhere="clipped_probabilities",
+        ),
+        Formulation(
+            "bce_from_logits", head="logits", labels="binary",
+            computes="logits -> BinaryCrossentropy(from_logits=True)",
+            use_when="The sigmoid family's sound choice: stable on every backend.",
+            build=_keras_binary(from_logits=True),
+        ),
+        Formulation(
+            "tf_nn_sigmoid_logits", head="logits", labels="binary",
+            computes="logits -> tf.nn.sigmoid_cross_entropy_with_logits, mean over the units",
+            use_when="The fused TensorFlow op; the same numbers as bce_from_logits, TensorFlow only.",
+            build=_tf_nn_sigmoid_logits,
+            backends=("tensorflow",),
+        ),
+        Formulation(
+            "bce_naive", head="logits", labels="binary",
+            computes="-mean(y * log(sigmoid(z)) + (1 - y) * log(1 - sigmoid(z))), no clipping",
+            use_when="Never: it shows the textbook formula turning into inf/NaN once the sigmoid rounds to 1.",
+            build=_bce_naive,
+            path_on_tensorflow="naive",
+        ),
+        Formulation(
+            "bce_clipped_probs", head="sigmoid", labels="binary",
+            computes="sigmoid -> clip(p, 1e-7, 1 - 1e-7) -> -mean(y * log(p) + (1 - y) * log(1 - p))",
+            use_when="Never: it shows what Keras computes when it cannot see the logits behind a sigmoid "
+                     "(a loss of 30 reads 15.94 in float32, zero gradient where the clip bites).",
+            build=_bce_clipped,
+            path_on_tensorflow="clipped_probabilities",
+        ),
+        Formulation(
+            "mistake_bce_logits_as_probs", head="logits", labels="binary",
+            computes="logits -> BinaryCrossentropy() without from_logits: logits read as probabilities",
+            use_when="Never: the forgotten from_logits=True of the sigmoid family. Keras clips the logits "
+                     "to [1e-7, 1 - 1e-7] as if they were probabilities, without a warning.",
+            build=_keras_binary(from_logits=False),
+            path_on_tensorflow="logits_as_probabilities",
+            is_mistake=True,
+        ),
+        Formulation(
+            "mistake_double_sigmoid", head="sigmoid", labels="binary",
+            computes="sigmoid layer -> BinaryCrossentropy(from_logits=True)",
+            use_when="Never: from_logits=True on a sigmoid output. Keras on TensorFlow warns and uses "
+                     "the logits behind the sigmoid; JAX and PyTorch apply a second sigmoid.",
+            build=_keras_binary(from_logits=True),
+            path_on_tensorflow="rescued_sigmoid", path_elsewhere="double_sigmoid",
+            is_mistake=True,
+        ),
     ]
 }
 
@@ -259,9 +389,9 @@ def _function_loss_class():
     return FunctionLoss
 
 
-def names() -> list[str]:
-    """All formulation names, in registry order."""
-    return list(_REGISTRY)
+def names(family: str | None = None) -> list[str]:
+    """All formulation names, in registry order; those of one family ("softmax", "sigmoid") if given."""
+    return [n for n, f in _REGISTRY.items() if family is None or f.family == family]
 
 
 def formulation(name: str) -> Formulation:
@@ -301,6 +431,18 @@ class LossSetup:
                 option="backend",
             )
 
+    def check_task(self, task: str, backend: str | None = None) -> None:
+        """Refuse a formulation of the family that does not fit `task` (a key of TASK_FAMILIES),
+        naming the ones that do (those that run on `backend`, if given)."""
+        family = TASK_FAMILIES[task]
+        if self.formulation.family != family:
+            fit = [n for n in names(family) if backend is None or backend in formulation(n).backends]
+            raise LossOptionError(
+                f"a {self.formulation.family} formulation ({FAMILIES[self.formulation.family]}) cannot train "
+                f"a {task} classifier ({FAMILIES[family]}); formulations that fit: {', '.join(fit)}",
+                option="task",
+            )
+
     def make_loss(self, dtype=None, reduction="sum_over_batch_size"):
         """The keras Loss for `model.compile`.
 
@@ -332,6 +474,8 @@ class LossSetup:
             logits = keras.layers.Rescaling(1.0 / self.temperature, dtype=dtype, name="temperature")(logits)
         if self.head == "softmax":
             return logits, keras.layers.Activation("softmax", dtype=dtype, name=SOFTMAX_LAYER)(logits)
+        if self.head == "sigmoid":
+            return logits, keras.layers.Activation("sigmoid", dtype=dtype, name=SIGMOID_LAYER)(logits)
         return logits, logits
 
     def accuracy_metric(self):
@@ -339,6 +483,8 @@ class LossSetup:
 
         if self.labels == "sparse":
             return keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        if self.labels == "binary":  # a logit says yes above 0, a probability above 0.5
+            return keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0 if self.head == "logits" else 0.5)
         return keras.metrics.CategoricalAccuracy(name="accuracy")
 
     def encode_labels(self, ids: np.ndarray, num_classes: int) -> np.ndarray:
@@ -377,7 +523,7 @@ def get(name: str, label_smoothing: float = 0.0, temperature: float = 1.0) -> Lo
             f"label_smoothing={label_smoothing!r}: must be in [0, 1)", option="label_smoothing"
         )
     if label_smoothing and not f.supports_label_smoothing:
-        able = [n for n, g in _REGISTRY.items() if g.supports_label_smoothing]
+        able = [n for n in names(f.family) if formulation(n).supports_label_smoothing]
         raise LossOptionError(
             f"label_smoothing={label_smoothing!r}: {name!r} takes integer labels and cannot "
             f"smooth them; formulations that can: {', '.join(able)}",

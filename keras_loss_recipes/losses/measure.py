@@ -55,7 +55,7 @@ def loss_and_logit_grad(setup: LossSetup, logits: np.ndarray, labels, dtype: str
     float64 arrays: the losses, the gradient norms, and the logits as rounded
     to `dtype`.
 
-    `head` (a layer) replaces the formulation's own softmax, e.g. by a user's
+    `head` (a layer) replaces the formulation's own softmax or sigmoid, e.g. by a user's
     model's head with its dtype policy; `loss_dtype` is the dtype Keras casts
     the head's output to before the loss (training under a mixed policy: float32).
     Both default to what the probe measures: the formulation's head and loss in `dtype`.
@@ -68,8 +68,8 @@ def loss_and_logit_grad(setup: LossSetup, logits: np.ndarray, labels, dtype: str
     from keras import ops
 
     num_classes = logits.shape[-1]
-    if head is None and setup.head == "softmax":
-        head = keras.layers.Activation("softmax", dtype=dtype)
+    if head is None and setup.head != "logits":  # the formulation's softmax or sigmoid, in `dtype`
+        head = keras.layers.Activation(setup.head, dtype=dtype)
     loss_fn = setup.make_loss(dtype=loss_dtype or dtype, reduction="none")
     y = ops.convert_to_tensor(setup.encode_labels(np.asarray(labels), num_classes))
 

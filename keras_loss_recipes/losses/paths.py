@@ -12,7 +12,7 @@ computation gives there.
     large probe     logits (G, 0, ..., 0), true class 1, G = 200: exact CE is about 200;
                     clipping caps it at -log(1e-7) = 16.118; the naive formula gives inf/NaN.
 
-A binary loss (BinaryCrossentropy on sigmoid units) has probes of its own:
+A binary loss (BinaryCrossentropy on sigmoid units: the sigmoid family) has probes of its own:
 unit 0 at logit 2, then at G, with target 0 (`binary_probe_batches`); there the
 clip caps the loss of a unit at -log(1 - (1 - 1e-7)) in float32, about 15.94.
 
@@ -75,6 +75,27 @@ MISTAKES = {
         "logit gaps. Use loss=sparse_from_logits (or from_logits)"
     ),
 }
+# The same for the sigmoid family, whose sound formulation is bce_from_logits.
+SIGMOID_MISTAKES = {
+    "clipped_probabilities": (
+        "the loss is computed from clipped probabilities: a unit's loss is capped at 15.94 (16.118 where "
+        "its target is 1) and its gradient is 0 for confidently wrong examples. Output logits and use "
+        "loss=bce_from_logits"
+    ),
+    "logits_as_probabilities": (
+        "logits are being treated as probabilities (from_logits=False on a logits head): Keras clips "
+        "them to [1e-7, 1 - 1e-7]. Use loss=bce_from_logits"
+    ),
+    "double_sigmoid": (
+        "a sigmoid is applied to probabilities again (from_logits=True on a sigmoid head). "
+        "Drop the sigmoid head and use loss=bce_from_logits"
+    ),
+    "naive": (
+        "the loss takes log(sigmoid(z)) and log(1 - sigmoid(z)) without protection and turns into "
+        "inf/NaN once the sigmoid rounds to 0 or 1. Use loss=bce_from_logits"
+    ),
+}
+WARNINGS = {"softmax": MISTAKES, "sigmoid": SIGMOID_MISTAKES}  # by the formulation's family
 
 
 def probe_batches(num_classes: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -155,10 +176,11 @@ class LossPath:
     path: str
     measured: tuple[float, ...]  # the compiled loss on each probe
     exact: tuple[float, ...]  # the exact cross entropy on each probe
+    family: str = "softmax"  # the formulation's (its warning names that family's sound formulation)
 
     @property
     def warning(self) -> str | None:
-        return MISTAKES.get(self.path)
+        return WARNINGS[self.family].get(self.path)
 
     def describe(self) -> str:
         pairs = ", ".join(f"{m:.4g} vs exact {e:.4g}" for m, e in zip(self.measured, self.exact))
@@ -205,7 +227,7 @@ def detect_loss_path(setup, head=None, num_classes: int = 10) -> LossPath:
         candidates.append(cand)
         exact.append(cand["exact"])
     path = classify(setup.head, measured, candidates, rtol=match_rtol(head))
-    return LossPath(path, tuple(measured), tuple(exact))
+    return LossPath(path, tuple(measured), tuple(exact), family=setup.formulation.family)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from keras_loss_recipes.losses.formulations import ALL_BACKENDS, formulation, names
 
-LABEL_NAMES = {"sparse": "int", "onehot": "one-hot"}
+LABEL_NAMES = {"sparse": "int", "onehot": "one-hot", "binary": "0/1 per unit"}
 
 
 def formulation_table() -> str:

@@ -5,9 +5,12 @@ formulation's head and its loss all run in that dtype, through the same Keras
 code that training uses (compiled as training compiles it, so the TensorFlow
 backend's softmax rescue applies exactly as in `fit`, and is absent on JAX and
 PyTorch exactly as there). The probe example is confidently
-wrong (`keras_loss_recipes.losses.paths.gap_batch`): 10 classes, logits (gap, 0, ..., 0), true
-class 1, so the exact cross entropy grows like the gap and its gradient stays
-near sqrt(2).
+wrong (`keras_loss_recipes.losses.paths.gap_batch`):
+  * the softmax family: 10 classes, logits (gap, 0, ..., 0), true class 1, so the
+    exact cross entropy grows like the gap and its gradient stays near sqrt(2);
+  * the sigmoid family: one logit per example, at the gap, target 0, so the exact
+    binary cross entropy (`numerics.exact_binary_cross_entropy`) grows like the
+    logit's magnitude and its gradient stays near 1.
 
     1. prepare the run directory (the job has checked the config);
     2. sweep: per dtype and formulation, the loss and its gradient at every gap
@@ -49,9 +52,14 @@ def sweep(cfg) -> list[dict]:
     return rows
 
 
+SIGMOID_UNITS = 1  # the sigmoid family's probe: one logit per example, a binary classifier's
+
+
 def measure_rows(name: str, gaps, num_classes: int, dtype: str, tol: float) -> list[dict]:
-    """Formulation `name` in `dtype` at every gap: its loss and gradient against the exact ones."""
-    curve = sweep_gaps(losses.get(name), dtype, num_classes, gaps=gaps)
+    """Formulation `name` in `dtype` at every gap: its loss and gradient against the exact ones
+    (`num_classes` for the softmax family; the sigmoid family has one logit)."""
+    units = SIGMOID_UNITS if losses.formulation(name).family == "sigmoid" else num_classes
+    curve = sweep_gaps(losses.get(name), dtype, units, gaps=gaps)
     abs_err, rel_err, ok = np.abs(curve.values - curve.exact), curve.relative_errors(), curve.within(tol)
     return [{
         "dtype": dtype, "loss": name, "gap": float(gap), "value": float(curve.values[i]),
@@ -61,16 +69,16 @@ def measure_rows(name: str, gaps, num_classes: int, dtype: str, tol: float) -> l
     } for i, gap in enumerate(gaps)]
 
 
-# Keras warns when `from_logits=True` meets a softmax output. The probe runs
-# mistake_double_softmax on purpose: the warning is that mistake, which probe.csv
-# measures and reports, not a problem of the run, so it is not printed.
-DOUBLE_SOFTMAX_WARNING = r".*received `from_logits=True`, but the `output` argument was produced by a Softmax"
+# Keras warns when `from_logits=True` meets a softmax or sigmoid output. The probe runs
+# mistake_double_softmax and mistake_double_sigmoid on purpose: the warning is that mistake,
+# which probe.csv measures and reports, not a problem of the run, so it is not printed.
+DOUBLE_HEAD_WARNING = r".*received `from_logits=True`, but the `output` argument was produced by a (Softmax|Sigmoid)"
 
 
 @contextlib.contextmanager
 def mistakes_measured_on_purpose():
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=DOUBLE_SOFTMAX_WARNING, category=UserWarning)
+        warnings.filterwarnings("ignore", message=DOUBLE_HEAD_WARNING, category=UserWarning)
         yield
 
 

@@ -2,7 +2,7 @@
 
     probe.csv            one row per dtype x formulation x gap: loss, exact, errors, gradient norms
     probe_failures.csv   per dtype x formulation: the first gap where it goes wrong, and how
-    probe.png            relative error and gradient norm against the gap, one panel per dtype
+    probe.png            relative error and gradient norm against the gap, a column per dtype, two rows per family
     probe/               TensorBoard: the figure as an image, the curves as scalars
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 
 import numpy as np
+
+from keras_loss_recipes import losses
 
 ROW_FIELDS = ["dtype", "loss", "gap", "value", "exact", "abs_error", "rel_error", "grad_norm", "exact_grad_norm", "ok"]
 FAILURE_FIELDS = ["dtype", "loss", "first_bad_gap", "how"]
@@ -38,7 +40,11 @@ def write_csv(path: Path, rows: list[dict], fields: list[str]) -> None:
         writer.writerows(rows)
 
 
+FAMILY_LOSS = {"softmax": "exact CE", "sigmoid": "exact BCE (one logit)"}
+
+
 def plot(rows: list[dict], failures: list[dict], path: Path) -> None:
+    """Relative error and gradient norm against the gap: a column per dtype, two rows per family."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -46,11 +52,29 @@ def plot(rows: list[dict], failures: list[dict], path: Path) -> None:
 
     dtypes = list(dict.fromkeys(r["dtype"] for r in rows))
     names = list(dict.fromkeys(r["loss"] for r in rows))
+    families = list(dict.fromkeys(losses.formulation(n).family for n in names))
+    fig, axes = plt.subplots(2 * len(families), len(dtypes), figsize=(5.5 * len(dtypes), 8 * len(families)),
+                             squeeze=False, sharex=True)
+    for at, family in enumerate(families):
+        members = [n for n in names if losses.formulation(n).family == family]
+        _plot_family(axes[2 * at:2 * at + 2], rows, failures, dtypes, members, FAMILY_LOSS[family])
+    for col in range(len(dtypes)):
+        axes[-1, col].set_xlabel("logit gap (the truth is behind by this much; one logit: its magnitude)")
+    fig.suptitle("Where each loss formulation goes wrong (dotted line / triangle: first gap with NaN, inf or error > tolerance)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_family(axes, rows: list[dict], failures: list[dict], dtypes: list[str], names: list[str], exact: str) -> None:
+    """One family's formulations: relative error in the first row of `axes`, gradient norm in the second."""
+    import matplotlib.pyplot as plt
+
     colors = dict(zip(names, plt.get_cmap("tab10").colors))
-    styles = dict(zip(names, ["-", "--", "-.", ":"] * 4))
+    styles = dict(zip(names, ["-", "--", "-.", ":"] * 3))
     bad = {(f["dtype"], f["loss"]): f["first_bad_gap"] for f in failures}
-    fig, axes = plt.subplots(2, len(dtypes), figsize=(5.5 * len(dtypes), 8), squeeze=False, sharex=True)
     for col, dtype in enumerate(dtypes):
+        exact_grad = None
         for name in names:
             sel = [r for r in rows if r["dtype"] == dtype and r["loss"] == name]
             if not sel:
@@ -58,6 +82,7 @@ def plot(rows: list[dict], failures: list[dict], path: Path) -> None:
             gap = np.array([r["gap"] for r in sel])
             rel = np.array([r["rel_error"] for r in sel])
             grad = np.array([r["grad_norm"] for r in sel])
+            exact_grad = sel[-1]["exact_grad_norm"]
             # log axes: show exact zeros at the floor, NaN/inf as gaps in the line
             style = dict(color=colors[name], ls=styles[name], label=name, lw=1.4, alpha=0.85)
             axes[0, col].plot(gap, np.clip(rel, 1e-9, None), **style)
@@ -66,17 +91,13 @@ def plot(rows: list[dict], failures: list[dict], path: Path) -> None:
             if g is not None:
                 axes[0, col].axvline(g, color=colors[name], ls=":", lw=0.8)
                 axes[0, col].plot([g], [1e-9], marker="v", color=colors[name], ms=7)
-        axes[0, col].set_title(f"{dtype}: relative error vs exact CE")
-        axes[1, col].set_title(f"{dtype}: |d loss / d logits| (exact: about 1.41)")
+        axes[0, col].set_title(f"{dtype}: relative error vs {exact}")
+        about = "" if exact_grad is None else f" (exact: about {exact_grad:.2f})"
+        axes[1, col].set_title(f"{dtype}: |d loss / d logits|{about}")
         for ax in axes[:, col]:
             ax.set_yscale("log")
             ax.grid(alpha=0.3)
-        axes[1, col].set_xlabel("logit gap (true class is behind by this much)")
     axes[0, 0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("Where each loss formulation goes wrong (dotted line / triangle: first gap with NaN, inf or error > tolerance)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_tensorboard(rows: list[dict], png: Path, log_dir: Path) -> None:
