@@ -4,7 +4,9 @@
     comparison.csv   one row per run: every config value, status, metrics
     comparison.md    of a grid, one row per group (the config values that vary, seed aside):
                      mean +- std over seeds of the runs that finished `ok`;
-                     diverged and failed runs are counted, never averaged in
+                     diverged and failed runs are counted, never averaged in;
+                     then their calibration: the temperature each fitted on its validation
+                     logits, and the test NLL, ECE and Brier score before and after it
     comparison.png   test accuracy and exact CE per group, validation accuracy per epoch; groups closer than
                      their spread over seeds are drawn equal (comparison_figure.py)
     comparison/      the same table (text) and figure (image) for TensorBoard
@@ -22,6 +24,8 @@ import statistics
 from pathlib import Path
 
 from keras_loss_recipes.sweeps.comparison_figure import plot
+from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS, ECE_BINS, SCORE_NAMES, SCORES, after_key, before_after, \
+    before_key, confidence
 from keras_loss_recipes.reporting.results import earlier_attempts
 from keras_loss_recipes.sweeps.search_report import write_search_report
 from keras_loss_recipes.sweeps.record import hydra_record, job_number, search_of
@@ -35,7 +39,7 @@ from keras_loss_recipes.sweeps.job_names import SWEEP_FILE
 IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
-    "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
+    "test_exact_ce", *CALIBRATION_KEYS, "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
     "train_samples_per_s", "wall_s", "error", "resumed", "earlier_attempts",  # what stopped it before a resume
     "job",
 ]
@@ -137,6 +141,7 @@ def summarize(runs: list[dict], keys: list[str]) -> list[dict]:
             "loss_path": "/".join(sorted({r.get("loss_path") for r in members if r.get("loss_path")})) or "-",
             "samples_per_s": mean_std([r.get("train_samples_per_s") for r in ok])[0],
             "val_curves": [r.get("history", {}).get("val_accuracy", []) for r in ok],
+            **{key: mean_std([r.get(key) for r in ok]) for key in CALIBRATION_KEYS},
         })
     return rows
 
@@ -165,6 +170,23 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+CALIBRATION_INTRO = ("\n## Calibration\n\nTemperature scaling: each run fits one T on its validation logits "
+                     "(T > 1: it was over-confident, T < 1: under-confident) and divides its test logits by it; "
+                     f"the accuracy stays. ECE with {ECE_BINS} bins.\n\n")
+
+
+def calibration_table(rows: list[dict]) -> str:
+    """Per group: the fitted temperature (mean ± std over the ok runs) and what it says, and the test NLL, ECE
+    and Brier score before → after (means)."""
+    lines = ["| group | fitted T | " + " | ".join(f"test {SCORE_NAMES[s]} before → after" for s in SCORES)
+             + " |", "|---" * (2 + len(SCORES)) + "|"]
+    for r in rows:
+        temperature = "-" if r["temperature"][0] is None else f"{_fmt(r['temperature'])} ({confidence(r['temperature'][0])})"
+        cells = [before_after(r[before_key(s)], r[after_key(s)]) for s in SCORES]
+        lines.append(f"| {r['group']} | {temperature} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
     from keras_loss_recipes.runtime.event_files import summary_writer
 
@@ -188,15 +210,16 @@ def write_grid_report(sweep_dir: Path, runs: list[dict]) -> dict:
     keys = varying_keys(runs)
     rows = summarize(runs, keys)
     table = markdown_table(rows)
+    calibration = calibration_table(rows)
     atomic.write_text(
         sweep_dir / "comparison.md",
         f"# Comparison of {len(runs)} runs in {sweep_dir}\n\nGrouped by: {', '.join(keys)}. "
         "Means and stds are over the runs that finished `ok`; diverged and failed runs are counted. "
         "Test figures are each run's last.keras (the model after the last epoch).\n\n"
-        + table
+        + table + CALIBRATION_INTRO + calibration
     )
     plot(rows, sweep_dir / "comparison.png")
-    return {"kind": "grid", "runs": runs, "rows": rows, "keys": keys, "table": table}
+    return {"kind": "grid", "runs": runs, "rows": rows, "keys": keys, "table": table + CALIBRATION_INTRO + calibration}
 
 
 def write_report(sweep_dir: Path, tensorboard: bool = True) -> dict:
