@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from keras_loss_recipes.losses.numerics import exact_cross_entropy, stable_softmax
-from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS, ECE_BINS, SCORES, after_key, before_key
+from keras_loss_recipes.reporting.calibration import (
+    CALIBRATION_KEYS, ECE_BINS, SCORES, TEMPERATURE_BOUNDS, after_key, before_key)
 from keras_loss_recipes.runtime.errors import UserError
 
-TEMPERATURE_BOUNDS = (0.05, 20.0)  # past these a fitted T says the logits are broken, not miscalibrated
 FIT_TOLERANCE = 1e-7  # on log T, so about this relative on T: far below anything NLL or ECE can resolve
 GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0  # the golden section keeps this fraction of the bracket per step
 BOOTSTRAP_RESAMPLES = 1000

@@ -13,6 +13,7 @@ these names; the sweep report and the findings read them from there.
 from __future__ import annotations
 
 ECE_BINS = 15  # the confidence bins of every ECE a run records
+TEMPERATURE_BOUNDS = (0.05, 20.0)  # past these a fitted T says the logits are broken, not miscalibrated
 SCORES = ("nll", "ece", "brier")  # test_<score> before, test_<score>_calibrated after
 CALIBRATION_KEYS = ("temperature", *(f"test_{score}{after}" for score in SCORES for after in ("", "_calibrated")))
 SCORE_NAMES = {"nll": "NLL", "ece": "ECE", "brier": "Brier"}
@@ -32,6 +33,11 @@ def confidence(temperature) -> str:
     if temperature is None:
         return "-"
     return "over-confident" if temperature > 1 else "under-confident" if temperature < 1 else "calibrated"
+
+
+def at_bound(temperature) -> bool:
+    """Whether a fitted T is a bound of the search (the NLL's minimum lies at or beyond it)."""
+    return temperature is not None and any(abs(temperature - b) <= 1e-6 * b for b in TEMPERATURE_BOUNDS)
 
 
 def _mean(pair) -> float | None:
