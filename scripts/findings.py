@@ -49,7 +49,7 @@ from keras_loss_recipes.runtime.backends import BACKENDS  # noqa: E402
 
 COMMAND = "python scripts/findings.py"
 STRESSED = ("softmax_ce", "sparse_from_logits", "clipped_probs", "naive")  # the precision rows, and --quick's
-SMOOTHED, LABEL_SMOOTHING = ("from_logits",), 0.1  # label smoothing needs one-hot labels: the Keras loss that takes them
+SMOOTHED, LABEL_SMOOTHING = ("from_logits",), 0.1  # smoothing needs one-hot labels: the Keras loss that takes them
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=2"]
 # Rough seconds per job kind on 2 CPU cores, for the first ETA (then the measured pace takes over).
 RESULTS_FILE = "results.json"  # the raw results, in the run's directory

@@ -84,17 +84,28 @@ def _plot_panels(panels: list, labels, path: Path, bins: int, suptitle: str | No
 
 
 def _draw_reliability(top, bottom, logits, labels, title: str, bins: int) -> None:
+    """Accuracy per bin as bars, the bin's mean confidence as a tick, and the gap between them hatched: red where
+    the model is surer than right (over-confident), orange where less sure (under-confident)."""
     b = reliability_bins(logits, labels, bins)
     ece = expected_calibration_error(logits, labels, bins)
     centers = (b["edges"][:-1] + b["edges"][1:]) / 2
-    width = 1.0 / bins
-    top.bar(centers, np.nan_to_num(b["accuracy"]), width=width * 0.95, color="tab:blue", alpha=0.8, label="accuracy")
-    top.bar(centers, np.nan_to_num(b["confidence"] - b["accuracy"]), bottom=np.nan_to_num(b["accuracy"]),
-            width=width * 0.95, color="tab:red", alpha=0.3, label="gap to confidence")
+    width = 0.95 / bins
+    filled = b["count"] > 0
+    accuracy, confidence = b["accuracy"][filled], b["confidence"][filled]
+    top.bar(centers[filled], accuracy, width=width, color="tab:blue", alpha=0.75, label="accuracy")
+    for over, color, hatch, said in ((True, "tab:red", "///", "over-confident gap"),
+                                     (False, "tab:orange", "\\\\\\", "under-confident gap")):
+        gap = (confidence > accuracy) == over
+        top.bar(centers[filled][gap], np.abs(confidence - accuracy)[gap], bottom=np.minimum(accuracy, confidence)[gap],
+                width=width, facecolor="none", edgecolor=color, hatch=hatch, lw=0.8, label=said)
+    top.plot(centers[filled], confidence, linestyle="none", marker="_", markersize=14, mew=2, color="black",
+             label="mean confidence")
     top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
     top.set_title(f"{title}\nECE ({bins} bins) = {ece:.4f}")
     top.legend(loc="upper left", fontsize=8)
-    bottom.bar(centers, b["count"], width=width * 0.95, color="gray")
+    bottom.bar(centers, b["count"], width=width, color="gray")
     bottom.set_yscale("log")
     bottom.set_xlabel("confidence (top softmax probability)")
 
