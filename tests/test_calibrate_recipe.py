@@ -130,3 +130,33 @@ def test_a_checkpoint_without_a_model_is_exit_code_2_on_the_command_line(tmp_pat
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: checkpoint={tmp_path / 'run'}: the directory holds no last.keras or best.keras or "
         "last.weights.h5 or best.weights.h5")
+
+
+def test_the_docs_state_the_bounds_and_bins_the_code_uses():
+    from keras_loss_recipes.reporting.calibration import ECE_BINS, TEMPERATURE_BOUNDS
+
+    text = (ROOT / "docs" / "calibration.md").read_text()
+    low, high = TEMPERATURE_BOUNDS
+    assert f"within [{low:g}, {high:g}]" in text and f"{ECE_BINS} equal-width confidence bins" in text
+
+
+def test_the_sweep_report_tables_each_groups_temperature_and_scores_before_and_after(tmp_path):
+    from keras_loss_recipes.sweeps import comparison
+    from tests.test_sweeps import fake_run
+
+    (tmp_path / "multirun.yaml").write_text("{}")
+    figures = {"a0": (1.2, 0.30, 0.28), "a1": (1.4, 0.50, 0.44), "b0": (20.0, 9.0, 2.0), "b1": (None, None, None)}
+    for name, (temperature, nll, nll_after) in figures.items():
+        fake_run(tmp_path, name, "from_logits" if name[0] == "a" else "naive", int(name[1]),
+                 status="diverged" if name == "b1" else "ok")
+        path = tmp_path / name / "metrics.json"
+        keys = dict.fromkeys(CALIBRATION_KEYS, 0.01) | {"temperature": temperature, "test_nll": nll,
+                                                          "test_nll_calibrated": nll_after}
+        path.write_text(json.dumps(json.loads(path.read_text()) | keys))
+    comparison.write_report(tmp_path, tensorboard=False)
+    md = (tmp_path / "comparison.md").read_text()
+    table = md[md.index("## Calibration"):]
+    assert "| loss=from_logits | 1.300 ± 0.141 (over-confident) | 0.4000 → 0.3600 | 0.0100 → 0.0100 |" in table
+    # The diverged run is left out of the means; a T at the search's bound is said to be there.
+    assert "| loss=naive | 20.000 ± 0.000 (over-confident, at the bound) | 9.0000 → 2.0000 |" in table
+    assert "temperature,test_nll,test_nll_calibrated" in (tmp_path / "comparison.csv").read_text().splitlines()[0]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from keras_loss_recipes.sweeps.comparison_figure import plot
 from keras_loss_recipes.reporting.calibration import (
-    CALIBRATION_KEYS, ECE_BINS, SCORE_NAMES, SCORES, after_key, before_after, before_key, confidence)
+    CALIBRATION_KEYS, ECE_BINS, SCORE_NAMES, SCORES, after_key, at_bound, before_after, before_key, confidence)
 from keras_loss_recipes.reporting.results import earlier_attempts
 from keras_loss_recipes.sweeps.search_report import write_search_report
 from keras_loss_recipes.sweeps.record import hydra_record, job_number, search_of
@@ -182,7 +182,8 @@ def calibration_table(rows: list[dict]) -> str:
              + " |", "|---" * (2 + len(SCORES)) + "|"]
     for r in rows:
         fitted = r["temperature"]
-        temperature = "-" if fitted[0] is None else f"{_fmt(fitted)} ({confidence(fitted[0])})"
+        bound = ", at the bound" if at_bound(fitted[0]) else ""
+        temperature = "-" if fitted[0] is None else f"{_fmt(fitted)} ({confidence(fitted[0])}{bound})"
         cells = [before_after(r[before_key(s)], r[after_key(s)]) for s in SCORES]
         lines.append(f"| {r['group']} | {temperature} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
