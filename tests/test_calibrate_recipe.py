@@ -160,3 +160,15 @@ def test_the_sweep_report_tables_each_groups_temperature_and_scores_before_and_a
     # The diverged run is left out of the means; a T at the search's bound is said to be there.
     assert "| loss=naive | 20.000 ± 0.000 (over-confident, at the bound) | 9.0000 → 2.0000 |" in table
     assert "temperature,test_nll,test_nll_calibrated" in (tmp_path / "comparison.csv").read_text().splitlines()[0]
+
+
+def test_the_published_findings_answer_the_calibration_question_per_backend():
+    """docs/findings.json (python scripts/findings.py): a T for every finished run, and label smoothing measured."""
+    findings = json.loads((ROOT / "docs" / "findings.json").read_text())
+    for backend in findings["backends"]:
+        for group in ("ordinary", "stress", "ordinary_smoothed", "stress_smoothed"):
+            rows = [g for g in findings["groups"] if g["group"] == group and g["backend"] == backend and g["ok"]]
+            assert rows and all(g["temperature"] and g["confidence"] for g in rows), (backend, group)
+        claims = findings["claims"][backend]
+        assert claims["smoothing_ordinary"]["from_logits"]["t_lower"] is not None
+    assert (ROOT / "docs" / "img" / "findings_calibration.png").stat().st_size > 20_000

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from keras_loss_recipes import losses
-from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS
+from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS, at_bound
 from keras_loss_recipes.reporting.spread import mean_std
 
 CLAIM_RATIO = 3.0  # "far above": more than three times the exact CE of the logits path
@@ -116,16 +116,32 @@ def backend_claims(backend: str, paths: list[dict], groups: list[dict]) -> dict:
 
 def calibration_claims(backend: str, groups: list[dict]) -> dict:
     """Per training condition (no stress, stress), the formulations the fitted T finds over- and
-    under-confident, and what label smoothing makes of each smoothed formulation: (without, with)."""
+    under-confident, and what label smoothing does to each smoothed formulation (`smoothing_effect`)."""
     claims = {}
     for plain, smoothed in CALIBRATION_GROUPS:
         rows = [g for g in groups if g["group"] == plain and g["backend"] == backend and g["precision"] == "float32"]
         claims[f"confidence_{plain}"] = {word: sorted(g["loss"] for g in rows if g.get("confidence") == word)
                                          for word in ("over-confident", "under-confident", "mixed")}
-        claims[f"smoothing_{plain}"] = {
-            g["loss"]: [(find(rows, loss=g["loss"]) or {}).get("confidence"), g.get("confidence")]
-            for g in groups if g["group"] == smoothed and g["backend"] == backend}
+        claims[f"at_bound_{plain}"] = sorted(g["loss"] for g in rows if g.get("temperature")
+                                             and at_bound(g["temperature"][0]))
+        claims[f"smoothing_{plain}"] = {g["loss"]: smoothing_effect(find(rows, loss=g["loss"]), g)
+                                        for g in groups if g["group"] == smoothed and g["backend"] == backend}
     return claims
+
+
+def smoothing_effect(without: dict | None, smoothed: dict) -> dict:
+    """The same formulation without and with label smoothing: what T says of each, whether T is lower with it
+    (the model less sure of itself), and whether its test ECE is higher before scaling and lower after."""
+    def higher(key):
+        a, b = _mean(without, key), _mean(smoothed, key)
+        return None if None in (a, b) else b > a
+
+    lower_t, lower_after = higher("temperature"), higher("test_ece_calibrated")
+    bound = [bool(g and g.get("temperature") and at_bound(g["temperature"][0])) for g in (without, smoothed)]
+    return {"without": (without or {}).get("confidence"), "with": smoothed.get("confidence"),
+            "at_bound_without": bound[0], "at_bound_with": bound[1],
+            "t_lower": None if lower_t is None else not lower_t, "ece_before_higher": higher("test_ece"),
+            "ece_after_lower": None if lower_after is None else not lower_after}
 
 
 def _sound_agree(groups: list[dict], backend: str) -> bool | None:

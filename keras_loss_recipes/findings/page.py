@@ -192,35 +192,97 @@ def calibration_section(f: dict) -> str:
              "the accuracy does not move. T > 1: the softmax was surer than the model is right (over-confident), "
              "T < 1: less sure (under-confident); `mixed`: the seeds disagree. ECE with "
              f"{ECE_BINS} bins, on the test split; each a mean over the seeds that finished. A T at a bound of its "
-             "search (`at the bound`) had its best fit there or beyond.\n"]
+             "search (`at the bound`) had its best fit there or beyond.\n", calibration_answer(f)]
     for plain, smoothed in CALIBRATION_GROUPS:
         if not any(g["group"] in (plain, smoothed) for g in rows):
             continue
         said = [_confidence_line(f, b, plain) for b in f["backends"]]
         said += [_smoothing_line(f, plain, loss) for loss in
                  dict.fromkeys(n for b in f["backends"] for n in f["claims"][b].get(f"smoothing_{plain}", {}))]
-        lines += [f"**{CONDITIONS[plain].capitalize()}**\n", "\n".join(line for line in said if line) + "\n",
+        lines += [f"**{CONDITIONS[plain].capitalize()}**\n", "".join(line if line.endswith("\n") else line + "\n"
+                                                                  for line in said if line),
                   calibration_table([g for g in rows if g["group"] in (plain, smoothed)], f["backends"])]
     return "\n".join([*lines, "![Calibration](img/findings_calibration.png)\n"])
 
 
 def _confidence_line(f: dict, backend: str, group: str) -> str:
-    said = f["claims"][backend].get(f"confidence_{group}")
+    claims = f["claims"][backend]
+    said = claims.get(f"confidence_{group}")
     if not said:
         return ""
     parts = [f"{word}: {', '.join(f'`{n}`' for n in names)}" for word, names in said.items() if names]
+    bound = claims.get(f"at_bound_{group}") or []
+    if bound:
+        parts.append("T at the bound of its search (the logits too large for any T within it): "
+                     + ("every one of them" if sorted(bound) == sorted(n for names in said.values() for n in names)
+                        else ", ".join(f"`{n}`" for n in bound)))
     return f"* {backend}: " + ("; ".join(parts) or "no formulation finished")
 
 
 def _smoothing_line(f: dict, group: str, loss: str) -> str:
-    """What label smoothing made of `loss`'s calibration, on each backend."""
-    changes = {}
+    """What label smoothing did to `loss`'s calibration, backends that agree said together."""
+    said = {}
     for backend in f["backends"]:
-        pair = f["claims"][backend].get(f"smoothing_{group}", {}).get(loss)
-        if pair:
-            changes.setdefault(" → ".join(str(word) for word in pair), []).append(backend)
-    said = "; ".join(f"{change} on {', '.join(backends)}" for change, backends in changes.items())
-    return f"* label smoothing on `{loss}` (without → with): {said}" if said else ""
+        effect = f["claims"][backend].get(f"smoothing_{group}", {}).get(loss)
+        if effect:
+            said.setdefault(_smoothing_effect(effect), []).append(backend)
+    return "".join(f"* label smoothing on `{loss}`, {', '.join(backends)}: {text}\n" for text, backends in said.items())
+
+
+def _smoothing_effect(e: dict) -> str:
+    t = {True: "a lower T with it (the model less sure of itself)", False: "a higher T with it (surer)"}.get(
+        e["t_lower"], "T not compared")
+    stays = (f"{e['without']} without it and with it" if e["without"] == e["with"]
+             else f"{e['without']} without it, {e['with']} with it")
+    ece = {(True, True): "; its ECE higher before scaling, lower after",
+           (True, False): "; its ECE higher before scaling, and not lower after",
+           (False, True): "; its ECE lower before scaling and after",
+           (False, False): "; its ECE lower before scaling, not after"}.get((e["ece_before_higher"], e["ece_after_lower"]), "")
+    bound = {(True, False): "; T at the bound without it, within the search with it",
+             (False, True): "; T within the search without it, at the bound with it"}.get(
+        (e.get("at_bound_without"), e.get("at_bound_with")), "")
+    return f"{t}: {stays}{bound}{ece}"
+
+
+def calibration_answer(f: dict) -> str:
+    """The section's answer, from the claims: who comes out over- or under-confident, without and under stress,
+    and whether label smoothing changes that."""
+    lines = [_condition_answer(f, plain) for plain in CONDITIONS]
+    effects = [e for b in f["backends"] for plain in CONDITIONS
+               for e in f["claims"][b].get(f"smoothing_{plain}", {}).values()]
+    if effects:
+        lower = all(e["t_lower"] for e in effects)
+        same = all(e["without"] == e["with"] for e in effects)
+        lines.append("* Label smoothing " + ("lowers T on every backend, without stress and under it" if lower
+                                             else "does not move T the same way everywhere")
+                     + (", but does not change the verdict: what was under-confident stays so, and what was "
+                        "over-confident too." if same else ", and changes the verdict where the lines below say so."))
+    return "".join(line + "\n" for line in lines if line)
+
+
+def _condition_answer(f: dict, plain: str) -> str:
+    said = {b: f["claims"][b].get(f"confidence_{plain}") for b in f["backends"]}
+    if not all(said.values()):
+        return ""
+    def where(word):
+        """Each formulation with that verdict, and the backends it has it on where not all."""
+        names = dict.fromkeys(n for b in f["backends"] for n in said[b][word])
+        out = []
+        for name in sorted(names):
+            on = [b for b in f["backends"] if name in said[b][word]]
+            runs_on = [b for b in f["backends"] if b in losses.formulation(name).backends]
+            out.append(f"`{name}`" + ("" if on == runs_on else f" ({', '.join(on)})"))
+        return out
+
+    over, under = where("over-confident"), where("under-confident")
+    bound = all(sorted(f["claims"][b].get(f"at_bound_{plain}") or []) == sorted(said[b]["over-confident"])
+                for b in f["backends"])
+    if over and not under and not any(said[b]["mixed"] for b in f["backends"]):
+        return (f"* {CONDITIONS[plain].capitalize()}: every formulation that finished comes out over-confident"
+                + (", with T at the bound of its search" if bound else "") + ".")
+    mistakes = all(losses.formulation(n.split("`")[1]).is_mistake for n in over)
+    return (f"* {CONDITIONS[plain].capitalize()}: under-confident: {', '.join(under) or 'none'}; over-confident: "
+            f"{', '.join(over) or 'none'}" + (" (deliberate mistakes only)" if over and mistakes else "") + ".")
 
 
 def calibration_table(rows: list[dict], backends: list[str]) -> str:

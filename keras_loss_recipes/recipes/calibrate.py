@@ -29,7 +29,7 @@ from keras_loss_recipes.evaluation.calibration import (
 from keras_loss_recipes.evaluation.held_out import all_logits
 from keras_loss_recipes.lifecycle.run import Run, in_process
 from keras_loss_recipes.recipes.evaluate import check_width, resolve_checkpoint, saved_logits_model
-from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS, ECE_BINS, confidence
+from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS, ECE_BINS, verdict
 from keras_loss_recipes.runtime.quiet import start_backend
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def calibrate_checkpoint(cfg, run: Run) -> dict:
     write_tensorboard(run, result)
     run.write_metrics(result)
     log.info("calibrate %s on %s: T=%.4f (%s); test accuracy %.4f -> %.4f, NLL %.4f -> %.4f, ECE %.4f -> %.4f, "
-             "Brier %.4f -> %.4f; wrote %s", checkpoint, splits.name, temperature, confidence(temperature),
+             "Brier %.4f -> %.4f; wrote %s", checkpoint, splits.name, temperature, verdict(temperature),
              result["test_accuracy"], result["test_accuracy_calibrated"], result["test_nll"],
              result["test_nll_calibrated"], result["test_ece"], result["test_ece_calibrated"], result["test_brier"],
              result["test_brier_calibrated"], run.dir / CALIBRATED_MODEL)

@@ -40,6 +40,11 @@ def at_bound(temperature) -> bool:
     return temperature is not None and any(abs(temperature - b) <= 1e-6 * b for b in TEMPERATURE_BOUNDS)
 
 
+def verdict(temperature) -> str:
+    """`confidence`, and whether T stopped at a bound of its search (the logits then need more than a T)."""
+    return confidence(temperature) + (", at the bound of its search" if at_bound(temperature) else "")
+
+
 def _mean(pair) -> float | None:
     return None if not pair or pair[0] is None else pair[0]
 

@@ -8,7 +8,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from keras_loss_recipes.recipes.train.context import Training
-from keras_loss_recipes.reporting.calibration import confidence
+from keras_loss_recipes.reporting.calibration import verdict
 from keras_loss_recipes.reporting.objective import VALIDATION_FIGURES
 from keras_loss_recipes.training.saved_form import saved_files
 
@@ -133,6 +133,6 @@ def say_how_it_ended(metrics: dict, written) -> None:
     if metrics.get("test_nll_calibrated") is not None:
         log.info("temperature scaling: T=%.3f fitted on the validation logits (%s); on the test split NLL "
                  "%.4f -> %.4f, ECE %.4f -> %.4f, Brier %.4f -> %.4f", metrics["temperature"],
-                 confidence(metrics["temperature"]), metrics["test_nll"], metrics["test_nll_calibrated"],
+                 verdict(metrics["temperature"]), metrics["test_nll"], metrics["test_nll_calibrated"],
                  metrics["test_ece"], metrics["test_ece_calibrated"], metrics["test_brier"],
                  metrics["test_brier_calibrated"])
