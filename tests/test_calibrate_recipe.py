@@ -154,11 +154,15 @@ def test_the_sweep_report_tables_each_groups_temperature_and_scores_before_and_a
                                                           "test_nll_calibrated": nll_after}
         path.write_text(json.dumps(json.loads(path.read_text()) | keys))
     comparison.write_report(tmp_path, tensorboard=False)
-    md = (tmp_path / "comparison.md").read_text()
-    table = md[md.index("## Calibration"):]
-    assert "| loss=from_logits | 1.300 ± 0.141 (over-confident) | 0.4000 → 0.3600 | 0.0100 → 0.0100 |" in table
+    from tests.test_sweeps import report_rows
+
+    rows = report_rows((tmp_path / "comparison.md").read_text())  # one row per group: the calibration in it
+    assert rows["loss=from_logits"]["fitted T"] == "1.300 ± 0.141 (over-confident)"
+    assert rows["loss=from_logits"]["test NLL before → after"] == "0.4000 → 0.3600"
+    assert rows["loss=from_logits"]["test ECE before → after"] == "0.0100 → 0.0100"
     # The diverged run is left out of the means; a T at the search's bound is said to be there.
-    assert "| loss=naive | 20.000 ± 0.000 (over-confident, at the bound) | 9.0000 → 2.0000 |" in table
+    assert rows["loss=naive"]["fitted T"] == "20.000 ± 0.000 (over-confident, at the bound)"
+    assert rows["loss=naive"]["test NLL before → after"] == "9.0000 → 2.0000"
     assert "temperature,test_nll,test_nll_calibrated" in (tmp_path / "comparison.csv").read_text().splitlines()[0]
 
 
