@@ -12,6 +12,8 @@ keras_loss_recipes.runtime.workers runs them), in this order:
                recipe's float32 head and with an unsafe low-precision head
     ordinary   every formulation, no stress, several seeds (mean +- std)
     stress     every formulation under the stability stress (logits x300)
+    smoothed   `from_logits` with label smoothing, without and under stress: does it
+               change the calibration (the temperature every run fits at its end)?
     precision  a few formulations under stress in mixed_float16 and mixed_bfloat16
     probe      loss error and gradient against the logit gap, per dtype
     default    `python train.py` itself (TensorFlow only)
@@ -40,12 +42,14 @@ from keras_loss_recipes.findings.figures import write_figures  # noqa: E402
 from keras_loss_recipes.findings.page import (  # noqa: E402
     README_BEGIN, README_END, json_text, render_page, render_readme_block,
 )
+from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS  # noqa: E402
 from keras_loss_recipes.reporting.generated import environment, replace_readme_block  # noqa: E402
 from keras_loss_recipes.runtime import workers  # noqa: E402
 from keras_loss_recipes.runtime.backends import BACKENDS  # noqa: E402
 
 COMMAND = "python scripts/findings.py"
 STRESSED = ("softmax_ce", "sparse_from_logits", "clipped_probs", "naive")  # the precision rows, and --quick's
+SMOOTHED, LABEL_SMOOTHING = ("from_logits",), 0.1  # smoothing needs one-hot labels: the Keras loss that takes them
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=2"]
 # Rough seconds per job kind on 2 CPU cores, for the first ETA (then the measured pace takes over).
 RESULTS_FILE = "results.json"  # the raw results, in the run's directory
@@ -73,6 +77,9 @@ def matrix(quick: bool) -> dict:
         "probe": ["recipe=probe", "recipe.points=21", "recipe.dtypes=[float32,float16]"] if quick else ["recipe=probe"],
         "probe_backends": ["tensorflow"] if quick else list(BACKENDS),
         "default": not quick,
+        # The ordinary and stress runs of these formulations again, with label smoothing (their seeds).
+        "smoothed_losses": [] if quick else list(SMOOTHED),
+        "label_smoothing": LABEL_SMOOTHING,
     }
 
 
@@ -86,6 +93,10 @@ def plan(backend: str, quick: bool) -> list[dict]:
         for name in formulations_on(backend, names):
             for seed in m["seeds"][group]:
                 jobs.append(_train_job(group, name, seed, "float32", False, [*m["base"], stress]))
+        for name in [n for n in m.get("smoothed_losses", []) if backend in losses.formulation(n).backends]:
+            for seed in m["seeds"][group]:
+                jobs.append(_train_job(f"{group}_smoothed", name, seed, "float32", False, [*m["base"], stress],
+                                       m["label_smoothing"]))
     for precision in m["precisions"]:
         stressed = [*m["base"], "stress=logits_x300"]
         for name in formulations_on(backend, m["precision_losses"]):
@@ -116,12 +127,13 @@ def left_out(quick: bool) -> list[str]:
     ]
 
 
-def _train_job(group, name, seed, precision, unsafe_head, overrides) -> dict:
+def _train_job(group, name, seed, precision, unsafe_head, overrides, label_smoothing=0.0) -> dict:
     label = f"{name}_seed{seed}_{precision}" + ("_unsafe_head" if unsafe_head else "")
+    smoothing = [f"loss.label_smoothing={label_smoothing}"] if label_smoothing else []
     return {"kind": "train", "group": group, "name": label, "loss": name, "seed": seed, "precision": precision,
-            "unsafe_head": unsafe_head,
+            "unsafe_head": unsafe_head, "label_smoothing": label_smoothing,
             "overrides": [*overrides, f"loss={name}", f"seed={seed}", f"trainer.precision={precision}",
-                          f"stress.unsafe_head_dtype={str(unsafe_head).lower()}"]}
+                          f"stress.unsafe_head_dtype={str(unsafe_head).lower()}", *smoothing]}
 
 
 # --- the parent: one child process per backend, progress and ETA ---------------------------
@@ -221,7 +233,7 @@ def train_job(job: dict, run_dir: Path) -> dict:
     from keras_loss_recipes.recipes import train
 
     m = train.run(compose(job["overrides"]), run_dir)
-    keep = ("status", "loss_path", "val_accuracy", "test_accuracy", "test_exact_ce", "test_loss", "test_ece",
+    keep = ("status", "loss_path", "val_accuracy", "test_accuracy", "test_exact_ce", "test_loss", *CALIBRATION_KEYS,
             "first_nonfinite", "nonfinite_steps", "epochs_completed", "wall_s", "train_examples", "stability")
     origin = m.get("nonfinite_origin")
     return {**{k: m.get(k) for k in keep}, "nonfinite_origin": origin and {k: origin.get(k) for k in ORIGIN_KEPT}}

@@ -70,7 +70,8 @@ class DoctorRecipe(Recipe):
     calibrate: bool = MISSING
 
 
-RECIPES = {"train": TrainRecipe, "evaluate": EvaluateRecipe, "probe": ProbeRecipe, "doctor": DoctorRecipe}
+RECIPES = {"train": TrainRecipe, "evaluate": EvaluateRecipe, "probe": ProbeRecipe, "doctor": DoctorRecipe,
+           "calibrate": Recipe}  # calibrate takes no option of its own: checkpoint= and data= say what it needs
 
 
 # --- data: by data._target_; each class lists its file's keys in the file's order ------------------

@@ -19,15 +19,19 @@ from pathlib import Path
 import numpy as np
 
 from keras_loss_recipes.losses.numerics import exact_cross_entropy, stable_softmax
+from keras_loss_recipes.reporting.calibration import (
+    CALIBRATION_KEYS, ECE_BINS, SCORES, TEMPERATURE_BOUNDS, after_key, before_key)
 from keras_loss_recipes.runtime.errors import UserError
 
-TEMPERATURE_BOUNDS = (0.05, 20.0)  # past these a fitted T says the logits are broken, not miscalibrated
 FIT_TOLERANCE = 1e-7  # on log T, so about this relative on T: far below anything NLL or ECE can resolve
 GOLDEN = (np.sqrt(5.0) - 1.0) / 2.0  # the golden section keeps this fraction of the bracket per step
 BOOTSTRAP_RESAMPLES = 1000
+EMPTY_SPLIT = ("no examples to calibrate on: the validation split is empty; "
+               "set data.val_examples to a number above 0")
+PROBABILITY_SUM_TOLERANCE = 1e-3  # rows of non-negative outputs summing to 1 within this are probabilities
 
 
-def reliability_bins(logits, labels, bins: int = 15) -> dict:
+def reliability_bins(logits, labels, bins: int = ECE_BINS) -> dict:
     """Per-bin counts, accuracy and mean confidence (float64)."""
     probs = stable_softmax(np.asarray(logits, dtype=np.float64))
     confidence = probs.max(axis=-1)
@@ -41,38 +45,69 @@ def reliability_bins(logits, labels, bins: int = 15) -> dict:
     return {"edges": edges, "count": count, "accuracy": accuracy, "confidence": mean_conf}
 
 
-def expected_calibration_error(logits, labels, bins: int = 15) -> float:
+def expected_calibration_error(logits, labels, bins: int = ECE_BINS) -> float:
     b = reliability_bins(logits, labels, bins)
     filled = b["count"] > 0
     weights = b["count"][filled] / b["count"].sum()
     return float(np.sum(weights * np.abs(b["accuracy"][filled] - b["confidence"][filled])))
 
 
-def plot_reliability(logits, labels, path: Path, title: str, bins: int = 15) -> None:
+def plot_reliability(logits, labels, path: Path, title: str, bins: int = ECE_BINS) -> None:
+    """The reliability diagram of `logits` (bars: accuracy per confidence bin; below: examples per bin)."""
+    _plot_panels([(logits, title)], labels, path, bins)
+
+
+def plot_calibration(logits, labels, temperature: float, path: Path, title: str, bins: int = ECE_BINS) -> None:
+    """The reliability diagrams of `logits` and of `logits / temperature`, side by side on shared axes."""
+    z = np.asarray(logits, dtype=np.float64)
+    _plot_panels([(z, "before: softmax(logits)"), (z / temperature, f"after: softmax(logits / {temperature:.3f})")],
+                 labels, path, bins, suptitle=title)
+
+
+def _plot_panels(panels: list, labels, path: Path, bins: int, suptitle: str | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    b = reliability_bins(logits, labels, bins)
-    ece = expected_calibration_error(logits, labels, bins)
-    centers = (b["edges"][:-1] + b["edges"][1:]) / 2
-    width = 1.0 / bins
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.bar(centers, np.nan_to_num(b["accuracy"]), width=width * 0.95, color="tab:blue", alpha=0.8, label="accuracy")
-    top.bar(centers, np.nan_to_num(b["confidence"] - b["accuracy"]), bottom=np.nan_to_num(b["accuracy"]),
-            width=width * 0.95, color="tab:red", alpha=0.3, label="gap to confidence")
-    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    top.set_ylabel("accuracy")
-    top.set_title(f"{title}\nECE ({bins} bins) = {ece:.4f}")
-    top.legend(loc="upper left", fontsize=8)
-    bottom.bar(centers, b["count"], width=width * 0.95, color="gray")
-    bottom.set_yscale("log")
-    bottom.set_ylabel("examples")
-    bottom.set_xlabel("confidence (top softmax probability)")
+    fig, axes = plt.subplots(2, len(panels), figsize=(5 * len(panels), 6), sharex=True, sharey="row", squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]})
+    for column, (logits, title) in enumerate(panels):
+        _draw_reliability(axes[0, column], axes[1, column], logits, labels, title, bins)
+    axes[0, 0].set_ylabel("accuracy")
+    axes[1, 0].set_ylabel("examples")
+    if suptitle:
+        fig.suptitle(suptitle)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _draw_reliability(top, bottom, logits, labels, title: str, bins: int) -> None:
+    """Accuracy per bin as bars, the bin's mean confidence as a tick, and the gap between them hatched: red where
+    the model is surer than right (over-confident), orange where less sure (under-confident)."""
+    b = reliability_bins(logits, labels, bins)
+    ece = expected_calibration_error(logits, labels, bins)
+    centers = (b["edges"][:-1] + b["edges"][1:]) / 2
+    width = 0.95 / bins
+    filled = b["count"] > 0
+    accuracy, confidence = b["accuracy"][filled], b["confidence"][filled]
+    top.bar(centers[filled], accuracy, width=width, color="tab:blue", alpha=0.75, label="accuracy")
+    for over, color, hatch, said in ((True, "tab:red", "///", "over-confident gap"),
+                                     (False, "tab:orange", "\\\\\\", "under-confident gap")):
+        gap = (confidence > accuracy) == over
+        top.bar(centers[filled][gap], np.abs(confidence - accuracy)[gap], bottom=np.minimum(accuracy, confidence)[gap],
+                width=width, facecolor="none", edgecolor=color, hatch=hatch, lw=0.8, label=said)
+    top.plot(centers[filled], confidence, linestyle="none", marker="_", markersize=14, mew=2, color="black",
+             label="mean confidence")
+    top.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_title(f"{title}\nECE ({bins} bins) = {ece:.4f}")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar(centers, b["count"], width=width, color="gray")
+    bottom.set_yscale("log")
+    bottom.set_xlabel("confidence (top softmax probability)")
 
 
 def checked_logits(logits, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -84,8 +119,7 @@ def checked_logits(logits, labels) -> tuple[np.ndarray, np.ndarray]:
         raise UserError(f"logits of shape {z.shape}: calibration needs one row of class logits per example "
                         "(examples x classes); a single sigmoid logit per example is not supported")
     if z.shape[0] == 0:
-        raise UserError("no examples to calibrate on: the validation split is empty; "
-                        "set data.val_examples to a number above 0")
+        raise UserError(EMPTY_SPLIT)
     if y.ndim != 1 or y.shape[0] != z.shape[0]:
         raise UserError(f"labels of shape {y.shape} for {z.shape[0]} rows of logits: "
                         "give one integer class id per example, in the logits' order")
@@ -154,7 +188,7 @@ def fit_temperature(logits, labels, bounds: tuple[float, float] = TEMPERATURE_BO
     return float(np.exp((low + high) / 2))
 
 
-def ece_interval(logits, labels, bins: int = 15, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
+def ece_interval(logits, labels, bins: int = ECE_BINS, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float]:
     """A bootstrap interval of the ECE: the examples resampled with replacement `resamples` times. ECE on a
     few hundred images moves by as much as a calibration changes it; read a change as real only where
@@ -202,3 +236,85 @@ def with_temperature(logits_model, temperature: float):
     divide.adapt_variance.assign(np.float32(temperature) ** 2)
     divide.finalize_state()  # the layer reads its weights into the tensors it divides by here
     return keras.Model(logits_model.inputs, outputs, name=f"{logits_model.name}_calibrated")
+
+
+def scores(logits, labels, bins: int = ECE_BINS) -> dict:
+    """NLL, ECE and Brier score of `logits` on `labels` (float64)."""
+    return {"nll": negative_log_likelihood(logits, labels), "ece": expected_calibration_error(logits, labels, bins),
+            "brier": brier_score(logits, labels)}
+
+
+def calibration_figures(test_logits, test_labels, temperature: float | None, bins: int = ECE_BINS) -> dict:
+    """metrics.json's calibration keys: `temperature`, and the test split's NLL, ECE and Brier score before
+    (`test_nll`) and after (`test_nll_calibrated`) its logits are divided by it; after is None without a T."""
+    z, y = checked_logits(test_logits, test_labels)
+    before = scores(z, y, bins)
+    after = scores(z / temperature, y, bins) if temperature is not None else dict.fromkeys(SCORES)
+    figures = {"temperature": temperature, **{before_key(s): before[s] for s in SCORES},
+               **{after_key(s): after[s] for s in SCORES}}
+    return {key: figures[key] for key in CALIBRATION_KEYS}
+
+
+def calibration_logits_model(model, where: str = "the model"):
+    """The model whose outputs temperature scaling divides: `model` itself when it outputs logits, the logits
+    behind this project's softmax layer when it ends in one. One UserError line for a softmax or sigmoid
+    activation of the model's own, whose logits this does not take out (`recipe=doctor` shows how)."""
+    from keras_loss_recipes.training.heads import find_head, live_config
+    from keras_loss_recipes.training.network import logits_model_of
+
+    logits_model = logits_model_of(model)
+    try:
+        head = find_head(live_config(logits_model), where)
+    except UserError:  # an output find_head has no name for: its numbers decide (`checked_outputs`)
+        return logits_model
+    if head.kind == "sigmoid":
+        raise UserError(f"{where} ends in a sigmoid head (layer '{head.layer}', one logit per class): temperature "
+                        "scaling here fits softmax(logits / T) and does not support sigmoid heads; calibrate a "
+                        "model whose output is the logits of a softmax")
+    if head.kind == "softmax":
+        raise UserError(f"{where} outputs probabilities (a softmax in layer '{head.layer}'), and its logits "
+                        "cannot be found: calibrate a model that outputs logits (recipe=doctor shows how to take "
+                        "the softmax off)")
+    return logits_model
+
+
+def checked_outputs(outputs, where: str = "the model") -> np.ndarray:
+    """`outputs` of a model as float64 logits; one UserError line where they are probabilities (every row
+    non-negative and summing to 1): a softmax the graph did not show, whose logits cannot be found."""
+    z = np.asarray(outputs, dtype=np.float64)
+    if z.ndim == 2 and z.shape[0] and z.shape[1] > 1 and np.all(z >= 0) and \
+            np.allclose(z.sum(axis=-1), 1.0, atol=PROBABILITY_SUM_TOLERANCE):
+        raise UserError(f"{where} outputs probabilities (every row non-negative and summing to 1), and its logits "
+                        "cannot be found: calibrate a model that outputs logits")
+    return z
+
+
+def calibrate(model, x_val, y_val, batch_size: int = 256):
+    """Temperature scaling of a trained Keras classifier: `(temperature, calibrated_model)`.
+
+    T minimises the exact float64 NLL of softmax(logits / T) on the held-out `x_val` and integer class ids
+    `y_val` (`fit_temperature`); the calibrated model outputs the logits divided by T (`with_temperature`),
+    so its argmax, and the accuracy, are the model's own. `model` outputs logits (or ends in this project's
+    softmax layer); a softmax or sigmoid activation of its own is one UserError line, as are an empty
+    `x_val`, labels outside its outputs and logits that are not finite.
+
+    >>> import keras
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(2000, 4)).astype("float32")
+    >>> inputs = keras.Input((4,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(3, name="logits")(inputs))
+    >>> model.get_layer("logits").set_weights([rng.normal(size=(4, 3)).astype("float32"), np.zeros(3, "float32")])
+    >>> p = stable_softmax(model.predict(x, verbose=0).astype("float64") / 2.0)  # the labels are drawn at T = 2
+    >>> y = (rng.random((2000, 1)) > np.cumsum(p, axis=-1)).sum(axis=-1)
+    >>> temperature, calibrated = calibrate(model, x, y)
+    >>> bool(1.8 < temperature < 2.2)  # 2,000 labels drawn at T = 2: the fit lies within their noise of it
+    True
+    >>> bool(np.allclose(calibrated.predict(x, verbose=0), model.predict(x, verbose=0) / temperature, rtol=1e-5))
+    True
+    """
+    logits_model = calibration_logits_model(model)
+    if len(x_val) == 0:
+        raise UserError(EMPTY_SPLIT)
+    logits = checked_outputs(logits_model.predict(x_val, batch_size=batch_size, verbose=0))
+    temperature = fit_temperature(logits, y_val)
+    return temperature, with_temperature(logits_model, temperature)

@@ -1,5 +1,6 @@
 """A trained model on its run's test split: accuracy, the formulation's own loss, and the exact cross entropy
-and calibration error of its logits (step 7 of the training recipe)."""
+and calibration error of its logits, before and after the temperature fitted on the validation logits (step 7
+of the training recipe)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +8,8 @@ import numpy as np
 from keras_loss_recipes import losses
 from keras_loss_recipes.data.pipeline import scale_images
 from keras_loss_recipes.data.splits import is_streamed
-from keras_loss_recipes.evaluation.calibration import expected_calibration_error
+from keras_loss_recipes.evaluation.calibration import calibration_figures, fit_temperature
+from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS
 from keras_loss_recipes.training.network import predict_logits
 
 STREAMED_CHUNK = 1024  # test images read at once from a streamed source
@@ -16,14 +18,29 @@ STREAMED_CHUNK = 1024  # test images read at once from a streamed source
 def scores(model, logits_model, test_ds, splits, batch_size: int, split_over: int = 1,
                  shard: tuple[int, int] = (0, 1)) -> dict:
     """`model` evaluated on the batches `test_ds` (its loss and accuracy, as compiled), and the logits of
-    `logits_model` on every test image (`splits.x_test`), scored against `splits.y_test`."""
+    `logits_model` on every test image (`splits.x_test`), scored against `splits.y_test`: with the calibration
+    keys, of a temperature fitted on the logits of every validation image (one more pass, over those)."""
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
     logits = all_logits(logits_model, splits.x_test, batch_size, split_over, shard)
     with np.errstate(all="ignore"):
         exact_ce = float(np.mean(losses.exact_cross_entropy(logits, splits.y_test)))
-        ece = expected_calibration_error(logits, splits.y_test) if np.all(np.isfinite(logits)) else None
+    val_logits = all_logits(logits_model, splits.x_val, batch_size, split_over, shard) if len(splits.y_val) else None
     return {"test_accuracy": float(scores["accuracy"]), "test_loss": float(scores["loss"]),
-            "test_exact_ce": exact_ce, "test_ece": ece}
+            "test_exact_ce": exact_ce, **calibration(val_logits, splits.y_val, logits, splits.y_test)}
+
+
+def calibration(val_logits, val_labels, test_logits, test_labels) -> dict:
+    """A run's calibration keys (`calibration_figures`), None where its logits give none: no T without
+    validation logits (an empty split) or with non-finite ones, no test figure of non-finite test logits (a
+    diverged run)."""
+    temperature = fit_temperature(val_logits, val_labels) if _finite(val_logits) else None
+    if not _finite(test_logits):
+        return {**dict.fromkeys(CALIBRATION_KEYS), "temperature": temperature}
+    return calibration_figures(test_logits, test_labels, temperature)
+
+
+def _finite(logits) -> bool:
+    return logits is not None and len(logits) > 0 and bool(np.all(np.isfinite(logits)))
 
 
 def all_logits(logits_model, images, batch_size: int, split_over: int = 1,

@@ -4,12 +4,14 @@
     findings_ordinary.png    no stress: test accuracy per formulation (mean +- std over seeds)
     findings_precision.png   under stress, per precision: test exact CE per formulation
     findings_probe.png       relative error of the loss against the logit gap, per backend and dtype
+    findings_calibration.png the temperature each formulation's runs fit, without and under stress, per backend
 Legends stand outside the axes, and titles are wrapped, so nothing covers data or is cut.
 """
 from __future__ import annotations
 
 import csv
 import math
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +105,40 @@ def probe_figure(out: Path, backends: list[str], paths: list[dict], path: Path) 
     plt.close(fig)
 
 
+def calibration_figure(groups: list[dict], backends: list[str], path: Path) -> bool:
+    """The fitted temperature (mean +- std over seeds, log axis, T = 1 marked) per formulation: a row per training
+    condition (with its label-smoothed twin), a column per backend. False where no run recorded a temperature."""
+    from keras_loss_recipes.findings.data import CALIBRATION_GROUPS
+
+    conditions = [(title, [g for g in groups if g["group"] in pair and g["precision"] == "float32"
+                           and g.get("temperature")]) for title, pair in zip(("no stress", "under stress"),
+                                                                              CALIBRATION_GROUPS)]
+    conditions = [(title, rows) for title, rows in conditions if rows]
+    if not conditions:
+        return False
+    plt = _plt()
+    count = max(len(groups_of(rows, b)) for _, rows in conditions for b in backends)
+    width = max(7.0, 4.6 * len(backends))
+    fig, axes = plt.subplots(len(conditions), len(backends), squeeze=False, sharex=True,
+                             figsize=(width, 0.32 * count * len(conditions) + 2.6))
+    for row, (title, rows) in enumerate(conditions):
+        for col, backend in enumerate(backends):
+            ax, mine = axes[row, col], groups_of(rows, backend)
+            if mine:
+                _bars(ax, mine, "temperature", log=True)
+                ax.axvline(1.0, color="black", lw=1, ls="--")
+            else:
+                ax.set_axis_off()
+            ax.set_title(f"{backend}, {title}: fitted T", fontsize=9)
+    fig.suptitle(textwrap.fill("The temperature each run fits on its validation logits (T > 1: over-confident, "
+                               "T < 1: under-confident)", int(width * 11), break_on_hyphens=False), fontsize=11)
+    path_legend(fig, {r["loss_path"] for _, rows in conditions for r in rows})
+    fig.tight_layout(rect=(0, legend_room(fig), 1, 0.95))
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
 def _probe_rows(csv_path: Path) -> list[dict]:
     if not csv_path.exists():
         return []
@@ -112,7 +148,7 @@ def _probe_rows(csv_path: Path) -> list[dict]:
 
 
 def write_figures(findings: dict, out: Path, img_dir: Path) -> list[Path]:
-    """The four PNGs into `img_dir`; also as images in TensorBoard under `out`/findings."""
+    """The PNGs into `img_dir`; also as images in TensorBoard under `out`/findings."""
     img_dir.mkdir(parents=True, exist_ok=True)
     groups, backends = findings["groups"], findings["backends"]
     made = []
@@ -132,6 +168,8 @@ def write_figures(findings: dict, out: Path, img_dir: Path) -> list[Path]:
     if findings["probe"]:
         probe_figure(out, backends, findings["paths"], img_dir / "findings_probe.png")
         made.append(img_dir / "findings_probe.png")
+    if calibration_figure(groups, backends, img_dir / "findings_calibration.png"):
+        made.append(img_dir / "findings_calibration.png")
     from keras_loss_recipes.runtime.event_files import summary_writer
 
     with summary_writer(out / "findings") as writer:

@@ -31,9 +31,10 @@ MODEL_FILES = (*saved_form.MODEL_FILES, *saved_form.WEIGHTS_FILES)
 PIP_NAMES = {"keras_hub": "keras-hub", "keras_cv": "keras-cv", "keras_nlp": "keras-nlp"}
 
 
-def resolve_checkpoint(checkpoint) -> Path:
+def resolve_checkpoint(checkpoint, recipe: str = "evaluate") -> Path:
+    """The model file `checkpoint` names: itself, or the first of MODEL_FILES in a run directory."""
     if checkpoint in (None, ""):
-        raise UserError("checkpoint is not set: recipe=evaluate needs checkpoint=<run dir or .keras file>")
+        raise UserError(f"checkpoint is not set: recipe={recipe} needs checkpoint=<run dir or .keras file>")
     path = Path(str(checkpoint)).expanduser()
     if path.is_dir():
         for name in MODEL_FILES:
@@ -127,17 +128,9 @@ def evaluate(cfg, run: Run) -> dict:
     run.prepare()
     splits = load_splits(cfg.data)
     start_backend()
-    if checkpoint.name.endswith(saved_form.WEIGHTS_SUFFIX):
-        logits_model = rebuilt_logits_model(checkpoint, splits.x_test.shape[1:], splits.num_classes)
-    else:
-        logits_model = logits_model_of(load_model(checkpoint))
-    check_input_shape(logits_model, splits, checkpoint)
+    logits_model = saved_logits_model(checkpoint, splits)
     logits = np.asarray(logits_model.predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
-    if logits.shape[-1] != splits.num_classes:
-        raise UserError(
-            f"checkpoint={checkpoint}: the model has {logits.shape[-1]} outputs but data={splits.name} "
-            f"has {splits.num_classes} classes"
-        )
+    check_width(logits.shape[-1], splits, checkpoint)
     bins = cfg.recipe.bins
     result = {
         "status": "ok",
@@ -162,6 +155,24 @@ def evaluate(cfg, run: Run) -> dict:
 
 
 run = in_process(evaluate)
+
+
+def saved_logits_model(checkpoint: Path, splits):
+    """The model behind `checkpoint` (a .keras file, or a run's weights rebuilt from its config) that outputs
+    its logits, checked to take the images of `splits`."""
+    if checkpoint.name.endswith(saved_form.WEIGHTS_SUFFIX):
+        logits_model = rebuilt_logits_model(checkpoint, splits.x_test.shape[1:], splits.num_classes)
+    else:
+        logits_model = logits_model_of(load_model(checkpoint))
+    check_input_shape(logits_model, splits, checkpoint)
+    return logits_model
+
+
+def check_width(outputs: int, splits, checkpoint: Path) -> None:
+    """One line for a model with another number of outputs than the data has classes."""
+    if outputs != splits.num_classes:
+        raise UserError(f"checkpoint={checkpoint}: the model has {outputs} outputs but data={splits.name} "
+                        f"has {splits.num_classes} classes")
 
 
 def check_input_shape(model, splits, checkpoint: Path) -> None:

@@ -5,10 +5,11 @@ Each is a module of this package with its recipe, `recipe(cfg, run) -> metrics` 
 """
 from __future__ import annotations
 
-from keras_loss_recipes.recipes import doctor, evaluate, probe, train
+from keras_loss_recipes.recipes import calibrate, doctor, evaluate, probe, train
 from keras_loss_recipes.runtime.errors import UserError
 
-RECIPES = {"train": train.train, "probe": probe.probe, "evaluate": evaluate.evaluate, "doctor": doctor.doctor}
+RECIPES = {"train": train.train, "probe": probe.probe, "evaluate": evaluate.evaluate, "doctor": doctor.doctor,
+           "calibrate": calibrate.calibrate_checkpoint}
 
 
 def get_recipe(name: str):

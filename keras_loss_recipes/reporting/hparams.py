@@ -8,12 +8,15 @@ The dashboard shows five hparam columns and five metric columns by default:
 the hparams marked as differing first (then by name), the metrics in the
 order declared. A sweep marks what it varies, and `status` and `loss_path`,
 the outcomes a sweep is read for, so a `loss x seed` sweep opens on
-loss, loss_path, seed and status, next to test accuracy and exact CE.
+loss, loss_path, seed and status, next to test accuracy and exact CE. The calibration figures
+(temperature scaling: reporting/calibration.py) come after those five, one click away.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
+
+from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS
 
 # (name in the dashboard, path in the composed config)
 HPARAMS = [
@@ -37,9 +40,18 @@ OUTCOME_HPARAMS = ["status", "loss_path", "backend"]
 ALWAYS_SHOWN = frozenset({"status", "loss_path"})
 # The job's command-line overrides, whole (Hydra keeps them in .hydra/overrides.yaml).
 OVERRIDES_HPARAM = "overrides"
-FINAL_METRICS = ["test_accuracy", "test_exact_ce", "val_accuracy", "nonfinite_steps", "test_loss"]
+FINAL_METRICS = ["test_accuracy", "test_exact_ce", "val_accuracy", "nonfinite_steps", "test_loss", *CALIBRATION_KEYS]
+# The fitted T is not the hparam `temperature` (loss.temperature, which training divides by): told apart.
+METRIC_NAMES = {"temperature": "fitted_temperature"}
+
+
+def final_tag(key: str) -> str:
+    """The dashboard's tag of metrics.json's `key`."""
+    return f"final/{METRIC_NAMES.get(key, key)}"
+
+
 # (group, tag): group is the sub-run directory, "" the run directory itself.
-DASHBOARD_METRICS = [("", f"final/{name}") for name in FINAL_METRICS] + [
+DASHBOARD_METRICS = [("", final_tag(name)) for name in FINAL_METRICS] + [
     ("validation", "epoch_accuracy"), ("validation", "epoch_loss")
 ]
 
@@ -109,9 +121,9 @@ def log_run(writer, run_dir: Path, metrics: dict, overrides: list[str]) -> None:
     for name in FINAL_METRICS:
         value = metrics.get(name)
         if isinstance(value, (int, float)):
-            writer.scalar(f"final/{name}", float(value), 0, description=about)
+            writer.scalar(final_tag(name), float(value), 0, description=about)
         elif value is None and name in metrics:
-            writer.scalar(f"final/{name}", math.nan, 0, description=about)
+            writer.scalar(final_tag(name), math.nan, 0, description=about)
 
 
 def declare_experiment(sweep_dir: Path, swept: list[str] = ()) -> None:

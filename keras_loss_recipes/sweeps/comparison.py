@@ -4,7 +4,9 @@
     comparison.csv   one row per run: every config value, status, metrics
     comparison.md    of a grid, one row per group (the config values that vary, seed aside):
                      mean +- std over seeds of the runs that finished `ok`;
-                     diverged and failed runs are counted, never averaged in
+                     diverged and failed runs are counted, never averaged in; and their
+                     calibration: the temperature each fitted on its validation logits, and
+                     the test ECE and NLL before and after it
     comparison.png   test accuracy and exact CE per group, validation accuracy per epoch; groups closer than
                      their spread over seeds are drawn equal (comparison_figure.py)
     comparison/      the same table (text) and figure (image) for TensorBoard
@@ -22,6 +24,8 @@ import statistics
 from pathlib import Path
 
 from keras_loss_recipes.sweeps.comparison_figure import plot
+from keras_loss_recipes.reporting.calibration import (
+    CALIBRATION_KEYS, ECE_BINS, SCORE_NAMES, after_key, at_bound, before_after, before_key, confidence)
 from keras_loss_recipes.reporting.results import earlier_attempts
 from keras_loss_recipes.sweeps.search_report import write_search_report
 from keras_loss_recipes.sweeps.record import hydra_record, job_number, search_of
@@ -35,7 +39,7 @@ from keras_loss_recipes.sweeps.job_names import SWEEP_FILE
 IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
-    "test_exact_ce", "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
+    "test_exact_ce", *CALIBRATION_KEYS, "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
     "train_samples_per_s", "wall_s", "error", "resumed", "earlier_attempts",  # what stopped it before a resume
     "job",
 ]
@@ -137,6 +141,7 @@ def summarize(runs: list[dict], keys: list[str]) -> list[dict]:
             "loss_path": "/".join(sorted({r.get("loss_path") for r in members if r.get("loss_path")})) or "-",
             "samples_per_s": mean_std([r.get("train_samples_per_s") for r in ok])[0],
             "val_curves": [r.get("history", {}).get("val_accuracy", []) for r in ok],
+            **{key: mean_std([r.get(key) for r in ok]) for key in CALIBRATION_KEYS},
         })
     return rows
 
@@ -149,8 +154,9 @@ def _fmt(pair, digits=3) -> str:
 def markdown_table(rows: list[dict]) -> str:
     lines = [
         "| group | runs | ok | diverged | failed | test accuracy | test exact CE | first NaN step | where it broke "
-        "| nonfinite steps | loss_path | samples/s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| nonfinite steps | loss_path | samples/s | fitted T | "
+        + " | ".join(f"test {SCORE_NAMES[s]} before → after" for s in CALIBRATION_SCORES) + " |",
+        "|---" * (13 + len(CALIBRATION_SCORES)) + "|",
     ]
     for r in rows:
         first_nan = "-" if r["first_nan_step"] is None else f"{r['first_nan_step']:g}"
@@ -160,9 +166,23 @@ def markdown_table(rows: list[dict]) -> str:
             f"| {r['group']} | {r['runs']} | {r['ok']} | {r['diverged']} | {r['failed']} | "
             f"{_fmt(r['test_accuracy'])} | {_fmt(r['test_exact_ce'])} | {first_nan} | {'; '.join(r['origins']) or '-'} | "
             f"{nonfinite} | "
-            f"{r['loss_path']} | {speed} |"
+            f"{r['loss_path']} | {speed} | {_temperature(r['temperature'])} | "
+            + " | ".join(before_after(r[before_key(s)], r[after_key(s)]) for s in CALIBRATION_SCORES) + " |"
         )
     return "\n".join(lines) + "\n"
+
+
+CALIBRATION_SCORES = ("ece", "nll")  # in the table; the Brier score too in comparison.csv
+CALIBRATION_NOTE = ("Fitted T: the temperature each run fits on its validation logits (temperature scaling: T > 1, "
+                    "it was over-confident; T < 1, under-confident), then the test figures before → after dividing "
+                    f"the logits by it (means; ECE with {ECE_BINS} bins); the accuracy stays. ")
+
+
+def _temperature(fitted) -> str:
+    """mean ± std (over-confident | under-confident[, at the bound])."""
+    if fitted[0] is None:
+        return "-"
+    return f"{_fmt(fitted)} ({confidence(fitted[0])}" + (", at the bound" if at_bound(fitted[0]) else "") + ")"
 
 
 def write_tensorboard(sweep_dir: Path, table: str, png: Path) -> None:
@@ -192,7 +212,7 @@ def write_grid_report(sweep_dir: Path, runs: list[dict]) -> dict:
         sweep_dir / "comparison.md",
         f"# Comparison of {len(runs)} runs in {sweep_dir}\n\nGrouped by: {', '.join(keys)}. "
         "Means and stds are over the runs that finished `ok`; diverged and failed runs are counted. "
-        "Test figures are each run's last.keras (the model after the last epoch).\n\n"
+        "Test figures are each run's last.keras (the model after the last epoch). " + CALIBRATION_NOTE + "\n\n"
         + table
     )
     plot(rows, sweep_dir / "comparison.png")

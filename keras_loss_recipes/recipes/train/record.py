@@ -8,6 +8,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from keras_loss_recipes.recipes.train.context import Training
+from keras_loss_recipes.reporting.calibration import verdict
 from keras_loss_recipes.reporting.objective import VALIDATION_FIGURES
 from keras_loss_recipes.training.saved_form import saved_files
 
@@ -129,3 +130,9 @@ def say_how_it_ended(metrics: dict, written) -> None:
         metrics["status"], metrics["val_accuracy"], metrics["test_accuracy"], metrics["test_exact_ce"],
         metrics["loss_path"], written,
     )
+    if metrics.get("test_nll_calibrated") is not None:
+        log.info("temperature scaling: T=%.3f fitted on the validation logits (%s); on the test split NLL "
+                 "%.4f -> %.4f, ECE %.4f -> %.4f, Brier %.4f -> %.4f", metrics["temperature"],
+                 verdict(metrics["temperature"]), metrics["test_nll"], metrics["test_nll_calibrated"],
+                 metrics["test_ece"], metrics["test_ece_calibrated"], metrics["test_brier"],
+                 metrics["test_brier_calibrated"])
