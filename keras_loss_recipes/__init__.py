@@ -15,6 +15,7 @@ backend, each name is loaded when first used:
     loss_path(model)      which computation the compiled loss really performs, on this backend
     diagnose(model)       the loss doctor's report for a live model or a .keras file (a row per backend x precision)
     fix(model)            the logits model with its from_logits loss, and an inference model of probabilities
+    calibrate(model, x_val, y_val)   temperature scaling: T fitted on held-out logits, and the calibrated model
     exact_cross_entropy   the float64 reference cross entropy from logits, exact in relative terms
     formulations          the registry of loss formulations (names(), get(name), formulation(name))
 """
@@ -30,6 +31,7 @@ _PUBLIC = {
     "diagnose": "keras_loss_recipes.recipes.doctor.diagnosis",
     "Diagnosis": "keras_loss_recipes.recipes.doctor.diagnosis",
     "fix": "keras_loss_recipes.recipes.doctor.fix",
+    "calibrate": "keras_loss_recipes.evaluation.calibration",
     "Fixed": "keras_loss_recipes.recipes.doctor.fix",
 }
 _MODULES = {"formulations": "keras_loss_recipes.losses"}  # public names that are modules
