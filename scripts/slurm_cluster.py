@@ -142,10 +142,12 @@ AccountingStoragePort={ports['slurmdbd']}
 AccountingStoragePass={munge_socket}
 JobCompType=jobcomp/none
 # A requeued job waits the credential lifetime before it starts again (SLURM's default 120 s), then for
-# the next backfill pass (default every 30 s): both short here, so that a preempted job's requeue costs
-# seconds, not minutes. A launch still has 20 s to check its credential, plenty on a loaded machine.
+# the next pass of a scheduler (backfill: every 30 s, the main loop: every 60 s, by default; the backfill
+# pass was seen to leave a requeued array task for the main loop): all short here, so that a preempted
+# job's requeue costs seconds, not minutes. A launch still has 20 s to check its credential, plenty on a
+# loaded machine.
 AuthInfo=socket={munge_socket},cred_expire=20
-SchedulerParameters=bf_interval=1
+SchedulerParameters=bf_interval=1,sched_interval=2
 MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -36,8 +37,11 @@ from tests.test_multiprocess import TOLERANCE as MULTIPROCESS_TOLERANCE  # 2 pro
 EPOCHS = (1, 2, 6, 400, 3)
 CANCELLED, TIMED_OUT, PREEMPTED = 2, 3, 4  # their array indices: the order of the sweep's values
 HOLD_AFTER, HOLD_STEP = 2, 2
+# SLURM is asked every 2 s whether a job ended (submitit alone would ask up to a minute apart by the time the
+# timed-out job ends), and a job SLURM says ended gets 1 s to show its result file (one local disk here).
 LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", "hydra.launcher.signal_delay_s=0",
-            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.array_parallelism=4"]
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.array_parallelism=4",
+            "hydra.launcher.poll_interval_s=2", "hydra.launcher.result_wait_s=1"]
 JOB = ["model=cnn", "data.max_train_examples=600", "trainer.threads=1", "trainer.verbose=0"]
 
 
@@ -136,6 +140,8 @@ def test_slurm_sweep_records_cancelled_and_timed_out_jobs_requeues_a_preempted_o
         if process.poll() is None:
             process.kill()
     sweep_s = time.perf_counter() - started
+    
+
     # Every job ran and the report was written; the cancelled and the timed-out job failed: exit code 1, both
     # named. The preempted job requeued and ended ok: not among them.
     assert process.returncode == 1, err[-3000:]
@@ -199,6 +205,36 @@ def test_the_presets_compose_on_submitit_slurm_with_the_recording_launcher():
     params = job_parameters(dict(gpu))
     assert params["slurm_gres"] == "gpu:1" and params["timeout_min"] == 240 and params["slurm_partition"] == "gpu"
     assert "submitit_folder" not in params and "slurm_max_num_timeout" not in params
+    # The launcher's own waiting: SLURM asked every minute at least (submitit alone backs off to 10 minutes).
+    assert (cpu.poll_interval_s, cpu.result_wait_s) == (60, 15)
+    assert not {"slurm_poll_interval_s", "slurm_result_wait_s", "poll_interval_s", "result_wait_s"} & set(params)
+
+
+def test_the_launcher_asks_slurm_every_poll_interval_and_waits_result_wait_s_for_a_late_result(tmp_path):
+    """A job whose end only a question to SLURM reveals (submitit's own schedule never asks here): found at the
+    third forced question; its result file, late on a shared file system, waited for or not."""
+    from hydra_plugins.recipes_slurm_launcher.slurm_launcher import wait_for_end
+
+    class Job:
+        def __init__(self, result_shows_after: int | None):
+            self.paths = SimpleNamespace(result_pickle=tmp_path / f"result_{result_shows_after}.pkl")
+            self.forced, self.looked_after_end, self.result_shows_after = 0, 0, result_shows_after
+            self.calls = 0
+
+        def done(self, force_check=False):
+            self.calls += 1
+            assert self.calls < 50, "still waiting: SLURM was never asked"
+            self.forced += force_check
+            if self.forced >= 3:
+                self.looked_after_end += 1
+                if self.looked_after_end == self.result_shows_after:
+                    self.paths.result_pickle.touch()
+            return self.forced >= 3 or self.paths.result_pickle.exists()
+
+    lost = Job(result_shows_after=None)
+    assert wait_for_end(lost, poll_interval_s=0.01, result_wait_s=0.05) is False and lost.forced == 3
+    late = Job(result_shows_after=3)
+    assert wait_for_end(late, poll_interval_s=0.01, result_wait_s=30) is True and late.looked_after_end == 3
 
 
 @pytest.mark.slow(seconds=35)

@@ -6,6 +6,7 @@ Hydra runs this module without putting it in sys.modules, where dataclasses cann
 resolve annotations given as text.
 """
 from dataclasses import dataclass
+from typing import Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -20,6 +21,12 @@ if SlurmQueueConf is not None:
         _target_: str = "hydra_plugins.recipes_slurm_launcher.slurm_launcher.RecordingSlurmLauncher"
         # A job stopped by a preemption signal (its step saved) requeues itself and resumes there.
         requeue_preempted: bool = True
+        # How often, at most, the sweep asks SLURM (sacct) whether a job ended without a result (cancelled,
+        # past its limit, its node lost); None: submitit's own back-off, which reaches 10 minutes.
+        poll_interval_s: Optional[float] = None
+        # Once SLURM says a job ended, how long its result file is waited for (a shared file system may show
+        # it late): submitit's 15 s.
+        result_wait_s: float = 15.0
 
     ConfigStore.instance().store(group="hydra/launcher", name="recording_slurm", node=RecordingSlurmQueueConf(),
                                  provider="recipes")

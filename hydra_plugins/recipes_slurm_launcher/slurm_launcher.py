@@ -18,7 +18,9 @@ its result as from any other job; its metrics.json says `resumed: true`, and
 metrics.preempted.json keeps the stopped attempt's record.
 
 Submitit learns a job's end state from `sacct`: the cluster needs accounting
-(slurmdbd), or a killed job is never known to have ended.
+(slurmdbd), or a killed job is never known to have ended. It asks less and less
+often as a sweep ages (up to 10 minutes apart); `poll_interval_s` bounds that, and
+`result_wait_s` how long a result file is waited for once SLURM says the job ended.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -46,7 +49,7 @@ except ImportError:
 
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
-EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout", "requeue_preempted")
+EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout", "requeue_preempted", "poll_interval_s", "result_wait_s")
 # The exit codes of a run a preemption signal stopped, its step saved (keras_loss_recipes/runtime/preemption.py).
 PREEMPTED_EXITS = {128 + getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")}
 
@@ -92,10 +95,13 @@ class RecordingSlurmLauncher(SlurmLauncher):
         from keras_loss_recipes.reporting.results import RESUMABLE, read_metrics
         from keras_loss_recipes.runtime.run_files import METRICS_FILE
 
-        try:
-            return job.results()[0]
-        except submitit.core.utils.UncompletedJobError as err:
-            ended = SlurmJobEnded(end_reason(job, err))
+        if not wait_for_end(job, self.params.get("poll_interval_s"), self.params.get("result_wait_s", 15.0)):
+            ended = SlurmJobEnded(end_reason(job, None))
+        else:
+            try:
+                return job.results()[0]
+            except submitit.core.utils.UncompletedJobError as err:  # a crash: its traceback for a result
+                ended = SlurmJobEnded(end_reason(job, err))
         cfg, run_dir = self._job_config(overrides, number)
         earlier = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
         if earlier and earlier.get("status") not in RESUMABLE:
@@ -164,18 +170,42 @@ def job_parameters(params: dict) -> dict:
             for key, value in params.items() if key not in EXECUTOR_KEYS}
 
 
-def end_reason(job, err: Exception) -> str:
+def wait_for_end(job, poll_interval_s: float | None, result_wait_s: float) -> bool:
+    """Wait until `job` has ended; whether it left its result file (then `job.results()` returns at once).
+
+    `job.done()` looks for the result file, and asks SLURM on submitit's own
+    schedule; with `poll_interval_s` SLURM is also asked that often. Once SLURM
+    says the job ended, its result file gets `result_wait_s` to show up.
+    """
+    asked = time.monotonic()
+    while not job.done():
+        if poll_interval_s is not None and time.monotonic() - asked >= poll_interval_s:
+            asked = time.monotonic()
+            if job.done(force_check=True):
+                break
+        time.sleep(min(1.0, poll_interval_s or 1.0))
+    deadline = time.monotonic() + result_wait_s
+    # done() touches the job's folder first, so that a shared file system shows a file written on a node.
+    while not (job.done() and job.paths.result_pickle.exists()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return job.paths.result_pickle.exists()
+
+
+def end_reason(job, err: Exception | None) -> str:
     """`SLURM job 12_3 ended TIMEOUT without a result: slurmstepd: ... DUE TO TIME LIMIT ***`.
 
     The detail is SLURM's own line about the end (`*** ... ***` in the job's
-    stderr), else the last line submitit gave (a crash's traceback ends with it).
+    stderr), else the last line submitit gave for a crash (`err`: its traceback
+    ends with it), else the last line of the job's stderr.
     """
     import submitit
 
     crashed = isinstance(err, submitit.core.utils.FailedJobError)
     # A crash's message is the traceback between two dashed lines, then where the logs are.
-    message = str(err).split("-" * 22)[1] if crashed and str(err).count("-" * 22) >= 2 else str(err)
-    said = [line.strip() for line in (job.stderr() or "").splitlines() if "***" in line]
-    detail = said[-1] if said else (message.strip().splitlines() or ["?"])[-1]
+    message = str(err).split("-" * 22)[1] if crashed and str(err).count("-" * 22) >= 2 else str(err or "")
+    stderr = job.stderr() or ""
+    said = [line.strip() for line in stderr.splitlines() if "***" in line]
+    last = message.strip().splitlines() or stderr.strip().splitlines() or ["no output"]
+    detail = said[-1] if said else last[-1]
     how = "crashed" if crashed else f"ended {job.state}"
     return f"SLURM job {job.job_id} {how} without a result: {detail}"
