@@ -232,8 +232,12 @@ def write_folder(root, classes=3, per_class=12, size=(32, 32), mode="RGB", sizes
 
 
 @pytest.mark.slow(seconds=25)
-def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images(compose, tmp_path, caplog):
-    folder = write_folder(tmp_path / "images")
+def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images_below_its_minimum_size(compose, tmp_path, caplog):
+    """One MobileNet run (its training step is the cost): a folder of 28 x 28 RGB images, below the
+    architecture's 32 x 32, resized in the model."""
+    import keras
+
+    folder = write_folder(tmp_path / "images", size=(28, 28))
     base = ["model=keras_app", "model.architecture=MobileNetV3Small", "data=folder", f"data.dir={folder}",
             "data.color_mode=rgb", "data.val_examples=6", "data.test_examples=6", "trainer.batch_size=8",
             "trainer.epochs=1", "trainer.verbose=0"]
@@ -244,10 +248,13 @@ def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images(compose, tm
         m = train_recipe.run(compose(*base, "loss=softmax_ce"), tmp_path / "run")
     assert m["status"] == "ok" and m["model"] == "MobileNetV3Small"
     assert m["loss_path"] == losses.formulation("softmax_ce").expected_path("tensorflow")
-    assert m["input_shape"] == [32, 32, 3] and m["class_names"] == ["class_0", "class_1", "class_2"]
+    assert m["input_shape"] == [28, 28, 3] and m["class_names"] == ["class_0", "class_1", "class_2"]
     assert m["removed_head"] == {"kind": "softmax", "layer": "predictions", "class": "Activation"}
     assert sum("model: took off the softmax head of MobileNetV3Small (layer 'predictions', "
                "Activation)" in r.getMessage() for r in caplog.records) == 1
+    saved = keras.models.load_model(tmp_path / "run" / "last.keras")
+    resize = saved.get_layer("MobileNetV3Small").get_layer("resize_to_minimum")
+    assert (resize.get_config()["height"], resize.get_config()["width"]) == (32, 32)
 
 
 @pytest.mark.parametrize("layout, message", [
@@ -449,13 +456,11 @@ def test_a_model_whose_config_holds_options_not_a_graph_is_read_once_built(user_
     keras.saving.get_custom_objects().pop("my_models>OptionsOnlyClassifier", None)
 
 
-@pytest.mark.slow(seconds=35)
-def test_keras_app_resizes_images_below_the_architectures_minimum_in_the_model(compose, tmp_path):
-    import keras
+def test_keras_app_takes_one_channel_images_below_the_architectures_minimum():
+    """MNIST's 28 x 28 x 1 into MobileNet, built (the run on a folder above trains one): resized in the model."""
+    from keras_loss_recipes.training.zoo import keras_application
 
-    m = train(compose, tmp_path / "run", "model=keras_app", "model.architecture=MobileNetV3Small",
-              "trainer.batch_size=64")
-    assert m["status"] == "ok" and m["model"] == "MobileNetV3Small" and m["input_shape"] == [28, 28, 1]
-    saved = keras.models.load_model(tmp_path / "run" / "last.keras")
-    resize = saved.get_layer("MobileNetV3Small").get_layer("resize_to_minimum")
+    model = keras_application((28, 28, 1), 10, "MobileNetV3Small")
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+    resize = model.get_layer("resize_to_minimum")
     assert (resize.get_config()["height"], resize.get_config()["width"]) == (32, 32)
