@@ -88,6 +88,14 @@ class OptionsOnlyClassifier(keras.Model):
 
 def options_only(num_classes):
     return OptionsOnlyClassifier(num_classes=num_classes)
+
+
+def keras_io_convnet(input_shape, num_classes):
+    """keras.io's simple MNIST convnet as its example writes it: a whole model, its softmax Dense last (the
+    resumed run of tests/test_exact_resume.py)."""
+    from keras_loss_recipes.training.models import convnet_layers
+
+    return keras.Sequential([keras.Input(input_shape), *convnet_layers(num_classes, head="softmax")])
 '''
 
 USER_DATA = '''
@@ -224,8 +232,12 @@ def write_folder(root, classes=3, per_class=12, size=(32, 32), mode="RGB", sizes
 
 
 @pytest.mark.slow(seconds=25)
-def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images(compose, tmp_path, caplog):
-    folder = write_folder(tmp_path / "images")
+def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images_below_its_minimum_size(compose, tmp_path, caplog):
+    """One MobileNet run (its training step is the cost): a folder of 28 x 28 RGB images, below the
+    architecture's 32 x 32, resized in the model."""
+    import keras
+
+    folder = write_folder(tmp_path / "images", size=(28, 28))
     base = ["model=keras_app", "model.architecture=MobileNetV3Small", "data=folder", f"data.dir={folder}",
             "data.color_mode=rgb", "data.val_examples=6", "data.test_examples=6", "trainer.batch_size=8",
             "trainer.epochs=1", "trainer.verbose=0"]
@@ -236,10 +248,13 @@ def test_mobilenet_from_keras_applications_on_a_folder_of_rgb_images(compose, tm
         m = train_recipe.run(compose(*base, "loss=softmax_ce"), tmp_path / "run")
     assert m["status"] == "ok" and m["model"] == "MobileNetV3Small"
     assert m["loss_path"] == losses.formulation("softmax_ce").expected_path("tensorflow")
-    assert m["input_shape"] == [32, 32, 3] and m["class_names"] == ["class_0", "class_1", "class_2"]
+    assert m["input_shape"] == [28, 28, 3] and m["class_names"] == ["class_0", "class_1", "class_2"]
     assert m["removed_head"] == {"kind": "softmax", "layer": "predictions", "class": "Activation"}
     assert sum("model: took off the softmax head of MobileNetV3Small (layer 'predictions', "
                "Activation)" in r.getMessage() for r in caplog.records) == 1
+    saved = keras.models.load_model(tmp_path / "run" / "last.keras")
+    resize = saved.get_layer("MobileNetV3Small").get_layer("resize_to_minimum")
+    assert (resize.get_config()["height"], resize.get_config()["width"]) == (32, 32)
 
 
 @pytest.mark.parametrize("layout, message", [
@@ -386,22 +401,8 @@ def test_the_installed_command_trains_your_model_from_a_directory_outside_the_re
     assert metrics["params"] == 28 * 28 * 6 + 6 + 6 * 10 + 10  # hidden=3, doubled by the user's losses.scale
 
 
-@pytest.mark.slow(seconds=40)
-def test_your_model_resumes_exactly_and_evaluates_to_its_own_figures(user_code, compose, tmp_path, monkeypatch):
-    """Killed after epoch 1 and resumed, a user's softmax model ends bit for bit like the run never killed;
-    recipe=evaluate on its run directory gives the run's own test figures."""
-    from keras_loss_recipes.recipes import evaluate
-    from scripts.exact_resume import FIGURES, compare
-
-    monkeypatch.setenv("PYTHONPATH", str(user_code))
-    overrides = [*TINY, "trainer.epochs=3", "model._target_=my_models.softmax_model", "loss=softmax_ce"]
-    result = compare(tmp_path / "resume", overrides, "tensorflow", 1)
-    assert result["killed_after_epoch"] == 1 and result["identical"], result
-    assert result["resumed"]["resumed"] is True and {k: result["resumed"][k] for k in FIGURES} == result["uninterrupted"]
-    run_dir = tmp_path / "resume" / "killed"
-    again = evaluate.run(compose("recipe=evaluate", f"checkpoint={run_dir}"), tmp_path / "evaluated")
-    assert again["test_accuracy"] == pytest.approx(result["uninterrupted"]["test_accuracy"], abs=1e-6)
-    assert again["test_exact_ce"] == pytest.approx(result["uninterrupted"]["test_exact_ce"], rel=1e-4)
+# Your model killed and resumed, bit for bit, then recipe=evaluate on its run directory: the TensorFlow run of
+# tests/test_exact_resume.py, on keras_io_convnet above.
 
 
 def test_a_folder_is_streamed_from_disk_a_batch_at_a_time(compose, tmp_path):
@@ -460,13 +461,11 @@ def test_a_model_whose_config_holds_options_not_a_graph_is_read_once_built(user_
     keras.saving.get_custom_objects().pop("my_models>OptionsOnlyClassifier", None)
 
 
-@pytest.mark.slow(seconds=35)
-def test_keras_app_resizes_images_below_the_architectures_minimum_in_the_model(compose, tmp_path):
-    import keras
+def test_keras_app_takes_one_channel_images_below_the_architectures_minimum():
+    """MNIST's 28 x 28 x 1 into MobileNet, built (the run on a folder above trains one): resized in the model."""
+    from keras_loss_recipes.training.zoo import keras_application
 
-    m = train(compose, tmp_path / "run", "model=keras_app", "model.architecture=MobileNetV3Small",
-              "trainer.batch_size=64")
-    assert m["status"] == "ok" and m["model"] == "MobileNetV3Small" and m["input_shape"] == [28, 28, 1]
-    saved = keras.models.load_model(tmp_path / "run" / "last.keras")
-    resize = saved.get_layer("MobileNetV3Small").get_layer("resize_to_minimum")
+    model = keras_application((28, 28, 1), 10, "MobileNetV3Small")
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+    resize = model.get_layer("resize_to_minimum")
     assert (resize.get_config()["height"], resize.get_config()["width"]) == (32, 32)
