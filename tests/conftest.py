@@ -125,6 +125,26 @@ def train_cli():
 
 
 @pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> tuple[Path, dict]:
+    """`python train.py -m` of TINY over two losses and two seeds (four jobs in one process), once for the whole
+    test run: its sweep directory, and the command's {"returncode", "stdout", "stderr"}. Read only:
+    tests/test_sweeps.py checks its directories, HParams and report; tests/test_reliability.py serves it to a
+    real TensorBoard."""
+
+    def run(directory: Path) -> dict:
+        done = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *TINY_SWEEP,
+                               f"hydra.sweep.dir={directory / 'sweep'}"], cwd=ROOT, env=project_env(),
+                              capture_output=True, text=True, timeout=600)
+        return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+    directory, result = once_per_run(tmp_path_factory, "tiny_sweep", run)
+    return directory / "sweep", result
+
+
+TINY_SWEEP = [*TINY, "loss=sparse_from_logits,clipped_probs", "seed=0,1"]
+
+
+@pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A one-node SLURM cluster with accounting (scripts/slurm_cluster.py), for the whole session.
 
