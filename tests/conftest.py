@@ -145,6 +145,20 @@ TINY_SWEEP = [*TINY, "loss=sparse_from_logits,clipped_probs", "seed=0,1"]
 
 
 @pytest.fixture(scope="session")
+def one_process_job(tmp_path_factory) -> Path:
+    """The run directory of scripts/multiprocess_figures.py's JOB trained by one process, once for the whole
+    test run: what the two processes that train it together (the launcher's, srun's) must agree with."""
+    from scripts.multiprocess_figures import JOB
+
+    def run(directory: Path) -> None:
+        done = subprocess.run([sys.executable, str(ROOT / "train.py"), *JOB, f"hydra.run.dir={directory / 'one'}"],
+                              cwd=directory, env=project_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    return once_per_run(tmp_path_factory, "one_process_job", run)[0] / "one"
+
+
+@pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A one-node SLURM cluster with accounting (scripts/slurm_cluster.py), for the whole session.
 
