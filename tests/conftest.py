@@ -125,6 +125,40 @@ def train_cli():
 
 
 @pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> tuple[Path, dict]:
+    """`python train.py -m` of TINY over two losses and two seeds (four jobs in one process), once for the whole
+    test run: its sweep directory, and the command's {"returncode", "stdout", "stderr"}. Read only:
+    tests/test_sweeps.py checks its directories, HParams and report; tests/test_reliability.py serves it to a
+    real TensorBoard."""
+
+    def run(directory: Path) -> dict:
+        done = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *TINY_SWEEP,
+                               f"hydra.sweep.dir={directory / 'sweep'}"], cwd=ROOT, env=project_env(),
+                              capture_output=True, text=True, timeout=600)
+        return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+    directory, result = once_per_run(tmp_path_factory, "tiny_sweep", run)
+    return directory / "sweep", result
+
+
+TINY_SWEEP = [*TINY, "loss=sparse_from_logits,clipped_probs", "seed=0,1"]
+
+
+@pytest.fixture(scope="session")
+def one_process_job(tmp_path_factory) -> Path:
+    """The run directory of scripts/multiprocess_figures.py's JOB trained by one process, once for the whole
+    test run: what the two processes that train it together (the launcher's, srun's) must agree with."""
+    from scripts.multiprocess_figures import JOB
+
+    def run(directory: Path) -> None:
+        done = subprocess.run([sys.executable, str(ROOT / "train.py"), *JOB, f"hydra.run.dir={directory / 'one'}"],
+                              cwd=directory, env=project_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    return once_per_run(tmp_path_factory, "one_process_job", run)[0] / "one"
+
+
+@pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A one-node SLURM cluster with accounting (scripts/slurm_cluster.py), for the whole session.
 

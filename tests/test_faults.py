@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scripts import faults
-from tests.conftest import once_per_run, unavailable
+from tests.conftest import jax_compile_cache, once_per_run, unavailable
 
 SLOW = pytest.mark.slow(seconds=30)
 
@@ -64,7 +64,10 @@ GRACE = f"SIGTERM in epoch 2, its step outlasting trainer.preemption_grace_s={fa
 @SLOW
 @pytest.mark.parametrize("name, signal_name", MID_EPOCH, ids=["tensorflow", "jax", "torch"])
 def test_a_preemption_in_an_epoch_saves_its_step_and_the_same_command_resumes_there_exactly(
-        tmp_path, straight, compose, name, signal_name):
+        tmp_path, straight, compose, name, signal_name, monkeypatch):
+    # On JAX its straight run, the stopped one and the resume, one after another, compile once.
+    for variable, value in jax_compile_cache(tmp_path / "jax_cache").items():
+        monkeypatch.setenv(variable, value)
     row = inject(name, tmp_path, straight)
     run_dir = tmp_path / "run"
     assert row["exit"] == 128 + getattr(signal, signal_name)  # 143 for SIGTERM, as a process it had killed

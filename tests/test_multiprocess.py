@@ -21,7 +21,7 @@ from scripts.multiprocess_figures import (
     FIGURES, JOB, KILL_JOB, LAUNCHER, PAGE, is_loopback, kill_after_first_epoch, largest_differences,
     launch_command, page_block, read_metrics, render, wait_listening,
 )
-from tests.conftest import ROOT, project_env
+from tests.conftest import project_env
 
 # How close 2 processes come to 1: measured equal here (docs/multiprocess.json).
 TOLERANCE = 1e-5
@@ -106,10 +106,8 @@ def test_the_launcher_refuses_a_backend_other_than_jax(tmp_path):
 
 
 @pytest.mark.slow(seconds=40)
-def test_two_processes_train_the_model_one_does_and_listen_on_loopback_only(tmp_path):
+def test_two_processes_train_the_model_one_does_and_listen_on_loopback_only(tmp_path, one_process_job):
     env = env_with_tmp(tmp_path)
-    single = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *JOB, f"hydra.run.dir={tmp_path / 'one'}"],
-                              cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     launched = tmp_path / "launched"
     launched.mkdir()
     started = time.monotonic()
@@ -118,9 +116,7 @@ def test_two_processes_train_the_model_one_does_and_listen_on_loopback_only(tmp_
     seen = wait_listening(launcher)  # the listening sockets, while the processes meet and train
     out, err = launcher.communicate()
     two_s = time.monotonic() - started
-    single_out = single.communicate(timeout=300)[0]
     assert launcher.returncode == 0, out[-4000:] + err[-2000:]
-    assert single.returncode == 0, single_out[-4000:]
 
     # Process 0 listens twice (the coordinator and gloo), the other once (gloo); all on loopback.
     assert len(seen) == 2 and sum(len(a) for a in seen.values()) >= 3, seen
@@ -130,7 +126,7 @@ def test_two_processes_train_the_model_one_does_and_listen_on_loopback_only(tmp_
     run_dirs = [p.parent for p in (launched / "runs").rglob("metrics.json")]
     assert len(run_dirs) == 1, run_dirs
     assert list((tmp_path / "tmp").iterdir()) == []
-    two, one = read_metrics(run_dirs[0]), read_metrics(tmp_path / "one")
+    two, one = read_metrics(run_dirs[0]), read_metrics(one_process_job)  # the same job, one process
     assert two["status"] == "ok" and two["processes"] == 2 and two["weights_match"] is True
     assert two["replicas"] == 2 and one["processes"] == 1 and one["weights_match"] is None
     differences = largest_differences(one, two)

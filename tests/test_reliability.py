@@ -177,18 +177,19 @@ def test_non_finite_images_are_reported_not_trained_on():
 
 
 @pytest.mark.slow(seconds=25)
-def test_tensorboard_server_shows_runs_stability_hparams_and_the_comparison(train_cli, tmp_path):
-    """A real sweep, read back through a real TensorBoard server's HTTP API, as the dashboards read it."""
+def test_tensorboard_server_shows_runs_stability_hparams_and_the_comparison(tiny_sweep):
+    """A real sweep (tests/test_sweeps.py checks its files), read back through a real TensorBoard server's HTTP
+    API, as the dashboards read it."""
     from keras_loss_recipes.reporting.tensorboard_views import LAYOUT
     from scripts.tensorboard_server import get_json, hparams_default_columns, post_json, serve
 
-    sweep = tmp_path / "sweep"
-    result = train_cli("-m", *TINY, "loss=sparse_from_logits,clipped_probs", f"hydra.sweep.dir={sweep}")
-    assert result.returncode == 0, result.stderr[-2000:]
+    sweep, result = tiny_sweep  # two losses, two seeds
+    assert result["returncode"] == 0, result["stderr"][-2000:]
     with serve(sweep) as base:
         runs = get_json(base + "data/runs")
         # Short job directories: the job number, then what the sweep varies.
-        assert {r.split("/")[0] for r in runs if r != "."} >= {"00_loss-sparse_from_logits", "01_loss-clipped_probs"}
+        assert {r.split("/")[0] for r in runs if r != "."} >= {"00_loss-sparse_from_logits_seed-0",
+                                                               "03_loss-clipped_probs_seed-1"}
         scalars = get_json(base + "data/plugin/scalars/tags")
         train_run = next(r for r in scalars if r.endswith("/train"))
         assert "epoch_accuracy" in scalars[train_run]
@@ -196,18 +197,18 @@ def test_tensorboard_server_shows_runs_stability_hparams_and_the_comparison(trai
         groups = post_json(base + "data/plugin/hparams/session_groups", {
             "experimentName": "", "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS"], "colParams": [],
             "startIndex": 0, "sliceSize": 100})
-        assert groups["totalSize"] == 2
+        assert groups["totalSize"] == 4
         assert {g["hparams"]["loss"] for g in groups["sessionGroups"]} == {"sparse_from_logits", "clipped_probs"}
         metric_tags = {m["name"]["tag"] for g in groups["sessionGroups"] for m in g["metricValues"]}
         assert {"epoch_accuracy", "final/test_accuracy"} <= metric_tags
         # The HParams table opens on what the sweep varies and the outcomes, its metrics on test accuracy and CE.
         hparams, metrics = hparams_default_columns(base)
-        assert hparams[:3] == ["loss", "loss_path", "status"]
+        assert hparams[:4] == ["loss", "loss_path", "seed", "status"]
         assert metrics[:2] == ["final/test_accuracy", "final/test_exact_ce"]
         # The stability dashboard opens laid out; each run explains itself in the Text tab.
         layout = get_json(base + "data/plugin/custom_scalars/layout")
         assert [c["title"] for c in layout["category"]] == [title for title, _ in LAYOUT]
-        [summary] = get_json(base + "data/plugin/text/text?run=01_loss-clipped_probs&tag=run%2Fsummary")
+        [summary] = get_json(base + "data/plugin/text/text?run=02_loss-clipped_probs_seed-0&tag=run%2Fsummary")
         assert "clipped_probabilities" in summary["text"] and "python train.py" in summary["text"]
         images = get_json(base + "data/plugin/images/tags")
         assert "comparison/figure" in images.get("comparison", {})

@@ -289,10 +289,9 @@ def test_a_grid_keeps_the_grouped_report_and_its_figure_fits_long_group_names(tm
 
 
 @pytest.mark.slow(seconds=60)
-def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(train_cli, tmp_path):
-    sweep = tmp_path / "sweep"
-    result = train_cli("-m", *SWEEP, "loss=sparse_from_logits,clipped_probs", "seed=0,1", f"hydra.sweep.dir={sweep}")
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(tiny_sweep):
+    sweep, result = tiny_sweep  # TINY_SWEEP: two losses, two seeds
+    assert result["returncode"] == 0, result["stderr"][-3000:]
     runs = run_metrics(sweep)
     # Short, shell-safe job directories: the job number, then what the sweep varies.
     assert sorted(runs) == ["00_loss-sparse_from_logits_seed-0", "01_loss-sparse_from_logits_seed-1",
@@ -305,7 +304,7 @@ def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(train_cli, tm
     assert {h.name for h in experiment.experiment.hparam_infos if h.differs} == {"loss", "seed", "status",
                                                                                 "loss_path"}
     hp = hparams_plugin_data(sweep / "02_loss-clipped_probs_seed-0")[0].session_start_info.hparams
-    assert set(hp["overrides"].string_value.split()) == {*SWEEP, "loss=clipped_probs", "seed=0"}
+    assert set(hp["overrides"].string_value.split()) == {*TINY, "loss=clipped_probs", "seed=0"}
     for name, metrics in runs.items():
         [session] = hparams_plugin_data(sweep / name)
         hp = session.session_start_info.hparams
@@ -316,8 +315,8 @@ def test_sweep_lands_in_one_dir_with_hparams_and_a_matching_report(train_cli, tm
             if line.startswith("| loss=")}
     accs = [m["test_accuracy"] for m in runs.values() if m["loss"] == "clipped_probs"]
     assert f"{statistics.fmean(accs):.3f} ± {statistics.stdev(accs):.3f}" in rows["loss=clipped_probs"]
-    assert "sweep summary (4 jobs)" in result.stdout + result.stderr
-    assert "absl::InitializeLog" not in result.stderr and "cuInit" not in result.stderr  # a quiet start here too
+    assert "sweep summary (4 jobs)" in result["stdout"] + result["stderr"]
+    assert "absl::InitializeLog" not in result["stderr"] and "cuInit" not in result["stderr"]  # a quiet start here too
     # startup_s is each job's own: the first job imports TensorFlow, the later ones start when they start.
     first_job = max(runs.values(), key=lambda m: m["startup_s"])
     for metrics in runs.values():
