@@ -224,7 +224,7 @@ def full_disk(work: Path, straight: dict) -> dict:
 
 def second_writer(work: Path, straight: dict) -> dict:
     """A second `python train.py` on the run directory of a live run (held after epoch 1); then the first is
-    killed, and the same command resumes past its lock."""
+    killed (SIGKILL, as `kill`: how it ended is in the row too), and the same command resumes past its lock."""
     run_dir = work / "run"
     with held_run(run_dir) as (process, reached, _):
         before = contents(run_dir)
@@ -232,7 +232,8 @@ def second_writer(work: Path, straight: dict) -> dict:
         row = {"exit": second.returncode, "said": said(second.stderr), "holder": process.pid,
                "intact": contents(run_dir) == before, "attempt_s": reached}
         process.send_signal(signal.SIGKILL)
-        process.communicate()
+        _, stderr = process.communicate()
+    row.update(killed_exit=process.returncode, killed_said=said(stderr), killed_status=_status(run_dir))
     return resume(row, run_dir, straight)
 
 
