@@ -75,7 +75,7 @@ def runs_on_other_backend(backend: str) -> tuple[list[str], dict, dict]:
 
 # JAX compiles every run's step: its half is the longest test of the suite but one.
 @pytest.mark.parametrize("backend", [
-    pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow(seconds={"jax": 120}.get(p.values[0], 30))])
+    pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow(seconds={"jax": 80}.get(p.values[0], 30))])
     for p in OTHER_BACKENDS])
 def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(backend, tmp_path):
     """One child process per backend, with `import tensorflow` blocked: nothing here may need it."""

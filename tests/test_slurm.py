@@ -120,7 +120,7 @@ def figures_of(process: subprocess.Popen, run_dir: Path) -> dict:
     return {k: metrics[k] for k in FIGURES}
 
 
-@pytest.mark.slow(seconds=210)
+@pytest.mark.slow(seconds=150)
 def test_slurm_sweep_records_cancelled_and_timed_out_jobs_requeues_a_preempted_one_and_resumes_them(
         slurm_cluster, tmp_path):
     sweep = tmp_path / "sweep"
