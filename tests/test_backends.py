@@ -89,8 +89,8 @@ def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(back
     # Mixed precision on its softmax_ce run (softmax_ce's float32 path is measured on the mlp below).
     runs["mixed"] = [*WHOLE_BATCHES, "model._target_=my_models.softmax_model", "loss=softmax_ce",
                      "trainer.precision=mixed_float16"]
-    runs["yours_mixed_stressed"] = [*WHOLE_BATCHES, "model._target_=my_models.softmax_model",
-                                    "loss=sparse_from_logits", "trainer.precision=mixed_float16", "stress.logit_scale=300"]
+    runs["yours_mixed_stressed"] = [*WHOLE_BATCHES, "model._target_=my_models.softmax_model", "loss=sparse_from_logits",
+                                    "trainer.precision=mixed_float16", "stress.logit_scale=300"]
     out = run_driver(backend, runs, tmp_path, **env)
     for name, path in (("mixed", EXPECTED[backend]["softmax_ce"]), ("yours_mixed_stressed", "fused_logits")):
         assert (out[name]["status"], out[name]["loss_path"], out[name]["removed_head"]["kind"]) == (
