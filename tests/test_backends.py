@@ -79,7 +79,7 @@ def runs_on_other_backend(backend: str) -> tuple[list[str], dict, dict]:
 
 # JAX compiles every run's step: its half is the longest test of the suite but one.
 @pytest.mark.parametrize("backend", [
-    pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow(seconds={"jax": 120}.get(p.values[0], 30))])
+    pytest.param(*p.values, marks=[*p.marks, pytest.mark.slow(seconds={"jax": 80}.get(p.values[0], 30))])
     for p in OTHER_BACKENDS])
 def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(backend, tmp_path):
     """One child process per backend, with `import tensorflow` blocked: nothing here may need it."""
@@ -93,8 +93,8 @@ def test_every_formulation_trains_with_telemetry_and_the_nonfinite_policies(back
     # Mixed precision on its softmax_ce run (softmax_ce's float32 path is measured on the mlp below).
     runs["mixed"] = [*WHOLE_BATCHES, "model._target_=my_models.softmax_model", "loss=softmax_ce",
                      "trainer.precision=mixed_float16"]
-    runs["yours_mixed_stressed"] = [*WHOLE_BATCHES, "model._target_=my_models.softmax_model",
-                                    "loss=sparse_from_logits", "trainer.precision=mixed_float16", "stress.logit_scale=300"]
+    runs["yours_mixed_stressed"] = [*WHOLE_BATCHES, "model._target_=my_models.softmax_model", "loss=sparse_from_logits",
+                                    "trainer.precision=mixed_float16", "stress.logit_scale=300"]
     out = run_driver(backend, runs, tmp_path, **env)
     for name, path in (("mixed", EXPECTED[backend]["softmax_ce"]), ("yours_mixed_stressed", "fused_logits")):
         assert (out[name]["status"], out[name]["loss_path"], out[name]["removed_head"]["kind"]) == (

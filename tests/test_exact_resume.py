@@ -28,7 +28,7 @@ SMALL = ["model=cnn", "data.max_train_examples=256", "trainer.batch_size=32", "t
 STOPS = {"tensorflow": ("kill", 2, 3, ["model._target_=my_models.keras_io_convnet"]), "jax": ("int", 1, 1, [])}
 
 
-@pytest.mark.slow(seconds=80)
+@pytest.mark.slow(seconds=60)
 def test_a_killed_and_resumed_run_ends_exactly_like_an_uninterrupted_one(tmp_path, monkeypatch):
     user = tmp_path / "user"
     user.mkdir()

@@ -95,7 +95,7 @@ class RecordingSlurmLauncher(SlurmLauncher):
         from keras_loss_recipes.reporting.results import RESUMABLE, read_metrics
         from keras_loss_recipes.runtime.run_files import METRICS_FILE
 
-        if not wait_for_end(job, self.params.get("poll_interval_s"), self.params.get("result_wait_s", 15.0)):
+        if not wait_for_end(job, self.params["poll_interval_s"], self.params["result_wait_s"]):  # config.py's
             ended = SlurmJobEnded(end_reason(job, None))
         else:
             try:
