@@ -128,3 +128,9 @@ def test_the_api_page_runs():
     result = doctest.testfile(str(ROOT / "docs" / "api.md"), module_relative=False,
                               optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.attempted > 10 and result.failed == 0
+
+
+def test_loss_path_takes_a_loss_object_with_its_from_logits():
+    logits = _model("logits", loss=False)
+    assert loss_path(logits, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)).path == "fused_logits"
+    assert loss_path(logits, loss="sparse_categorical_crossentropy").lossy  # from_logits forgotten

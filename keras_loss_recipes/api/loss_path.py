@@ -70,7 +70,8 @@ def loss_path(model, loss=None) -> LossPathCheck:
     from keras_loss_recipes.recipes.doctor.diagnosis import prepare
     from keras_loss_recipes.recipes.doctor.worker import head_layer
 
-    plan = prepare(model, loss=_serialized(loss) if loss is not None else None)
+    name, from_logits = _named(loss) if loss is not None else (None, None)
+    plan = prepare(model, loss=name, from_logits=from_logits)
     head = plan.model.head
     if head.kind == "unknown":
         raise UserError(f"{plan.where}: cannot find its logits: {head.reason}")
@@ -80,6 +81,9 @@ def loss_path(model, loss=None) -> LossPathCheck:
                          head, plan.loss)
 
 
-def _serialized(loss):
-    """A loss as the doctor reads it: a name, or the class name of a Keras loss object."""
-    return loss if isinstance(loss, str) else type(loss).__name__
+def _named(loss) -> tuple[str, bool | None]:
+    """A loss as the doctor takes it: its name, and the `from_logits` of a Keras loss object (None: a name)."""
+    if isinstance(loss, str):
+        return loss, None
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    return type(loss).__name__, config.get("from_logits")
