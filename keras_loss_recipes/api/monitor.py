@@ -10,7 +10,7 @@ import keras
 
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.training.backup import host_copy
-from keras_loss_recipes.training.telemetry import PREFIX
+from keras_loss_recipes.training.telemetry import PREFIX, with_loss_gap
 
 log = logging.getLogger(__name__)
 TRAIN_RUN = "train"  # the recipes write their stability figures into <run dir>/train, as here into <log_dir>/train
@@ -117,8 +117,7 @@ class StabilityMonitor(keras.callbacks.Callback):
             return
         if self._figures is None:
             return
-        figures = {PREFIX + name: value for name, value in self._figures.figures().items()}
-        figures[PREFIX + "loss_gap"] = figures[PREFIX + "loss"] - figures[PREFIX + "exact_ce"]
+        figures = with_loss_gap({PREFIX + name: value for name, value in self._figures.figures().items()})
         self.epochs.append(figures)
         if self.log_dir is not None:
             for name, value in figures.items():

@@ -23,7 +23,7 @@ from keras_loss_recipes.runtime.errors import writing
 from keras_loss_recipes.training.saved_form import MODEL_FILES, WEIGHTS_FILES, WEIGHTS_SUFFIX, not_saveable_whole
 from keras_loss_recipes.training.backup import host_copy
 from keras_loss_recipes.training.stability_model import NONFINITE_LOG
-from keras_loss_recipes.training.telemetry import MEANS_LOG, PREFIX, STEP_LOG, unpack
+from keras_loss_recipes.training.telemetry import MEANS_LOG, PREFIX, STEP_LOG, unpack, with_loss_gap
 
 log = logging.getLogger(__name__)
 # The figures worth a glance on the console each epoch.
@@ -46,9 +46,7 @@ def stability_figures(logs: dict) -> dict:
     means = logs.get(MEANS_LOG)
     values = unpack(means, PREFIX) if means is not None else {}
     values[PREFIX + "nonfinite_steps"] = float(_nonfinite(logs)[0])
-    if PREFIX + "loss" in values and PREFIX + "exact_ce" in values:
-        values[PREFIX + "loss_gap"] = values[PREFIX + "loss"] - values[PREFIX + "exact_ce"]
-    return values
+    return with_loss_gap(values)
 
 
 def stability_summary(logs: dict) -> str:

@@ -36,6 +36,14 @@ def unpack(vector, prefix: str) -> dict:
     return {prefix + name: float(value) for name, value in zip(MEAN_STATS, vector)}
 
 
+def with_loss_gap(values: dict) -> dict:
+    """`values` ({PREFIX + name: float}) with `loss_gap`, the loss less the exact cross entropy, where both are there:
+    0 for an exact loss, negative where a clip caps it."""
+    if PREFIX + "loss" in values and PREFIX + "exact_ce" in values:
+        values[PREFIX + "loss_gap"] = values[PREFIX + "loss"] - values[PREFIX + "exact_ce"]
+    return values
+
+
 def as_onehot(y, num_classes: int):
     from keras import ops
 
