@@ -1,0 +1,261 @@
+"""What the stability telemetry costs: `StabilityMonitor` in a plain Keras script, and the recipes' telemetry.
+
+    python benchmarks/telemetry_cost.py            # writes docs/telemetry_cost.json and .md (about 15 min, 2 cores)
+    python benchmarks/telemetry_cost.py --backends jax --pairs 1 --recipe-repeats 1 --images 4000 --out /tmp/cost
+
+Both parts train the keras.io "Simple MNIST convnet" on the embedded MNIST training split tiled to `--images`
+(54,000 by default: what keras.io's fit trains on after its validation_split=0.1 of 60,000), batch 128,
+validating on the 500 validation images. A *whole epoch* is what a user waits for: training, validation and
+every epoch-end callback. The first epoch of every fit (tracing, warm-up) is never counted.
+
+1. **The monitor, per installed backend** (a child process each): the plain script of benchmarks/plain_convnet.py
+   fits once with `StabilityMonitor(probe=256 training images, log_dir=...)` switched on and off from one epoch
+   to the next (its epoch hooks are called or skipped; `on_train_begin`'s loss-path check runs once, in the
+   warm-up epoch, and is timed apart). Epochs 1 and 2 are a pair, 3 and 4 the next, and so on, the monitored
+   epoch first in every other pair, so a drift of the machine's speed cancels out. Each pair gives one ratio,
+   monitored / plain: the same compiled step, the same data, seconds apart. Beside it, the seconds spent in
+   the monitor's own hooks (its figures, TensorBoard writes and its copy of the weights).
+2. **The recipes' telemetry** (`telemetry=on`, the default, against `telemetry=off`), per precision, on
+   TensorFlow: whole training runs of the recipe (benchmarks/sides.py), in pairs, the order swapped every other
+   pair. The telemetry is part of the compiled training step, so it cannot be switched within a fit.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+COMMAND = "python benchmarks/telemetry_cost.py"
+PROBE = 256
+BATCH = 128
+RECIPE_PRECISIONS = ("float32", "mixed_bfloat16")
+
+
+def training_splits(images: int):
+    """The embedded split with its training images tiled to `images`."""
+    import dataclasses
+
+    import numpy as np
+
+    from keras_loss_recipes.data.embedded import load_embedded
+
+    splits = load_embedded(500, 500, 0)
+    return dataclasses.replace(splits, x_train=np.resize(splits.x_train, (images, *splits.x_train.shape[1:])),
+                               y_train=np.resize(splits.y_train, images))
+
+
+def monitored_epochs(pairs: int) -> list[bool]:
+    """Which epochs the monitor runs in: the warm-up epoch, then pairs whose order swaps every other pair."""
+    schedule = [True]
+    for pair in range(pairs):
+        schedule += [True, False] if pair % 2 == 0 else [False, True]
+    return schedule
+
+
+def switched(monitor, schedule: list[bool]):
+    """A callback that passes the epoch hooks on to `monitor` in the epochs `schedule` marks, timing them."""
+    import keras
+
+    class Switched(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.hook_s = [0.0] * len(schedule)
+            self.train_begin_s = None
+
+        def set_model(self, model):
+            super().set_model(model)
+            monitor.set_model(model)
+
+        def _timed(self, epoch, hook, *args):
+            began = time.perf_counter()
+            hook(*args)
+            self.hook_s[epoch] += time.perf_counter() - began
+
+        def on_train_begin(self, logs=None):
+            began = time.perf_counter()
+            monitor.on_train_begin(logs)
+            self.train_begin_s = time.perf_counter() - began
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if schedule[epoch]:
+                self._timed(epoch, monitor.on_epoch_begin, epoch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if schedule[epoch]:
+                self._timed(epoch, monitor.on_epoch_end, epoch, logs)
+
+        def on_train_end(self, logs=None):
+            monitor.on_train_end(logs)
+
+    return Switched()
+
+
+def measure_monitor(pairs: int, images: int) -> dict:
+    """This process's backend: one fit, the monitor switched on and off epoch by epoch."""
+    import warnings
+
+    import keras
+
+    from benchmarks.plain_convnet import build_convnet
+    from keras_loss_recipes import StabilityMonitor
+    from keras_loss_recipes.data.pipeline import scale_images
+    from keras_loss_recipes.training.callbacks import TrainThroughput
+
+    warnings.simplefilter("ignore")  # the monitor's loss-path warning on JAX and PyTorch: measured, not shown
+    splits = training_splits(images)
+    x, x_val = scale_images(splits.x_train), scale_images(splits.x_val)
+    y, y_val = keras.utils.to_categorical(splits.y_train, 10), keras.utils.to_categorical(splits.y_val, 10)
+    model = build_convnet()
+    model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"])
+    schedule = monitored_epochs(pairs)
+    timer = TrainThroughput(len(y))
+    with tempfile.TemporaryDirectory() as log_dir:
+        monitor = switched(StabilityMonitor(probe=(x[:PROBE], y[:PROBE]), log_dir=log_dir), schedule)
+        model.fit(x, y, batch_size=BATCH, epochs=len(schedule), validation_data=(x_val, y_val), verbose=0,
+                  callbacks=[timer, monitor])
+    wall = timer.epoch_wall_seconds
+    on = [wall[e] for e in range(1, len(schedule)) if schedule[e]]
+    off = [wall[e] for e in range(1, len(schedule)) if not schedule[e]]
+    return {"backend": keras.backend.backend(), "train_images": len(y), "schedule": schedule,
+            "epoch_wall_s": wall, "monitored_epoch_s": on, "plain_epoch_s": off,
+            "ratios": [m / p for m, p in zip(on, off)],
+            "hook_s": [s for e, s in enumerate(monitor.hook_s) if e and schedule[e]],
+            "train_begin_s": monitor.train_begin_s}
+
+
+def measure_recipes(repeats: int, images: int, epochs: int) -> list[dict]:
+    """The recipe with telemetry off and on, in pairs per precision (this process's backend)."""
+    import keras
+
+    from benchmarks.sides import fit_framework
+
+    splits = training_splits(images)
+    rows = []
+    for precision in RECIPE_PRECISIONS:
+        off, on = [], []
+        for pair in range(repeats):
+            order = (False, True) if pair % 2 == 0 else (True, False)
+            for telemetry in order:
+                wall = fit_framework(splits, epochs, precision, BATCH, telemetry=telemetry)["wall_s"]
+                (on if telemetry else off).append(statistics.median(wall[1:]))
+            print(f"  {precision} pair {pair + 1}: off {off[-1]:.2f} s, on {on[-1]:.2f} s", file=sys.stderr, flush=True)
+        rows.append({"backend": keras.backend.backend(), "precision": precision, "train_images": images,
+                     "epochs": epochs, "off_epoch_s": off, "on_epoch_s": on,
+                     "ratios": [a / b for a, b in zip(on, off)]})
+    return rows
+
+
+def installed_backends() -> list[str]:
+    import importlib.util
+
+    return [b for b in ("tensorflow", "jax", "torch") if importlib.util.find_spec(b) is not None]
+
+
+def in_child(backend: str, args: list[str]):
+    done = subprocess.run([sys.executable, __file__, "--child", *args], env={**os.environ, "KERAS_BACKEND": backend},
+                          stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise SystemExit(f"{backend}: the benchmark's child process failed (exit {done.returncode}); its errors above")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cpu_name() -> str:
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def spread(values: list[float], digits: int = 3) -> str:
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+
+def page(result: dict) -> str:
+    monitor, recipes = result["monitor"], result["recipes"]
+    lines = [f"# What the stability telemetry costs (generated by `{result['command']}`; do not edit)", "",
+             f"Machine: {result['cpu']}, {result['cores']} cores. The keras.io convnet on "
+             f"{result['images']:,} training images per epoch (the embedded MNIST split, tiled), batch {BATCH}, "
+             "validating on 500 images. A whole epoch: training, validation and every epoch-end callback. "
+             "Figures: median (min-max); a ratio of 1.000 is free.", "",
+             "## StabilityMonitor in a plain script", "",
+             f"One fit per backend; the monitor (a probe of {PROBE} images, TensorBoard on) switched on and off from "
+             f"one epoch to the next, {result['pairs']} pairs of epochs after the warm-up, the monitored epoch first "
+             "in every other pair. Ratio: the monitored epoch / the plain one beside it. The monitor's own hooks: "
+             "seconds per monitored epoch in its epoch-start and epoch-end hooks. The loss-path check runs once "
+             "per fit, at its start.", "",
+             "| backend | plain epoch, s | monitored epoch, s | ratio | in the monitor's hooks, s per epoch | "
+             "hooks / plain epoch | loss-path check at the start, s |",
+             "|---|---|---|---|---|---|---|"]
+    for row in monitor:
+        share = [h / p for h, p in zip(row["hook_s"], row["plain_epoch_s"])]
+        lines.append(f"| {row['backend']} | {spread(row['plain_epoch_s'], 2)} | {spread(row['monitored_epoch_s'], 2)} | "
+                     f"{spread(row['ratios'])} | {spread(row['hook_s'], 3)} | {spread(share, 4)} | "
+                     f"{row['train_begin_s']:.2f} |")
+    lines += ["", "## The recipes' telemetry (`telemetry=on`, the default, against `telemetry=off`)", "",
+              f"Whole runs of the training recipe (`loss=sparse_from_logits`), {result['recipe_repeats']} pairs per "
+              f"precision, the order swapped every other pair, {result['recipe_epochs']} epochs per run (the first "
+              "not counted). Ratio: the run's median epoch with telemetry / without.", "",
+              "| backend | precision | telemetry off, epoch s | telemetry on, epoch s | ratio |", "|---|---|---|---|---|"]
+    for row in recipes:
+        lines.append(f"| {row['backend']} | {row['precision']} | {spread(row['off_epoch_s'], 2)} | "
+                     f"{spread(row['on_epoch_s'], 2)} | {spread(row['ratios'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backends", default=None, help="the monitor's backends, comma-separated (default: every "
+                        "installed one)")
+    parser.add_argument("--pairs", type=int, default=3, help="pairs of epochs with and without the monitor")
+    parser.add_argument("--recipe-repeats", type=int, default=3, help="pairs of recipe runs per precision")
+    parser.add_argument("--recipe-epochs", type=int, default=2, help="epochs per recipe run, the first not counted")
+    parser.add_argument("--images", type=int, default=54000)
+    parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for telemetry_cost.json and .md")
+    parser.add_argument("--child", choices=("monitor", "recipes"), help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    if args.child == "monitor":
+        print(json.dumps(measure_monitor(args.pairs, args.images)))
+        return 0
+    if args.child == "recipes":
+        print(json.dumps(measure_recipes(args.recipe_repeats, args.images, args.recipe_epochs)))
+        return 0
+    sizes = ["--images", str(args.images), "--pairs", str(args.pairs), "--recipe-repeats", str(args.recipe_repeats),
+             "--recipe-epochs", str(args.recipe_epochs)]
+    monitor = []
+    for backend in args.backends.split(",") if args.backends else installed_backends():
+        print(f"{backend}: the monitor, {args.pairs} pairs of epochs ...", flush=True)
+        monitor.append(in_child(backend, ["monitor", *sizes]))
+        print(f"  ratios {', '.join(f'{r:.3f}' for r in monitor[-1]['ratios'])}", flush=True)
+    print(f"tensorflow: the recipes, {args.recipe_repeats} pairs of runs per precision ...", flush=True)
+    recipes = in_child("tensorflow", ["recipes", *sizes])
+    given = sys.argv[1:] if argv is None else list(argv)
+    result = {"command": " ".join([COMMAND, *given]), "cpu": cpu_name(), "cores": os.cpu_count(),
+              "images": args.images, "pairs": args.pairs, "recipe_repeats": args.recipe_repeats,
+              "recipe_epochs": args.recipe_epochs, "monitor": monitor, "recipes": recipes}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "telemetry_cost.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / "telemetry_cost.md").write_text(page(result))
+    print(f"wrote {out / 'telemetry_cost.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
