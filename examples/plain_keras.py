@@ -1,5 +1,6 @@
 """Simple MNIST convnet, as keras.io writes it, plus three lines of keras-loss-recipes (marked `# +`).
 
+    pip install -e .                                                      # once, in the clone: the package importable
     KERAS_BACKEND=jax python examples/plain_keras.py --epochs 1           # warns: the loss is clipped on JAX
     KERAS_BACKEND=jax python examples/plain_keras.py --epochs 1 --fixed   # logits + from_logits=True: no warning
     tensorboard --logdir logs/plain_keras                                 # the stability figures per epoch

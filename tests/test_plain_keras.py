@@ -13,6 +13,8 @@ FIX = "compile with `CategoricalCrossentropy(from_logits=True)`"
 
 
 def run_example(backend: str, log_dir, *args) -> str:
+    # PYTHONPATH (project_env) stands in for the README's `pip install -e .`: the script lives in examples/,
+    # so the clone's root is not on its sys.path by itself.
     done = subprocess.run([sys.executable, str(EXAMPLE), "--epochs", "1", "--limit", "256", "--log-dir",
                            str(log_dir), *args], env={**project_env(), "KERAS_BACKEND": backend},
                           capture_output=True, text=True, timeout=600)
