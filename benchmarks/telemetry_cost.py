@@ -1,7 +1,7 @@
 """What the stability telemetry costs: `StabilityMonitor` in a plain Keras script, and the recipes' telemetry.
 
     python benchmarks/telemetry_cost.py            # writes docs/telemetry_cost.json and .md (about 15 min, 2 cores)
-    python benchmarks/telemetry_cost.py --backends jax --pairs 1 --recipe-repeats 1 --images 4000 --out /tmp/cost
+    python benchmarks/telemetry_cost.py --backends jax --pairs 1 --recipe-pairs 2 --images 4000 --out /tmp/cost
 
 Both parts train the keras.io "Simple MNIST convnet" on the embedded MNIST training split tiled to `--images`
 (54,000 by default: what keras.io's fit trains on after its validation_split=0.1 of 60,000), batch 128,
@@ -16,12 +16,17 @@ every epoch-end callback. The first epoch of every fit (tracing, warm-up) is nev
    monitored / plain: the same compiled step, the same data, seconds apart. Beside it, the seconds spent in
    the monitor's own hooks (its figures, TensorBoard writes and its copy of the weights).
 2. **The recipes' telemetry** (`telemetry=on`, the default, against `telemetry=off`), per precision, on
-   TensorFlow: whole training runs of the recipe (benchmarks/sides.py), in pairs, the order swapped every other
-   pair. The telemetry is part of the compiled training step, so it cannot be switched within a fit.
+   TensorFlow. The telemetry is part of the compiled training step, so it cannot be switched within a fit:
+   the recipe's network is compiled twice in one session, with and without it, and trained in turns, a
+   block of `--block-steps` steps each (one pass over that many batches, a short epoch of its own: with
+   telemetry, its figures are read and written at the block's end, as the recipe's StabilityLogger does at
+   an epoch's end, so the epoch-end share is counted once per block: more often than in a real epoch).
+   Whole runs of the recipe vary too much from one to the next on a shared machine to show a few percent.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -135,25 +140,61 @@ def measure_monitor(pairs: int, images: int) -> dict:
             "train_begin_s": monitor.train_begin_s}
 
 
-def measure_recipes(repeats: int, images: int, epochs: int) -> list[dict]:
-    """The recipe with telemetry off and on, in pairs per precision (this process's backend)."""
-    import keras
-
-    from benchmarks.sides import fit_framework
+@contextlib.contextmanager
+def recipe_models(precision: str, images: int, run_dir: str):
+    """The recipe's network compiled twice in one session, telemetry off and on, with the training data."""
+    from benchmarks.sides import framework_config
+    from keras_loss_recipes.config.settings import check_loss
+    from keras_loss_recipes.lifecycle.run import Run
+    from keras_loss_recipes.recipes.train import build_and_compile, set_random_seed
+    from keras_loss_recipes.recipes.train.context import Training
+    from keras_loss_recipes.runtime.session import started_session
 
     splits = training_splits(images)
+    base = ["loss=sparse_from_logits", f"trainer.batch_size={BATCH}", f"trainer.precision={precision}",
+            "trainer.verbose=0"]
+    configs = {on: framework_config([*base, f"telemetry={'on' if on else 'off'}"]) for on in (False, True)}
+    with Run(configs[True], run_dir).opened() as run, started_session(configs[True].trainer) as session:
+        models = {}
+        for on, cfg in configs.items():
+            set_random_seed(cfg.seed)
+            job = Training(cfg, check_loss(cfg), splits, run, session)
+            models[on] = build_and_compile(job)[0]
+        yield models, job.dataset(splits.x_train, splits.y_train, shuffle=True)
+
+
+def measure_recipes(blocks: int, block_steps: int, images: int) -> list[dict]:
+    """Per precision, blocks of `block_steps` training steps, each a short epoch of its own (its stability
+    figures read and written at its end, as the recipe's StabilityLogger does), alternating between the
+    network with telemetry and without; the order swaps every other pair."""
+    import keras
+
+    from keras_loss_recipes.training.callbacks import StabilityLogger
+
     rows = []
     for precision in RECIPE_PRECISIONS:
-        off, on = [], []
-        for pair in range(repeats):
-            order = (False, True) if pair % 2 == 0 else (True, False)
-            for telemetry in order:
-                wall = fit_framework(splits, epochs, precision, BATCH, telemetry=telemetry)["wall_s"]
-                (on if telemetry else off).append(statistics.median(wall[1:]))
-            print(f"  {precision} pair {pair + 1}: off {off[-1]:.2f} s, on {on[-1]:.2f} s", file=sys.stderr, flush=True)
-        rows.append({"backend": keras.backend.backend(), "precision": precision, "train_images": images,
-                     "epochs": epochs, "off_epoch_s": off, "on_epoch_s": on,
-                     "ratios": [a / b for a, b in zip(on, off)]})
+        with tempfile.TemporaryDirectory() as run_dir, recipe_models(precision, images, run_dir) as (models, data):
+            logger = StabilityLogger(Path(run_dir) / "train")
+            logger.on_train_end = lambda logs=None: None  # each block's fit ends; the event file goes on
+
+            def block(on: bool) -> float:
+                began = time.perf_counter()
+                models[on].fit(data.take(block_steps), epochs=1, verbose=0, shuffle=False,
+                               callbacks=[logger] if on else [])
+                return time.perf_counter() - began
+
+            block(False), block(True)  # tracing and warm-up
+            off, on = [], []
+            for pair in range(blocks):
+                for telemetry in (False, True) if pair % 2 == 0 else (True, False):
+                    (on if telemetry else off).append(block(telemetry))
+            logger.writer.close()
+            if not logger.epochs or not logger.epochs[-1]:
+                raise SystemExit("the telemetry wrote no stability figures: the benchmark measures nothing")
+        print(f"  {precision}: ratios median {statistics.median(a / b for a, b in zip(on, off)):.3f}",
+              file=sys.stderr, flush=True)
+        rows.append({"backend": keras.backend.backend(), "precision": precision, "block_steps": block_steps, "figures_per_block": sorted(logger.epochs[-1]),
+                     "off_block_s": off, "on_block_s": on, "ratios": [a / b for a, b in zip(on, off)]})
     return rows
 
 
@@ -205,13 +246,15 @@ def page(result: dict) -> str:
                      f"{spread(row['ratios'])} | {spread(row['hook_s'], 3)} | {spread(share, 4)} | "
                      f"{row['train_begin_s']:.2f} |")
     lines += ["", "## The recipes' telemetry (`telemetry=on`, the default, against `telemetry=off`)", "",
-              f"Whole runs of the training recipe (`loss=sparse_from_logits`), {result['recipe_repeats']} pairs per "
-              f"precision, the order swapped every other pair, {result['recipe_epochs']} epochs per run (the first "
-              "not counted). Ratio: the run's median epoch with telemetry / without.", "",
-              "| backend | precision | telemetry off, epoch s | telemetry on, epoch s | ratio |", "|---|---|---|---|---|"]
+              "The recipe's network (`loss=sparse_from_logits`) compiled with and without its telemetry in one "
+              f"session, trained in turns: {result['recipe_pairs']} pairs of blocks per precision, each block "
+              f"{result['block_steps']} steps ({result['block_steps'] * BATCH:,} images), a short epoch with the "
+              "stability figures read and written at its end; the order swapped every other pair, after one "
+              "warm-up block each. Ratio: the block with telemetry / the block without beside it.", "",
+              "| backend | precision | telemetry off, block s | telemetry on, block s | ratio |", "|---|---|---|---|---|"]
     for row in recipes:
-        lines.append(f"| {row['backend']} | {row['precision']} | {spread(row['off_epoch_s'], 2)} | "
-                     f"{spread(row['on_epoch_s'], 2)} | {spread(row['ratios'])} |")
+        lines.append(f"| {row['backend']} | {row['precision']} | {spread(row['off_block_s'], 2)} | "
+                     f"{spread(row['on_block_s'], 2)} | {spread(row['ratios'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -220,8 +263,8 @@ def parse(argv):
     parser.add_argument("--backends", default=None, help="the monitor's backends, comma-separated (default: every "
                         "installed one)")
     parser.add_argument("--pairs", type=int, default=3, help="pairs of epochs with and without the monitor")
-    parser.add_argument("--recipe-repeats", type=int, default=3, help="pairs of recipe runs per precision")
-    parser.add_argument("--recipe-epochs", type=int, default=2, help="epochs per recipe run, the first not counted")
+    parser.add_argument("--recipe-pairs", type=int, default=20, help="pairs of blocks per precision")
+    parser.add_argument("--block-steps", type=int, default=60, help="training steps per block")
     parser.add_argument("--images", type=int, default=54000)
     parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for telemetry_cost.json and .md")
     parser.add_argument("--child", choices=("monitor", "recipes"), help=argparse.SUPPRESS)
@@ -234,21 +277,21 @@ def main(argv=None) -> int:
         print(json.dumps(measure_monitor(args.pairs, args.images)))
         return 0
     if args.child == "recipes":
-        print(json.dumps(measure_recipes(args.recipe_repeats, args.images, args.recipe_epochs)))
+        print(json.dumps(measure_recipes(args.recipe_pairs, args.block_steps, args.block_steps * BATCH)))
         return 0
-    sizes = ["--images", str(args.images), "--pairs", str(args.pairs), "--recipe-repeats", str(args.recipe_repeats),
-             "--recipe-epochs", str(args.recipe_epochs)]
+    sizes = ["--images", str(args.images), "--pairs", str(args.pairs), "--recipe-pairs", str(args.recipe_pairs),
+             "--block-steps", str(args.block_steps)]
     monitor = []
     for backend in args.backends.split(",") if args.backends else installed_backends():
         print(f"{backend}: the monitor, {args.pairs} pairs of epochs ...", flush=True)
         monitor.append(in_child(backend, ["monitor", *sizes]))
         print(f"  ratios {', '.join(f'{r:.3f}' for r in monitor[-1]['ratios'])}", flush=True)
-    print(f"tensorflow: the recipes, {args.recipe_repeats} pairs of runs per precision ...", flush=True)
+    print(f"tensorflow: the recipes, {args.recipe_pairs} pairs of blocks per precision ...", flush=True)
     recipes = in_child("tensorflow", ["recipes", *sizes])
     given = sys.argv[1:] if argv is None else list(argv)
     result = {"command": " ".join([COMMAND, *given]), "cpu": cpu_name(), "cores": os.cpu_count(),
-              "images": args.images, "pairs": args.pairs, "recipe_repeats": args.recipe_repeats,
-              "recipe_epochs": args.recipe_epochs, "monitor": monitor, "recipes": recipes}
+              "images": args.images, "pairs": args.pairs, "recipe_pairs": args.recipe_pairs,
+              "block_steps": args.block_steps, "monitor": monitor, "recipes": recipes}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "telemetry_cost.json").write_text(json.dumps(result, indent=1) + "\n")
