@@ -61,6 +61,10 @@ def require_choice(key: str, value, choices) -> None:
 
 
 def check_loss(cfg) -> losses.LossSetup:
+    """The loss setup `cfg` describes, checked against its backend and its task (`task`, multiclass where a
+    config has none: a run directory of an older version)."""
+    task = cfg.get("task", losses.MULTICLASS)
+    require_choice("task", task, losses.TASKS)
     try:
         setup = losses.get(
             cfg.loss.name,
@@ -68,7 +72,7 @@ def check_loss(cfg) -> losses.LossSetup:
             temperature=cfg.loss.temperature,
         )
         setup.check_backend(cfg.backend)
-        setup.check_task(losses.MULTICLASS, cfg.backend)  # the one task the recipes train and evaluate yet
+        setup.check_task(task, cfg.backend)
         return setup
     except losses.LossOptionError as err:
         if err.option in ("backend", "task"):

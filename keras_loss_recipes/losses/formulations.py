@@ -44,8 +44,11 @@ SIGMOID_LAYER = "sigmoid"  # ... and a sigmoid head
 EXACT_PATHS = ("fused_logits", "rescued_softmax", "rescued_sigmoid")
 # What each family's output is and what it is trained on (the error lines quote these).
 FAMILIES = {"softmax": "one softmax over the classes", "sigmoid": "a sigmoid per output unit, 0/1 targets"}
-MULTICLASS = "multiclass"  # the task the training recipe trains: integer class labels
-TASK_FAMILIES = {MULTICLASS: "softmax"}  # the family that fits each task
+# The tasks a run trains (`task=`): one class of several (integer class ids), yes or no (one logit, a 0/1
+# label), several yes-or-no labels at once (K logits, labels (N, K) of 0/1); and the family that fits each.
+MULTICLASS, BINARY, MULTILABEL = "multiclass", "binary", "multilabel"
+TASK_FAMILIES = {MULTICLASS: "softmax", BINARY: "sigmoid", MULTILABEL: "sigmoid"}
+TASKS = tuple(TASK_FAMILIES)
 
 
 class LossOptionError(ValueError):
@@ -490,11 +493,12 @@ class LossSetup:
     def encode_labels(self, ids: np.ndarray, num_classes: int) -> np.ndarray:
         """Integer class ids in the format this formulation's loss expects.
 
-        Binary losses take one target per output unit: `ids` are those targets already.
+        Binary losses take one target per output unit: `ids` are those targets already, (N, units), or (N,)
+        for one unit, which becomes (N, 1) so that every loss (a plain function too) sees the output's shape.
         """
         ids = np.asarray(ids)
         if self.labels == "binary":
-            return ids.astype(np.float32)
+            return (ids[:, None] if ids.ndim == 1 else ids).astype(np.float32)
         if self.labels == "sparse":
             return ids.astype(np.int32)
         return np.eye(num_classes, dtype=np.float32)[ids]
