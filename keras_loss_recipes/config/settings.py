@@ -61,9 +61,8 @@ def require_choice(key: str, value, choices) -> None:
 
 
 def check_loss(cfg) -> losses.LossSetup:
-    """The loss setup `cfg` describes, checked against its backend and its task (`task`, multiclass where a
-    config has none: a run directory of an older version)."""
-    task = cfg.get("task", losses.MULTICLASS)
+    """The loss setup `cfg` describes, checked against its backend and its task (`task`)."""
+    task = cfg.task
     require_choice("task", task, losses.TASKS)
     try:
         setup = losses.get(

@@ -493,12 +493,11 @@ class LossSetup:
     def encode_labels(self, ids: np.ndarray, num_classes: int) -> np.ndarray:
         """Integer class ids in the format this formulation's loss expects.
 
-        Binary losses take one target per output unit: `ids` are those targets already, (N, units), or (N,)
-        for one unit, which becomes (N, 1) so that every loss (a plain function too) sees the output's shape.
+        Binary losses take one target per output unit: `ids` are those targets already.
         """
         ids = np.asarray(ids)
         if self.labels == "binary":
-            return (ids[:, None] if ids.ndim == 1 else ids).astype(np.float32)
+            return ids.astype(np.float32)
         if self.labels == "sparse":
             return ids.astype(np.int32)
         return np.eye(num_classes, dtype=np.float32)[ids]

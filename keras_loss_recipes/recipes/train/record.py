@@ -7,7 +7,6 @@ import platform
 import numpy as np
 from omegaconf import OmegaConf
 
-from keras_loss_recipes.losses import MULTICLASS
 from keras_loss_recipes.recipes.train.context import Training
 from keras_loss_recipes.reporting.calibration import verdict
 from keras_loss_recipes.reporting.objective import VALIDATION_FIGURES
@@ -23,7 +22,7 @@ def log_setup(job: Training) -> None:
     log.info(
         "task=%s data=%s classes=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
         "backend=%s precision=%s device=%s (%s) replicas=%d",
-        cfg.get("task", MULTICLASS), job.splits.name, job.splits.classes(), sizes["train"], sizes["val"],
+        cfg.task, job.splits.name, job.splits.classes(), sizes["train"], sizes["val"],
         sizes["test"], cfg.model.name,
         setup.name, setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision, job.device[0],
         job.device[1], job.session.replicas,
@@ -99,7 +98,7 @@ def _what_ran(job: Training, path) -> dict:
 
     cfg, setup = job.cfg, job.setup
     return {
-        "task": cfg.get("task", MULTICLASS),
+        "task": cfg.task,
         "loss": setup.name,
         "loss_path": path.path,
         "warnings": [path.warning] if path.warning else [],
