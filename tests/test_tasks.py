@@ -172,6 +172,14 @@ def test_a_sigmoid_task_trains_and_records_its_figures(compose, tmp_path, task, 
                                                                  zero_division=0), abs=1e-9)
         assert record["test_label_accuracy"] == pytest.approx(np.mean((logits > 0) == targets, axis=0).tolist())
         assert "val_macro_f1" in history
+    # recipe=evaluate of the run, told its task (whatever loss= says), gives the run's own figures.
+    from keras_loss_recipes.recipes import evaluate
+
+    again = evaluate.run(compose(*TINY, "recipe=evaluate", f"checkpoint={tmp_path / 'run'}", f"task={task}",
+                                 "data=npz", f"data.path={tmp_path / f'{task}.npz'}"), tmp_path / "evaluate")
+    assert again["test_accuracy"] == pytest.approx(record["test_accuracy"], abs=1e-6)
+    assert again["test_exact_ce"] == pytest.approx(record["test_exact_ce"], rel=1e-6)
+    assert again["test_ece"] == pytest.approx(record["test_ece"], rel=1e-6)
 
 
 def test_binary_on_ten_classes_stops_in_one_line_without_a_run_directory(train_cli, tmp_path):
