@@ -177,9 +177,9 @@ def check_width(outputs: int, splits, checkpoint: Path, task: str = losses.MULTI
     """One line for a model with another number of outputs than `task` takes on the data (one per class; one for
     task=binary)."""
     if outputs != tasks.outputs(task, splits.num_classes):
-        needs = "task=binary takes one" if task == losses.BINARY else f"task={task} takes one per class"
+        needs = " (task=binary takes one output)" if task == losses.BINARY else ""
         raise UserError(f"checkpoint={checkpoint}: the model has {outputs} outputs but data={splits.name} "
-                        f"has {splits.num_classes} classes ({needs})")
+                        f"has {splits.num_classes} classes{needs}")
 
 
 def check_input_shape(model, splits, checkpoint: Path) -> None:
