@@ -142,7 +142,7 @@ def digits_npz(tmp_path, kind: str):
     return path
 
 
-@pytest.mark.slow(seconds=20)
+@pytest.mark.slow(seconds=15)
 @pytest.mark.parametrize("task, loss", [("binary", "bce_from_logits"), ("multilabel", "sigmoid_bce")])
 def test_a_sigmoid_task_trains_and_records_its_figures(compose, tmp_path, task, loss):
     import keras
@@ -172,7 +172,11 @@ def test_a_sigmoid_task_trains_and_records_its_figures(compose, tmp_path, task, 
                                                                  zero_division=0), abs=1e-9)
         assert record["test_label_accuracy"] == pytest.approx(np.mean((logits > 0) == targets, axis=0).tolist())
         assert "val_macro_f1" in history
-    # recipe=evaluate of the run, told its task (whatever loss= says), gives the run's own figures.
+        assert_evaluate_gives_the_runs_figures(compose, tmp_path, task, record)
+
+
+def assert_evaluate_gives_the_runs_figures(compose, tmp_path, task: str, record: dict) -> None:
+    """recipe=evaluate of the run, told its task (whatever loss= says), gives the run's own figures."""
     from keras_loss_recipes.recipes import evaluate
 
     again = evaluate.run(compose(*TINY, "recipe=evaluate", f"checkpoint={tmp_path / 'run'}", f"task={task}",
@@ -188,4 +192,14 @@ def test_binary_on_ten_classes_stops_in_one_line_without_a_run_directory(train_c
     assert done.stderr.strip().splitlines()[-1] == (
         "error: task=binary: data=mnist_embedded has 10 classes; task=binary needs two (labels 0/1): use "
         "task=multiclass, or relabel the data to 0/1")
+    assert not (tmp_path / "run").exists()
+
+
+def test_recipe_calibrate_refuses_a_sigmoid_task_in_one_line_before_its_run_directory(compose, tmp_path):
+    from keras_loss_recipes.recipes import calibrate
+
+    (tmp_path / "model.keras").write_bytes(b"")  # never read: the task is refused first
+    cfg = compose("recipe=calibrate", f"checkpoint={tmp_path / 'model.keras'}", "task=multilabel")
+    with pytest.raises(UserError, match="^recipe=calibrate task=multilabel: this recipe calibrates a softmax"):
+        calibrate.run(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
