@@ -257,6 +257,7 @@ class Config:
     stress: Any = MISSING
     telemetry: Any = MISSING
     seed: int = MISSING
+    task: str = MISSING
     backend: str = MISSING
     checkpoint: Optional[str] = MISSING
     optimized_metric: str = MISSING

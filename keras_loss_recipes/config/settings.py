@@ -60,7 +60,11 @@ def require_choice(key: str, value, choices) -> None:
         raise UserError(f"{key}={value!r}: valid choices: {', '.join(map(str, choices))}")
 
 
-def check_loss(cfg) -> losses.LossSetup:
+def check_loss(cfg, trains: bool = True) -> losses.LossSetup:
+    """The loss setup `cfg` describes, checked against its backend and, for a recipe that `trains` with it,
+    its task (`task`); a recipe that scores a saved model takes the task alone."""
+    task = cfg.task
+    require_choice("task", task, losses.TASKS)
     try:
         setup = losses.get(
             cfg.loss.name,
@@ -68,7 +72,8 @@ def check_loss(cfg) -> losses.LossSetup:
             temperature=cfg.loss.temperature,
         )
         setup.check_backend(cfg.backend)
-        setup.check_task(losses.MULTICLASS, cfg.backend)  # the one task the recipes train and evaluate yet
+        if trains:
+            setup.check_task(task, cfg.backend)
         return setup
     except losses.LossOptionError as err:
         if err.option in ("backend", "task"):
@@ -193,7 +198,7 @@ def validate(cfg) -> losses.LossSetup:
     check_telemetry(cfg.telemetry)
     check_optimizer(cfg.optimizer)
     check_module_exists(cfg.model._target_, "model._target_")
-    setup = check_loss(cfg)
+    setup = check_loss(cfg, trains=cfg.recipe.name == "train")
     check_data(cfg.data)
     objective(cfg.optimized_metric)
     return setup

@@ -113,6 +113,9 @@ def _class_names(given, num_classes: int, configured, where: str) -> list[str] |
 def _num_classes(configured, labels: list[np.ndarray], where: str) -> int:
     if configured is not None:
         return int(configured)
+    rows = [np.asarray(y).shape[1] for y in labels if np.asarray(y).ndim == 2]
+    if rows:  # (N, K) labels, one column per class: K classes
+        return rows[0]
     found = [int(np.max(y)) for y in labels if np.asarray(y).size]
     if not found:
         raise UserError(f"{where}: no labels")

@@ -9,7 +9,7 @@ from keras_loss_recipes.runtime.errors import UserError
 
 @dataclass
 class Splits:
-    """Images (N, H, W, C) and integer labels per split. Images are integer pixels 0..255 (uint8 from the
+    """Images (N, H, W, C) and integer labels per split: class ids (N,), or (N, K) of 0/1 for K labels at once. Images are integer pixels 0..255 (uint8 from the
     built-in sources) or float32 already in [0, 1] (arrays of floats: `pixel_scale`)."""
 
     name: str
@@ -71,6 +71,8 @@ def check_same_image_size(train, test, where: str) -> None:
 
 
 def _checked_labels(labels: np.ndarray, count: int, num_classes: int, where: str) -> np.ndarray:
+    if labels.ndim == 2 and len(labels) == count:  # several labels per example (task=multilabel checks their values)
+        return _checked_label_rows(labels, num_classes, where)
     if labels.ndim != 1 or len(labels) != count:
         raise UserError(
             f"{where}: {count} images but labels of shape {labels.shape}; "
@@ -85,6 +87,26 @@ def _checked_labels(labels: np.ndarray, count: int, num_classes: int, where: str
     return labels
 
 
+def _checked_label_rows(labels: np.ndarray, num_classes: int, where: str) -> np.ndarray:
+    """(N, K) labels, one column per label: K columns for K classes, whole numbers (int64)."""
+    if labels.shape[1] != num_classes:
+        raise UserError(f"{where}: labels of shape {labels.shape}, {labels.shape[1]} per example; expected "
+                        f"{num_classes}, one per class")
+    if not np.all(np.isfinite(labels)) or not np.all(labels == np.round(labels)):
+        raise UserError(f"{where}: labels of shape {labels.shape} hold values that are not whole numbers; "
+                        "expected 0/1, one per class")
+    return labels.astype(np.int64)
+
+
+def strata(labels: np.ndarray) -> np.ndarray:
+    """What splitting balances: the class of each example, or, for (N, K) labels, its combination of labels
+    (each distinct row one stratum), so every split holds the combinations in the same ratio."""
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        return np.unique(labels, axis=0, return_inverse=True)[1].reshape(-1)
+    return labels
+
+
 def stratified_split(labels: np.ndarray, counts: list[int], seed: int) -> list[np.ndarray]:
     """Split indices into parts of the given total sizes, each part class-balanced.
 
@@ -93,6 +115,7 @@ def stratified_split(labels: np.ndarray, counts: list[int], seed: int) -> list[n
     Each part but the last gets exactly its count; the last takes what is left.
     """
     rng = np.random.default_rng(seed)
+    labels = strata(labels)
     total = len(labels)
     if sum(counts[:-1]) >= total:
         raise UserError(f"cannot take {counts[:-1]} examples out of {total}")
@@ -124,6 +147,7 @@ def balanced_subset(labels: np.ndarray, limit: int | None, seed: int) -> np.ndar
     if limit is None or limit >= len(labels):
         return np.arange(len(labels))
     rng = np.random.default_rng(seed)
+    labels = strata(labels)
     by_class = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
     # Deal round-robin over the shuffled classes: balanced, and exact in total.
     chosen = []

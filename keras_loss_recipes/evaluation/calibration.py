@@ -31,6 +31,26 @@ EMPTY_SPLIT = ("no examples to calibrate on: the validation split is empty; "
 PROBABILITY_SUM_TOLERANCE = 1e-3  # rows of non-negative outputs summing to 1 within this are probabilities
 
 
+def two_class_logits(logits, targets) -> tuple[np.ndarray, np.ndarray]:
+    """Sigmoid logits (N, units) and their 0/1 `targets` as two-class softmax logits and class ids, one row per
+    unit (N * units rows): a sigmoid unit's logit z is the softmax over (0, z), sigmoid(z / T) is
+    softmax((0, z) / T), so temperature scaling, NLL and ECE (confidence max(p, 1 - p), right where z > 0
+    agrees with the target) are the binary ones, a multi-label output's taken over all its units.
+    The Brier score of two classes is twice the binary (p - y)^2.
+
+    >>> z, y = two_class_logits([[2.0], [-1.0]], [1, 1])
+    >>> z.tolist(), y.tolist()
+    ([[0.0, 2.0], [0.0, -1.0]], [1, 1])
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    z = z.reshape(len(z), -1).reshape(-1)
+    y = np.asarray(targets).reshape(-1)
+    if y.shape != z.shape:
+        raise UserError(f"targets of shape {np.shape(targets)} for sigmoid logits of shape {np.shape(logits)}: "
+                        "give one 0/1 target per unit")
+    return np.stack([np.zeros_like(z), z], axis=-1), y.astype(np.int64)
+
+
 def reliability_bins(logits, labels, bins: int = ECE_BINS) -> dict:
     """Per-bin counts, accuracy and mean confidence (float64)."""
     probs = stable_softmax(np.asarray(logits, dtype=np.float64))

@@ -8,7 +8,8 @@ import numpy as np
 from keras_loss_recipes import losses
 from keras_loss_recipes.data.pipeline import scale_images
 from keras_loss_recipes.data.splits import is_streamed
-from keras_loss_recipes.evaluation.calibration import calibration_figures, fit_temperature
+from keras_loss_recipes.evaluation import task_scores
+from keras_loss_recipes.evaluation.calibration import calibration_figures, fit_temperature, two_class_logits
 from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS
 from keras_loss_recipes.training.network import predict_logits
 
@@ -16,17 +17,28 @@ STREAMED_CHUNK = 1024  # test images read at once from a streamed source
 
 
 def scores(model, logits_model, test_ds, splits, batch_size: int, split_over: int = 1,
-                 shard: tuple[int, int] = (0, 1)) -> dict:
+                 shard: tuple[int, int] = (0, 1), task: str = losses.MULTICLASS) -> dict:
     """`model` evaluated on the batches `test_ds` (its loss and accuracy, as compiled), and the logits of
     `logits_model` on every test image (`splits.x_test`), scored against `splits.y_test`: with the calibration
-    keys, of a temperature fitted on the logits of every validation image (one more pass, over those)."""
+    keys, of a temperature fitted on the logits of every validation image (one more pass, over those).
+    `task`: binary and multilabel logits are a sigmoid per unit's (binary cross entropy, calibrated per unit:
+    `calibration.two_class_logits`); multilabel adds each label's accuracy and the macro F1."""
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
+    sigmoid = losses.TASK_FAMILIES[task] == "sigmoid"
     logits = all_logits(logits_model, splits.x_test, batch_size, split_over, shard)
-    with np.errstate(all="ignore"):
-        exact_ce = float(np.mean(losses.exact_cross_entropy(logits, splits.y_test)))
     val_logits = all_logits(logits_model, splits.x_val, batch_size, split_over, shard) if len(splits.y_val) else None
-    return {"test_accuracy": float(scores["accuracy"]), "test_loss": float(scores["loss"]),
-            "test_exact_ce": exact_ce, **calibration(val_logits, splits.y_val, logits, splits.y_test)}
+    figures = {"test_accuracy": float(scores["accuracy"]), "test_loss": float(scores["loss"]),
+               "test_exact_ce": task_scores.exact_ce(logits, splits.y_test, sigmoid)}
+    if task == losses.MULTILABEL:
+        figures.update(task_scores.multilabel_figures(logits, splits.y_test))
+    if sigmoid:
+        return {**figures, **calibration(*_per_unit(val_logits, splits.y_val), *_per_unit(logits, splits.y_test))}
+    return {**figures, **calibration(val_logits, splits.y_val, logits, splits.y_test)}
+
+
+def _per_unit(logits, labels) -> tuple:
+    """Sigmoid logits and their targets as two-class logits per unit (None stays None: no validation split)."""
+    return (None, labels) if logits is None else two_class_logits(logits, labels)
 
 
 def calibration(val_logits, val_labels, test_logits, test_labels) -> dict:

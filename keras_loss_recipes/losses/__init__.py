@@ -12,12 +12,15 @@ The base layer: it imports nothing of `recipes`, and Keras only inside functions
 """
 from keras_loss_recipes.losses.formulations import (
     ALL_BACKENDS,
+    BINARY,
     EXACT_PATHS,
     FAMILIES,
     MULTICLASS,
+    MULTILABEL,
     SIGMOID_LAYER,
     SOFTMAX_LAYER,
     TASK_FAMILIES,
+    TASKS,
     Formulation,
     LossOptionError,
     LossSetup,
@@ -29,6 +32,7 @@ from keras_loss_recipes.losses.numerics import CLIP_EPSILON, exact_binary_cross_
 
 __all__ = [
     "ALL_BACKENDS",
+    "BINARY",
     "CLIP_EPSILON",
     "EXACT_PATHS",
     "FAMILIES",
@@ -36,9 +40,11 @@ __all__ = [
     "LossOptionError",
     "LossSetup",
     "MULTICLASS",
+    "MULTILABEL",
     "SIGMOID_LAYER",
     "SOFTMAX_LAYER",
     "TASK_FAMILIES",
+    "TASKS",
     "exact_binary_cross_entropy",
     "exact_cross_entropy",
     "formulation",

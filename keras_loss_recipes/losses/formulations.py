@@ -44,8 +44,11 @@ SIGMOID_LAYER = "sigmoid"  # ... and a sigmoid head
 EXACT_PATHS = ("fused_logits", "rescued_softmax", "rescued_sigmoid")
 # What each family's output is and what it is trained on (the error lines quote these).
 FAMILIES = {"softmax": "one softmax over the classes", "sigmoid": "a sigmoid per output unit, 0/1 targets"}
-MULTICLASS = "multiclass"  # the task the training recipe trains: integer class labels
-TASK_FAMILIES = {MULTICLASS: "softmax"}  # the family that fits each task
+# The tasks a run trains (`task=`): one class of several (integer class ids), yes or no (one logit, a 0/1
+# label), several yes-or-no labels at once (K logits, labels (N, K) of 0/1); and the family that fits each.
+MULTICLASS, BINARY, MULTILABEL = "multiclass", "binary", "multilabel"
+TASK_FAMILIES = {MULTICLASS: "softmax", BINARY: "sigmoid", MULTILABEL: "sigmoid"}
+TASKS = tuple(TASK_FAMILIES)
 
 
 class LossOptionError(ValueError):

@@ -28,8 +28,10 @@ from keras_loss_recipes.evaluation.calibration import (
     calibrate, calibration_figures, calibration_logits_model, checked_outputs, plot_calibration)
 from keras_loss_recipes.evaluation.held_out import all_logits
 from keras_loss_recipes.lifecycle.run import Run, in_process
+from keras_loss_recipes.losses import MULTICLASS
 from keras_loss_recipes.recipes.evaluate import check_width, resolve_checkpoint, saved_logits_model
 from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS, ECE_BINS, verdict
+from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.quiet import start_backend
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ BATCH_SIZE = 256  # images per predict step: only the speed depends on it
 def calibrate_checkpoint(cfg, run: Run) -> dict:
     """T fitted on the validation split, the test split scored before and after, the calibrated model saved."""
     checkpoint = resolve_checkpoint(cfg.checkpoint, "calibrate")
+    if cfg.task != MULTICLASS:
+        raise UserError(f"recipe=calibrate task={cfg.task}: this recipe calibrates a softmax over the classes; a "
+                        f"task={cfg.task} run fits its per-unit temperature when it ends (metrics.json: temperature)")
     run.prepare()
     splits = load_splits(cfg.data)
     start_backend()

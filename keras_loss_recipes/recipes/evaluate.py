@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from keras_loss_recipes import losses
-from keras_loss_recipes.data import load_splits
+from keras_loss_recipes.data import load_splits, tasks
 from keras_loss_recipes.data.pipeline import scale_images
-from keras_loss_recipes.evaluation.calibration import expected_calibration_error, plot_reliability
+from keras_loss_recipes.evaluation import task_scores
+from keras_loss_recipes.evaluation.calibration import expected_calibration_error, plot_reliability, two_class_logits
 from keras_loss_recipes.lifecycle.run import Run, in_process
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.quiet import start_backend
@@ -126,27 +127,31 @@ def evaluate(cfg, run: Run) -> dict:
     run_dir = run.dir
     checkpoint = resolve_checkpoint(cfg.checkpoint)
     run.prepare()
-    splits = load_splits(cfg.data)
+    splits = tasks.check_labels(load_splits(cfg.data), cfg.task)
     start_backend()
-    logits_model = saved_logits_model(checkpoint, splits)
+    logits_model = saved_logits_model(checkpoint, splits, cfg.task)
     logits = np.asarray(logits_model.predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
-    check_width(logits.shape[-1], splits, checkpoint)
+    check_width(logits.shape[-1], splits, checkpoint, cfg.task)
+    sigmoid = losses.TASK_FAMILIES[cfg.task] == "sigmoid"
+    # A sigmoid per unit is scored per unit: right where the logit's sign is the target's, ECE of max(p, 1 - p).
+    scored = two_class_logits(logits, splits.y_test) if sigmoid else (logits, splits.y_test)
     bins = cfg.recipe.bins
     result = {
         "status": "ok",
         "recipe": "evaluate",
+        "task": cfg.task,
         "checkpoint": str(checkpoint),
         "model_file": checkpoint.name,
         "data": splits.name,
         "test_examples": len(splits.y_test),
-        "test_accuracy": float(np.mean(logits.argmax(-1) == splits.y_test)),
-        "test_exact_ce": float(np.mean(losses.exact_cross_entropy(logits, splits.y_test))),
-        "test_ece": expected_calibration_error(logits, splits.y_test, bins),
+        "test_accuracy": float(np.mean(scored[0].argmax(-1) == scored[1])),
+        "test_exact_ce": task_scores.exact_ce(logits, splits.y_test, sigmoid),
+        "test_ece": expected_calibration_error(*scored, bins),
         "ece_bins": bins,
     }
     (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
     png = run_dir / "reliability.png"
-    plot_reliability(logits, splits.y_test, png, f"{checkpoint.parent.name}/{checkpoint.name} on {splits.name}", bins)
+    plot_reliability(*scored, png, f"{checkpoint.parent.name}/{checkpoint.name} on {splits.name}", bins)
     write_tensorboard(run_dir, result, png)
     run.write_metrics(result)
     log.info("evaluate %s on %s: accuracy=%.4f exact_ce=%.4f ECE=%.4f (%s)", checkpoint, splits.name,
@@ -157,22 +162,24 @@ def evaluate(cfg, run: Run) -> dict:
 run = in_process(evaluate)
 
 
-def saved_logits_model(checkpoint: Path, splits):
+def saved_logits_model(checkpoint: Path, splits, task: str = losses.MULTICLASS):
     """The model behind `checkpoint` (a .keras file, or a run's weights rebuilt from its config) that outputs
     its logits, checked to take the images of `splits`."""
     if checkpoint.name.endswith(saved_form.WEIGHTS_SUFFIX):
-        logits_model = rebuilt_logits_model(checkpoint, splits.x_test.shape[1:], splits.num_classes)
+        logits_model = rebuilt_logits_model(checkpoint, splits.x_test.shape[1:], tasks.outputs(task, splits.num_classes))
     else:
         logits_model = logits_model_of(load_model(checkpoint))
     check_input_shape(logits_model, splits, checkpoint)
     return logits_model
 
 
-def check_width(outputs: int, splits, checkpoint: Path) -> None:
-    """One line for a model with another number of outputs than the data has classes."""
-    if outputs != splits.num_classes:
+def check_width(outputs: int, splits, checkpoint: Path, task: str = losses.MULTICLASS) -> None:
+    """One line for a model with another number of outputs than `task` takes on the data (one per class; one for
+    task=binary)."""
+    if outputs != tasks.outputs(task, splits.num_classes):
+        needs = " (task=binary takes one output)" if task == losses.BINARY else ""
         raise UserError(f"checkpoint={checkpoint}: the model has {outputs} outputs but data={splits.name} "
-                        f"has {splits.num_classes} classes")
+                        f"has {splits.num_classes} classes{needs}")
 
 
 def check_input_shape(model, splits, checkpoint: Path) -> None:

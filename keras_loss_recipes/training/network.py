@@ -14,14 +14,18 @@ import logging
 
 import numpy as np
 
-from keras_loss_recipes.losses import SOFTMAX_LAYER
+from keras_loss_recipes.losses import SIGMOID_LAYER, SOFTMAX_LAYER
+
+HEAD_LAYER = {"softmax": SOFTMAX_LAYER, "sigmoid": SIGMOID_LAYER}  # the layer `LossSetup.attach_head` adds, by head
+HEAD_LAYERS = tuple(HEAD_LAYER.values())
 
 log = logging.getLogger(__name__)
 
 
 def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None):
     """The StabilityModel to train, a model of the same layers that outputs its logits, and the head taken
-    off the configured model (`models.without_head`; None if it output logits)."""
+    off the configured model (`models.without_head`; None if it output logits). `num_classes`: how many
+    logits (one per class; for task=binary one, `data.tasks.outputs`)."""
     import keras
 
     from keras_loss_recipes.training.models import build_logits
@@ -38,7 +42,8 @@ def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None
     scaled_logits, outputs = setup.attach_head(logits, dtype=head_dtype)
     model = StabilityModel(
         inputs, outputs, scaled_logits, num_classes=num_classes, tracker=tracker,
-        on_nonfinite=cfg.trainer.on_nonfinite, name=_safe(f"{cfg.model.name}_{setup.name}"),
+        on_nonfinite=cfg.trainer.on_nonfinite, sigmoid=setup.formulation.family == "sigmoid",
+        name=_safe(f"{cfg.model.name}_{setup.name}"),
     )
     logits_model = keras.Model(inputs, scaled_logits, name=_safe(f"{cfg.model.name}_logits"))
     return model, logits_model, removed
@@ -53,7 +58,7 @@ def measure_loss_path(model, setup):
     """The loss path of the compiled model's own head, measured on probe batches (logged, warned)."""
     from keras_loss_recipes.losses.paths import detect_loss_path
 
-    head = model.get_layer(SOFTMAX_LAYER) if setup.head == "softmax" else None
+    head = model.get_layer(HEAD_LAYER[setup.head]) if setup.head in HEAD_LAYER else None
     report = detect_loss_path(setup, head=head)
     log.info(report.describe())
     if report.warning:
@@ -62,11 +67,12 @@ def measure_loss_path(model, setup):
 
 
 def logits_model_of(model):
-    """A model that outputs the logits behind `model`'s output (before any softmax head)."""
+    """A model that outputs the logits behind `model`'s output (before this project's softmax or sigmoid head)."""
     import keras
 
-    if any(layer.name == SOFTMAX_LAYER for layer in model.layers):
-        return keras.Model(model.inputs, model.get_layer(SOFTMAX_LAYER).input)
+    for layer in model.layers:
+        if layer.name in HEAD_LAYERS:
+            return keras.Model(model.inputs, layer.input)
     return model
 
 

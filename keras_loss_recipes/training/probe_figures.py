@@ -17,7 +17,7 @@ import numpy as np
 
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.training.live_head import LogitsView
-from keras_loss_recipes.training.telemetry import as_onehot, global_norm, logit_stats
+from keras_loss_recipes.training.telemetry import global_norm, logit_stats, targets
 
 FIGURES = ("logit_max_abs", "logit_gap", "saturated_frac", "exact_ce", "loss", "grad_norm",
            "logit_grad_norm", "loss_scale")
@@ -37,6 +37,12 @@ def mean_loss_of(model):
     return lambda y, y_pred: ops.mean(function(y, y_pred))
 
 
+def is_sigmoid(head_kind: str, loss) -> bool:
+    """Whether the logits are a sigmoid per unit's: a sigmoid head, or a binary cross entropy on the logits."""
+    name = loss if isinstance(loss, str) else type(loss).__name__
+    return head_kind == "sigmoid" or "binary" in name.lower()
+
+
 class ProbeFigures:
     """`figures()`: {name: float} of `FIGURES` for `model` on the batch (`x`, `y`), weights as they are now."""
 
@@ -46,7 +52,8 @@ class ProbeFigures:
         self.model, self.view = model, view or LogitsView(model)
         self.loss = mean_loss_of(model)
         self.x, self.y = ops.convert_to_tensor(np.asarray(x)), ops.convert_to_tensor(np.asarray(y))
-        self.onehot = as_onehot(self.y, self.view.head.width)
+        self.sigmoid = is_sigmoid(self.view.head.kind, getattr(model, "loss", None))
+        self.onehot = targets(self.y, self.view.head.width, self.sigmoid)
         self._compiled = None
 
     def figures(self) -> dict[str, float]:
@@ -56,7 +63,7 @@ class ProbeFigures:
         if self._compiled is None:
             self._compiled = _COMPILE[keras.backend.backend()](self)
         logits, loss, param_grads, logit_grads = self._compiled()
-        stats = {name: float(value) for name, value in logit_stats(logits, self.onehot).items()}
+        stats = {name: float(value) for name, value in logit_stats(logits, self.onehot, self.sigmoid).items()}
         scale = float(getattr(self.model.optimizer, "dynamic_scale", 1.0)) if self.model.optimizer else 1.0
         stats.update(loss=float(ops.cast(loss, "float32")), grad_norm=float(global_norm(param_grads)),
                      logit_grad_norm=float(global_norm([logit_grads])), loss_scale=scale)

@@ -28,11 +28,11 @@ from types import SimpleNamespace
 import keras
 from keras import ops
 
-from keras_loss_recipes.losses import SOFTMAX_LAYER
+from keras_loss_recipes.losses import SIGMOID_LAYER, SOFTMAX_LAYER
 from keras_loss_recipes.runtime import private_api
 from keras_loss_recipes.training.steps import NONFINITE_POLICIES, test_step_for, train_step_for
-from keras_loss_recipes.training.telemetry import (StabilityTracker, all_finite, as_onehot, exact_cross_entropy, global_norm,
-                                        logit_stats)
+from keras_loss_recipes.training.telemetry import (StabilityTracker, all_finite, exact_binary_cross_entropy,
+                                                   exact_cross_entropy, global_norm, logit_stats, targets)
 
 # One entry of the step's logs: (this epoch's non-finite steps, its first non-finite step, its steps so far).
 NONFINITE_LOG = "nonfinite_steps"
@@ -64,11 +64,14 @@ class StabilityModel(keras.Model):
     """Functional model `inputs -> outputs` that also sees the `logits` behind them."""
 
     def __init__(self, inputs, outputs, logits, num_classes: int,
-                 tracker: StabilityTracker | None = None, on_nonfinite: str = "stop", **kwargs):
+                 tracker: StabilityTracker | None = None, on_nonfinite: str = "stop", sigmoid: bool = False,
+                 **kwargs):
+        """`sigmoid`: the logits are a sigmoid per unit's (the sigmoid family: labels 0/1 per unit), so the exact
+        cross entropy and the figures are the binary ones."""
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         if on_nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"on_nonfinite={on_nonfinite!r}: valid choices: {NONFINITE_POLICIES}")
-        head = next((layer for layer in self.layers if layer.name == SOFTMAX_LAYER), None)
+        head = next((layer for layer in self.layers if layer.name in (SOFTMAX_LAYER, SIGMOID_LAYER)), None)
         # Held outside Keras's attribute tracking: the view shares this model's
         # layers, and tracking it would list every weight twice.
         self._extra = SimpleNamespace(
@@ -77,6 +80,7 @@ class StabilityModel(keras.Model):
             tracker=tracker,
             num_classes=num_classes,
             on_nonfinite=on_nonfinite,
+            sigmoid=sigmoid,
         )
         # Tracked metrics: every backend carries them in its training state.
         self.nonfinite_counter = keras.metrics.Sum(name=NONFINITE_LOG)
@@ -122,6 +126,10 @@ class StabilityModel(keras.Model):
     def loss_of_logits(self, y, logits, sample_weight=None):
         """The compiled loss of `logits` passed through the model's own head."""
         return self.loss(y, self._extra.head(logits), sample_weight=sample_weight)
+
+    def targets(self, y):
+        """The batch's labels as the exact cross entropy takes them (`telemetry.targets`)."""
+        return targets(y, self._extra.num_classes, self._extra.sigmoid)
 
     def stopped(self):
         """True once a `stop` run has had a non-finite step this epoch: later steps change nothing."""
@@ -171,7 +179,7 @@ class StabilityModel(keras.Model):
         tracker = self._extra.tracker
         if tracker is not None:
             scale = self.loss_scale()
-            stats = logit_stats(logits, as_onehot(y, self._extra.num_classes))
+            stats = logit_stats(logits, self.targets(y), sigmoid=self._extra.sigmoid)
             stats["loss"] = ops.cast(loss, "float32")
             stats["grad_norm"] = global_norm(param_grads) / scale
             stats["logit_grad_norm"] = global_norm([logit_grads])
@@ -184,6 +192,6 @@ class StabilityModel(keras.Model):
         """Update the loss, metrics and exact cross entropy of one evaluation batch; return its logs.
         Updates variables: JAX's step calls it inside a StatelessScope."""
         private_api.loss_mean(self).update_state(loss, sample_weight=ops.cast(ops.shape(x)[0], "float32"))
-        self.exact_ce.update_state(exact_cross_entropy(logits, as_onehot(y, self._extra.num_classes)),
-                                   sample_weight=sample_weight)
+        exact = exact_binary_cross_entropy if self._extra.sigmoid else exact_cross_entropy
+        self.exact_ce.update_state(exact(logits, self.targets(y)), sample_weight=sample_weight)
         return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)

@@ -2,10 +2,13 @@
 
 The figures (logged as `stability/<name>`):
     logit_max_abs    largest |logit| in the batch
-    logit_gap        mean over examples of (max logit - min logit)
+    logit_gap        mean over examples of (max logit - min logit); of a sigmoid head, the mean |logit|
+                     (a sigmoid's logit z is a two-class softmax's gap: softmax(0, z) = (1 - sigmoid(z), sigmoid(z)))
     saturated_frac   share of examples whose top softmax probability is within 1e-7 of 1:
-                     float32 cannot tell it from 1 and Keras's probability clip bites
-    exact_ce         cross entropy from the logits via log-softmax (what the loss should be)
+                     float32 cannot tell it from 1 and Keras's probability clip bites; of a sigmoid
+                     head, the share of units whose sigmoid is within 1e-7 of 0 or 1
+    exact_ce         cross entropy from the logits via log-softmax (what the loss should be); of a
+                     sigmoid head, the binary cross entropy from the logits, mean over the units
     loss             the loss the formulation reported for the batch
     grad_norm        global norm of the parameter gradients
     logit_grad_norm  norm of d(loss)/d(logits): 0 where a clipped loss has stopped learning
@@ -52,11 +55,26 @@ def as_onehot(y, num_classes: int):
     return ops.cast(y, "float32")
 
 
-def logit_stats(logits, y_onehot) -> dict:
-    """Forward-pass figures of one batch (scalar tensors, float32)."""
+def targets(y, num_classes: int, sigmoid: bool = False):
+    """The labels `y` as the exact cross entropy takes them: one-hot rows (softmax), or 0/1 per unit (sigmoid)."""
+    from keras import ops
+
+    return ops.cast(y, "float32") if sigmoid else as_onehot(y, num_classes)
+
+
+def logit_stats(logits, y_onehot, sigmoid: bool = False) -> dict:
+    """Forward-pass figures of one batch (scalar tensors, float32); `sigmoid`: of a sigmoid per unit, `y_onehot`
+    then 0/1 per unit."""
     from keras import ops
 
     z = ops.cast(logits, "float32")
+    if sigmoid:
+        return {
+            "logit_max_abs": ops.max(ops.abs(z)),
+            "logit_gap": ops.mean(ops.abs(z)),
+            "saturated_frac": ops.mean(ops.cast(ops.sigmoid(-ops.abs(z)) <= CLIP_EPSILON, "float32")),
+            "exact_ce": ops.mean(exact_binary_cross_entropy(z, y_onehot)),
+        }
     top_prob = ops.max(ops.softmax(z, axis=-1), axis=-1)
     return {
         "logit_max_abs": ops.max(ops.abs(z)),
@@ -71,6 +89,16 @@ def exact_cross_entropy(logits, y_onehot):
     from keras import ops
 
     return -ops.sum(y_onehot * ops.log_softmax(ops.cast(logits, "float32"), axis=-1), axis=-1)
+
+
+def exact_binary_cross_entropy(logits, targets):
+    """Per example, the binary cross entropy from the logits, mean over the units (float32), written as
+    max(z, 0) - z * y + log1p(exp(-|z|)), which never overflows: what a sigmoid family's loss should be."""
+    from keras import ops
+
+    z = ops.cast(logits, "float32")
+    y = ops.reshape(ops.cast(targets, "float32"), ops.shape(z))
+    return ops.mean(ops.maximum(z, 0.0) - z * y + ops.log1p(ops.exp(-ops.abs(z))), axis=-1)
 
 
 def global_norm(tensors):

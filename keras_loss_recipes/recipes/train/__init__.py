@@ -30,12 +30,13 @@ from __future__ import annotations
 import logging
 
 from keras_loss_recipes.config.settings import check_loss
-from keras_loss_recipes.data import load_splits
+from keras_loss_recipes.data import load_splits, tasks
 from keras_loss_recipes.evaluation import held_out
 from keras_loss_recipes.recipes.train.callbacks import make_callbacks
 from keras_loss_recipes.recipes.train.context import Training
 from keras_loss_recipes.recipes.train.record import log_setup, metrics_record, say_how_it_ended
 from keras_loss_recipes.lifecycle.run import Run, in_process
+from keras_loss_recipes.losses import MULTILABEL
 from keras_loss_recipes.runtime import preemption
 from keras_loss_recipes.runtime.distribution import jit_setting
 from keras_loss_recipes.runtime.execution import steps_per_execution
@@ -53,6 +54,7 @@ def train(cfg, run: Run, splits=None) -> dict:
     setup = check_loss(cfg)  # 1.
     run.prepare()
     splits = load_splits(cfg.data) if splits is None else splits  # before the backend starts: bad data fails fast
+    tasks.check_labels(splits, cfg.task)
     run.progress()
     start_backend()  # after the checks above: bad input fails before the backend's start-up
     run.progress()
@@ -68,7 +70,7 @@ def train(cfg, run: Run, splits=None) -> dict:
         callbacks = make_callbacks(job, model, tracker, datasets["train"])  # 5.
         fit(job, model, datasets, callbacks.all)  # 6.
         test = held_out.scores(model, logits_model, datasets["test"], splits, cfg.trainer.batch_size,  # 7.
-                               job.split_over, job.shard)
+                               job.split_over, job.shard, task=cfg.task)
         return write_record(job, model, metrics_record(job, model, path, test, callbacks, removed))  # 8.
 
 
@@ -87,18 +89,29 @@ def build_and_compile(job: Training):
     cfg, setup = job.cfg, job.setup
     every_n_steps = cfg.telemetry.every_n_steps
     tracker = StabilityTracker(step_figures=bool(every_n_steps)) if cfg.telemetry.enabled else None
-    model, logits_model, removed = build_network(cfg, setup, job.splits.x_train.shape[1:], job.splits.num_classes,
-                                                 tracker)
+    model, logits_model, removed = build_network(cfg, setup, job.splits.x_train.shape[1:],
+                                                 tasks.outputs(cfg.task, job.splits.num_classes), tracker)
     model.compile(
         optimizer=make_optimizer(cfg.optimizer),
         loss=setup.make_loss(),
-        metrics=[setup.accuracy_metric()],
+        metrics=task_metrics(job),
         jit_compile=jit_setting(cfg.trainer.jit_compile, job.device[0],
                                 distributed=cfg.trainer.distribution != "none"),
         steps_per_execution=steps_per_execution(cfg.trainer.steps_per_execution, cfg.backend, job.device[0],
                                                 every_step=job.verbose == 1 or bool(every_n_steps)),
     )
     return model, logits_model, tracker, removed
+
+
+def task_metrics(job: Training) -> list:
+    """What the fit measures besides the loss: accuracy (of a sigmoid per unit: of every unit, the mean over
+    the labels), and for task=multilabel the macro F1 over the labels."""
+    metrics = [job.setup.accuracy_metric()]
+    if job.cfg.task == MULTILABEL:
+        from keras_loss_recipes.training.task_metrics import MacroF1
+
+        metrics.append(MacroF1(job.splits.num_classes, threshold=0.0 if job.setup.head == "logits" else 0.5))
+    return metrics
 
 
 def make_datasets(job: Training) -> dict:

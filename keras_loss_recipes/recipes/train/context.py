@@ -46,6 +46,8 @@ class Training:
         """Batches of one split, labels encoded as the formulation needs them; a fresh training dataset draws the
         same seeded orders as the first."""
         labels = self.setup.encode_labels(y, self.splits.num_classes)
+        if self.setup.labels == "binary" and labels.ndim == 1:  # task=binary: (N, 1), the one logit's shape,
+            labels = labels[:, None]  # which every loss takes (a plain function, tf.nn's op, too)
         return make_dataset(x, labels, self.cfg.trainer.batch_size, shuffle=shuffle, seed=self.cfg.seed,
                             replicas=self.split_over, shard=self.shard)
 

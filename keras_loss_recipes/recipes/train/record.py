@@ -20,9 +20,10 @@ def log_setup(job: Training) -> None:
 
     cfg, setup, sizes = job.cfg, job.setup, job.splits.sizes()
     log.info(
-        "data=%s classes=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
+        "task=%s data=%s classes=%s train/val/test=%d/%d/%d  model=%s  loss=%s (head=%s, labels=%s)  "
         "backend=%s precision=%s device=%s (%s) replicas=%d",
-        job.splits.name, job.splits.classes(), sizes["train"], sizes["val"], sizes["test"], cfg.model.name,
+        cfg.task, job.splits.name, job.splits.classes(), sizes["train"], sizes["val"],
+        sizes["test"], cfg.model.name,
         setup.name, setup.head, setup.labels, keras.backend.backend(), cfg.trainer.precision, job.device[0],
         job.device[1], job.session.replicas,
     )
@@ -97,6 +98,7 @@ def _what_ran(job: Training, path) -> dict:
 
     cfg, setup = job.cfg, job.setup
     return {
+        "task": cfg.task,
         "loss": setup.name,
         "loss_path": path.path,
         "warnings": [path.warning] if path.warning else [],
@@ -130,6 +132,9 @@ def say_how_it_ended(metrics: dict, written) -> None:
         metrics["status"], metrics["val_accuracy"], metrics["test_accuracy"], metrics["test_exact_ce"],
         metrics["loss_path"], written,
     )
+    if metrics.get("test_macro_f1") is not None:
+        log.info("multilabel: test macro F1 %.4f; test accuracy per label %s", metrics["test_macro_f1"],
+                 ", ".join(f"{a:.4f}" for a in metrics["test_label_accuracy"]))
     if metrics.get("test_nll_calibrated") is not None:
         log.info("temperature scaling: T=%.3f fitted on the validation logits (%s); on the test split NLL "
                  "%.4f -> %.4f, ECE %.4f -> %.4f, Brier %.4f -> %.4f", metrics["temperature"],
