@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import logging
 
+from keras_loss_recipes.config.model_inputs import fill_vocabulary
 from keras_loss_recipes.config.settings import check_loss
 from keras_loss_recipes.data import load_splits
+from keras_loss_recipes.data.inputs import input_dtype
 from keras_loss_recipes.evaluation import held_out
 from keras_loss_recipes.recipes.train.callbacks import make_callbacks
 from keras_loss_recipes.recipes.train.context import Training
@@ -53,6 +55,7 @@ def train(cfg, run: Run, splits=None) -> dict:
     setup = check_loss(cfg)  # 1.
     run.prepare()
     splits = load_splits(cfg.data) if splits is None else splits  # before the backend starts: bad data fails fast
+    fill_vocabulary(cfg.model, splits)
     run.progress()
     start_backend()  # after the checks above: bad input fails before the backend's start-up
     run.progress()
@@ -88,7 +91,7 @@ def build_and_compile(job: Training):
     every_n_steps = cfg.telemetry.every_n_steps
     tracker = StabilityTracker(step_figures=bool(every_n_steps)) if cfg.telemetry.enabled else None
     model, logits_model, removed = build_network(cfg, setup, job.splits.x_train.shape[1:], job.splits.num_classes,
-                                                 tracker)
+                                                 tracker, input_dtype(job.splits.inputs))
     model.compile(
         optimizer=make_optimizer(cfg.optimizer),
         loss=setup.make_loss(),

@@ -47,7 +47,7 @@ class Training:
         same seeded orders as the first."""
         labels = self.setup.encode_labels(y, self.splits.num_classes)
         return make_dataset(x, labels, self.cfg.trainer.batch_size, shuffle=shuffle, seed=self.cfg.seed,
-                            replicas=self.split_over, shard=self.shard)
+                            replicas=self.split_over, shard=self.shard, inputs=self.splits.inputs)
 
     def check_batch_split(self) -> None:
         batch, split_over = self.cfg.trainer.batch_size, self.split_over
