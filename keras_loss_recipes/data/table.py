@@ -26,8 +26,8 @@ def load_csv(cfg, split_seed: int) -> Splits:
     header, rows = read_table(cfg.path)
     label = str(cfg.label) if cfg.label is not None else None
     if label not in header:
-        said = "is not set" if label is None else f"={label}: no such column in {where}"
-        raise UserError(f"data.label {said}; name the label column, one of: {', '.join(header)}")
+        said = "data.label is not set" if label is None else f"data.label={label}: no such column in {where}"
+        raise UserError(f"{said}; name the label column, one of: {', '.join(header)}")
     column = header.index(label)
     features = [name for name in header if name != label]
     if not features:
