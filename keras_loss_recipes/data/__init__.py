@@ -27,7 +27,7 @@ def load_splits(cfg) -> Splits:
     made = loader(**{name: supplied[name] for name in parameters(loader) if name in supplied})
     splits = made if isinstance(made, Splits) else splits_from_returned(made, cfg, split_seed, f"{KEY}={target}")
     splits = cap_train(splits, cfg.max_train_examples, split_seed)
-    if splits.inputs == FEATURES and cfg.get("standardize", False):
+    if splits.inputs == FEATURES and cfg.standardize:  # features come from configs with data.standardize
         standardized(splits)
     return splits
 

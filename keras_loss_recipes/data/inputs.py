@@ -30,8 +30,9 @@ STANDARDIZE = True
 
 
 def kind_of(cfg) -> str:
-    """The data config's `data.inputs` (images where the config has no such key: the image sources)."""
-    kind = cfg.get("inputs", IMAGES) if hasattr(cfg, "get") else IMAGES
+    """What a data config's source holds: its `data.inputs`; images for the image sources (tfds, idx, folder,
+    the embedded digits), whose configs have no such key."""
+    kind = cfg.inputs if "inputs" in cfg else IMAGES
     if kind not in KINDS:
         raise UserError(f"{KEY}={kind!r}: valid choices: {', '.join(KINDS)}")
     return kind

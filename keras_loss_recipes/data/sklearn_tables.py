@@ -1,5 +1,6 @@
-"""Two tables of feature vectors shipped inside scikit-learn's wheel, read offline (`data=breast_cancer`,
-`data=wine`): the whole table, split into test, validation and training rows (stratified, seeded).
+"""Two tables of feature vectors inside scikit-learn's wheel, read offline: `data=breast_cancer`, `data=wine`.
+
+Each whole table is split into test, validation and training rows (stratified, seeded).
 
     breast_cancer   569 x 30 features, 2 classes (malignant, benign)
     wine            178 x 13 features, 3 classes (class_0, class_1, class_2)
