@@ -185,3 +185,7 @@ def test_a_missing_label_column_stops_the_run_with_exit_code_2_and_no_run_direct
         "error: data.label=kind: no such column in data.path=t.csv; name the label column, one of: width, colour, "
         "height, species")
     assert not list(tmp_path.glob("runs/*/*"))
+
+
+def test_a_recipe_that_loads_a_checkpoint_does_not_ask_model_to_take_the_inputs(compose):
+    validate(compose("recipe=evaluate", "data=wine"))  # model=cnn is the default, and unused: no error
