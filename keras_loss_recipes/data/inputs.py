@@ -42,7 +42,7 @@ def _rows(x, kind: str, where: str) -> np.ndarray:
     x = np.asarray(x)
     if x.ndim != 2 or not x.shape[1]:
         raise UserError(f"{where}: {KEY}={kind} takes arrays of shape {SHAPES[kind]}; this one has shape "
-                        f"{x.shape}" + (f" (images? leave out {KEY}={kind})" if x.ndim in (3, 4) else ""))
+                        f"{x.shape}" + (f" (images? set {KEY}={IMAGES})" if x.ndim in (3, 4) else ""))
     return x
 
 
