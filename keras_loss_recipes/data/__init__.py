@@ -1,8 +1,10 @@
 """The data: sources that all yield the same `Splits`, and one pipeline that feeds Keras.
 
 Every data config names its loader with `_target_` (configs/data/*.yaml): the
-project's (embedded, idx, tfds_source, arrays.load_npz, folder), or a callable
-of yours (`data._target_=my_data.load`) that returns arrays (`arrays`).
+project's (embedded, idx, tfds_source, arrays.load_npz, folder, table.load_csv,
+sklearn_tables), or a callable of yours (`data._target_=my_data.load`) that returns
+arrays (`arrays`). What the arrays hold, images, feature vectors or token ids, is
+`data.inputs` (`inputs`).
 
 May import `keras_loss_recipes.runtime` only; never the recipes, `training` or `reporting`.
 """
