@@ -147,24 +147,12 @@ def test_the_vocabulary_comes_from_the_token_ids(compose, tmp_path):
         fill_vocabulary(cfg.model, splits)
 
 
-TOKEN_TASK = '''import numpy as np
-
-
-def load():
-    rng = np.random.default_rng(0)
-    x = rng.integers(3, 30, size=(300, 12))
-    y = np.arange(300) % 2
-    x[:, 0] = 1 + y  # the class's own marker id
-    return x, y
-'''
-
-
 @pytest.mark.slow(seconds=40)
 def test_a_token_run_and_a_feature_run_end_to_end(train_cli, tmp_path):
-    (tmp_path / "tokens.py").write_text(TOKEN_TASK)
     (tmp_path / "t.csv").write_text(CSV)
     common = ["trainer=quick", "trainer.batch_size=16", "trainer.verbose=0", "telemetry=off"]
-    runs = {"tokens": ["data=npz", "data._target_=tokens.load", "data.inputs=tokens", "model=embedding_bag"],
+    runs = {"tokens": ["data=npz", "data._target_=examples.token_sentiment.load", "+data.rows=300",
+                       "data.inputs=tokens", "model=embedding_bag"],
             "features": ["data=csv", "data.path=t.csv", "data.label=species", "model=mlp"]}
     for kind, args in runs.items():
         result = train_cli(*args, *common, f"hydra.run.dir={kind}", cwd=tmp_path)
@@ -173,7 +161,7 @@ def test_a_token_run_and_a_feature_run_end_to_end(train_cli, tmp_path):
         assert metrics["status"] == "ok" and metrics["inputs"] == kind and metrics["epochs_completed"] == 2
     assert metrics["input_shape"] == [3]
     tokens = json.loads((tmp_path / "tokens" / "metrics.json").read_text())
-    assert tokens["input_shape"] == [12] and tokens["config"]["model"]["vocabulary_size"] == 30
+    assert tokens["input_shape"] == [40] and tokens["config"]["model"]["vocabulary_size"] == 500
 
 
 @pytest.mark.slow(seconds=10)
