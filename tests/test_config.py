@@ -14,6 +14,12 @@ DOCS = CONFIGS.parent / "docs" / "configuration.md"
 GROUPS = ["recipe", "data", "model", "loss", "optimizer", "trainer", "stress", "telemetry", "experiment"]
 
 
+# Options that need a partner in another group: feature tables an mlp (the default cnn takes images), the
+# token model token ids.
+TAKES_OTHER_INPUTS = {"csv": ["model=mlp"], "breast_cancer": ["model=mlp"], "wine": ["model=mlp"],
+                      "embedding_bag": ["data=npz", "data.inputs=tokens"]}
+
+
 @pytest.mark.parametrize(
     "group, option",
     [(g, p.stem) for g in GROUPS for p in sorted((CONFIGS / g).glob("*.yaml"))],
@@ -22,6 +28,7 @@ def test_every_config_option_composes_and_validates(compose, group, option, tmp_
     overrides = [f"{group}={option}"]
     if option in ("idx", "folder"):
         overrides.append(f"data.dir={tmp_path}")
+    overrides += TAKES_OTHER_INPUTS.get(option, [])
     cfg = compose(*overrides)
     if group == "loss" and option in losses.names("sigmoid"):  # the recipes train multiclass classifiers only, yet
         with pytest.raises(UserError, match=f"^loss={option}: a sigmoid formulation .* cannot train a multiclass"):

@@ -25,6 +25,9 @@ from keras_loss_recipes.data.arrays import load_npz
 from keras_loss_recipes.data.embedded import load_embedded
 from keras_loss_recipes.data.folder import load_folder
 from keras_loss_recipes.data.idx import load_idx
+from keras_loss_recipes.data.inputs import IMAGES, STANDARDIZE
+from keras_loss_recipes.data.sklearn_tables import load_breast_cancer, load_wine
+from keras_loss_recipes.data.table import load_csv
 from keras_loss_recipes.data.tfds_source import load_tfds
 from keras_loss_recipes.data.validation_split import AUTO
 from keras_loss_recipes.runtime.errors import UserError
@@ -85,6 +88,8 @@ class DataSource:
 
 @dataclass
 class UserData(DataSource):
+    inputs: str = IMAGES  # images | features | tokens: what the arrays hold
+    standardize: bool = STANDARDIZE  # features only: standardised with the training split's figures
     val_examples: Any = MISSING  # auto | an integer
     test_examples: Any = AUTO  # where the callable returns no test split: auto | an integer
     num_classes: Optional[int] = None  # null: one more than the largest label
@@ -144,7 +149,31 @@ class IdxData(DataSource):
 @dataclass
 class NpzData(DataSource):
     path: Optional[str] = MISSING
+    inputs: str = MISSING
+    standardize: bool = MISSING
     num_classes: Optional[int] = MISSING
+    val_examples: Any = MISSING
+    test_examples: Any = MISSING
+    split_seed: int = MISSING
+    max_train_examples: Optional[int] = MISSING
+
+
+@dataclass
+class CsvData(DataSource):
+    path: Optional[str] = MISSING
+    label: Optional[str] = MISSING
+    inputs: str = MISSING
+    standardize: bool = MISSING
+    val_examples: Any = MISSING
+    test_examples: Any = MISSING
+    split_seed: int = MISSING
+    max_train_examples: Optional[int] = MISSING
+
+
+@dataclass
+class SklearnData(DataSource):
+    inputs: str = MISSING
+    standardize: bool = MISSING
     val_examples: Any = MISSING
     test_examples: Any = MISSING
     split_seed: int = MISSING
@@ -156,7 +185,8 @@ def _target(fn) -> str:
 
 
 DATA = {_target(load_embedded): EmbeddedData, _target(load_tfds): TfdsData, _target(load_folder): FolderData,
-        _target(load_idx): IdxData, _target(load_npz): NpzData}
+        _target(load_idx): IdxData, _target(load_npz): NpzData, _target(load_csv): CsvData,
+        _target(load_breast_cancer): SklearnData, _target(load_wine): SklearnData}
 
 
 # --- model: by model._target_ -----------------------------------------------------------------
@@ -179,13 +209,20 @@ class MlpModel(Model):
 
 
 @dataclass
+class EmbeddingBagModel(Model):
+    vocabulary_size: Optional[int] = MISSING
+    embedding_dim: int = MISSING
+    mask_zero: bool = MISSING
+
+
+@dataclass
 class KerasAppModel(Model):
     architecture: str = MISSING
     weights: Optional[str] = MISSING
 
 
 MODELS = {_target(models.cnn): CnnModel, _target(models.mlp): MlpModel,
-          _target(zoo.keras_application): KerasAppModel}
+          _target(models.embedding_bag): EmbeddingBagModel, _target(zoo.keras_application): KerasAppModel}
 
 
 # --- the other groups --------------------------------------------------------------------------

@@ -13,11 +13,14 @@ import math
 from numbers import Integral, Real
 
 from keras_loss_recipes import losses
+from keras_loss_recipes.config.model_inputs import check_model_takes
 from keras_loss_recipes.config.resolvers import OWN_MODELS
 from keras_loss_recipes.data.arrays import load_npz
 from keras_loss_recipes.data.embedded import load_embedded
 from keras_loss_recipes.data.folder import check_folder, load_folder
 from keras_loss_recipes.data.idx import check_directory, load_idx
+from keras_loss_recipes.data.inputs import KEY as INPUTS_KEY
+from keras_loss_recipes.data.inputs import KINDS as INPUT_KINDS
 from keras_loss_recipes.data.tfds_source import DOWNLOAD_MODES, load_tfds
 from keras_loss_recipes.data.validation_split import AUTO as VAL_AUTO
 from keras_loss_recipes.runtime.backends import BACKENDS, DEVICES
@@ -137,6 +140,8 @@ DATA_CHECKS = {load_embedded: _check_embedded, load_idx: _check_idx, load_tfds: 
 
 def check_data(data) -> None:
     require_optional_int("data.max_train_examples", data.max_train_examples, 1)
+    if "inputs" in data:
+        require_choice(INPUTS_KEY, data.inputs, INPUT_KINDS)
     require_int("data.split_seed", data.split_seed, 0)
     target = data._target_
     check_module_exists(target, "data._target_")
@@ -200,5 +205,7 @@ def validate(cfg) -> losses.LossSetup:
     check_module_exists(cfg.model._target_, "model._target_")
     setup = check_loss(cfg, trains=cfg.recipe.name == "train")
     check_data(cfg.data)
+    if cfg.recipe.name == "train":  # the one recipe that builds model= (the others load a checkpoint's)
+        check_model_takes(cfg.model, cfg.data)
     objective(cfg.optimized_metric)
     return setup

@@ -6,8 +6,9 @@
 Both give the arrays `x_train`, `y_train` and, optionally, `x_test`, `y_test`
 and `class_names`: images (N, H, W) or (N, H, W, C), either pixels 0..255
 (integers, or floats with some above 1) or floats already scaled to [0, 1]
-(`pixel_scale`); integer labels 0..classes-1; one name per class, in label
-order. A callable returns them as a dict with those keys, or as a tuple
+(`pixel_scale`); or, with `data.inputs=features`, feature vectors (N, F), or
+with `data.inputs=tokens`, integer token ids (N, T) (`inputs`); integer labels
+0..classes-1; one name per class, in label order. A callable returns them as a dict with those keys, or as a tuple
 `(x_train, y_train)` or `(x_train, y_train, x_test, y_test)`. Without a test
 split, `data.test_examples` images are split off the training arrays
 (stratified, seeded); validation always comes out of the training arrays
@@ -20,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_loss_recipes.data import inputs
 from keras_loss_recipes.data.pixel_scale import on_split_scale
-from keras_loss_recipes.data.splits import Splits, check_images_and_labels, check_same_image_size, take
+from keras_loss_recipes.data.splits import Splits, check_images_and_labels, check_same_image_size, checked_labels, take
 from keras_loss_recipes.data.validation_split import split_off_validation
 from keras_loss_recipes.runtime.errors import UserError
 
@@ -76,14 +78,19 @@ def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str, num_class
         missing = missing or [name for name in OPTIONAL if name not in arrays]
         raise UserError(f"{where}: no array {', '.join(missing)} (it holds: {', '.join(sorted(arrays)) or 'none'}); "
                         "needed: x_train, y_train, and x_test with y_test or neither")
-    arrays = on_split_scale(arrays, IMAGES, where)
+    kind = inputs.kind_of(cfg)
+    if kind == inputs.IMAGES:
+        arrays = on_split_scale(arrays, IMAGES, where)
     labels = [np.asarray(arrays[n]) for n in ("y_train", "y_test") if n in arrays]
     configured, num_classes = num_classes, _num_classes(num_classes, labels, where)
     class_names = _class_names(arrays.get(NAMES), num_classes, configured, where)
-    x_train, y_train = check_images_and_labels(arrays["x_train"], arrays["y_train"], num_classes, f"{where}: train")
+    x_train, y_train = _checked(kind, arrays["x_train"], arrays["y_train"], num_classes, f"{where}: train")
     if "x_test" in arrays:
-        x_test, y_test = check_images_and_labels(arrays["x_test"], arrays["y_test"], num_classes, f"{where}: test")
-        check_same_image_size(x_train, x_test, where)
+        x_test, y_test = _checked(kind, arrays["x_test"], arrays["y_test"], num_classes, f"{where}: test")
+        if kind == inputs.IMAGES:
+            check_same_image_size(x_train, x_test, where)
+        else:
+            inputs.check_same_width(x_train, x_test, kind, where)
     else:
         test_idx, rest = split_off_validation(y_train, cfg.test_examples, split_seed,
                                               f"{where} (the test split)", key="data.test_examples")
@@ -91,7 +98,15 @@ def splits_from_arrays(arrays: dict, cfg, split_seed: int, where: str, num_class
         x_train, y_train = take(x_train, rest), y_train[rest]
     val_idx, train_idx = split_off_validation(y_train, cfg.val_examples, split_seed, where)
     return Splits(cfg.name, num_classes, take(x_train, train_idx), y_train[train_idx],
-                  take(x_train, val_idx), y_train[val_idx], x_test, y_test, class_names)
+                  take(x_train, val_idx), y_train[val_idx], x_test, y_test, class_names, kind)
+
+
+def _checked(kind: str, x, labels, num_classes: int, where: str):
+    """One split's inputs and labels, checked and normalised as `kind` (data.inputs) says."""
+    if kind == inputs.IMAGES:
+        return check_images_and_labels(x, labels, num_classes, where)
+    x = inputs.CHECKS[kind](x, where)
+    return x, checked_labels(np.asarray(labels), len(x), num_classes, where)
 
 
 def _class_names(given, num_classes: int, configured, where: str) -> list[str] | None:

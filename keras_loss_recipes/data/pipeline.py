@@ -5,6 +5,7 @@ import functools
 
 import numpy as np
 
+from keras_loss_recipes.data.inputs import FEATURES, IMAGES, TOKENS
 from keras_loss_recipes.data.pixel_scale import pixels_to_unit
 from keras_loss_recipes.data.splits import is_streamed
 
@@ -20,8 +21,18 @@ def scale_images(images) -> np.ndarray:
     return pixels_to_unit(images)
 
 
+def model_inputs(x, inputs: str = IMAGES) -> np.ndarray:
+    """A split's inputs as the model takes them: images scaled (`scale_images`), feature vectors as float32,
+    token ids as int32 (never divided by 255); `inputs` is the splits' `data.inputs`."""
+    if inputs == TOKENS:
+        return np.asarray(x).astype(np.int32, copy=False)
+    if inputs == FEATURES:
+        return np.asarray(x).astype(np.float32, copy=False)
+    return scale_images(x)
+
+
 def make_dataset(images, labels, batch_size: int, shuffle: bool, seed: int, replicas: int = 1,
-                 shard: tuple[int, int] = (0, 1)):
+                 shard: tuple[int, int] = (0, 1), inputs: str = IMAGES):
     """Batches for `model.fit`, reshuffled every epoch when `shuffle`.
 
     `labels` arrive already encoded (integer ids or one-hot) by the loss setup,
@@ -35,16 +46,17 @@ def make_dataset(images, labels, batch_size: int, shuffle: bool, seed: int, repl
     `batch_size` (the global batch) and feeds its own part of each: the index-th
     of `count` equal slices. Images streamed from their files (a folder) go through
     the `PyDataset` on every backend, each batch read and scaled when it is taken.
+    `inputs`: what `images` hold (`model_inputs`): images, features or tokens.
     """
     import keras
 
     streamed = is_streamed(images)
     if streamed or keras.backend.backend() != "tensorflow":
-        return _array_batches_class()(images if streamed else scale_images(images), labels, batch_size, shuffle,
-                                      seed, replicas, shard, scale=scale_images if streamed else None)
+        return _array_batches_class()(images if streamed else model_inputs(images, inputs), labels, batch_size,
+                                      shuffle, seed, replicas, shard, scale=scale_images if streamed else None)
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices((scale_images(images), labels))
+    ds = tf.data.Dataset.from_tensor_slices((model_inputs(images, inputs), labels))
     if shuffle:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -5,12 +5,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from keras_loss_recipes.data.inputs import IMAGES
 from keras_loss_recipes.runtime.errors import UserError
 
 @dataclass
 class Splits:
-    """Images (N, H, W, C) and integer labels per split: class ids (N,), or (N, K) of 0/1 for K labels at once. Images are integer pixels 0..255 (uint8 from the
-    built-in sources) or float32 already in [0, 1] (arrays of floats: `pixel_scale`)."""
+    """Inputs and integer labels per split: class ids (N,), or (N, K) of 0/1 for K labels at once. Images
+    (N, H, W, C) are integer pixels 0..255 (uint8 from the built-in sources) or float32 already in [0, 1]
+    (arrays of floats: `pixel_scale`); feature vectors (N, F) float32, token sequences (N, T) int32 ids
+    (`inputs`: which of the three)."""
 
     name: str
     num_classes: int
@@ -21,6 +24,7 @@ class Splits:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str] | None = None  # where the source names its classes (a folder per class)
+    inputs: str = IMAGES  # what x_* hold: images, features or tokens (data/inputs.py)
 
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
@@ -46,21 +50,22 @@ def take(images, rows):
 def check_images_and_labels(images, labels, num_classes: int, where: str):
     """Validate and normalise one split: images to (N, H, W, C), labels to int64 (streamed images: their labels)."""
     if is_streamed(images):
-        return images, _checked_labels(np.asarray(labels), len(images), num_classes, where)
+        return images, checked_labels(np.asarray(labels), len(images), num_classes, where)
     images = np.asarray(images)
     labels = np.asarray(labels)
     if images.ndim == 3:
         images = images[..., None]
     if images.ndim != 4 or not all(images.shape[1:]):
+        hint = "; rows of numbers are feature vectors: set data.inputs=features (or tokens)" if images.ndim == 2 else ""
         raise UserError(
-            f"{where}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C)"
+            f"{where}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C){hint}"
         )
     if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
         raise UserError(f"{where}: images of dtype {images.dtype}; expected pixels 0..255 (uint8)")
     if np.issubdtype(images.dtype, np.floating) and not np.all(np.isfinite(images)):
         bad = int(np.sum(~np.isfinite(images).all(axis=(1, 2, 3))))
         raise UserError(f"{where}: {bad} images contain NaN or inf values")
-    return images, _checked_labels(labels, len(images), num_classes, where)
+    return images, checked_labels(labels, len(images), num_classes, where)
 
 
 def check_same_image_size(train, test, where: str) -> None:
@@ -70,7 +75,7 @@ def check_same_image_size(train, test, where: str) -> None:
                         "both must hold images of one size")
 
 
-def _checked_labels(labels: np.ndarray, count: int, num_classes: int, where: str) -> np.ndarray:
+def checked_labels(labels: np.ndarray, count: int, num_classes: int, where: str) -> np.ndarray:
     if labels.ndim == 2 and len(labels) == count:  # several labels per example (task=multilabel checks their values)
         return _checked_label_rows(labels, num_classes, where)
     if labels.ndim != 1 or len(labels) != count:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from keras_loss_recipes import losses
-from keras_loss_recipes.data.pipeline import scale_images
+from keras_loss_recipes.data.inputs import IMAGES
+from keras_loss_recipes.data.pipeline import model_inputs
 from keras_loss_recipes.data.splits import is_streamed
 from keras_loss_recipes.evaluation import task_scores
 from keras_loss_recipes.evaluation.calibration import calibration_figures, fit_temperature, two_class_logits
@@ -25,8 +26,9 @@ def scores(model, logits_model, test_ds, splits, batch_size: int, split_over: in
     `calibration.two_class_logits`); multilabel adds each label's accuracy and the macro F1."""
     scores = model.evaluate(test_ds, verbose=0, return_dict=True)
     sigmoid = losses.TASK_FAMILIES[task] == "sigmoid"
-    logits = all_logits(logits_model, splits.x_test, batch_size, split_over, shard)
-    val_logits = all_logits(logits_model, splits.x_val, batch_size, split_over, shard) if len(splits.y_val) else None
+    logits = all_logits(logits_model, splits.x_test, batch_size, split_over, shard, splits.inputs)
+    val_logits = (all_logits(logits_model, splits.x_val, batch_size, split_over, shard, splits.inputs)
+                  if len(splits.y_val) else None)
     figures = {"test_accuracy": float(scores["accuracy"]), "test_loss": float(scores["loss"]),
                "test_exact_ce": task_scores.exact_ce(logits, splits.y_test, sigmoid)}
     if task == losses.MULTILABEL:
@@ -56,9 +58,10 @@ def _finite(logits) -> bool:
 
 
 def all_logits(logits_model, images, batch_size: int, split_over: int = 1,
-                shard: tuple[int, int] = (0, 1)) -> np.ndarray:
-    """The logits of every image; streamed images (a folder) a chunk at a time, as they are read."""
+                shard: tuple[int, int] = (0, 1), inputs: str = IMAGES) -> np.ndarray:
+    """The logits of every image (or row: `inputs`, what they are); streamed images (a folder) a chunk at a
+    time, as they are read."""
     chunk = STREAMED_CHUNK if is_streamed(images) else max(len(images), 1)
     return np.concatenate([
-        predict_logits(logits_model, scale_images(images[i:i + chunk]), batch_size, split_over, shard)
+        predict_logits(logits_model, model_inputs(images[i:i + chunk], inputs), batch_size, split_over, shard)
         for i in range(0, len(images), chunk)])

@@ -23,7 +23,7 @@ import logging
 import numpy as np
 
 from keras_loss_recipes.data import load_splits
-from keras_loss_recipes.data.pipeline import scale_images
+from keras_loss_recipes.data.pipeline import model_inputs
 from keras_loss_recipes.evaluation.calibration import (
     calibrate, calibration_figures, calibration_logits_model, checked_outputs, plot_calibration)
 from keras_loss_recipes.evaluation.held_out import all_logits
@@ -51,10 +51,10 @@ def calibrate_checkpoint(cfg, run: Run) -> dict:
     start_backend()
     where = f"checkpoint={checkpoint}"
     logits_model = calibration_logits_model(saved_logits_model(checkpoint, splits), where)
-    test_logits = checked_outputs(all_logits(logits_model, splits.x_test, BATCH_SIZE), where)
+    test_logits = checked_outputs(all_logits(logits_model, splits.x_test, BATCH_SIZE, inputs=splits.inputs), where)
     check_width(test_logits.shape[-1], splits, checkpoint)
-    temperature, calibrated = calibrate(logits_model, scale_images(splits.x_val), splits.y_val, BATCH_SIZE)
-    calibrated_logits = all_logits(calibrated, splits.x_test, BATCH_SIZE)  # the saved model's own, as it predicts
+    temperature, calibrated = calibrate(logits_model, model_inputs(splits.x_val, splits.inputs), splits.y_val, BATCH_SIZE)
+    calibrated_logits = all_logits(calibrated, splits.x_test, BATCH_SIZE, inputs=splits.inputs)  # the saved model's own, as it predicts
     result = {
         "status": "ok",
         "recipe": "calibrate",

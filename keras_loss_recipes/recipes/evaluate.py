@@ -16,7 +16,7 @@ import numpy as np
 
 from keras_loss_recipes import losses
 from keras_loss_recipes.data import load_splits, tasks
-from keras_loss_recipes.data.pipeline import scale_images
+from keras_loss_recipes.data.pipeline import model_inputs
 from keras_loss_recipes.evaluation import task_scores
 from keras_loss_recipes.evaluation.calibration import expected_calibration_error, plot_reliability, two_class_logits
 from keras_loss_recipes.lifecycle.run import Run, in_process
@@ -99,6 +99,7 @@ def rebuilt_logits_model(path: Path, input_shape: tuple, num_classes: int):
     again from the run's own config, the user's class included, with the weights loaded into it."""
     from keras_loss_recipes.config.schema import typed
     from keras_loss_recipes.config.settings import check_loss
+    from keras_loss_recipes.data.inputs import input_dtype, kind_of
     from keras_loss_recipes.runtime.targets import resolve_target
     from keras_loss_recipes.training.network import build_network
 
@@ -117,7 +118,8 @@ def rebuilt_logits_model(path: Path, input_shape: tuple, num_classes: int):
     except UserError as err:
         raise UserError(f"checkpoint={path}: weights only (the run's model is a subclassed model saved so); "
                         f"evaluating them needs its class, from model._target_={target}: {err}") from None
-    _, logits_model, _ = build_network(cfg, check_loss(cfg), input_shape, num_classes)
+    _, logits_model, _ = build_network(cfg, check_loss(cfg), input_shape, num_classes,
+                                       input_dtype=input_dtype(kind_of(cfg.data)))
     saved_form.weights_holder(logits_model).load_weights(path)
     return logits_model
 
@@ -130,7 +132,8 @@ def evaluate(cfg, run: Run) -> dict:
     splits = tasks.check_labels(load_splits(cfg.data), cfg.task)
     start_backend()
     logits_model = saved_logits_model(checkpoint, splits, cfg.task)
-    logits = np.asarray(logits_model.predict(scale_images(splits.x_test), batch_size=256, verbose=0), np.float64)
+    logits = np.asarray(logits_model.predict(model_inputs(splits.x_test, splits.inputs), batch_size=256,
+                                   verbose=0), np.float64)
     check_width(logits.shape[-1], splits, checkpoint, cfg.task)
     sigmoid = losses.TASK_FAMILIES[cfg.task] == "sigmoid"
     # A sigmoid per unit is scored per unit: right where the logit's sign is the target's, ECE of max(p, 1 - p).

@@ -20,7 +20,9 @@ the run says so. Built-in bodies:
 
     cnn: the keras.io "simple MNIST convnet" (34,826 parameters on 28 x 28 x 1; `convnet_layers`, which
          the plain-Keras example and benchmark build too)
-    mlp: Flatten -> Dense(hidden_units, relu) -> Dense(classes)
+    mlp: Flatten -> Dense(hidden_units, relu) -> Dense(classes); takes images or feature vectors (N, F)
+    embedding_bag: Embedding(vocabulary_size, embedding_dim) -> average over the sequence -> Dense(classes);
+         takes token ids (N, T) (data.inputs=tokens)
 """
 from __future__ import annotations
 
@@ -78,6 +80,17 @@ def mlp(inputs, num_classes: int, hidden_units: int = 128, head_init_std: float 
 
     x = layers.Flatten()(inputs)
     x = layers.Dense(int(hidden_units), activation="relu")(x)
+    return logits_layer(num_classes, head_init_std)(x)
+
+
+def embedding_bag(inputs, num_classes: int, vocabulary_size: int, embedding_dim: int = 32,
+                  mask_zero: bool = False, head_init_std: float | None = None):
+    """Token ids -> their embeddings, averaged over the sequence (id 0 left out of the average where
+    `mask_zero`: padding) -> logits."""
+    from keras import layers
+
+    x = layers.Embedding(int(vocabulary_size), int(embedding_dim), mask_zero=bool(mask_zero))(inputs)
+    x = layers.GlobalAveragePooling1D()(x)
     return logits_layer(num_classes, head_init_std)(x)
 
 

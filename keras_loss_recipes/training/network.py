@@ -22,10 +22,11 @@ HEAD_LAYERS = tuple(HEAD_LAYER.values())
 log = logging.getLogger(__name__)
 
 
-def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None):
+def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None, input_dtype: str | None = None):
     """The StabilityModel to train, a model of the same layers that outputs its logits, and the head taken
     off the configured model (`models.without_head`; None if it output logits). `num_classes`: how many
-    logits (one per class; for task=binary one, `data.tasks.outputs`)."""
+    logits (one per class; for task=binary one, `data.tasks.outputs`). `input_dtype`: the input's (int32 for
+    token ids); None: Keras's float."""
     import keras
 
     from keras_loss_recipes.training.models import build_logits
@@ -33,7 +34,7 @@ def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None
 
     stress = cfg.stress
     head_dtype = None if stress.unsafe_head_dtype else "float32"
-    inputs = keras.Input(shape=tuple(input_shape), name="image")
+    inputs = keras.Input(shape=tuple(input_shape), name="image", dtype=input_dtype)
     logits, removed = build_logits(cfg.model, inputs, num_classes, stress.head_init_std)
     if head_dtype and keras.config.dtype_policy().compute_dtype != "float32":
         logits = keras.layers.Activation("linear", dtype="float32", name="logits_float32")(logits)

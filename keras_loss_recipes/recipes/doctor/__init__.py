@@ -125,10 +125,10 @@ def write_fixed(cfg, checked: Plan, run_dir: Path) -> dict:
     validation, source = None, None
     if cfg.recipe.calibrate:
         from keras_loss_recipes.data import load_splits
-        from keras_loss_recipes.data.pipeline import scale_images
+        from keras_loss_recipes.data.pipeline import model_inputs
 
         splits = load_splits(cfg.data)
-        validation = scale_images(splits.x_val), splits.y_val
+        validation = model_inputs(splits.x_val, splits.inputs), splits.y_val
         source = f"the validation split of data={splits.name} ({len(splits.y_val)} examples)"
     fixed = fix(checked.subject, loss=cfg.recipe.loss, validation_data=validation)
     logits_file, inference_file = fixed.save(run_dir, Path(checked.subject).name.removesuffix(".keras"))

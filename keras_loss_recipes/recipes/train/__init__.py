@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import logging
 
+from keras_loss_recipes.config.model_inputs import fill_vocabulary
 from keras_loss_recipes.config.settings import check_loss
 from keras_loss_recipes.data import load_splits, tasks
+from keras_loss_recipes.data.inputs import input_dtype
 from keras_loss_recipes.evaluation import held_out
 from keras_loss_recipes.recipes.train.callbacks import make_callbacks
 from keras_loss_recipes.recipes.train.context import Training
@@ -55,6 +57,7 @@ def train(cfg, run: Run, splits=None) -> dict:
     run.prepare()
     splits = load_splits(cfg.data) if splits is None else splits  # before the backend starts: bad data fails fast
     tasks.check_labels(splits, cfg.task)
+    fill_vocabulary(cfg.model, splits)
     run.progress()
     start_backend()  # after the checks above: bad input fails before the backend's start-up
     run.progress()
@@ -90,7 +93,8 @@ def build_and_compile(job: Training):
     every_n_steps = cfg.telemetry.every_n_steps
     tracker = StabilityTracker(step_figures=bool(every_n_steps)) if cfg.telemetry.enabled else None
     model, logits_model, removed = build_network(cfg, setup, job.splits.x_train.shape[1:],
-                                                 tasks.outputs(cfg.task, job.splits.num_classes), tracker)
+                                                 tasks.outputs(cfg.task, job.splits.num_classes), tracker,
+                                                 input_dtype(job.splits.inputs))
     model.compile(
         optimizer=make_optimizer(cfg.optimizer),
         loss=setup.make_loss(),

@@ -49,7 +49,7 @@ class Training:
         if self.setup.labels == "binary" and labels.ndim == 1:  # task=binary: (N, 1), the one logit's shape,
             labels = labels[:, None]  # which every loss takes (a plain function, tf.nn's op, too)
         return make_dataset(x, labels, self.cfg.trainer.batch_size, shuffle=shuffle, seed=self.cfg.seed,
-                            replicas=self.split_over, shard=self.shard)
+                            replicas=self.split_over, shard=self.shard, inputs=self.splits.inputs)
 
     def check_batch_split(self) -> None:
         batch, split_over = self.cfg.trainer.batch_size, self.split_over

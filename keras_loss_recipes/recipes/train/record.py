@@ -46,6 +46,7 @@ def metrics_record(job: Training, model, path, test: dict, callbacks, removed=No
         "resumed": job.run.resuming,
         "train_examples": job.splits.sizes()["train"],
         "input_shape": list(job.splits.x_train.shape[1:]),
+        "inputs": job.splits.inputs,  # data.inputs: images, features or tokens
         "num_classes": job.splits.num_classes,
         "class_names": job.splits.class_names,
         # The last epoch's validation figures: what a sweeper can optimise (`optimized_metric`).
