@@ -10,7 +10,11 @@ backend wrote them.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import os
+import socket
 import struct
+import threading
 import time
 from pathlib import Path
 
@@ -19,13 +23,8 @@ class EventWriter:
     """One event file in `log_dir`, as `tf.summary.create_file_writer` would make."""
 
     def __init__(self, log_dir):
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
-        from keras_loss_recipes.runtime.quiet import import_tensorflow
-
-        import_tensorflow()  # the writer imports it for its file system layer, where it is installed
         Path(log_dir).mkdir(parents=True, exist_ok=True)
-        self._file = EventFileWriter(str(log_dir))
+        self._file = EventFile(Path(log_dir))
         self._flushed = time.monotonic()
 
     def _add(self, summary, step: int) -> None:
@@ -108,12 +107,47 @@ class EventWriter:
 
     def flush_every(self, seconds: float) -> None:
         """Flush if the last flush is `seconds` old: a run of short epochs writes its events in batches
-        (the writer's own thread also flushes on its own, and `close` flushes what is left)."""
+        (`close` flushes what is left)."""
         if time.monotonic() - self._flushed >= seconds:
             self.flush()
 
     def close(self) -> None:
         self._file.close()
+
+
+_file_numbers = itertools.count()  # this process's event files, told apart when made in the same second
+
+
+class EventFile:
+    """An event file as TensorBoard's `EventFileWriter` makes it: its name, its first event (the file
+    version), its records (`RecordWriter`'s framing and checksums), written with plain file I/O. That writer
+    opens its file through `tf.io.gfile`, which imports TensorFlow where it is installed: seconds of CPU for a
+    process that trains on JAX or PyTorch, or only writes a sweep's report."""
+
+    def __init__(self, log_dir: Path):
+        from tensorboard.compat.proto import event_pb2
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        name = "events.out.tfevents.%010d.%s.%s.%s" % (time.time(), socket.gethostname(), os.getpid(),
+                                                       next(_file_numbers))
+        self._records = RecordWriter(open(log_dir / name, "wb"))
+        self._lock = threading.Lock()  # callbacks and the process's other threads may write at once
+        self.add_event(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2",
+                                       source_metadata=event_pb2.SourceMetadata(writer=__name__)))
+        self.flush()
+
+    def add_event(self, event) -> None:
+        with self._lock:
+            self._records.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        with self._lock:
+            self._records.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._records.closed:
+                self._records.close()
 
 
 @contextlib.contextmanager

@@ -90,18 +90,6 @@ def quietly():
     return filtered_native_stderr(noise_patterns(gpu_device_present()))
 
 
-def import_tensorflow() -> None:
-    """Import TensorFlow, where it is installed, without its CPU-machine chatter.
-
-    For code that imports it indirectly (TensorBoard's event file writer does,
-    for its file system layer) before the backend starts.
-    """
-    if "tensorflow" in sys.modules or importlib.util.find_spec("tensorflow") is None:
-        return
-    with filtered_native_stderr(noise_patterns(gpu_device_present())):
-        import tensorflow  # noqa: F401
-
-
 _started = False
 
 
