@@ -14,9 +14,10 @@ import logging
 
 import numpy as np
 
-from keras_loss_recipes.losses import SOFTMAX_LAYER
+from keras_loss_recipes.losses import SIGMOID_LAYER, SOFTMAX_LAYER
 
 log = logging.getLogger(__name__)
+HEAD_LAYERS = {"softmax": SOFTMAX_LAYER, "sigmoid": SIGMOID_LAYER}  # a formulation's head -> its layer's name
 
 
 def build_network(cfg, setup, input_shape: tuple, num_classes: int, tracker=None):
@@ -53,7 +54,7 @@ def measure_loss_path(model, setup):
     """The loss path of the compiled model's own head, measured on probe batches (logged, warned)."""
     from keras_loss_recipes.losses.paths import detect_loss_path
 
-    head = model.get_layer(SOFTMAX_LAYER) if setup.head == "softmax" else None
+    head = model.get_layer(HEAD_LAYERS[setup.head]) if setup.head in HEAD_LAYERS else None
     report = detect_loss_path(setup, head=head)
     log.info(report.describe())
     if report.warning:
@@ -62,11 +63,12 @@ def measure_loss_path(model, setup):
 
 
 def logits_model_of(model):
-    """A model that outputs the logits behind `model`'s output (before any softmax head)."""
+    """A model that outputs the logits behind `model`'s output (before its softmax or sigmoid head layer)."""
     import keras
 
-    if any(layer.name == SOFTMAX_LAYER for layer in model.layers):
-        return keras.Model(model.inputs, model.get_layer(SOFTMAX_LAYER).input)
+    for layer in model.layers:  # the head layer `LossSetup.attach_head` adds
+        if layer.name in HEAD_LAYERS.values() and isinstance(layer, keras.layers.Activation):
+            return keras.Model(model.inputs, layer.input)
     return model
 
 

@@ -5,8 +5,9 @@ and log each epoch's mean. A callback in a user's own `model.fit` cannot change 
 so it measures the same figures on a probe batch the user hands it, with the weights as they
 are when it is called (at an epoch's end): the logits in inference mode (no dropout), the
 compiled loss through the model's own head, and the gradients of that loss. Same names,
-same formulas (`telemetry.logit_stats`, `global_norm`); a different sample: one batch at one
-moment, not the mean over the epoch's steps.
+same formulas (`telemetry.logit_stats`, `global_norm`; `telemetry.sigmoid_logit_stats` for sigmoid
+units: a model compiled with a binary crossentropy, or ending in a sigmoid); a different sample:
+one batch at one moment, not the mean over the epoch's steps.
 
 The gradients come from one compiled function per fit (tf.function, jax.jit; PyTorch runs
 eagerly as Keras's torch trainer does), built on the first call.
@@ -17,7 +18,7 @@ import numpy as np
 
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.training.live_head import LogitsView
-from keras_loss_recipes.training.telemetry import as_onehot, global_norm, logit_stats
+from keras_loss_recipes.training.telemetry import as_onehot, global_norm, logit_stats, sigmoid_logit_stats
 
 FIGURES = ("logit_max_abs", "logit_gap", "saturated_frac", "exact_ce", "loss", "grad_norm",
            "logit_grad_norm", "loss_scale")
@@ -37,6 +38,20 @@ def mean_loss_of(model):
     return lambda y, y_pred: ops.mean(function(y, y_pred))
 
 
+def sigmoid_units(model, head_kind: str) -> bool:
+    """Whether `model`'s outputs are sigmoid units: it is compiled with a binary crossentropy (whatever its
+    head), or, with a loss the doctor does not know, its head is a sigmoid."""
+    import keras
+
+    from keras_loss_recipes.losses.formulations import LossOptionError
+    from keras_loss_recipes.losses.keras_losses import parse
+
+    try:
+        return parse(keras.saving.serialize_keras_object(model.loss)).labels == "binary"
+    except LossOptionError:
+        return head_kind == "sigmoid"
+
+
 class ProbeFigures:
     """`figures()`: {name: float} of `FIGURES` for `model` on the batch (`x`, `y`), weights as they are now."""
 
@@ -46,7 +61,11 @@ class ProbeFigures:
         self.model, self.view = model, view or LogitsView(model)
         self.loss = mean_loss_of(model)
         self.x, self.y = ops.convert_to_tensor(np.asarray(x)), ops.convert_to_tensor(np.asarray(y))
-        self.onehot = as_onehot(self.y, self.view.head.width)
+        self.sigmoid = sigmoid_units(model, self.view.head.kind)
+        if self.sigmoid:  # a target per unit, in the logits' shape ((N,) labels of one unit included)
+            self.targets = ops.reshape(ops.cast(self.y, "float32"), (-1, *model.outputs[0].shape[1:]))
+        else:
+            self.targets = as_onehot(self.y, self.view.head.width)
         self._compiled = None
 
     def figures(self) -> dict[str, float]:
@@ -56,7 +75,8 @@ class ProbeFigures:
         if self._compiled is None:
             self._compiled = _COMPILE[keras.backend.backend()](self)
         logits, loss, param_grads, logit_grads = self._compiled()
-        stats = {name: float(value) for name, value in logit_stats(logits, self.onehot).items()}
+        stats_of = sigmoid_logit_stats if self.sigmoid else logit_stats
+        stats = {name: float(value) for name, value in stats_of(logits, self.targets).items()}
         scale = float(getattr(self.model.optimizer, "dynamic_scale", 1.0)) if self.model.optimizer else 1.0
         stats.update(loss=float(ops.cast(loss, "float32")), grad_norm=float(global_norm(param_grads)),
                      logit_grad_norm=float(global_norm([logit_grads])), loss_scale=scale)

@@ -11,6 +11,11 @@ The figures (logged as `stability/<name>`):
     logit_grad_norm  norm of d(loss)/d(logits): 0 where a clipped loss has stopped learning
     loss_scale       the mixed-precision loss scale (1 without one)
     nonfinite_steps  steps whose loss or gradients were NaN/inf (a count, not a mean)
+For sigmoid units (the sigmoid family: a binary loss, one logit per label) the same names mean
+what they mean for a two-class softmax over (0, z), whose gap is |z| (`sigmoid_logit_stats`):
+    logit_gap        mean |logit| over units: how far each unit is from its 0.5 boundary
+    saturated_frac   share of units whose sigmoid is within 1e-7 of 0 or 1 (|z| >= 16.12): the clip bites
+    exact_ce         binary cross entropy from the logits, the mean over units (what the loss should be)
 The tracker keeps per-epoch means in Keras metrics updated inside the compiled
 step on every backend, read once per epoch; when asked (`telemetry.every_n_steps`),
 the step's own values also travel in the step's logs.
@@ -64,6 +69,28 @@ def logit_stats(logits, y_onehot) -> dict:
         "saturated_frac": ops.mean(ops.cast(1.0 - top_prob <= CLIP_EPSILON, "float32")),
         "exact_ce": ops.mean(exact_cross_entropy(z, y_onehot)),
     }
+
+
+def sigmoid_logit_stats(logits, targets) -> dict:
+    """`logit_stats` for sigmoid units: `targets` of 0/1 (or soft), the logits' shape (see the module's docstring)."""
+    from keras import ops
+
+    z = ops.cast(logits, "float32")
+    return {
+        "logit_max_abs": ops.max(ops.abs(z)),
+        "logit_gap": ops.mean(ops.abs(z)),
+        "saturated_frac": ops.mean(ops.cast(ops.sigmoid(-ops.abs(z)) <= CLIP_EPSILON, "float32")),
+        "exact_ce": ops.mean(exact_binary_cross_entropy(z, targets)),
+    }
+
+
+def exact_binary_cross_entropy(logits, targets):
+    """Per example, the binary cross entropy from the logits, the mean over its units (float32): what Keras's
+    BinaryCrossentropy should give. max(z, 0) - z t + log(1 + exp(-|z|)) never overflows."""
+    from keras import ops
+
+    z, t = ops.cast(logits, "float32"), ops.cast(targets, "float32")
+    return ops.mean(ops.relu(z) - z * t + ops.log1p(ops.exp(-ops.abs(z))), axis=-1)
 
 
 def exact_cross_entropy(logits, y_onehot):
