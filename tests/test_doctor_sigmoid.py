@@ -200,3 +200,24 @@ def test_recipe_fix_writes_the_fixed_files_of_a_saved_sigmoid_model(compose, tmp
     np.testing.assert_allclose(outputs(inference_model, x), probabilities, atol=1e-6)
     assert type(logits_model.loss).__name__ == "BinaryCrossentropy" and logits_model.loss.get_config()["from_logits"]
     assert diagnose(str(tmp_path / "run" / metrics["fixed"]["logits_model"]), precisions=["float32"]).verdict == "clean"
+
+
+def test_the_sigmoid_path_table_on_this_backend():
+    """python -m keras_loss_recipes.recipes.doctor.sigmoid_table's measurement, here: the registry's paths, the
+    exact loss where the path is exact, the clip's caps where it clips (a child per backend prints it)."""
+    import keras
+
+    from keras_loss_recipes.recipes.doctor import sigmoid_table
+
+    results = sigmoid_table.measure_cases()
+    assert [r["case"] for r in results] == list(sigmoid_table.CASES)
+    exact = [float(exact_binary_cross_entropy([[z]], [[t]])[0]) for z, t in sigmoid_table.EXAMPLES]
+    capped = [CAP, float(-np.log(losses.CLIP_EPSILON)), CAP]  # target 0 caps at CAP, target 1 at -log(1e-7)
+    for result in results:
+        assert result["path"] == expected(result["case"])
+        if result["exact"]:
+            np.testing.assert_allclose(result["losses"], exact, rtol=1e-6)
+        elif result["path"] in ("clipped_probabilities", "logits_as_probabilities"):
+            np.testing.assert_allclose(result["losses"], capped, rtol=1e-5)
+    rendered = sigmoid_table.table({keras.backend.backend(): results})
+    assert "| exact (float64) | | 30, 30, 60 |" in rendered and "the registry expects" not in rendered
