@@ -25,7 +25,8 @@ cannot take off) is one `error:` line and exit code 2, before anything is measur
 
 The package: this module is the recipe; `diagnosis` holds the doctor's steps (and `diagnose`, the same
 for a live model, from Python), `fix` does the fix, `worker` measures one backend (in its child process),
-`examples` saves the models it is tested and documented on, `__main__` writes the docs page.
+`examples` saves the models it is tested and documented on, `__main__` writes the docs page, `sigmoid_table`
+prints the sigmoid family's paths and losses per backend.
 """
 from __future__ import annotations
 
