@@ -14,6 +14,8 @@ keras_loss_recipes.runtime.workers runs them), in this order:
     stress     every formulation under the stability stress (logits x300)
     smoothed   `from_logits` with label smoothing, without and under stress: does it
                change the calibration (the temperature every run fits at its end)?
+    sigmoid    the sigmoid family (task=binary on scikit-learn's breast cancer table), without
+               and under stress: the same trap as the softmax's, one logit per example
     precision  a few formulations under stress in mixed_float16 and mixed_bfloat16
     probe      loss error and gradient against the logit gap, per dtype
     default    `python train.py` itself (TensorFlow only)
@@ -53,6 +55,9 @@ SMOOTHED, LABEL_SMOOTHING = ("from_logits",), 0.1  # smoothing needs one-hot lab
 # --quick: batches of 100 divide its 300 training and the 500 validation and test images, so JAX compiles
 # each step once per run, not twice for a smaller last batch (the quick figures are checked only for the claims).
 TINY = ["model=mlp", "data.max_train_examples=300", "trainer.epochs=2", "trainer.batch_size=100"]
+# The sigmoid family's runs: a binary task on a real table of features (398 training rows), the mlp in small batches.
+SIGMOID_BASE = ["task=binary", "data=breast_cancer", "model=mlp", "trainer.batch_size=16"]
+SIGMOID_GROUPS = {"sigmoid": "stress=none", "sigmoid_stress": "stress=logits_x300"}  # group -> its stress
 # Rough seconds per job kind on 2 CPU cores, for the first ETA (then the measured pace takes over).
 RESULTS_FILE = "results.json"  # the raw results, in the run's directory
 ESTIMATE_S = {"paths": 30, "train": 6, "probe": 40, "default": 45}
@@ -82,6 +87,11 @@ def matrix(quick: bool) -> dict:
         # The ordinary and stress runs of these formulations again, with label smoothing (their seeds).
         "smoothed_losses": [] if quick else list(SMOOTHED),
         "label_smoothing": LABEL_SMOOTHING,
+        # The sigmoid family (None: every one the backend runs). Quick: two, under stress, on TensorFlow only.
+        "sigmoid_base": [*SIGMOID_BASE, "trainer.epochs=2"] if quick else list(SIGMOID_BASE),
+        "sigmoid_losses": ["sigmoid_bce", "bce_from_logits"] if quick else None,
+        "sigmoid_seeds": {"sigmoid": [] if quick else [0, 1], "sigmoid_stress": [0] if quick else [0, 1]},
+        "sigmoid_backends": ["tensorflow"] if quick else list(BACKENDS),
     }
 
 
@@ -89,7 +99,9 @@ def plan(backend: str, quick: bool) -> list[dict]:
     """The jobs of one backend, in order."""
     m = matrix(quick)
     names = m["losses"] if backend == "tensorflow" else m["other_backend_losses"] or m["losses"]
-    jobs = [{"kind": "paths", "group": "paths", "name": "paths", "precisions": m["path_precisions"], "losses": names,
+    sigmoid = (m["sigmoid_losses"] or losses.names("sigmoid")) if backend in m["sigmoid_backends"] else []
+    jobs = [{"kind": "paths", "group": "paths", "name": "paths", "precisions": m["path_precisions"],
+             "losses": [*(names or formulations_on(backend)), *sigmoid],
              "safe_head_in_mixed": m["safe_head_paths_in_mixed"]}]
     for group, stress in (("ordinary", "stress=none"), ("stress", "stress=logits_x300")):
         for name in formulations_on(backend, names):
@@ -99,6 +111,11 @@ def plan(backend: str, quick: bool) -> list[dict]:
             for seed in m["seeds"][group]:
                 jobs.append(_train_job(f"{group}_smoothed", name, seed, "float32", False, [*m["base"], stress],
                                        m["label_smoothing"]))
+    if backend in m["sigmoid_backends"]:
+        for group, stress in SIGMOID_GROUPS.items():
+            for name in formulations_on(backend, m["sigmoid_losses"] or losses.names("sigmoid")):
+                for seed in m["sigmoid_seeds"][group]:
+                    jobs.append(_train_job(group, name, seed, "float32", False, [*m["sigmoid_base"], stress]))
     for precision in m["precisions"]:
         stressed = [*m["base"], "stress=logits_x300"]
         for name in formulations_on(backend, m["precision_losses"]):
@@ -116,7 +133,7 @@ def left_out(quick: bool) -> list[str]:
     """What the matrix skips on purpose, in words (the page lists it)."""
     if quick:
         return ["quick mode: a few formulations (fewer off TensorFlow), one seed, a tiny training set, stress "
-                "only; the probe on TensorFlow only; no mixed-precision training, no default recipe; "
+                "only; the sigmoid family's two on TensorFlow; the probe on TensorFlow only; no mixed-precision training, no default recipe; "
                 "run without --quick for the findings"]
     return [
         "mixed-precision training only for the formulations of the precision table (the others take the same "
@@ -264,12 +281,13 @@ def paths_job(job: dict, run_dir: Path) -> dict:
             for name in formulations_on(os.environ["KERAS_BACKEND"], job["losses"]):
                 if unsafe and losses.formulation(name).head != "softmax":
                     continue  # an unsafe head dtype changes only a softmax head
-                cfg = compose(["model=mlp", "model.hidden_units=8", f"loss={name}",
+                binary = losses.formulation(name).family == "sigmoid"  # one logit, task=binary
+                cfg = compose(["model=mlp", "model.hidden_units=8", f"loss={name}", *(["task=binary"] if binary else []),
                                f"trainer.precision={precision}", f"stress.unsafe_head_dtype={str(unsafe).lower()}"])
                 setup = validate(cfg)
                 fresh_session()
                 with precision_policy(precision):
-                    model, _, _ = build_network(cfg, setup, (28, 28, 1), 10)
+                    model, _, _ = build_network(cfg, setup, (28, 28, 1), 1 if binary else 10)
                     model.compile(loss=setup.make_loss())
                     path = measure_loss_path(model, setup).path
                 rows.append({"loss": name, "precision": precision, "unsafe_head": unsafe, "path": path})

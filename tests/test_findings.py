@@ -61,6 +61,8 @@ def test_quick_run_measures_the_claims_on_tensorflow(quick):
     assert claims["softmax_ce_like_logits_under_stress"] is True  # the rescued softmax trains like logits
     assert claims["naive_diverges_under_stress"] is True
     assert "sparse_from_logits" in claims["always_exact"]
+    assert claims["sigmoid_bce_path"] == "rescued_sigmoid"  # the sigmoid's rescue, trained on task=binary
+    assert claims["sigmoid_bce_like_logits_under_stress"] is True
 
 
 @pytest.mark.slow

@@ -111,6 +111,23 @@ def backend_claims(backend: str, paths: list[dict], groups: list[dict]) -> dict:
         "sound_formulations_agree_without_stress": _sound_agree(groups, backend),
         "always_exact": sorted(n for n in losses.names() if _exact_everywhere(paths, backend, n)),
         **calibration_claims(backend, groups),
+        **sigmoid_claims(backend, groups),
+    }
+
+
+def sigmoid_claims(backend: str, groups: list[dict]) -> dict:
+    """The sigmoid family under stress on `backend`: the path a sigmoid head with BinaryCrossentropy() takes,
+    and whether its exact CE is far above, or the same as, the logits formulation's (None: not measured)."""
+    def stress(loss):
+        return find(groups, group="sigmoid_stress", backend=backend, loss=loss)
+
+    logits_ce, sigmoid_ce = _mean(stress("bce_from_logits"), "test_exact_ce"), _mean(stress("sigmoid_bce"), "test_exact_ce")
+    measured = None not in (logits_ce, sigmoid_ce)
+    return {
+        "sigmoid_bce_path": (stress("sigmoid_bce") or {}).get("loss_path"),
+        "sigmoid_bce_far_above_logits_under_stress": sigmoid_ce > CLAIM_RATIO * logits_ce if measured else None,
+        "sigmoid_bce_like_logits_under_stress": math.isclose(sigmoid_ce, logits_ce, rel_tol=SAME_RTOL)
+        if measured else None,
     }
 
 

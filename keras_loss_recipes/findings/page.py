@@ -66,6 +66,13 @@ def answer(f: dict) -> str:
     if any(claims[b]["naive_diverges_under_stress"] for b in backends):
         lines.append("* The textbook formula (`naive`) turns into NaN as soon as a logit gap is large enough "
                      "for exp to underflow.")
+    sigmoid_clipped = [b for b in backends if claims[b].get("sigmoid_bce_path") == "clipped_probabilities"]
+    sigmoid_exact = [b for b in backends if claims[b].get("sigmoid_bce_path") in losses.EXACT_PATHS]
+    if sigmoid_clipped:
+        lines.append("* The sigmoid has the same trap: a sigmoid head + `BinaryCrossentropy()` (`sigmoid_bce`) is the "
+                     f"clipped path on {', '.join(sigmoid_clipped)}"
+                     + (f", exact on {', '.join(sigmoid_exact)}" if sigmoid_exact else "")
+                     + "; output one logit and use `bce_from_logits`.")
     agree = [claims[b]["sound_formulations_agree_without_stress"] for b in backends]
     if agree and all(agree):
         lines.append("* In ordinary float32 training (no stress) every formulation that is not a deliberate "
@@ -175,6 +182,34 @@ def matrix_text(f: dict) -> str:
             + (f"; {', '.join(f'`{n}`' for n in m['smoothed_losses'])} again with `loss.label_smoothing="
                f"{m['label_smoothing']:g}`, without stress and under it" if m.get("smoothed_losses") else "")
             + f"; the probe (`{' '.join(m['probe'])}`). Test figures are each run's last.keras.\n")
+
+
+def sigmoid_section(f: dict) -> str:
+    """The sigmoid family on a binary task: what ran, a line per backend from the claims, and its two tables."""
+    m = f["matrix"]
+    lines = ["## The sigmoid family (task=binary)\n",
+             f"Every formulation of the sigmoid family trained with `{' '.join(m['sigmoid_base'])}`, without stress "
+             f"(seeds {m['sigmoid_seeds']['sigmoid']}) and under it (`stress=logits_x300`, seeds "
+             f"{m['sigmoid_seeds']['sigmoid_stress']}). One logit per example; the exact CE is the float64 binary "
+             "cross entropy of the logits.\n"]
+    for backend in f["backends"]:
+        c = f["claims"][backend]
+        if c.get("sigmoid_bce_path") is None:
+            continue
+        verdict = ("far above the logits formulation's: the clip caps the loss and stops its gradient"
+                   if c["sigmoid_bce_far_above_logits_under_stress"] else
+                   "the same as the logits formulation's" if c["sigmoid_bce_like_logits_under_stress"] else
+                   "neither the same as the logits formulation's nor far above it")
+        lines.append(f"* {backend}: a sigmoid head with `BinaryCrossentropy()` (`sigmoid_bce`) takes the "
+                     f"`{c['sigmoid_bce_path']}` path; under stress its test exact CE is {verdict}.")
+    lines.append("")
+    if any(g["group"] == "sigmoid" for g in f["groups"]):
+        lines += ["Without stress:\n", group_table(f, "sigmoid")]
+    lines += ["Under stress (logits x300):\n",
+              group_table(f, "sigmoid_stress", ("loss_path", "ok", "test_accuracy", "test_exact_ce", "first",
+                                                "origin", "saturated")),
+              origin_lines(f, "sigmoid_stress")]
+    return "\n".join(lines)
 
 
 CONDITIONS = {"ordinary": "without stress", "stress": "under stress"}
@@ -327,6 +362,8 @@ def render_page(f: dict) -> str:
                   group_table(f, "precision", ("loss_path", "ok", "test_accuracy", "test_exact_ce", "first", "origin")),
                   origin_lines(f, "precision"),
                   "![Mixed precision](img/findings_precision.png)\n"]
+    if any(g["group"].startswith("sigmoid") for g in f["groups"]):
+        parts += [sigmoid_section(f)]
     if calibration_section(f):
         parts.append(calibration_section(f))
     if f["probe"]:
