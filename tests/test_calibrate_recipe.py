@@ -81,9 +81,8 @@ def test_calibrate_fits_t_keeps_the_accuracy_and_saves_a_plain_keras_model(saved
 @pytest.mark.parametrize("case, message", [
     ("softmax", "outputs probabilities (a softmax in layer 'logits'), and its logits cannot be found: calibrate a "
                 "model that outputs logits (recipe=doctor shows how to take the softmax off)"),
-    ("sigmoid", "ends in a sigmoid head (layer 'logits', one logit per class): temperature scaling here fits "
-                "softmax(logits / T) and does not support sigmoid heads; calibrate a model whose output is the "
-                "logits of a softmax"),
+    ("sigmoid", "outputs probabilities (a sigmoid in layer 'logits'), and its logits cannot be found: calibrate the "
+                "model of its logits (`keras_loss_recipes.fix(model)`, or recipe=doctor recipe.fix=true, writes it)"),
     ("three_outputs", "the model has 3 outputs but data=mnist_embedded has 10 classes"),
     ("diverged", "of the 5000 logits are not finite (nan or inf): the run diverged; calibrate a checkpoint from "
                  "before it diverged"),

@@ -173,6 +173,8 @@ def test_a_sigmoid_task_trains_and_records_its_figures(compose, tmp_path, task, 
         assert record["test_label_accuracy"] == pytest.approx(np.mean((logits > 0) == targets, axis=0).tolist())
         assert "val_macro_f1" in history
         assert_evaluate_gives_the_runs_figures(compose, tmp_path, task, record)
+    else:
+        assert_calibrate_fits_the_runs_temperature(compose, tmp_path, task, record)
 
 
 def assert_evaluate_gives_the_runs_figures(compose, tmp_path, task: str, record: dict) -> None:
@@ -195,11 +197,38 @@ def test_binary_on_ten_classes_stops_in_one_line_without_a_run_directory(train_c
     assert not (tmp_path / "run").exists()
 
 
-def test_recipe_calibrate_refuses_a_sigmoid_task_in_one_line_before_its_run_directory(compose, tmp_path):
+@pytest.mark.parametrize("units, labels_shape", [(1, (4000,)), (3, (4000, 3))])
+def test_calibrate_fits_a_sigmoids_temperature_for_one_unit_or_a_target_per_unit(units, labels_shape):
+    """Labels drawn from sigmoid(z / 2): the fitted T lies within their noise of 2; the calibrated model divides."""
+    import keras
+
+    from keras_loss_recipes import calibrate
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 4)).astype("float32")
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(units, name="logits")(inputs))
+    model.get_layer("logits").set_weights([rng.normal(size=(4, units)).astype("float32") * 3,
+                                           np.zeros(units, "float32")])
+    z = model.predict(x, verbose=0).astype(np.float64)
+    y = (rng.random(z.shape) < 1 / (1 + np.exp(-z / 2.0))).astype(np.int64).reshape(labels_shape)
+    temperature, calibrated = calibrate(model, x, y)
+    assert 1.8 < temperature < 2.2
+    np.testing.assert_allclose(calibrated.predict(x, verbose=0), z / temperature, rtol=1e-5, atol=1e-6)
+
+
+def assert_calibrate_fits_the_runs_temperature(compose, tmp_path, task: str, record: dict) -> None:
+    """recipe=calibrate of a sigmoid run: the run's own end-of-run T (the same validation logits, the same fit), its
+    accuracy unchanged, and a saved model whose outputs are the logits divided by T."""
+    import keras
+
     from keras_loss_recipes.recipes import calibrate
 
-    (tmp_path / "model.keras").write_bytes(b"")  # never read: the task is refused first
-    cfg = compose("recipe=calibrate", f"checkpoint={tmp_path / 'model.keras'}", "task=multilabel")
-    with pytest.raises(UserError, match="^recipe=calibrate task=multilabel: this recipe calibrates a softmax"):
-        calibrate.run(cfg, tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+    result = calibrate.run(compose(*TINY, "recipe=calibrate", f"checkpoint={tmp_path / 'run'}", f"task={task}",
+                                   "data=npz", f"data.path={tmp_path / f'{task}.npz'}"), tmp_path / "calibrate")
+    assert result["temperature"] == pytest.approx(record["temperature"], rel=1e-5)
+    assert result["test_accuracy"] == result["test_accuracy_calibrated"] == pytest.approx(record["test_accuracy"],
+                                                                                         abs=1e-6)
+    assert result["test_ece"] == pytest.approx(record["test_ece"], rel=1e-5)
+    calibrated = keras.models.load_model(tmp_path / "calibrate" / "calibrated.keras")
+    assert calibrated.outputs[0].shape[-1] == 1

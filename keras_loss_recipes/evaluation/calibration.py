@@ -288,9 +288,9 @@ def calibration_logits_model(model, where: str = "the model"):
     except UserError:  # an output find_head has no name for: its numbers decide (`checked_outputs`)
         return logits_model
     if head.kind == "sigmoid":
-        raise UserError(f"{where} ends in a sigmoid head (layer '{head.layer}', one logit per class): temperature "
-                        "scaling here fits softmax(logits / T) and does not support sigmoid heads; calibrate a "
-                        "model whose output is the logits of a softmax")
+        raise UserError(f"{where} outputs probabilities (a sigmoid in layer '{head.layer}'), and its logits cannot be "
+                        "found: calibrate the model of its logits (`keras_loss_recipes.fix(model)`, or recipe=doctor "
+                        "recipe.fix=true, writes it)")
     if head.kind == "softmax":
         raise UserError(f"{where} outputs probabilities (a softmax in layer '{head.layer}'), and its logits "
                         "cannot be found: calibrate a model that outputs logits (recipe=doctor shows how to take "
@@ -315,8 +315,12 @@ def calibrate(model, x_val, y_val, batch_size: int = 256):
     T minimises the exact float64 NLL of softmax(logits / T) on the held-out `x_val` and integer class ids
     `y_val` (`fit_temperature`); the calibrated model outputs the logits divided by T (`with_temperature`),
     so its argmax, and the accuracy, are the model's own. `model` outputs logits (or ends in this project's
-    softmax layer); a softmax or sigmoid activation of its own is one UserError line, as are an empty
-    `x_val`, labels outside its outputs and logits that are not finite.
+    softmax or sigmoid layer); a softmax or sigmoid activation of its own is one UserError line, as are an
+    empty `x_val`, labels outside its outputs and logits that are not finite.
+
+    Sigmoid logits (`sigmoid_units`: one output unit, or `y_val` of 0/1 in the outputs' shape, a multi-label
+    target) are calibrated as the sigmoid's: T minimises the binary NLL of sigmoid(logits / T), every unit
+    alike (`two_class_logits`), and the calibrated model's sigmoid gives the calibrated probabilities.
 
     >>> import keras
     >>> rng = np.random.default_rng(0)
@@ -336,5 +340,13 @@ def calibrate(model, x_val, y_val, batch_size: int = 256):
     if len(x_val) == 0:
         raise UserError(EMPTY_SPLIT)
     logits = checked_outputs(logits_model.predict(x_val, batch_size=batch_size, verbose=0))
-    temperature = fit_temperature(logits, y_val)
+    scored = two_class_logits(logits, y_val) if sigmoid_units(logits, y_val) else (logits, y_val)
+    temperature = fit_temperature(*scored)
     return temperature, with_temperature(logits_model, temperature)
+
+
+def sigmoid_units(logits, labels) -> bool:
+    """Whether `logits` are a sigmoid's per unit: a single output unit (binary), or `labels` in the logits' own
+    shape (a 0/1 target per unit: multi-label); class ids (N,) for several units are a softmax's."""
+    shape = np.shape(logits)
+    return (len(shape) == 2 and shape[1] == 1) or (len(shape) == 2 and np.shape(labels) == shape)

@@ -25,13 +25,12 @@ import numpy as np
 from keras_loss_recipes.data import load_splits
 from keras_loss_recipes.data.pipeline import model_inputs
 from keras_loss_recipes.evaluation.calibration import (
-    calibrate, calibration_figures, calibration_logits_model, checked_outputs, plot_calibration)
+    calibrate, calibration_figures, calibration_logits_model, checked_outputs, plot_calibration, two_class_logits)
 from keras_loss_recipes.evaluation.held_out import all_logits
 from keras_loss_recipes.lifecycle.run import Run, in_process
 from keras_loss_recipes.losses import MULTICLASS
 from keras_loss_recipes.recipes.evaluate import check_width, resolve_checkpoint, saved_logits_model
 from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS, ECE_BINS, verdict
-from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.quiet import start_backend
 
 log = logging.getLogger(__name__)
@@ -43,18 +42,17 @@ BATCH_SIZE = 256  # images per predict step: only the speed depends on it
 def calibrate_checkpoint(cfg, run: Run) -> dict:
     """T fitted on the validation split, the test split scored before and after, the calibrated model saved."""
     checkpoint = resolve_checkpoint(cfg.checkpoint, "calibrate")
-    if cfg.task != MULTICLASS:
-        raise UserError(f"recipe=calibrate task={cfg.task}: this recipe calibrates a softmax over the classes; a "
-                        f"task={cfg.task} run fits its per-unit temperature when it ends (metrics.json: temperature)")
     run.prepare()
     splits = load_splits(cfg.data)
     start_backend()
     where = f"checkpoint={checkpoint}"
-    logits_model = calibration_logits_model(saved_logits_model(checkpoint, splits), where)
+    logits_model = calibration_logits_model(saved_logits_model(checkpoint, splits, cfg.task), where)
     test_logits = checked_outputs(all_logits(logits_model, splits.x_test, BATCH_SIZE, inputs=splits.inputs), where)
-    check_width(test_logits.shape[-1], splits, checkpoint)
+    check_width(test_logits.shape[-1], splits, checkpoint, cfg.task)
     temperature, calibrated = calibrate(logits_model, model_inputs(splits.x_val, splits.inputs), splits.y_val, BATCH_SIZE)
     calibrated_logits = all_logits(calibrated, splits.x_test, BATCH_SIZE, inputs=splits.inputs)  # the saved model's own, as it predicts
+    scored, scored_calibrated = scored_as(cfg.task, test_logits, splits.y_test), scored_as(cfg.task, calibrated_logits,
+                                                                                         splits.y_test)
     result = {
         "status": "ok",
         "recipe": "calibrate",
@@ -63,15 +61,16 @@ def calibrate_checkpoint(cfg, run: Run) -> dict:
         "data": splits.name,
         "val_examples": len(splits.y_val),
         "test_examples": len(splits.y_test),
-        "test_accuracy": float(np.mean(test_logits.argmax(-1) == splits.y_test)),
-        "test_accuracy_calibrated": float(np.mean(calibrated_logits.argmax(-1) == splits.y_test)),
-        **calibration_figures(test_logits, splits.y_test, temperature),
+        "task": cfg.task,
+        "test_accuracy": float(np.mean(scored[0].argmax(-1) == scored[1])),
+        "test_accuracy_calibrated": float(np.mean(scored_calibrated[0].argmax(-1) == scored_calibrated[1])),
+        **calibration_figures(*scored, temperature),
         "ece_bins": ECE_BINS,
         "calibrated_model": CALIBRATED_MODEL,
     }
     calibrated.save(run.dir / CALIBRATED_MODEL)
     png = run.dir / RELIABILITY_PNG
-    plot_calibration(test_logits, splits.y_test, temperature, png,
+    plot_calibration(*scored, temperature, png,
                      f"{checkpoint.parent.name}/{checkpoint.name} on {splits.name}'s test split "
                      "(T fitted on its validation split)")
     write_tensorboard(run, result)
@@ -85,6 +84,12 @@ def calibrate_checkpoint(cfg, run: Run) -> dict:
 
 
 run = in_process(calibrate_checkpoint)
+
+
+def scored_as(task: str, logits, labels) -> tuple:
+    """The logits and labels as the task's scores read them: a sigmoid per unit (task=binary, multilabel) as the
+    two-class softmax over (0, z), one row per unit."""
+    return (logits, labels) if task == MULTICLASS else two_class_logits(logits, labels)
 
 
 def write_tensorboard(run: Run, result: dict) -> None:

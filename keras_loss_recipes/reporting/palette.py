@@ -3,7 +3,9 @@ from __future__ import annotations
 
 PATH_COLORS = {
     "fused_logits": "#2ca02c", "rescued_softmax": "#1f77b4", "clipped_probabilities": "#ff7f0e",
-    "naive": "#d62728", "logits_as_probabilities": "#9467bd", "double_softmax": "#8c564b", "unknown": "#7f7f7f",
+    "naive": "#d62728", "logits_as_probabilities": "#9467bd", "double_softmax": "#8c564b",
+    # The sigmoid family's own two: its rescue and its double activation, beside their softmax kin's colours.
+    "rescued_sigmoid": "#17becf", "double_sigmoid": "#e377c2", "unknown": "#7f7f7f",
 }
 
 
