@@ -10,7 +10,7 @@ from keras_loss_recipes.data.inputs import IMAGES
 from keras_loss_recipes.data.pipeline import model_inputs
 from keras_loss_recipes.data.splits import is_streamed
 from keras_loss_recipes.evaluation import task_scores
-from keras_loss_recipes.evaluation.calibration import calibration_figures, fit_temperature, two_class_logits
+from keras_loss_recipes.evaluation.calibration import calibration_figures, fit_temperature
 from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS
 from keras_loss_recipes.training.network import predict_logits
 
@@ -33,14 +33,8 @@ def scores(model, logits_model, test_ds, splits, batch_size: int, split_over: in
                "test_exact_ce": task_scores.exact_ce(logits, splits.y_test, sigmoid)}
     if task == losses.MULTILABEL:
         figures.update(task_scores.multilabel_figures(logits, splits.y_test))
-    if sigmoid:
-        return {**figures, **calibration(*_per_unit(val_logits, splits.y_val), *_per_unit(logits, splits.y_test))}
-    return {**figures, **calibration(val_logits, splits.y_val, logits, splits.y_test)}
-
-
-def _per_unit(logits, labels) -> tuple:
-    """Sigmoid logits and their targets as two-class logits per unit (None stays None: no validation split)."""
-    return (None, labels) if logits is None else two_class_logits(logits, labels)
+    return {**figures, **calibration(*task_scores.scored_as(task, val_logits, splits.y_val),
+                                     *task_scores.scored_as(task, logits, splits.y_test))}
 
 
 def calibration(val_logits, val_labels, test_logits, test_labels) -> dict:

@@ -12,6 +12,17 @@ import numpy as np
 from keras_loss_recipes import losses
 
 
+def scored_as(task: str, logits, labels) -> tuple:
+    """The logits and labels as a task's calibration and accuracy read them: a sigmoid per unit (task=binary,
+    multilabel) as the two-class softmax over (0, z), one row per unit (`calibration.two_class_logits`); None
+    logits (no validation split) stay None."""
+    from keras_loss_recipes.evaluation.calibration import two_class_logits
+
+    if logits is None or losses.TASK_FAMILIES[task] != "sigmoid":
+        return logits, labels
+    return two_class_logits(logits, labels)
+
+
 def targets_of(labels, logits) -> np.ndarray:
     """0/1 labels in the logits' shape: (N,) of a binary task become (N, 1)."""
     return np.asarray(labels).reshape(np.shape(logits))

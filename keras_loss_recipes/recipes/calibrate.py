@@ -25,10 +25,10 @@ import numpy as np
 from keras_loss_recipes.data import load_splits
 from keras_loss_recipes.data.pipeline import model_inputs
 from keras_loss_recipes.evaluation.calibration import (
-    calibrate, calibration_figures, calibration_logits_model, checked_outputs, plot_calibration, two_class_logits)
+    calibrate, calibration_figures, calibration_logits_model, checked_outputs, plot_calibration)
 from keras_loss_recipes.evaluation.held_out import all_logits
+from keras_loss_recipes.evaluation.task_scores import scored_as
 from keras_loss_recipes.lifecycle.run import Run, in_process
-from keras_loss_recipes.losses import MULTICLASS
 from keras_loss_recipes.recipes.evaluate import check_width, resolve_checkpoint, saved_logits_model
 from keras_loss_recipes.reporting.calibration import CALIBRATION_KEYS, ECE_BINS, verdict
 from keras_loss_recipes.runtime.quiet import start_backend
@@ -51,8 +51,7 @@ def calibrate_checkpoint(cfg, run: Run) -> dict:
     check_width(test_logits.shape[-1], splits, checkpoint, cfg.task)
     temperature, calibrated = calibrate(logits_model, model_inputs(splits.x_val, splits.inputs), splits.y_val, BATCH_SIZE)
     calibrated_logits = all_logits(calibrated, splits.x_test, BATCH_SIZE, inputs=splits.inputs)  # the saved model's own, as it predicts
-    scored, scored_calibrated = scored_as(cfg.task, test_logits, splits.y_test), scored_as(cfg.task, calibrated_logits,
-                                                                                         splits.y_test)
+    scored, scored_calibrated = (scored_as(cfg.task, z, splits.y_test) for z in (test_logits, calibrated_logits))
     result = {
         "status": "ok",
         "recipe": "calibrate",
@@ -84,12 +83,6 @@ def calibrate_checkpoint(cfg, run: Run) -> dict:
 
 
 run = in_process(calibrate_checkpoint)
-
-
-def scored_as(task: str, logits, labels) -> tuple:
-    """The logits and labels as the task's scores read them: a sigmoid per unit (task=binary, multilabel) as the
-    two-class softmax over (0, z), one row per unit."""
-    return (logits, labels) if task == MULTICLASS else two_class_logits(logits, labels)
 
 
 def write_tensorboard(run: Run, result: dict) -> None:

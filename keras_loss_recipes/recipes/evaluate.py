@@ -18,7 +18,7 @@ from keras_loss_recipes import losses
 from keras_loss_recipes.data import load_splits, tasks
 from keras_loss_recipes.data.pipeline import model_inputs
 from keras_loss_recipes.evaluation import task_scores
-from keras_loss_recipes.evaluation.calibration import expected_calibration_error, plot_reliability, two_class_logits
+from keras_loss_recipes.evaluation.calibration import expected_calibration_error, plot_reliability
 from keras_loss_recipes.lifecycle.run import Run, in_process
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.quiet import start_backend
@@ -137,7 +137,7 @@ def evaluate(cfg, run: Run) -> dict:
     check_width(logits.shape[-1], splits, checkpoint, cfg.task)
     sigmoid = losses.TASK_FAMILIES[cfg.task] == "sigmoid"
     # A sigmoid per unit is scored per unit: right where the logit's sign is the target's, ECE of max(p, 1 - p).
-    scored = two_class_logits(logits, splits.y_test) if sigmoid else (logits, splits.y_test)
+    scored = task_scores.scored_as(cfg.task, logits, splits.y_test)
     bins = cfg.recipe.bins
     result = {
         "status": "ok",
