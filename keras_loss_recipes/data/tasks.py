@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from keras_loss_recipes.data.splits import Splits
-from keras_loss_recipes.losses import BINARY, MULTICLASS, MULTILABEL
+from keras_loss_recipes.losses import BINARY, MULTICLASS, MULTILABEL, TASKS
 from keras_loss_recipes.runtime.errors import UserError
 
 
@@ -35,7 +35,7 @@ def check_labels(splits: Splits, task: str) -> Splits:
                             "use task=multiclass, or relabel the data to 0/1")
         _require_zero_one(labels, where)
     elif task != MULTICLASS:
-        raise UserError(f"task={task!r}: valid choices: {MULTICLASS}, {BINARY}, {MULTILABEL}")
+        raise UserError(f"task={task!r}: valid choices: {', '.join(TASKS)}")
     return splits
 
 
