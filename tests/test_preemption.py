@@ -77,3 +77,20 @@ def test_a_sweep_names_what_stopped_a_resumed_job_before(tmp_path):
     (tmp_path / "metrics.failed.json").write_text(json.dumps({"status": "failed"}))
     (tmp_path / "metrics.json").write_text(json.dumps({"status": "ok"}))
     assert earlier_attempts(tmp_path) == ["preempted (SIGTERM) at epoch 3 step 2 of 5", "failed"]
+    # SLURM's end of a job that left no result: its first clause.
+    (tmp_path / "metrics.failed.json").write_text(json.dumps(
+        {"status": "failed", "error": "SlurmJobEnded: SLURM job 3_1 ended FAILED without a result: ***"}))
+    assert earlier_attempts(tmp_path)[1] == "failed (SLURM job 3_1 ended FAILED)"
+
+
+def test_an_attempt_that_left_a_backup_but_no_record_is_noted_as_killed(tmp_path):
+    from keras_loss_recipes.lifecycle.directory import prepare
+    from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE
+
+    (tmp_path / BACKUP_DIR).mkdir()
+    (tmp_path / HISTORY_FILE).write_text("epoch,loss\n0,1.0\n1,0.5\n")
+    assert prepare(tmp_path) == "resume"
+    assert earlier_attempts(tmp_path) == ["killed"]
+    assert json.loads((tmp_path / "metrics.killed.json").read_text())["epochs_completed"] == 2
+    assert prepare(tmp_path) == "resume"  # killed again: a second note beside the first
+    assert earlier_attempts(tmp_path) == ["killed", "killed"] and (tmp_path / "metrics.killed.2.json").exists()

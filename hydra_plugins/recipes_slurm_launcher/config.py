@@ -27,6 +27,9 @@ if SlurmQueueConf is not None:
         # Once SLURM says a job ended, how long its result file is waited for (a shared file system may show
         # it late): submitit's 15 s.
         result_wait_s: float = 15.0
+        # A job a fault ended without a result (killed, its node lost, past its limit) is submitted again, to
+        # resume from its backup, up to this many times; 0: recorded as failed (the same command resumes it).
+        max_resubmits: int = 0
 
     ConfigStore.instance().store(group="hydra/launcher", name="recording_slurm", node=RecordingSlurmQueueConf(),
                                  provider="recipes")

@@ -17,6 +17,13 @@ checkpoints): SLURM starts it again, it resumes from that step, and the sweep ge
 its result as from any other job; its metrics.json says `resumed: true`, and
 metrics.preempted.json keeps the stopped attempt's record.
 
+A job SLURM ended without a result through a fault (its process killed, its node
+lost, past its time limit, out of memory) is submitted again into its run directory,
+where it resumes from its backup, up to `max_resubmits` times (0 in the presets);
+a job a person cancelled (`scancel`) or whose code raised is not. A job SLURM
+requeues itself (a node failure, with SLURM's JobRequeue) is waited for as it runs
+again: a requeue is no end.
+
 Submitit learns a job's end state from `sacct`: the cluster needs accounting
 (slurmdbd), or a killed job is never known to have ended. It asks less and less
 often as a sweep ages (up to 10 minutes apart); `poll_interval_s` bounds that, and
@@ -25,6 +32,7 @@ often as a sweep ages (up to 10 minutes apart); `poll_interval_s` bounds that, a
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import re
@@ -49,9 +57,16 @@ except ImportError:
 
 log = logging.getLogger(__name__)
 # Launcher settings that configure the executor itself rather than each job.
-EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout", "requeue_preempted", "poll_interval_s", "result_wait_s")
+EXECUTOR_KEYS = ("submitit_folder", "max_num_timeout", "requeue_preempted", "poll_interval_s", "result_wait_s",
+                 "max_resubmits")
 # The exit codes of a run a preemption signal stopped, its step saved (keras_loss_recipes/runtime/preemption.py).
 PREEMPTED_EXITS = {128 + getattr(signal, name) for name in ("SIGTERM", "SIGUSR1", "SIGUSR2", "SIGHUP")}
+# SLURM's end states of a job that a fault ended without a result: worth submitting again (`max_resubmits`).
+# CANCELLED (a person's scancel) is not among them, nor a job that left a result (its own error).
+FAULT_STATES = ("FAILED", "NODE_FAIL", "TIMEOUT", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE", "PREEMPTED")
+# SLURM's states of a job still (or again) in the queue: one requeued by SLURM itself is not over.
+QUEUED_STATES = ("PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "COMPLETING",
+                 "RESIZING", "SUSPENDED")
 
 
 class SlurmJobEnded(RuntimeError):
@@ -84,10 +99,13 @@ class RecordingSlurmLauncher(SlurmLauncher):
         jobs = executor.map_array(self, *zip(*arguments))
         for job, overrides in zip(jobs, job_overrides):
             log.info("SLURM job %s: %s", job.job_id, " ".join(overrides))
-        return [self._outcome(job, list(overrides), n) for job, overrides, n in zip(jobs, job_overrides, numbers)]
+        resubmit = functools.partial(executor.submit, self)
+        return [self._outcome(job, list(overrides), n, functools.partial(resubmit, *arguments[i]))
+                for i, (job, overrides, n) in enumerate(zip(jobs, job_overrides, numbers))]
 
-    def _outcome(self, job, overrides: list[str], number: int) -> JobReturn:
-        """The job's own return, or, when SLURM ended it, a failure recorded in its run directory."""
+    def _outcome(self, job, overrides: list[str], number: int, resubmit) -> JobReturn:
+        """The job's own return, or, when SLURM ended it, a failure recorded in its run directory. A job a fault
+        ended without a result is submitted again (`resubmit()`, the same job), up to max_resubmits times."""
         import submitit
 
         # Imported here: Hydra imports this module at every start.
@@ -95,14 +113,30 @@ class RecordingSlurmLauncher(SlurmLauncher):
         from keras_loss_recipes.reporting.results import RESUMABLE, read_metrics
         from keras_loss_recipes.runtime.run_files import METRICS_FILE
 
-        if not wait_for_end(job, self.params["poll_interval_s"], self.params["result_wait_s"]):  # config.py's
-            ended = SlurmJobEnded(end_reason(job, None))
-        else:
-            try:
-                return job.results()[0]
-            except submitit.core.utils.UncompletedJobError as err:  # a crash: its traceback for a result
-                ended = SlurmJobEnded(end_reason(job, err))
         cfg, run_dir = self._job_config(overrides, number)
+        resubmits_left = int(self.params.get("max_resubmits") or 0)
+        while True:
+            if wait_for_end(job, self.params["poll_interval_s"], self.params["result_wait_s"]):  # config.py's
+                try:
+                    return job.results()[0]
+                except submitit.core.utils.UncompletedJobError as err:  # a crash: its traceback for a result
+                    ended = SlurmJobEnded(end_reason(job, err))
+                    break
+            if queued_again(job.job_id):
+                log.warning("SLURM job %s was requeued by SLURM: waiting for it to run again", job.job_id)
+                time.sleep(1.0)
+                continue
+            ended = SlurmJobEnded(end_reason(job, None))
+            earlier = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
+            finished = earlier and earlier.get("status") not in RESUMABLE
+            if finished or resubmits_left <= 0 or str(job.state).split()[0] not in FAULT_STATES:
+                break
+            resubmits_left -= 1
+            # Recorded first: the next attempt keeps this one's record (metrics.failed.json), as every resume does.
+            record_failure(cfg, run_dir, ended)
+            job = resubmit()
+            log.warning("%s; submitted again as SLURM job %s, to resume from its backup (%d more allowed)", ended,
+                        job.job_id, resubmits_left)
         earlier = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
         if earlier and earlier.get("status") not in RESUMABLE:
             # Ended between writing its record and handing back its result: the record stands.
@@ -141,6 +175,14 @@ def importable_in_jobs() -> None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+
+
+def queued_again(job_id: str) -> bool:
+    """Whether SLURM holds job `job_id` in its queue again (it requeued the job itself, e.g. after a node
+    failure), although its last attempt ended."""
+    shown = subprocess.run(["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True,
+                           timeout=60)
+    return shown.returncode == 0 and any(state in QUEUED_STATES for state in shown.stdout.split())
 
 
 def requeue_this_job() -> None:

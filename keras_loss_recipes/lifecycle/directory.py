@@ -15,6 +15,9 @@ from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HYDRA_FILES, METRICS_FILE, MOVED_ASIDE
 
 
+KILLED = "killed"  # the status noted for an earlier attempt that left a backup but no record
+
+
 class RunAlreadyFinished(Exception):
     """The run directory already holds a finished run; its metrics are attached."""
 
@@ -70,13 +73,10 @@ def prepare(run_dir: Path, overwrite: bool = False) -> str:
         metrics = read_metrics(run_dir)
         if metrics.get("status") not in RESUMABLE:
             raise RunAlreadyFinished(run_dir, metrics)
-        record = run_dir / f"metrics.{metrics['status']}.json"
-        n = 1
-        while record.exists():
-            n += 1
-            record = run_dir / f"metrics.{metrics['status']}.{n}.json"
-        metrics_path.rename(record)
+        metrics_path.rename(_attempt_record(run_dir, metrics["status"]))
     if (run_dir / BACKUP_DIR).is_dir():
+        if not earlier_attempt:
+            _note_unrecorded_attempt(run_dir)
         return "resume"
     if earlier_attempt:
         # An interrupted or failed attempt with no epoch to resume from: keep it, start over.
@@ -94,6 +94,27 @@ def prepare(run_dir: Path, overwrite: bool = False) -> str:
             "start over, or choose a new hydra.run.dir"
         )
     return "fresh"
+
+
+def _attempt_record(run_dir: Path, status: str) -> Path:
+    """Where an earlier attempt's record is kept: metrics.<status>.json, or .2, .3, ... after the first."""
+    record, n = run_dir / f"metrics.{status}.json", 1
+    while record.exists():
+        n += 1
+        record = run_dir / f"metrics.{status}.{n}.json"
+    return record
+
+
+def _note_unrecorded_attempt(run_dir: Path) -> None:
+    """A backup and no metrics.json: the earlier attempt ended without writing its record (SIGKILL, a lost node,
+    a power cut). Noted as metrics.killed[.n].json, so that the resumed run's report lists it among its attempts."""
+    import json
+
+    from keras_loss_recipes.reporting.results import read_history
+
+    note = {"status": KILLED, "epochs_completed": len(read_history(run_dir)),
+            "note": "ended without writing its record (SIGKILL, a lost node)"}
+    atomic.write_text(_attempt_record(run_dir, KILLED), json.dumps(note, indent=2) + "\n")
 
 
 def discard_if_unused(run_dir: Path) -> bool:

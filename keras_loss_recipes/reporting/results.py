@@ -54,12 +54,21 @@ def earlier_attempts(run_dir: Path) -> list[str]:
         except (OSError, ValueError):
             continue
         text = str(record.get("status", "?"))
+        if record.get("error") and record.get("status") == "failed":  # SLURM's end of it, or the exception
+            text += f" ({_first_clause(str(record['error']))})"
         if record.get("signal"):
             text += f" ({record['signal']})"
         if record.get("stopped_at"):
             text += f" at {record['stopped_at']}"
         said.append(text)
     return said
+
+
+def _first_clause(error: str, limit: int = 100) -> str:
+    """`SlurmJobEnded: SLURM job 3_1 ended FAILED without a result: ...` -> `SLURM job 3_1 ended FAILED`."""
+    error = error.split(" without a result")[0]
+    error = error.split(": ", 1)[1] if error.startswith("SlurmJobEnded: ") else error
+    return error if len(error) <= limit else error[:limit - 3] + "..."
 
 
 def finite_or_none(value):

@@ -40,7 +40,7 @@ IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
     "test_exact_ce", *CALIBRATION_KEYS, "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
-    "train_samples_per_s", "wall_s", "error", "resumed", "earlier_attempts",  # what stopped it before a resume
+    "train_samples_per_s", "wall_s", "error", "resumed", "attempts", "earlier_attempts",  # how often it ran, what stopped each before
     "job",
 ]
 
@@ -91,7 +91,8 @@ def collect_runs(sweep_dir: Path) -> list[dict]:
             "run": str(path.parent.relative_to(sweep_dir)),
             "first_nonfinite_step": first.get("step"),
             "origin": (metrics.get("nonfinite_origin") or {}).get("where"),  # where the first NaN/inf began
-            "earlier_attempts": "; ".join(earlier_attempts(path.parent)),  # what stopped a resumed run before
+            "earlier_attempts": "; ".join(stopped := earlier_attempts(path.parent)),  # what stopped it before
+            "attempts": len(stopped) + 1,
             "flat_config": flatten(metrics.get("config", {})),
             "job": job_number(record),
             "sweeper": record.get("sweeper"),

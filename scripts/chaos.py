@@ -1,0 +1,484 @@
+"""Chaos: a sweep on the local SLURM cluster, hit by faults at random moments, ends as the same sweep undisturbed.
+
+    python scripts/chaos.py                    # writes docs/chaos.json and the chaos table in docs/reliability.md
+    python scripts/chaos.py --seed 7 --out /tmp/chaos    # another draw of faults; writes only into --out
+
+It starts the one-node cluster of scripts/slurm_cluster.py (as root; or uses the one
+SLURM_CONF names) and runs one sweep, `SWEEP` (two formulations, two seeds, two
+backends: 8 jobs), through the `slurm_cpu` preset with `max_resubmits`, while it
+injects faults, each at a moment drawn from `--seed`:
+
+    term        `scancel --signal=TERM` (SLURM's preemption): some jobs get it in
+                several of their attempts
+    kill        SIGKILL of the job's training process
+    node_down   the node set DOWN, then RESUMEd: SLURM ends every job running on it
+                (NODE_FAIL) and requeues it
+    time_limit  the job's limit cut to one minute; it was submitted with
+                `--signal=USR1@WARN_S`, so SLURM warns it WARN_S seconds before
+
+Then it runs the same sweep again, undisturbed, and compares each job's metrics.json
+(every figure but the times) and history.csv, byte for byte. Every fault is
+accounted for: the attempt it ended, as the job's own records say (`earlier_attempts`
+in the sweep's report), or none, where it came before the run took its signals or after
+the run had ended (absorbed). tests/test_chaos.py runs a short one with `moments="held"`:
+each job holds in its first attempt (tests/hold.py) until its fault comes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from keras_loss_recipes.reporting.results import earlier_attempts  # noqa: E402
+from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE, METRICS_FILE  # noqa: E402
+from scripts import slurm_cluster  # noqa: E402
+from tests import hold  # noqa: E402
+
+PAGE, DATA = ROOT / "docs" / "reliability.md", ROOT / "docs" / "chaos.json"
+BEGIN, END = "<!-- chaos table: scripts/chaos.py -->", "<!-- end of chaos table -->"
+KINDS = ("term", "kill", "time_limit", "node_down")  # the last hits every job still running
+WARN_S = 50  # --signal=USR1@WARN_S: with a one-minute limit, the warning comes 10 s after the start, or at once
+# Every job: the mlp on 600 images (5 steps an epoch), 4 epochs; SIGUSR1 (the time limit's warning) is a
+# preemption as SIGTERM is. The same in both sweeps: only the faults differ.
+JOB = ["model=mlp", "data.max_train_examples=600", "trainer.epochs=4", "trainer.threads=1", "trainer.verbose=0",
+       "trainer.preemption_signals=[SIGTERM,SIGUSR1]"]
+SWEEP = {"loss": ("softmax_ce", "from_logits"), "seed": ("0", "1"), "backend": ("tensorflow", "jax")}
+# The recording launcher with a few resubmits for jobs a fault ended without a result; SLURM asked every 2 s.
+LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", f"hydra.launcher.signal_delay_s={WARN_S}",
+            "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.array_parallelism=4",
+            "hydra.launcher.poll_interval_s=2", "hydra.launcher.result_wait_s=1", "hydra.launcher.max_resubmits=3"]
+# metrics.json's keys that differ between two runs of one job: times, and whether it resumed.
+VARYING = ("wall_s", "startup_s", "epoch_train_seconds", "epoch_wall_seconds", "train_samples_per_s", "resumed")
+HOLD_EPOCH, HOLD_STEP = 1, 2  # moments="held": the first attempt of every job holds in epoch 2, after step 2
+SWEEP_TIMEOUT_S = 1800
+
+
+@dataclass
+class Fault:
+    """One fault of the plan: `kind` on array task `job` in its attempt `attempt` (1: the first), `delay_s`
+    seconds after that attempt started running (moments="random") or once it holds ("held"). A node_down
+    hits every job running then; it is planned on one of them."""
+
+    kind: str
+    job: int
+    attempt: int = 1
+    delay_s: float = 0.0
+    # Filled in when injected:
+    slurm_id: str = ""
+    at_s: float | None = None  # seconds since the sweep started
+    into_attempt_s: float | None = None
+    hit: list = field(default_factory=list)  # the array tasks running when it came (node_down: all of them)
+
+
+def draw_plan(jobs: int, seed: int, window_s: tuple[float, float] = (4.0, 40.0)) -> list[Fault]:
+    """The faults of a chaos sweep of `jobs` jobs, drawn from `seed`: TERM in one to three attempts of three
+    jobs, SIGKILL of two, a time limit on one, the node down once (planned on a job of its own), each at a
+    random moment of its attempt."""
+    rng = random.Random(seed)
+    order = list(range(jobs))
+    rng.shuffle(order)
+    moment = lambda: round(rng.uniform(*window_s), 1)  # noqa: E731
+    plan = []
+    for job, times in zip(order[:3], (3, 2, 1)):
+        plan += [Fault("term", job, attempt, moment()) for attempt in range(1, times + 1)]
+    plan += [Fault("kill", job, 1, moment()) for job in order[3:5]]
+    plan.append(Fault("time_limit", order[5 % jobs], 1, moment()))
+    plan.append(Fault("node_down", order[6 % jobs], 1, moment()))
+    return plan
+
+
+def one_of_each(jobs: int) -> list[Fault]:
+    """The short chaos of the test: one fault of each kind, job k getting KINDS[k] in its first attempt."""
+    return [Fault(kind, job % jobs) for job, kind in enumerate(KINDS)]
+
+
+# The sweep ----------------------------------------------------------------------------------------------------
+
+
+def swept(values: dict) -> list[str]:
+    return [f"{key}={','.join(choices)}" for key, choices in values.items()]
+
+
+def sweep_command(sweep_dir: Path, values: dict) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), "-m", *LAUNCHER, *JOB, *swept(values),
+            f"hydra.sweep.dir={sweep_dir}"]
+
+
+def sweep_env(conf: Path, held: bool = False) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+    env.update(SLURM_CONF=str(conf), PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
+               SUBMITIT_PREEMPT_SIGNAL="USR1")  # submitit's --signal=<it>@signal_delay_s
+    if held:
+        env.update(hold.asked(**{hold.EPOCH_VAR: str(HOLD_EPOCH), hold.STEP_VAR: str(HOLD_STEP)}))
+    return env
+
+
+def job_dirs(sweep_dir: Path, values: dict) -> dict[tuple, Path]:
+    """(the job's swept values, in SWEEP's order) -> its run directory, from the overrides Hydra recorded."""
+    found = {}
+    for overrides in Path(sweep_dir).glob("*/.hydra/overrides.yaml"):
+        given = dict(o.split("=", 1) for o in (yaml.safe_load(overrides.read_text()) or []))
+        key = tuple(given.get(name) for name in values)
+        if None not in key:
+            found[key] = overrides.parent.parent
+    return found
+
+
+def job_keys(values: dict) -> list[tuple]:
+    """Every job's swept values, in the order Hydra's sweeper numbers them (the array's task indices)."""
+    keys = [()]
+    for choices in values.values():
+        keys = [key + (choice,) for key in keys for choice in choices]
+    return keys
+
+
+# The cluster, seen and hit ------------------------------------------------------------------------------------
+
+
+class Tasks:
+    """The sweep's array tasks as SLURM shows them: index -> (id as `12_3`, raw job id, state)."""
+
+    def __init__(self, cluster):
+        self.cluster = cluster
+
+    def now(self) -> dict[int, tuple[str, str, str]]:
+        listed = self.cluster.run("squeue", "-h", "-r", "-o", "%i %A %T", check=False).split("\n")
+        tasks = {}
+        for line in listed:
+            parts = line.split()
+            if len(parts) == 3 and re.fullmatch(r"\d+_\d+", parts[0]):
+                tasks[int(parts[0].split("_")[1])] = tuple(parts)
+        return tasks
+
+    def node(self) -> str:
+        return self.cluster.run("sinfo", "-h", "-o", "%N").strip()
+
+
+def training_pids(raw_job_id: str, conf: Path) -> list[int]:
+    """The job's training processes (submitit's entry point), found by SLURM_JOB_ID and SLURM_CONF in their
+    environment (another cluster on this machine numbers its jobs alike)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if (b"submitit.core._submit" in cmdline and f"SLURM_JOB_ID={raw_job_id}".encode() in environ
+                and f"SLURM_CONF={conf}".encode() in environ):
+            pids.append(int(proc.name))
+    return pids
+
+
+def inject(fault: Fault, tasks: Tasks, task: tuple[str, str, str]) -> None:
+    slurm_id, raw_id, _ = task
+    fault.slurm_id = slurm_id
+    if fault.kind == "term":
+        tasks.cluster.run("scancel", "--signal=TERM", slurm_id, check=False)
+    elif fault.kind == "kill":
+        for pid in training_pids(raw_id, tasks.cluster.conf):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    elif fault.kind == "time_limit":
+        tasks.cluster.run("scontrol", "update", f"JobId={slurm_id}", "TimeLimit=1", check=False)
+    elif fault.kind == "node_down":
+        node = tasks.node()
+        tasks.cluster.run("scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=chaos", check=False)
+        time.sleep(2.0)
+        tasks.cluster.run("scontrol", "update", f"NodeName={node}", "State=RESUME", check=False)
+    else:
+        raise ValueError(f"fault kind {fault.kind!r}: one of {', '.join(KINDS)}")
+
+
+class Injector(threading.Thread):
+    """Watches the sweep's array tasks and injects each fault of `plan` at its moment: `delay_s` into the
+    attempt it names (moments="random"), or once that attempt holds ("held"). A job cut to a one-minute limit
+    gets its limit back when that attempt ends, so that its next attempt runs as any other."""
+
+    def __init__(self, cluster, plan: list[Fault], run_dir_of, moments: str, limit_min: int):
+        super().__init__(name="chaos", daemon=True)
+        self.tasks, self.plan, self.run_dir_of, self.moments = Tasks(cluster), plan, run_dir_of, moments
+        self.limit_min = limit_min
+        self.started = time.monotonic()
+        self.attempts: dict[int, int] = {}  # array index -> attempts seen running
+        self.since: dict[int, float] = {}  # array index -> when its current attempt was seen running
+        self.limited: dict[int, int] = {}  # array index -> the attempt whose limit was cut
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(0.25):
+            now = self.tasks.now()
+            self._follow(now)
+            for fault in self.plan:
+                if fault.at_s is None and self._due(fault, now):
+                    fault.at_s = round(time.monotonic() - self.started, 1)
+                    fault.into_attempt_s = round(time.monotonic() - self.since[fault.job], 1)
+                    fault.hit = ([i for i, task in sorted(now.items()) if task[2] == "RUNNING"]
+                                 if fault.kind == "node_down" else [fault.job])
+                    inject(fault, self.tasks, now[fault.job])
+                    if fault.kind == "time_limit":
+                        self.limited[fault.job] = fault.attempt
+
+    def _follow(self, now: dict) -> None:
+        """Count each task's attempts: a new one whenever it is seen running after it was not."""
+        for index, (slurm_id, _, state) in now.items():
+            running = state == "RUNNING"
+            if running and index not in self.since:
+                self.attempts[index] = self.attempts.get(index, 0) + 1
+                self.since[index] = time.monotonic()
+            elif not running and index in self.since:
+                del self.since[index]
+                if self.limited.get(index) == self.attempts.get(index):  # the cut attempt is over
+                    self.tasks.cluster.run("scontrol", "update", f"JobId={slurm_id}",
+                                           f"TimeLimit={self.limit_min}", check=False)
+                    self.limited.pop(index)
+        for index in [i for i in self.since if i not in now]:
+            del self.since[index]
+
+    def _due(self, fault: Fault, now: dict) -> bool:
+        if fault.job not in self.since or self.attempts.get(fault.job) != fault.attempt:
+            return False
+        if self.moments == "held":
+            run_dir = self.run_dir_of(fault.job)
+            return run_dir is not None and (run_dir / BACKUP_DIR / hold.NOTICE).exists() and self._turn(fault)
+        return time.monotonic() - self.since[fault.job] >= fault.delay_s
+
+    def _turn(self, fault: Fault) -> bool:
+        """Held: one fault at a time, each once those before it have ended their attempts (a node failure would
+        otherwise hit a job still waiting for its own fault)."""
+        before = self.plan[:self.plan.index(fault)]
+        return all(b.at_s is not None and (b.job not in self.since or self.attempts.get(b.job, 0) > b.attempt)
+                   for b in before)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=10)
+
+
+# Comparing and accounting -------------------------------------------------------------------------------------
+
+
+def figures(run_dir: Path) -> dict:
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    return {k: v for k, v in metrics.items() if k not in VARYING}
+
+
+def differences(chaos_dir: Path, calm_dir: Path) -> list[str]:
+    """What differs between a job's two runs: metrics.json keys (the times aside), and history.csv."""
+    ours, theirs = figures(chaos_dir), figures(calm_dir)
+    differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
+    if (chaos_dir / HISTORY_FILE).read_bytes() != (calm_dir / HISTORY_FILE).read_bytes():
+        differ.append(HISTORY_FILE)
+    return differ
+
+
+ENDS = {  # what an attempt's record says, by the fault that ends it
+    "term": ("preempted (SIGTERM)",),
+    "time_limit": ("preempted (SIGUSR1)",),
+    "kill": ("failed (SLURM job", "killed"),
+    "node_down": ("preempted (SIGTERM)", "killed", "failed (SLURM job"),
+}
+
+
+def account(plan: list[Fault], attempts: dict[int, list[str]]) -> list[dict]:
+    """Each fault: the attempt end it explains (the job's record of that attempt), or `absorbed`. A node_down is
+    a fault of every job it found running."""
+    hits = []
+    for fault in plan:
+        if fault.at_s is None:
+            hits.append({**asdict(fault), "job": fault.job, "ended": None, "outcome": "never came (the job ended)"})
+            continue
+        for job in fault.hit:
+            hits.append({**asdict(fault), "job": job, "ended": None, "outcome": "absorbed"})
+    ends = {job: list(enumerate(said, start=1)) for job, said in attempts.items()}
+    for hit in sorted(hits, key=lambda h: h["at_s"] if h["at_s"] is not None else 1e9):
+        for position, (attempt, said) in enumerate(ends.get(hit["job"], [])):
+            if said.startswith(ENDS[hit["kind"]]):
+                hit.update(ended=attempt, outcome=said)
+                ends[hit["job"]].pop(position)
+                break
+    return hits
+
+
+def unexplained(attempts: dict[int, list[str]], hits: list[dict]) -> dict[int, list[str]]:
+    """Attempt ends no fault explains (must be none)."""
+    explained = {(h["job"], h["ended"]) for h in hits if h["ended"]}
+    return {job: [s for n, s in enumerate(said, start=1) if (job, n) not in explained]
+            for job, said in attempts.items() if any((job, n) not in explained for n in range(1, len(said) + 1))}
+
+
+# One chaos sweep ----------------------------------------------------------------------------------------------
+
+
+def run_sweep(cluster, sweep_dir: Path, values: dict, plan: list[Fault] | None = None, moments: str = "random",
+              log=print) -> dict:
+    """One sweep through `cluster` into `sweep_dir`; with `plan`, under its faults. Its exit code, wall time and
+    output."""
+    keys = job_keys(values)
+    dirs: dict[tuple, Path] = {}
+
+    def run_dir_of(index: int) -> Path | None:
+        if keys[index] not in dirs:
+            dirs.update(job_dirs(sweep_dir, values))
+        return dirs.get(keys[index])
+
+    started = time.monotonic()
+    process = subprocess.Popen(sweep_command(sweep_dir, values), cwd=sweep_dir.parent,
+                               env=sweep_env(cluster.conf, held=moments == "held" and bool(plan)),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    injector = None
+    if plan:
+        injector = Injector(cluster, plan, run_dir_of, moments, limit_min=10)
+        injector.start()
+    try:
+        out, err = process.communicate(timeout=SWEEP_TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if injector is not None:
+            injector.stop()
+    seconds = round(time.monotonic() - started, 1)
+    log(f"sweep into {sweep_dir}: exit {process.returncode} in {seconds} s")
+    return {"exit": process.returncode, "seconds": seconds, "stdout": out, "stderr": err,
+            "attempts_seen": dict(injector.attempts) if injector else {}}
+
+
+def chaos(cluster, work: Path, values: dict = SWEEP, plan: list[Fault] | None = None, moments: str = "random",
+          seed: int = 0, log=print) -> dict:
+    """The chaos sweep, the same sweep undisturbed, and their comparison: the report docs/chaos.json holds."""
+    keys = job_keys(values)
+    plan = draw_plan(len(keys), seed) if plan is None else plan
+    log(f"{len(keys)} jobs, {len(plan)} faults planned (moments: {moments})")
+    hit = run_sweep(cluster, work / "chaos", values, plan, moments, log)
+    calm = run_sweep(cluster, work / "undisturbed", values, None, "random", log)
+    hit_dirs, calm_dirs = job_dirs(work / "chaos", values), job_dirs(work / "undisturbed", values)
+    jobs, attempts = [], {}
+    for index, key in enumerate(keys):
+        run_dir, calm_dir = hit_dirs.get(key), calm_dirs.get(key)
+        status = json.loads((run_dir / METRICS_FILE).read_text()).get("status") if run_dir else None
+        calm_status = json.loads((calm_dir / METRICS_FILE).read_text()).get("status") if calm_dir else None
+        attempts[index] = earlier_attempts(run_dir) if run_dir else []
+        differ = (differences(run_dir, calm_dir) if status == calm_status == "ok" else ["status"])
+        jobs.append({"job": index, "overrides": dict(zip(values, key)), "status": status,
+                     "undisturbed_status": calm_status, "attempts": len(attempts[index]) + 1,
+                     "stopped_by": attempts[index], "differences": differ})
+    hits = account(plan, attempts)
+    return {"seed": seed, "moments": moments, "jobs": jobs, "faults": hits,
+            "unexplained": {str(k): v for k, v in unexplained(attempts, hits).items()},
+            "chaos_exit": hit["exit"], "undisturbed_exit": calm["exit"],
+            "chaos_s": hit["seconds"], "undisturbed_s": calm["seconds"],
+            "resubmitted": re.findall(r"submitted again as SLURM job (\S+)", hit["stdout"] + hit["stderr"]),
+            "requeued_by_slurm": sorted(set(re.findall(r"SLURM job (\S+) was requeued by SLURM",
+                                                       hit["stdout"] + hit["stderr"]))),
+            "stderr_tail": hit["stderr"][-3000:]}
+
+
+# The page ----------------------------------------------------------------------------------------------------
+
+
+def render(report: dict, cpu: str) -> str:
+    jobs, hits = report["jobs"], report["faults"]
+    identical = all(not job["differences"] for job in jobs)
+    by_kind = []
+    for kind in KINDS:
+        of_kind = [h for h in hits if h["kind"] == kind]
+        injected = len({(h["slurm_id"], h["at_s"]) for h in of_kind if h["at_s"] is not None})
+        by_kind.append(f"{kind} {injected} ({sum(1 for h in of_kind if h['ended'])} attempt ends, "
+                       f"{sum(1 for h in of_kind if h['outcome'] == 'absorbed')} absorbed)")
+    rows = [
+        "| faults injected, by kind | jobs | attempts | every job `ok` | figures identical | time lost |",
+        "|---|---|---|---|---|---|",
+        f"| {'; '.join(by_kind)} | {len(jobs)} | {sum(j['attempts'] for j in jobs)} | "
+        f"{'yes' if all(j['status'] == 'ok' for j in jobs) else 'no'} | {'yes' if identical else 'no'} | "
+        f"{report['chaos_s'] - report['undisturbed_s']:.0f} s ({report['chaos_s']:.0f} s against "
+        f"{report['undisturbed_s']:.0f} s) |",
+    ]
+    per_job = ["| job | attempts | what stopped each (the sweep report's `earlier_attempts`) | differences |",
+               "|---|---|---|---|"]
+    for job in jobs:
+        name = " ".join(f"{k}={v}" for k, v in job["overrides"].items())
+        per_job.append(f"| {name} | {job['attempts']} | {'; '.join(job['stopped_by']) or '-'} | "
+                       f"{', '.join(job['differences']) or 'none'} |")
+    absorbed = [h for h in hits if h["outcome"] == "absorbed"]
+    note = (f"Absorbed: {len(absorbed)} fault(s) that ended no attempt (a SIGTERM or a warning before the run "
+            "took its signals, which submitit logs and ignores, or after the run had finished)."
+            if absorbed else "No fault was absorbed: each ended an attempt.")
+    unexplained_ends = sum(len(v) for v in report["unexplained"].values())
+    return "\n".join([
+        f"`python scripts/chaos.py --seed {report['seed']}`, {cpu}: {len(jobs)} jobs "
+        f"(`{' '.join(swept(SWEEP))}`, `{' '.join(JOB)}`) through the local cluster (`slurm_cpu`, "
+        f"`max_resubmits=3`, `--signal=USR1@{WARN_S}`), faults at random moments, then the same sweep undisturbed. "
+        f"Sweep exit codes: {report['chaos_exit']} (chaos) and {report['undisturbed_exit']} (undisturbed); "
+        f"attempt ends no fault explains: {unexplained_ends}.",
+        "", *rows, "", *per_job, "", note])
+
+
+def write_page(report: dict, cpu: str, page: Path = PAGE) -> None:
+    text = page.read_text()
+    block = f"{BEGIN}\n{render(report, cpu)}\n{END}"
+    if BEGIN in text:
+        text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+    else:
+        raise SystemExit(f"error: {page} has no '{BEGIN}' marker: add it where the chaos table goes")
+    page.write_text(text)
+
+
+def page_block(text: str) -> str:
+    return text[text.index(BEGIN) + len(BEGIN) + 1:text.index(END) - 1]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0, help="draws the faults' jobs and moments (default 0)")
+    parser.add_argument("--out", type=Path, help="write the report here only (default: docs/chaos.json, the page)")
+    args = parser.parse_args(argv)
+    from keras_loss_recipes.runtime.backends import cpu_name
+
+    conf = os.environ.get("SLURM_CONF")
+    with tempfile.TemporaryDirectory(prefix="recipes-chaos-") as scratch:
+        work = Path(scratch)
+        if conf:
+            cluster = slurm_cluster.Cluster(Path(conf).parent.parent)
+        else:
+            try:
+                cluster = slurm_cluster.start(work / "slurm")
+            except slurm_cluster.ClusterUnavailable as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+        try:
+            report = chaos(cluster, work, seed=args.seed)
+        finally:
+            if not conf:
+                cluster.stop()
+    report["cpu"] = f"{os.cpu_count()} cores of {cpu_name()}"
+    out = args.out / "chaos.json" if args.out else DATA
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    if args.out is None:
+        write_page(report, report["cpu"])
+    print(render(report, report["cpu"]))
+    ok = all(job["status"] == "ok" and not job["differences"] for job in report["jobs"])
+    return 0 if ok and not report["unexplained"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
