@@ -21,6 +21,7 @@ from scripts.multiprocess_figures import (
     FIGURES, JOB, KILL_JOB, LAUNCHER, PAGE, is_loopback, kill_after_first_epoch, largest_differences,
     launch_command, page_block, read_metrics, render, wait_listening,
 )
+from scripts import faults
 from tests.conftest import project_env
 
 # How close 2 processes come to 1: measured equal here (docs/multiprocess.json).
@@ -135,7 +136,7 @@ def test_two_processes_train_the_model_one_does_and_listen_on_loopback_only(tmp_
 
 
 @pytest.mark.slow(seconds=50)
-def test_a_killed_worker_ends_every_process_and_the_run_resumes(tmp_path):
+def test_a_killed_worker_ends_every_process_and_the_run_resumes_as_the_straight_run(tmp_path, two_process_job):
     run_dir = tmp_path / "run"
     kill = kill_after_first_epoch(run_dir, tmp_path, project_env())
     assert kill["left_running"] == 0 and kill["seconds_until_all_exited"] < FAULT_BOUND_S, kill
@@ -154,8 +155,32 @@ def test_a_killed_worker_ends_every_process_and_the_run_resumes(tmp_path):
     done = read_metrics(run_dir)
     assert done["status"] == "ok" and done["resumed"] is True and done["epochs_completed"] == 6
     assert done["processes"] == 2 and done["weights_match"] is True
-    assert "resuming the interrupted run" in again.stdout
+    # From the backup of its last completed epoch (the one before the kill), in both processes.
+    assert sorted(re.findall(r"^\[p(\d)\] .* - resuming the interrupted run in .* after epoch (\d+)$", again.stdout,
+                             re.MULTILINE)) == [("0", "1"), ("1", "1")], again.stdout[-3000:]
+    # Bit for bit the two processes' run never killed: every figure, every epoch of history.csv.
+    assert faults.same_run(run_dir, two_process_job)
     print(f"resumed and finished in {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.slow(seconds=50)
+def test_a_preempted_process_stops_every_process_after_the_same_step_and_the_run_resumes_exactly(
+        tmp_path, two_process_job):
+    """SIGTERM to process 1 of 2, both held after step 2 of epoch 2: they agree on the next step, each saves it
+    and exits 143, process 0's run directory records it, and the same command ends as the straight run."""
+    row = faults.group_preemption(tmp_path, straight_dir=two_process_job)
+    run_dir = tmp_path / "run"
+    assert row["saved_by"] == {0: faults.GROUP_STOP, 1: faults.GROUP_STOP}, row
+    assert (row["exit"], row["status"], row["stopped_at"]) == (143, "preempted", faults.GROUP_STOP), row
+    assert row["said"] == [
+        f"preempted (SIGTERM) at {faults.GROUP_STOP}: {run_dir} keeps a backup of that point; run the same command "
+        f"(with hydra.run.dir={run_dir}) to resume",
+        f"launch: preempted (SIGTERM): every process stopped after {faults.GROUP_STOP} and exited with 143"]
+    assert row["backups"] == ["epoch-000001", f"epoch-000001-step-{faults.STEP + 1:06d}"]  # that step, once
+    step = faults.STEP + 1
+    assert sorted(row["resumed_at"]) == [("0", f"epoch 2 step {step + 1}"), ("1", f"epoch 2 step {step + 1}")]
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True), row
+    assert read_metrics(run_dir)["status"] == "ok" and not (run_dir / "backup").exists()
 
 
 def test_scale_md_shows_the_measured_figures():
