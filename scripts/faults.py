@@ -312,7 +312,8 @@ def group_preemption(work: Path, straight: dict | None = None, straight_dir: Pat
            "saved_by": {int(rank_): point for rank_, point in saved.items()}, "attempt_s": reached,
            "said": [line.split("] ", 1)[1] for line in out.splitlines() if line.startswith("[p0] preempted (")]
            + [line for line in err.splitlines() if line.startswith("launch:")],
-           "backups": _backups(run_dir), **({"straight_s": round(straight_s, 1)} if straight_s else {})}
+           "backups": _backups(run_dir), "date": time.strftime("%Y-%m-%d"),
+           **({"straight_s": round(straight_s, 1)} if straight_s else {})}
     started = time.monotonic()
     again = subprocess.run(launched(run_dir), cwd=work, env=env(), capture_output=True, text=True,
                            timeout=600)
@@ -377,8 +378,9 @@ def render(data: dict) -> str:
     lines = [BEGIN, f"`python scripts/faults.py`, {env_['cores']} cores of {env_['cpu']}, {env_['date']}: "
              f"`python train.py {' '.join(RUN)}`, trained straight through in {env_['straight_s']:.1f} s, and "
              "again with each fault (the JAX and PyTorch rows: against the same run straight through on their "
-             "backend). *Lost*: the time the attempt and its resume took beyond the straight run (process start-ups "
-             "included).", "",
+             "backend; the two processes' row: `python scripts/launch_processes.py --processes 2 -- "
+             f"{' '.join(GROUP_RUN)}`, against the same two processes straight through). *Lost*: the time the "
+             "attempt and its resume took beyond the straight run (process start-ups included).", "",
              "| fault | what the run did | exit | resumed run = straight run | lost |", "|---|---|---|---|---|"]
     for name, row in data["rows"].items():
         if "unavailable" in row:
@@ -389,7 +391,8 @@ def render(data: dict) -> str:
         straight_s = row.get("straight_s", env_["straight_s"])  # another backend's row: its own straight run
         lost = (row["attempt_s"] + row["resume_s"] - straight_s) if "resume_s" in row else row["attempt_s"]
         status = f" status `{row['status']}`;" if row.get("status") else ""
-        lines.append(f"| {name} |{status} {told} | {row['exit']} | {equal} | {lost:.1f} s |")
+        when = f" (measured {row['date']})" if row.get("date", env_["date"]) != env_["date"] else ""
+        lines.append(f"| {name}{when} |{status} {told} | {row['exit']} | {equal} | {lost:.1f} s |")
     lines.append(END)
     return "\n".join(lines)
 
