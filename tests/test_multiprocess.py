@@ -85,6 +85,56 @@ def test_the_watchdog_ends_a_process_that_makes_no_progress(tmp_path):
     assert record.read_text().startswith("process 1 made no progress")
 
 
+class MemoryStore:
+    """The coordinator's key-value store as the agreement uses it (set once, a blocking get), in memory."""
+
+    def __init__(self):
+        import threading
+
+        self.values, self.changed = {}, threading.Condition()
+
+    def key_value_set(self, key, value):
+        with self.changed:
+            if key in self.values:
+                raise RuntimeError(f"ALREADY_EXISTS: {key}")
+            self.values[key] = value
+            self.changed.notify_all()
+
+    def blocking_key_value_get(self, key, timeout_in_ms):
+        with self.changed:
+            if not self.changed.wait_for(lambda: key in self.values, timeout_in_ms / 1000):
+                raise TimeoutError(f"DEADLINE_EXCEEDED: {key}")
+            return self.values[key]
+
+
+def test_every_process_stops_after_the_step_after_the_furthest_ones_when_any_is_signalled():
+    import signal
+    import threading
+
+    store, noticed = MemoryStore(), {}
+    heard = {rank: threading.Event() for rank in (0, 1)}
+
+    def on_notice(rank):
+        def notice(signum):
+            noticed[rank] = signum
+            heard[rank].set()
+        return notice
+
+    group = [processes.StopTogether(rank, 2, on_notice(rank), client=store) for rank in (0, 1)]
+    ahead, behind = group
+    assert not any(ahead.step_done() for _ in range(5)) and not any(behind.step_done() for _ in range(3))
+    behind.announce(signal.SIGUSR1)
+    behind.announce(signal.SIGTERM)  # a second signal (srun signals every task) is the same preemption
+    for rank in (0, 1):
+        assert heard[rank].wait(10)
+    # Each told the last step it finished (5 and 3): both stop after step 6, the furthest one's next.
+    assert [ahead.step_done()] == [True]
+    assert [behind.step_done() for _ in range(3)] == [False, False, True]
+    assert noticed == {0: signal.SIGUSR1, 1: signal.SIGUSR1} and ahead.stop_after == behind.stop_after == 6
+    for member in group:
+        member.end()
+
+
 @pytest.mark.parametrize("value", ["0", "two", "65"])
 def test_the_launcher_refuses_a_bad_number_of_processes(value):
     done = subprocess.run([sys.executable, str(LAUNCHER), "--processes", value, "--", *JOB],
