@@ -4,6 +4,7 @@ Each row: what the run did, whether the resumed run ended with the figures of th
 through, and the time the fault cost.
 
     python scripts/faults.py          # writes docs/faults.json and the table in docs/reliability.md
+    python scripts/faults.py --only "process 1 of 2"   # only the rows whose name holds this; the others kept
 
 tests/test_faults.py injects the same faults with these functions and asserts every row. Each run is
 `python train.py` (the mlp, 500 images, 3 epochs) in a child process, held after an epoch (RECIPES_HOLD_*,
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from keras_loss_recipes.runtime.run_files import BACKUP_DIR, LOCK_FILE, METRICS_FILE  # noqa: E402
+from scripts.multiprocess_figures import KILL_JOB, launch_command, process_of  # noqa: E402
 from tests import hold  # noqa: E402
 
 PAGE, DATA = ROOT / "docs" / "reliability.md", ROOT / "docs" / "faults.json"
@@ -37,6 +39,11 @@ COMPARED = ("val_accuracy", "val_exact_ce", "test_accuracy", "test_loss", "test_
 HOLD_S = 300  # a held run waits at most this long for its fault
 STEP = 2  # a preemption in the middle of an epoch comes after this step of epoch 2 (of 4: 500 images, batch 128)
 GRACE_S = 2  # trainer.preemption_grace_s of the run whose step outlasts it
+# Two JAX processes (scripts/launch_processes.py) on tests/test_multiprocess.py's job: 1,024 images, 6 epochs of
+# 16 steps. Both held after step STEP of epoch 2, they stop after the next step (the one they agree on).
+GROUP_RUN = KILL_JOB
+GROUP_STOP = f"epoch 2 step {STEP + 1} of 16"  # 1,024 images in global batches of 64
+GROUP = f"SIGTERM to process 1 of 2 (JAX, scripts/launch_processes.py) in epoch 2, after step {STEP}"
 
 
 class Unavailable(Exception):
@@ -249,6 +256,74 @@ def read_only(work: Path, straight: dict) -> dict:
                 "default_exit": default.returncode, "default_said": said(default.stderr)}
 
 
+def launched(run_dir: Path) -> list[str]:
+    """scripts/launch_processes.py's command for GROUP_RUN in `run_dir` (two JAX processes)."""
+    return launch_command(*GROUP_RUN, f"hydra.run.dir={run_dir}")
+
+
+def straight_group_run(run_dir: Path, cwd: Path) -> float:
+    """GROUP_RUN trained straight through by two processes in `run_dir`; its wall time in seconds."""
+    started = time.monotonic()
+    done = subprocess.run(launched(run_dir), cwd=cwd, env=env(), capture_output=True, text=True,
+                          timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"the straight two-process run failed:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    return time.monotonic() - started
+
+
+def same_run(run_dir: Path, straight_dir: Path) -> bool:
+    """Whether `run_dir` ended with the figures and history.csv, bit for bit, of `straight_dir`."""
+    from keras_loss_recipes.runtime.run_files import HISTORY_FILE
+
+    return (figures(run_dir) == figures(straight_dir)
+            and (run_dir / HISTORY_FILE).read_bytes() == (straight_dir / HISTORY_FILE).read_bytes())
+
+
+def group_preemption(work: Path, straight: dict | None = None, straight_dir: Path | None = None,
+                     rank: int = 1) -> dict:
+    """SIGTERM to process `rank` of two (JAX, scripts/launch_processes.py) in epoch 2, both held after its step
+    `STEP`: every process stops after the step they agree on (the next one: `GROUP_STOP`), saves it, exits
+    143; the launcher too; then the same command resumes. `straight_dir`: GROUP_RUN trained straight through
+    by two processes, to compare with (trained here when None). `straight` (the one-process run's) is unused."""
+    straight_s = None
+    if straight_dir is None:
+        straight_dir = work / "straight"
+        straight_s = straight_group_run(straight_dir, work)
+    run_dir = work / "run"
+    scratch = work / "tmp"  # the launcher's TMPDIR: process 1's scratch run directory, and its hold's notice
+    scratch.mkdir(parents=True, exist_ok=True)
+    asked = hold.asked(**{hold.EPOCH_VAR: "1", hold.STEP_VAR: str(STEP), hold.SECONDS_VAR: str(HOLD_S)})
+    started = time.monotonic()
+    launcher = subprocess.Popen(launched(run_dir), cwd=work, env=env(TMPDIR=str(scratch), **asked),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if not hold.wait_until_held(launcher, run_dir / BACKUP_DIR / hold.NOTICE, timeout=HOLD_S):
+            raise RuntimeError(f"the run ended before it held:\n{launcher.communicate()[0][-3000:]}")
+        reached = time.monotonic() - started
+        process_of(launcher, rank).send_signal(signal.SIGTERM)
+        out, err = launcher.communicate(timeout=240)
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.communicate()
+    record = _record(run_dir)
+    saved = dict(re.findall(r"^\[p(\d+)\] .* - saved (epoch \d+ step \d+ of \d+) ", out, re.MULTILINE))
+    row = {"exit": launcher.returncode, "status": record.get("status"), "stopped_at": record.get("stopped_at"),
+           "saved_by": {int(rank_): point for rank_, point in saved.items()}, "attempt_s": reached,
+           "said": [line.split("] ", 1)[1] for line in out.splitlines() if line.startswith("[p0] preempted (")]
+           + [line for line in err.splitlines() if line.startswith("launch:")],
+           "backups": _backups(run_dir), "date": time.strftime("%Y-%m-%d"),
+           **({"straight_s": round(straight_s, 1)} if straight_s else {})}
+    started = time.monotonic()
+    again = subprocess.run(launched(run_dir), cwd=work, env=env(), capture_output=True, text=True,
+                           timeout=600)
+    row.update(resume_exit=again.returncode, resume_s=round(time.monotonic() - started, 1),
+               resumed_equal=again.returncode == 0 and same_run(run_dir, straight_dir),
+               resume_said=[], resumed_at=re.findall(r"^\[p(\d+)\] .* - resumed at (epoch \d+ step \d+) ",
+                                                    again.stdout, re.MULTILINE))
+    return row
+
+
 def _record(run_dir: Path) -> dict:
     try:
         return json.loads((run_dir / METRICS_FILE).read_text())
@@ -272,6 +347,7 @@ FAULTS = {
     f"SIGUSR1 in epoch 2, after step {STEP}, on PyTorch (trainer.preemption_signals)":
         lambda work, straight: preemption(work, straight, "SIGUSR1", backend="torch"),
     f"SIGTERM in epoch 2, its step outlasting trainer.preemption_grace_s={GRACE_S}": grace_passed,
+    GROUP: group_preemption,
     "Ctrl-C after epoch 1": ctrl_c,
     "newest backup damaged (SIGKILL after epoch 2, one byte flipped)": damaged_backup,
     "disk full in epoch 2": full_disk,
@@ -302,8 +378,9 @@ def render(data: dict) -> str:
     lines = [BEGIN, f"`python scripts/faults.py`, {env_['cores']} cores of {env_['cpu']}, {env_['date']}: "
              f"`python train.py {' '.join(RUN)}`, trained straight through in {env_['straight_s']:.1f} s, and "
              "again with each fault (the JAX and PyTorch rows: against the same run straight through on their "
-             "backend). *Lost*: the time the attempt and its resume took beyond the straight run (process start-ups "
-             "included).", "",
+             "backend; the two processes' row: `python scripts/launch_processes.py --processes 2 -- "
+             f"{' '.join(GROUP_RUN)}`, against the same two processes straight through). *Lost*: the time the "
+             "attempt and its resume took beyond the straight run (process start-ups included).", "",
              "| fault | what the run did | exit | resumed run = straight run | lost |", "|---|---|---|---|---|"]
     for name, row in data["rows"].items():
         if "unavailable" in row:
@@ -314,28 +391,45 @@ def render(data: dict) -> str:
         straight_s = row.get("straight_s", env_["straight_s"])  # another backend's row: its own straight run
         lost = (row["attempt_s"] + row["resume_s"] - straight_s) if "resume_s" in row else row["attempt_s"]
         status = f" status `{row['status']}`;" if row.get("status") else ""
-        lines.append(f"| {name} |{status} {told} | {row['exit']} | {equal} | {lost:.1f} s |")
+        when = f" (measured {row['date']})" if row.get("date", env_["date"]) != env_["date"] else ""
+        lines.append(f"| {name}{when} |{status} {told} | {row['exit']} | {equal} | {lost:.1f} s |")
     lines.append(END)
     return "\n".join(lines)
 
 
-def main() -> None:
+OWN_STRAIGHT = {GROUP}  # rows compared with a straight run of their own, not the one-process run's
+
+
+def main(argv: list[str]) -> None:
+    """Every row; with `--only TEXT`, the rows whose name holds TEXT, the others kept from docs/faults.json (a
+    row of its own straight run, such as the group's, then needs no other run)."""
     from keras_loss_recipes.runtime.backends import cpu_name
 
-    rows = {}
+    only = argv[argv.index("--only") + 1] if "--only" in argv else None
+    chosen = [name for name in FAULTS if only is None or only in name]
+    if not chosen:
+        raise SystemExit(f"error: --only {only!r}: no fault's name holds it; the faults: {', '.join(FAULTS)}")
+    earlier = json.loads(DATA.read_text()) if only is not None else None
+    rows = dict(earlier["rows"]) if earlier else {}
     with tempfile.TemporaryDirectory(prefix="faults-") as scratch:
         work = Path(scratch)
-        straight, straight_s = straight_figures(work)
+        straight, straight_s = None, None
+        if any(name not in OWN_STRAIGHT for name in chosen):
+            straight, straight_s = straight_figures(work)
         for index, (name, inject) in enumerate(FAULTS.items()):
+            if name not in chosen:
+                continue
             print(f"[{index + 1}/{len(FAULTS)}] {name}", file=sys.stderr, flush=True)
             (work / str(index)).mkdir()
             try:
                 rows[name] = inject(work / str(index), straight)
             except Unavailable as why:
                 rows[name] = {"unavailable": str(why)}
-    data = {"environment": {"cpu": cpu_name(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
-                            "straight_s": round(straight_s, 1), "command": "python scripts/faults.py"},
-            "rows": rows}
+    environment = dict(earlier["environment"]) if earlier else {}
+    if straight_s is not None or not earlier:
+        environment = {"cpu": cpu_name(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+                       "straight_s": round(straight_s, 1), "command": "python scripts/faults.py"}
+    data = {"environment": environment, "rows": {name: rows[name] for name in FAULTS if name in rows}}
     DATA.write_text(json.dumps(data, indent=1) + "\n")
     page = PAGE.read_text()
     if BEGIN not in page or END not in page:
@@ -346,4 +440,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -13,7 +13,10 @@ collective, or trainer.stall_timeout_s without progress); whatever is still
 running after a short grace is ended. The launcher then prints one line naming
 the process and how it ended, makes sure the run directory records the run as
 failed, and exits non-zero. Running the same command (with the same
-hydra.run.dir) resumes it. Ctrl-C stops every process.
+hydra.run.dir) resumes it. Ctrl-C stops every process. A preemption signal to
+any process stops every one after the same step (the run records "preempted");
+SIGTERM to the launcher is passed on to every process as that preemption, and
+the launcher exits with the processes' code (143).
 See docs/scale.md ("Several processes, one model").
 """
 from __future__ import annotations
@@ -61,11 +64,22 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 
 class Terminated(Exception):
-    """The launcher got SIGTERM (a batch system ending it): the processes are stopped with it."""
+    """The launcher got a second SIGTERM while its processes were stopping: they are stopped at once."""
 
 
-def _terminated(signum, frame):
-    raise Terminated()
+def _passed_on(children: list[subprocess.Popen]):
+    """The launcher's SIGTERM handler: the first is a preemption (a batch system ending it), passed on to every
+    process, which stop after the same step; a second stops them at once."""
+    def handler(signum, frame):
+        if getattr(handler, "sent", False):
+            raise Terminated()
+        handler.sent = True
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+        print("launch: SIGTERM passed on to every process: they stop after the same step", file=sys.stderr,
+              flush=True)
+    return handler
 
 
 def _error(message: str) -> int:
@@ -151,18 +165,26 @@ def stop(children: list[subprocess.Popen], sig=signal.SIGTERM) -> None:
             child.wait()
 
 
+def recorded(run_dir_file: Path) -> dict:
+    """What process 0 recorded in its run directory's metrics.json ({} when nothing)."""
+    from keras_loss_recipes.runtime.run_files import METRICS_FILE
+
+    if not run_dir_file.exists():
+        return {}
+    metrics_path = Path(run_dir_file.read_text()) / METRICS_FILE
+    return json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+
+
 def record_failure(run_dir_file: Path, message: str) -> None:
     """Process 0 records its own end when it can (failed, interrupted, preempted); where it could not, say it in
     its metrics.json."""
     from keras_loss_recipes.reporting.results import RESUMABLE, read_history, write_metrics
-    from keras_loss_recipes.runtime.run_files import METRICS_FILE
 
     if not run_dir_file.exists() or not Path(run_dir_file.read_text()).is_dir():
         return  # no run directory was prepared
-    run_dir = Path(run_dir_file.read_text())
-    metrics_path = run_dir / METRICS_FILE
-    if metrics_path.exists() and json.loads(metrics_path.read_text()).get("status") in RESUMABLE:
+    if recorded(run_dir_file).get("status") in RESUMABLE:
         return
+    run_dir = Path(run_dir_file.read_text())
     write_metrics(run_dir, {"status": "failed", "error": message, "epochs_completed": len(read_history(run_dir))})
 
 
@@ -172,7 +194,7 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="recipes-launch-") as scratch:
         run_dir_file = Path(scratch) / "run_dir"
         children = start(args.processes, args.overrides, Path(scratch))
-        signal.signal(signal.SIGTERM, _terminated)
+        signal.signal(signal.SIGTERM, _passed_on(children))
         try:
             failed = watch(children)
         except KeyboardInterrupt:
@@ -188,6 +210,12 @@ def main(argv: list[str]) -> int:
             print(f"launch: {args.processes} processes finished in {time.monotonic() - started:.1f} s", flush=True)
             return 0
         rank, code = failed
+        record = recorded(run_dir_file)
+        if record.get("status") == "preempted" and all(child.returncode == code for child in children):
+            point = record.get("stopped_at") or "the last saved epoch"
+            print(f"launch: preempted ({record.get('signal')}): every process stopped after {point} and exited "
+                  f"with {code}", file=sys.stderr, flush=True)
+            return code
         message = (f"process {rank} of {args.processes} {how_it_ended(code)}; every process ended "
                    f"{time.monotonic() - started:.1f} s after the launch")
         if code != 2:  # 2: a user error, before any training

@@ -159,6 +159,17 @@ def one_process_job(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def two_process_job(tmp_path_factory) -> Path:
+    """The run directory of scripts/multiprocess_figures.py's KILL_JOB trained straight through by two processes
+    (scripts/launch_processes.py), once for the whole test run: what a group's run that was killed or preempted
+    must end as, once resumed."""
+    from scripts.faults import straight_group_run
+
+    return once_per_run(tmp_path_factory, "two_process_job",
+                        lambda directory: straight_group_run(directory / "straight", directory))[0] / "straight"
+
+
+@pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A one-node SLURM cluster with accounting (scripts/slurm_cluster.py), for the whole session.
 

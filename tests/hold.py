@@ -137,7 +137,7 @@ def _hold_class():
                 if not self.notice.exists():
                     log.info("released %s: the run goes on", where)
                     return
-                if preemption.requested() is not None and not self.through_signal:
+                if preemption.noticed() is not None and not self.through_signal:
                     return
             log.warning("no signal came in %.0f s of hold %s: the run goes on", self.seconds, where)
 

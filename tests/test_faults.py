@@ -157,9 +157,10 @@ def test_a_read_only_runs_directory_is_one_line_before_keras_starts(tmp_path, st
 
 def test_every_fault_has_a_test_and_the_table_in_the_docs_is_the_generators():
     """Each fault of the table is injected by a test above (SIGKILL after epoch 1 in the second process's run,
-    which ends with it); docs/reliability.md's table renders docs/faults.json, whose every resumed run ended
-    as the straight one."""
-    tested = {"SIGKILL after epoch 1", *(name for name, _ in MID_EPOCH), GRACE, "Ctrl-C after epoch 1",
+    which ends with it), the group's preemption by tests/test_multiprocess.py (with its straight two-process
+    run); docs/reliability.md's table renders docs/faults.json, whose every resumed run ended as the straight
+    one."""
+    tested = {"SIGKILL after epoch 1", *(name for name, _ in MID_EPOCH), GRACE, faults.GROUP, "Ctrl-C after epoch 1",
               "newest backup damaged (SIGKILL after epoch 2, one byte flipped)", "disk full in epoch 2",
               "a second process on a live run's directory", "read-only runs directory"}
     assert set(faults.FAULTS) == tested

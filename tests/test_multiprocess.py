@@ -21,6 +21,7 @@ from scripts.multiprocess_figures import (
     FIGURES, JOB, KILL_JOB, LAUNCHER, PAGE, is_loopback, kill_after_first_epoch, largest_differences,
     launch_command, page_block, read_metrics, render, wait_listening,
 )
+from scripts import faults
 from tests.conftest import project_env
 
 # How close 2 processes come to 1: measured equal here (docs/multiprocess.json).
@@ -84,6 +85,56 @@ def test_the_watchdog_ends_a_process_that_makes_no_progress(tmp_path):
     assert record.read_text().startswith("process 1 made no progress")
 
 
+class MemoryStore:
+    """The coordinator's key-value store as the agreement uses it (set once, a blocking get), in memory."""
+
+    def __init__(self):
+        import threading
+
+        self.values, self.changed = {}, threading.Condition()
+
+    def key_value_set(self, key, value):
+        with self.changed:
+            if key in self.values:
+                raise RuntimeError(f"ALREADY_EXISTS: {key}")
+            self.values[key] = value
+            self.changed.notify_all()
+
+    def blocking_key_value_get(self, key, timeout_in_ms):
+        with self.changed:
+            if not self.changed.wait_for(lambda: key in self.values, timeout_in_ms / 1000):
+                raise TimeoutError(f"DEADLINE_EXCEEDED: {key}")
+            return self.values[key]
+
+
+def test_every_process_stops_after_the_step_after_the_furthest_ones_when_any_is_signalled():
+    import signal
+    import threading
+
+    store, noticed = MemoryStore(), {}
+    heard = {rank: threading.Event() for rank in (0, 1)}
+
+    def on_notice(rank):
+        def notice(signum):
+            noticed[rank] = signum
+            heard[rank].set()
+        return notice
+
+    group = [processes.StopTogether(rank, 2, on_notice(rank), client=store) for rank in (0, 1)]
+    ahead, behind = group
+    assert not any(ahead.step_done() for _ in range(5)) and not any(behind.step_done() for _ in range(3))
+    behind.announce(signal.SIGUSR1)
+    behind.announce(signal.SIGTERM)  # a second signal (srun signals every task) is the same preemption
+    for rank in (0, 1):
+        assert heard[rank].wait(10)
+    # Each told the last step it finished (5 and 3): both stop after step 6, the furthest one's next.
+    assert [ahead.step_done()] == [True]
+    assert [behind.step_done() for _ in range(3)] == [False, False, True]
+    assert noticed == {0: signal.SIGUSR1, 1: signal.SIGUSR1} and ahead.stop_after == behind.stop_after == 6
+    for member in group:
+        member.end()
+
+
 @pytest.mark.parametrize("value", ["0", "two", "65"])
 def test_the_launcher_refuses_a_bad_number_of_processes(value):
     done = subprocess.run([sys.executable, str(LAUNCHER), "--processes", value, "--", *JOB],
@@ -135,7 +186,7 @@ def test_two_processes_train_the_model_one_does_and_listen_on_loopback_only(tmp_
 
 
 @pytest.mark.slow(seconds=50)
-def test_a_killed_worker_ends_every_process_and_the_run_resumes(tmp_path):
+def test_a_killed_worker_ends_every_process_and_the_run_resumes_as_the_straight_run(tmp_path, two_process_job):
     run_dir = tmp_path / "run"
     kill = kill_after_first_epoch(run_dir, tmp_path, project_env())
     assert kill["left_running"] == 0 and kill["seconds_until_all_exited"] < FAULT_BOUND_S, kill
@@ -154,8 +205,32 @@ def test_a_killed_worker_ends_every_process_and_the_run_resumes(tmp_path):
     done = read_metrics(run_dir)
     assert done["status"] == "ok" and done["resumed"] is True and done["epochs_completed"] == 6
     assert done["processes"] == 2 and done["weights_match"] is True
-    assert "resuming the interrupted run" in again.stdout
+    # From the backup of its last completed epoch (the one before the kill), in both processes.
+    assert sorted(re.findall(r"^\[p(\d)\] .* - resuming the interrupted run in .* after epoch (\d+)$", again.stdout,
+                             re.MULTILINE)) == [("0", "1"), ("1", "1")], again.stdout[-3000:]
+    # Bit for bit the two processes' run never killed: every figure, every epoch of history.csv.
+    assert faults.same_run(run_dir, two_process_job)
     print(f"resumed and finished in {time.monotonic() - started:.1f} s")
+
+
+@pytest.mark.slow(seconds=50)
+def test_a_preempted_process_stops_every_process_after_the_same_step_and_the_run_resumes_exactly(
+        tmp_path, two_process_job):
+    """SIGTERM to process 1 of 2, both held after step 2 of epoch 2: they agree on the next step, each saves it
+    and exits 143, process 0's run directory records it, and the same command ends as the straight run."""
+    row = faults.group_preemption(tmp_path, straight_dir=two_process_job)
+    run_dir = tmp_path / "run"
+    assert row["saved_by"] == {0: faults.GROUP_STOP, 1: faults.GROUP_STOP}, row
+    assert (row["exit"], row["status"], row["stopped_at"]) == (143, "preempted", faults.GROUP_STOP), row
+    assert row["said"] == [
+        f"preempted (SIGTERM) at {faults.GROUP_STOP}: {run_dir} keeps a backup of that point; run the same command "
+        f"(with hydra.run.dir={run_dir}) to resume",
+        f"launch: preempted (SIGTERM): every process stopped after {faults.GROUP_STOP} and exited with 143"]
+    assert row["backups"] == ["epoch-000001", f"epoch-000001-step-{faults.STEP + 1:06d}"]  # that step, once
+    step = faults.STEP + 1
+    assert sorted(row["resumed_at"]) == [("0", f"epoch 2 step {step + 1}"), ("1", f"epoch 2 step {step + 1}")]
+    assert (row["resume_exit"], row["resumed_equal"]) == (0, True), row
+    assert read_metrics(run_dir)["status"] == "ok" and not (run_dir / "backup").exists()
 
 
 def test_scale_md_shows_the_measured_figures():

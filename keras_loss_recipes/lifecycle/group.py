@@ -6,16 +6,17 @@ import shutil
 from pathlib import Path
 
 from keras_loss_recipes.lifecycle.directory import RunAlreadyFinished
-from keras_loss_recipes.runtime import processes
+from keras_loss_recipes.runtime import preemption, processes
 from keras_loss_recipes.runtime.errors import UserError
 from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE
 
 
 def join(cfg, group: processes.Group, watchdog: processes.Watchdog) -> None:
     """Check that the config trains one model over the group (JAX, the backend the job started), then meet the
-    other processes."""
+    other processes; from then on a preemption signal to any of them stops all after the same step."""
     processes.check_config(cfg, group)
     processes.join(group, cfg.trainer.stall_timeout_s, watchdog)
+    preemption.stop_together(processes.StopTogether(group.rank, group.count, preemption.notice_from_group))
 
 
 def prepare_with_others(group: processes.Group, run_dir: Path, prepare) -> str:

@@ -17,6 +17,13 @@ seconds after its SIGTERM (SLURM's KillWait, Kubernetes's grace period: 30 s by
 default). If the step and its backup have not finished in that time, the run
 records `"preempted"` with what it kept (its last backup) and exits at once, before
 the kill can leave no record.
+
+Several processes (a JAX group) stop after the same step: once they have met,
+`stop_together` hands the signal to their agreement
+(keras_loss_recipes/runtime/processes/stop_together.py), the signalled process
+announces it, and every process stops after the step they agree on, saves it and
+exits with the same code. `requested()` is then the agreed stop, `noticed()` the
+notice as soon as it came.
 """
 from __future__ import annotations
 
@@ -83,14 +90,54 @@ class _Stop:
         self.timer: threading.Timer | None = None
         self.lock = threading.Lock()  # the record of the end: written once, by the main thread or the timer
         self.ended = False
+        self.grace_s: float | None = None
+        self.on_grace_expired = None
+        self.together = None  # several processes: their agreement on the step to stop after (StopTogether)
+        self.agreed = False  # ... and whether this process has reached that step
 
 
 _stop = _Stop()
 
 
 def requested() -> int | None:
-    """The preemption signal's number once one has come, else None."""
+    """The preemption signal's number once the run must stop (several processes: at the step they agreed on),
+    else None."""
+    if _stop.together is not None and not _stop.agreed:
+        return None
     return _stop.signum
+
+
+def noticed() -> int | None:
+    """The preemption signal's number as soon as this process knows of one (several processes: the group's
+    notice, which may come from another process), else None."""
+    return _stop.signum
+
+
+def stop_together(together) -> None:
+    """Several processes have met: a preemption signal from now on goes to `together` (a StopTogether), whose
+    notice (`notice_from_group`) reaches every process, and the fit stops at the step they agree on
+    (`after_step`)."""
+    _stop.together = together
+
+
+def notice_from_group(signum: int) -> None:
+    """The group heard of a preemption (in the agreement's thread): from now on this process is stopping."""
+    if _stop.signum is None:
+        _stop.signum = signum
+        if _stop.at is None:
+            _stop.at = time.monotonic()
+        _start_grace_timer(signum)
+
+
+def after_step() -> None:
+    """The train function's call has been made (StepCounter): several processes that reached the step they
+    agreed on stop the fit after it. Nothing to do for one process (its handler stops the fit itself)."""
+    together = _stop.together
+    if together is None or not together.step_done():
+        return
+    _stop.agreed = True
+    if _stop.model is not None:
+        _stop.model.stop_training = True
 
 
 def seconds_since_signal() -> float | None:
@@ -131,16 +178,24 @@ def taken_as_preemption(names, grace_s: float | None = None, on_grace_expired=No
     after another in one process)."""
     global _stop
     _stop = _Stop()  # a sweep's next job starts with no signal seen
+    _stop.grace_s, _stop.on_grace_expired = grace_s, on_grace_expired
 
     def preempt(signum, frame):
+        together, model = _stop.together, _stop.model
+        if together is not None and model is not None:
+            # Several processes, in training: every one stops after the step they agree on (its notice
+            # reaches this one too). The grace time counts from the signal.
+            if _stop.at is None:
+                _stop.at = time.monotonic()
+                _start_grace_timer(signum)
+                log.warning("%s: preemption; the processes agree on a step, finish it, then save it",
+                            signal.Signals(signum).name)
+                together.announce(signum)
+            return
         if _stop.signum is not None:
             return  # already stopping: a second signal changes nothing
         _stop.signum, _stop.at = signum, time.monotonic()
-        if grace_s is not None:
-            _stop.timer = threading.Timer(grace_s, _grace_expired, args=(signum, grace_s, on_grace_expired))
-            _stop.timer.daemon = True
-            _stop.timer.start()
-        model = _stop.model
+        _start_grace_timer(signum)
         if model is not None:
             log.warning("%s: preemption; finishing the step under way, then saving it", signal.Signals(signum).name)
             model.stop_training = True
@@ -158,6 +213,15 @@ def taken_as_preemption(names, grace_s: float | None = None, on_grace_expired=No
             signal.signal(number, handler)
         if _stop.timer is not None:
             _stop.timer.cancel()
+
+
+def _start_grace_timer(signum: int) -> None:
+    """trainer.preemption_grace_s from now on: the timer records the end and exits if the main thread has not."""
+    if _stop.grace_s is None or _stop.timer is not None:
+        return
+    _stop.timer = threading.Timer(_stop.grace_s, _grace_expired, args=(signum, _stop.grace_s, _stop.on_grace_expired))
+    _stop.timer.daemon = True
+    _stop.timer.start()
 
 
 def _grace_expired(signum: int, grace_s: float, on_grace_expired) -> None:

@@ -8,6 +8,10 @@ state and the epoch's running figures, keras_loss_recipes/training/backup.py) an
 Preempted before validation; at the epoch's end, the epoch completes (validation,
 history, logs) and the backup callback saves it and raises.
 
+Several processes stop after the step they agree on: the wrapper tells the
+preemption module each call made (`preemption.after_step`), which sets
+`model.stop_training` at that step in every process.
+
 Counting the steps takes no batch hook (which would make every step wait for the
 device): `StepCounter` wraps the model's train function and counts its calls. On
 a resume in the middle of epoch e at step s, its first calls pull their batches
@@ -57,8 +61,11 @@ class StepCounter:
             then()
         if self._skip:
             self._skip -= 1
-            return self._pass_over(*args)
-        return self._function(*args)
+            logs = self._pass_over(*args)
+        else:
+            logs = self._function(*args)
+        preemption.after_step()  # several processes: stop after the step they agreed on
+        return logs
 
     def _pass_over(self, *args):
         """The call's batches are taken (the data move on as the stopped run's did); nothing trains. The step's

@@ -23,7 +23,8 @@ and the process then exits at once (not after JAX's shutdown barrier); a peer
 that stops sending JAX's heartbeats for HEARTBEAT_TIMEOUT_S makes JAX end the
 others; a peer that stalls with its heartbeats going on is caught by the
 recipe's watchdog, which ends the process after trainer.stall_timeout_s seconds
-without a step, an epoch or a phase done.
+without a step, an epoch or a phase done. A preemption signal to any one of them
+stops every process after the same step (stop_together).
 
 One module per concern; this package names what its users need:
 
@@ -31,6 +32,7 @@ One module per concern; this package names what its users need:
     jax_group    how they meet: JAX's distributed runtime, where its collectives listen, its key-value store
     checksums    whether they ended with the same weights
     watchdog     the stall watchdog, an object the recipe owns
+    stop_together  a preemption of one: every process stops after the same step
     hard_exit    out at once: JAX's exit barrier would wait for peers that may be gone
 """
 from keras_loss_recipes.runtime.processes.checksums import weights_checksum, weights_match
@@ -42,11 +44,12 @@ from keras_loss_recipes.runtime.processes.hard_exit import exit_now
 from keras_loss_recipes.runtime.processes.jax_group import (
     HEARTBEAT_TIMEOUT_S, INIT_TIMEOUT_S, SHUTDOWN_TIMEOUT_S, hear_from_process_0, join, joined, tell_others,
 )
+from keras_loss_recipes.runtime.processes.stop_together import StopTogether
 from keras_loss_recipes.runtime.processes.watchdog import STALL_TIMEOUT_S, Watchdog
 
 __all__ = [
     "COORDINATOR_VAR", "COUNT_VAR", "HEARTBEAT_TIMEOUT_S", "INIT_TIMEOUT_S", "LOOPBACK", "PORT_VAR", "RANK_VAR",
-    "RUN_DIR_FILE_VAR", "SCRATCH_VAR", "SHUTDOWN_TIMEOUT_S", "STALL_TIMEOUT_S", "Group", "Watchdog",
+    "RUN_DIR_FILE_VAR", "SCRATCH_VAR", "SHUTDOWN_TIMEOUT_S", "STALL_TIMEOUT_S", "Group", "StopTogether", "Watchdog",
     "announce_run_dir", "check_config", "current", "exit_now", "first_host", "from_environment",
     "hear_from_process_0", "join", "joined", "slurm_port", "tell_others", "weights_checksum", "weights_match",
     "worker_argv",

@@ -28,6 +28,9 @@ def join(group: Group, stall_timeout_s: float, watchdog: Watchdog) -> None:
     _bind_collectives(group.bind_host)
     coordinator_bind = f"{group.bind_host}:{group.port}" if group.rank == 0 else None
     watchdog.start(stall_timeout_s, f"process {group.rank}")
+    # JAX's preemption service would put a C++ handler of its own on SIGTERM in place of the run's, and knows no
+    # other signal: the group stops together through the run's handler instead (stop_together.py).
+    jax.config.update("jax_enable_preemption_service", False)
     jax.distributed.initialize(
         coordinator_address=group.coordinator, num_processes=group.count, process_id=group.rank,
         coordinator_bind_address=coordinator_bind, initialization_timeout=INIT_TIMEOUT_S,
