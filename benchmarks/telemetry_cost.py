@@ -69,8 +69,13 @@ def monitored_epochs(pairs: int) -> list[bool]:
     return schedule
 
 
-def switched(monitor, schedule: list[bool]):
-    """A callback that passes the epoch hooks on to `monitor` in the epochs `schedule` marks, timing them."""
+HOOKS = ("both", "begin", "end")  # which of the monitor's epoch hooks a monitored epoch runs (--hooks)
+
+
+def switched(monitor, schedule: list[bool], hooks: str = "both"):
+    """A callback that passes the epoch hooks on to `monitor` in the epochs `schedule` marks, timing them;
+    `hooks`: both, or only the epoch-start hook (the weights' host copy) or only the epoch-end one (the figures
+    on the probe, the TensorBoard write)."""
     import keras
 
     class Switched(keras.callbacks.Callback):
@@ -94,11 +99,11 @@ def switched(monitor, schedule: list[bool]):
             self.train_begin_s = time.perf_counter() - began
 
         def on_epoch_begin(self, epoch, logs=None):
-            if schedule[epoch]:
+            if schedule[epoch] and hooks in ("both", "begin"):
                 self._timed(epoch, monitor.on_epoch_begin, epoch, logs)
 
         def on_epoch_end(self, epoch, logs=None):
-            if schedule[epoch]:
+            if schedule[epoch] and hooks in ("both", "end"):
                 self._timed(epoch, monitor.on_epoch_end, epoch, logs)
 
         def on_train_end(self, logs=None):
@@ -107,8 +112,9 @@ def switched(monitor, schedule: list[bool]):
     return Switched()
 
 
-def measure_monitor(pairs: int, images: int) -> dict:
-    """This process's backend: one fit, the monitor switched on and off epoch by epoch."""
+def measure_monitor(pairs: int, images: int, hooks: str = "both") -> dict:
+    """This process's backend: one fit, the monitor switched on and off epoch by epoch. Each epoch's training
+    part (its steps, TrainThroughput's `epoch_seconds`) is recorded beside the whole."""
     import warnings
 
     import keras
@@ -127,15 +133,18 @@ def measure_monitor(pairs: int, images: int) -> dict:
     schedule = monitored_epochs(pairs)
     timer = TrainThroughput(len(y))
     with tempfile.TemporaryDirectory() as log_dir:
-        monitor = switched(StabilityMonitor(probe=(x[:PROBE], y[:PROBE]), log_dir=log_dir), schedule)
+        monitor = switched(StabilityMonitor(probe=(x[:PROBE], y[:PROBE]), log_dir=log_dir), schedule, hooks)
         model.fit(x, y, batch_size=BATCH, epochs=len(schedule), validation_data=(x_val, y_val), verbose=0,
                   callbacks=[timer, monitor])
-    wall = timer.epoch_wall_seconds
+    wall, train = timer.epoch_wall_seconds, timer.epoch_seconds
     on = [wall[e] for e in range(1, len(schedule)) if schedule[e]]
     off = [wall[e] for e in range(1, len(schedule)) if not schedule[e]]
-    return {"backend": keras.backend.backend(), "train_images": len(y), "schedule": schedule,
+    train_on = [train[e] for e in range(1, len(schedule)) if schedule[e]]
+    train_off = [train[e] for e in range(1, len(schedule)) if not schedule[e]]
+    return {"backend": keras.backend.backend(), "train_images": len(y), "schedule": schedule, "hooks": hooks,
             "epoch_wall_s": wall, "monitored_epoch_s": on, "plain_epoch_s": off,
             "ratios": [m / p for m, p in zip(on, off)],
+            "epoch_train_s": train, "train_ratios": [m / p for m, p in zip(train_on, train_off)],
             "hook_s": [s for e, s in enumerate(monitor.hook_s) if e and schedule[e]],
             "train_begin_s": monitor.train_begin_s}
 
@@ -237,14 +246,23 @@ def page(result: dict) -> str:
              "in every other pair. Ratio: the monitored epoch / the plain one beside it. The monitor's own hooks: "
              "seconds per monitored epoch in its epoch-start and epoch-end hooks. The loss-path check runs once "
              "per fit, at its start.", "",
-             "| backend | plain epoch, s | monitored epoch, s | ratio | in the monitor's hooks, s per epoch | "
-             "hooks / plain epoch | loss-path check at the start, s |",
-             "|---|---|---|---|---|---|---|"]
+             "| backend | hooks run | plain epoch, s | monitored epoch, s | ratio | ratio of the training parts | "
+             "in the monitor's hooks, s per epoch | hooks / plain epoch | loss-path check at the start, s |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in monitor:
         share = [h / p for h, p in zip(row["hook_s"], row["plain_epoch_s"])]
-        lines.append(f"| {row['backend']} | {spread(row['plain_epoch_s'], 2)} | {spread(row['monitored_epoch_s'], 2)} | "
-                     f"{spread(row['ratios'])} | {spread(row['hook_s'], 3)} | {spread(share, 4)} | "
-                     f"{row['train_begin_s']:.2f} |")
+        lines.append(f"| {row['backend']} | {row.get('hooks', 'both')} | {spread(row['plain_epoch_s'], 2)} | "
+                     f"{spread(row['monitored_epoch_s'], 2)} | {spread(row['ratios'])} | "
+                     f"{spread(row['train_ratios']) if row.get('train_ratios') else '-'} | {spread(row['hook_s'], 3)} | "
+                     f"{spread(share, 4)} | {row['train_begin_s']:.2f} |")
+    lines += ["", "Each epoch, monitored or plain, in the order it ran (whole epoch, s / its training part, s; "
+              "m: monitored):", ""]
+    for row in monitor:
+        epochs = [f"{'m' if on else 'p'} {w:.2f}/{t:.2f}" for on, w, t in
+                  zip(row["schedule"][1:], row["epoch_wall_s"][1:], row.get("epoch_train_s", [])[1:])]
+        lines.append(f"* {row['backend']}: {', '.join(epochs) or '-'}")
+    if not recipes:
+        return "\n".join(lines) + "\n"
     lines += ["", "## The recipes' telemetry (`telemetry=on`, the default, against `telemetry=off`)", "",
               "The recipe's network (`loss=sparse_from_logits`) compiled with and without its telemetry in one "
               f"session, trained in turns: {result['recipe_pairs']} pairs of blocks per precision, each block "
@@ -266,6 +284,9 @@ def parse(argv):
     parser.add_argument("--recipe-pairs", type=int, default=20, help="pairs of blocks per precision")
     parser.add_argument("--block-steps", type=int, default=60, help="training steps per block")
     parser.add_argument("--images", type=int, default=54000)
+    parser.add_argument("--hooks", choices=HOOKS, default="both", help="the monitor's epoch hooks a monitored "
+                        "epoch runs: both (default), or one of them alone, to tell their costs apart")
+    parser.add_argument("--skip-recipes", action="store_true", help="the monitor's part only")
     parser.add_argument("--out", default=str(ROOT / "docs"), help="folder for telemetry_cost.json and .md")
     parser.add_argument("--child", choices=("monitor", "recipes"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -274,20 +295,23 @@ def parse(argv):
 def main(argv=None) -> int:
     args = parse(argv)
     if args.child == "monitor":
-        print(json.dumps(measure_monitor(args.pairs, args.images)))
+        print(json.dumps(measure_monitor(args.pairs, args.images, args.hooks)))
         return 0
     if args.child == "recipes":
         print(json.dumps(measure_recipes(args.recipe_pairs, args.block_steps, args.block_steps * BATCH)))
         return 0
     sizes = ["--images", str(args.images), "--pairs", str(args.pairs), "--recipe-pairs", str(args.recipe_pairs),
-             "--block-steps", str(args.block_steps)]
+             "--block-steps", str(args.block_steps), "--hooks", args.hooks]
     monitor = []
     for backend in args.backends.split(",") if args.backends else installed_backends():
         print(f"{backend}: the monitor, {args.pairs} pairs of epochs ...", flush=True)
         monitor.append(in_child(backend, ["monitor", *sizes]))
-        print(f"  ratios {', '.join(f'{r:.3f}' for r in monitor[-1]['ratios'])}", flush=True)
-    print(f"tensorflow: the recipes, {args.recipe_pairs} pairs of blocks per precision ...", flush=True)
-    recipes = in_child("tensorflow", ["recipes", *sizes])
+        print(f"  ratios {', '.join(f'{r:.3f}' for r in monitor[-1]['ratios'])}; training part "
+              f"{', '.join(f'{r:.3f}' for r in monitor[-1]['train_ratios'])}", flush=True)
+    recipes = []
+    if not args.skip_recipes:
+        print(f"tensorflow: the recipes, {args.recipe_pairs} pairs of blocks per precision ...", flush=True)
+        recipes = in_child("tensorflow", ["recipes", *sizes])
     given = sys.argv[1:] if argv is None else list(argv)
     result = {"command": " ".join([COMMAND, *given]), "cpu": cpu_name(), "cores": os.cpu_count(),
               "images": args.images, "pairs": args.pairs, "recipe_pairs": args.recipe_pairs,

@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 import yaml  # noqa: E402
 
 from keras_loss_recipes.reporting.results import earlier_attempts  # noqa: E402
-from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE, METRICS_FILE  # noqa: E402
+from keras_loss_recipes.runtime.run_files import BACKUP_DIR, HISTORY_FILE, METRICS_FILE, MOVED_ASIDE  # noqa: E402
 from scripts import slurm_cluster  # noqa: E402
 from tests import hold  # noqa: E402
 
@@ -53,10 +53,11 @@ PAGE, DATA = ROOT / "docs" / "reliability.md", ROOT / "docs" / "chaos.json"
 BEGIN, END = "<!-- chaos table: scripts/chaos.py -->", "<!-- end of chaos table -->"
 KINDS = ("term", "kill", "time_limit", "node_down")  # the last hits every job still running
 WARN_S = 50  # --signal=USR1@WARN_S: with a one-minute limit, the warning comes 10 s after the start, or at once
-# Every job: the mlp on 600 images (5 steps an epoch), 4 epochs; SIGUSR1 (the time limit's warning) is a
-# preemption as SIGTERM is. The same in both sweeps: only the faults differ.
-JOB = ["model=mlp", "data.max_train_examples=600", "trainer.epochs=4", "trainer.threads=1", "trainer.verbose=0",
+# Every job: the cnn on 2,400 images (19 steps an epoch), 6 epochs, about 15 to 40 s on a loaded 2-core machine;
+# SIGUSR1 (the time limit's warning) is a preemption as SIGTERM is. The same in both sweeps: only the faults differ.
+JOB = ["model=cnn", "data.max_train_examples=2400", "trainer.epochs=6", "trainer.threads=1", "trainer.verbose=0",
        "trainer.preemption_signals=[SIGTERM,SIGUSR1]"]
+WINDOW_S = (2.0, 20.0)  # a fault's moment: this many seconds into the attempt it hits, drawn uniformly
 SWEEP = {"loss": ("softmax_ce", "from_logits"), "seed": ("0", "1"), "backend": ("tensorflow", "jax")}
 # The recording launcher with a few resubmits for jobs a fault ended without a result; SLURM asked every 2 s.
 LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", f"hydra.launcher.signal_delay_s={WARN_S}",
@@ -85,7 +86,7 @@ class Fault:
     hit: list = field(default_factory=list)  # the array tasks running when it came (node_down: all of them)
 
 
-def draw_plan(jobs: int, seed: int, window_s: tuple[float, float] = (4.0, 40.0)) -> list[Fault]:
+def draw_plan(jobs: int, seed: int, window_s: tuple[float, float] = WINDOW_S) -> list[Fault]:
     """The faults of a chaos sweep of `jobs` jobs, drawn from `seed`: TERM in one to three attempts of three
     jobs, SIGKILL of two, a time limit on one, the node down once (planned on a job of its own), each at a
     random moment of its attempt."""
@@ -114,8 +115,8 @@ def swept(values: dict) -> list[str]:
     return [f"{key}={','.join(choices)}" for key, choices in values.items()]
 
 
-def sweep_command(sweep_dir: Path, values: dict) -> list[str]:
-    return [sys.executable, str(ROOT / "train.py"), "-m", *LAUNCHER, *JOB, *swept(values),
+def sweep_command(sweep_dir: Path, values: dict, job: list[str] = JOB) -> list[str]:
+    return [sys.executable, str(ROOT / "train.py"), "-m", *LAUNCHER, *job, *swept(values),
             f"hydra.sweep.dir={sweep_dir}"]
 
 
@@ -132,6 +133,8 @@ def job_dirs(sweep_dir: Path, values: dict) -> dict[tuple, Path]:
     """(the job's swept values, in SWEEP's order) -> its run directory, from the overrides Hydra recorded."""
     found = {}
     for overrides in Path(sweep_dir).glob("*/.hydra/overrides.yaml"):
+        if MOVED_ASIDE in overrides.parent.parent.name:
+            continue  # an attempt moved aside (it had no epoch to resume from): its job is beside it
         given = dict(o.split("=", 1) for o in (yaml.safe_load(overrides.read_text()) or []))
         key = tuple(given.get(name) for name in values)
         if None not in key:
@@ -150,20 +153,39 @@ def job_keys(values: dict) -> list[tuple]:
 # The cluster, seen and hit ------------------------------------------------------------------------------------
 
 
-class Tasks:
-    """The sweep's array tasks as SLURM shows them: index -> (id as `12_3`, raw job id, state)."""
+RESUBMITTED = re.compile(r"SLURM job ([\d_]+) ended .*submitted again as SLURM job (\d+)")
 
-    def __init__(self, cluster):
+
+class Tasks:
+    """The sweep's jobs as SLURM shows them: index -> (SLURM id, raw job id, state). An array task's index is in
+    its id (`12_3`); a job the launcher submitted again (a new id) takes the index of the one it replaces, as
+    the sweep's log (`log_files`) says."""
+
+    def __init__(self, cluster, log_files=()):
         self.cluster = cluster
+        self.log_files = list(log_files)
+        self.resubmitted: dict[str, str] = {}  # new SLURM id -> the id it replaces
 
     def now(self) -> dict[int, tuple[str, str, str]]:
         listed = self.cluster.run("squeue", "-h", "-r", "-o", "%i %A %T", check=False).split("\n")
         tasks = {}
         for line in listed:
             parts = line.split()
-            if len(parts) == 3 and re.fullmatch(r"\d+_\d+", parts[0]):
-                tasks[int(parts[0].split("_")[1])] = tuple(parts)
+            if len(parts) == 3 and (index := self.index_of(parts[0])) is not None:
+                tasks[index] = tuple(parts)
         return tasks
+
+    def index_of(self, slurm_id: str) -> int | None:
+        if re.fullmatch(r"\d+_\d+", slurm_id):
+            return int(slurm_id.split("_")[1])
+        if slurm_id not in self.resubmitted:
+            self._read_log()
+        return self.index_of(self.resubmitted[slurm_id]) if slurm_id in self.resubmitted else None
+
+    def _read_log(self) -> None:
+        for path in self.log_files:
+            text = Path(path).read_text(errors="replace") if Path(path).exists() else ""
+            self.resubmitted.update({new: old for old, new in RESUBMITTED.findall(text)})
 
     def node(self) -> str:
         return self.cluster.run("sinfo", "-h", "-o", "%N").strip()
@@ -214,9 +236,9 @@ class Injector(threading.Thread):
     attempt it names (moments="random"), or once that attempt holds ("held"). A job cut to a one-minute limit
     gets its limit back when that attempt ends, so that its next attempt runs as any other."""
 
-    def __init__(self, cluster, plan: list[Fault], run_dir_of, moments: str, limit_min: int):
+    def __init__(self, cluster, plan: list[Fault], run_dir_of, moments: str, limit_min: int, log_files=()):
         super().__init__(name="chaos", daemon=True)
-        self.tasks, self.plan, self.run_dir_of, self.moments = Tasks(cluster), plan, run_dir_of, moments
+        self.tasks, self.plan, self.run_dir_of, self.moments = Tasks(cluster, log_files), plan, run_dir_of, moments
         self.limit_min = limit_min
         self.started = time.monotonic()
         self.attempts: dict[int, int] = {}  # array index -> attempts seen running
@@ -277,6 +299,12 @@ class Injector(threading.Thread):
 # Comparing and accounting -------------------------------------------------------------------------------------
 
 
+def status_of(run_dir: Path | None) -> str | None:
+    """The job's metrics.json status; None where the job left no directory or no record."""
+    path = None if run_dir is None else run_dir / METRICS_FILE
+    return json.loads(path.read_text()).get("status") if path is not None and path.is_file() else None
+
+
 def figures(run_dir: Path) -> dict:
     metrics = json.loads((run_dir / METRICS_FILE).read_text())
     return {k: v for k, v in metrics.items() if k not in VARYING}
@@ -330,7 +358,7 @@ def unexplained(attempts: dict[int, list[str]], hits: list[dict]) -> dict[int, l
 
 
 def run_sweep(cluster, sweep_dir: Path, values: dict, plan: list[Fault] | None = None, moments: str = "random",
-              log=print) -> dict:
+              log=print, job: list[str] = JOB) -> dict:
     """One sweep through `cluster` into `sweep_dir`; with `plan`, under its faults. Its exit code, wall time and
     output."""
     keys = job_keys(values)
@@ -342,20 +370,24 @@ def run_sweep(cluster, sweep_dir: Path, values: dict, plan: list[Fault] | None =
         return dirs.get(keys[index])
 
     started = time.monotonic()
-    process = subprocess.Popen(sweep_command(sweep_dir, values), cwd=sweep_dir.parent,
-                               env=sweep_env(cluster.conf, held=moments == "held" and bool(plan)),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    injector = None
-    if plan:
-        injector = Injector(cluster, plan, run_dir_of, moments, limit_min=10)
-        injector.start()
-    try:
-        out, err = process.communicate(timeout=SWEEP_TIMEOUT_S)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        if injector is not None:
-            injector.stop()
+    # Its output in files beside the sweep: the injector reads which job the launcher submitted again.
+    out_file, err_file = sweep_dir.with_name(f"{sweep_dir.name}.out"), sweep_dir.with_name(f"{sweep_dir.name}.err")
+    with open(out_file, "w") as out_stream, open(err_file, "w") as err_stream:
+        process = subprocess.Popen(sweep_command(sweep_dir, values, job), cwd=sweep_dir.parent,
+                                   env=sweep_env(cluster.conf, held=moments == "held" and bool(plan)),
+                                   stdout=out_stream, stderr=err_stream, text=True)
+        injector = None
+        if plan:
+            injector = Injector(cluster, plan, run_dir_of, moments, limit_min=10, log_files=(out_file, err_file))
+            injector.start()
+        try:
+            process.wait(timeout=SWEEP_TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            if injector is not None:
+                injector.stop()
+    out, err = out_file.read_text(errors="replace"), err_file.read_text(errors="replace")
     seconds = round(time.monotonic() - started, 1)
     log(f"sweep into {sweep_dir}: exit {process.returncode} in {seconds} s")
     return {"exit": process.returncode, "seconds": seconds, "stdout": out, "stderr": err,
@@ -363,19 +395,19 @@ def run_sweep(cluster, sweep_dir: Path, values: dict, plan: list[Fault] | None =
 
 
 def chaos(cluster, work: Path, values: dict = SWEEP, plan: list[Fault] | None = None, moments: str = "random",
-          seed: int = 0, log=print) -> dict:
-    """The chaos sweep, the same sweep undisturbed, and their comparison: the report docs/chaos.json holds."""
+          seed: int = 0, log=print, job: list[str] = JOB) -> dict:
+    """The chaos sweep, the same sweep undisturbed (`values` swept, `job` the overrides every job shares), and
+    their comparison: the report docs/chaos.json holds."""
     keys = job_keys(values)
     plan = draw_plan(len(keys), seed) if plan is None else plan
     log(f"{len(keys)} jobs, {len(plan)} faults planned (moments: {moments})")
-    hit = run_sweep(cluster, work / "chaos", values, plan, moments, log)
-    calm = run_sweep(cluster, work / "undisturbed", values, None, "random", log)
+    hit = run_sweep(cluster, work / "chaos", values, plan, moments, log, job)
+    calm = run_sweep(cluster, work / "undisturbed", values, None, "random", log, job)
     hit_dirs, calm_dirs = job_dirs(work / "chaos", values), job_dirs(work / "undisturbed", values)
     jobs, attempts = [], {}
     for index, key in enumerate(keys):
         run_dir, calm_dir = hit_dirs.get(key), calm_dirs.get(key)
-        status = json.loads((run_dir / METRICS_FILE).read_text()).get("status") if run_dir else None
-        calm_status = json.loads((calm_dir / METRICS_FILE).read_text()).get("status") if calm_dir else None
+        status, calm_status = status_of(run_dir), status_of(calm_dir)
         attempts[index] = earlier_attempts(run_dir) if run_dir else []
         differ = (differences(run_dir, calm_dir) if status == calm_status == "ok" else ["status"])
         jobs.append({"job": index, "overrides": dict(zip(values, key)), "status": status,
@@ -386,7 +418,7 @@ def chaos(cluster, work: Path, values: dict = SWEEP, plan: list[Fault] | None = 
             "unexplained": {str(k): v for k, v in unexplained(attempts, hits).items()},
             "chaos_exit": hit["exit"], "undisturbed_exit": calm["exit"],
             "chaos_s": hit["seconds"], "undisturbed_s": calm["seconds"],
-            "resubmitted": re.findall(r"submitted again as SLURM job (\S+)", hit["stdout"] + hit["stderr"]),
+            "resubmitted": [new for _, new in RESUBMITTED.findall(hit["stdout"] + hit["stderr"])],
             "requeued_by_slurm": sorted(set(re.findall(r"SLURM job (\S+) was requeued by SLURM",
                                                        hit["stdout"] + hit["stderr"]))),
             "stderr_tail": hit["stderr"][-3000:]}
@@ -450,12 +482,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="draws the faults' jobs and moments (default 0)")
     parser.add_argument("--out", type=Path, help="write the report here only (default: docs/chaos.json, the page)")
+    parser.add_argument("--work", type=Path, help="keep both sweeps here (default: a temporary folder, removed)")
     args = parser.parse_args(argv)
     from keras_loss_recipes.runtime.backends import cpu_name
 
     conf = os.environ.get("SLURM_CONF")
     with tempfile.TemporaryDirectory(prefix="recipes-chaos-") as scratch:
-        work = Path(scratch)
+        work = Path(scratch) if args.work is None else args.work.resolve()
+        work.mkdir(parents=True, exist_ok=True)
         if conf:
             cluster = slurm_cluster.Cluster(Path(conf).parent.parent)
         else:

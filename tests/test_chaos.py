@@ -18,6 +18,8 @@ from tests.conftest import needs
 # Four jobs on TensorFlow; the faults' kinds in the order they come (the node failure last: it hits every job
 # still running, and by then each has had its own).
 VALUES = {"loss": ("softmax_ce", "from_logits"), "seed": ("0", "1"), "backend": ("tensorflow",)}
+# Smaller jobs than the script's: the mlp on 600 images (5 steps an epoch), 4 epochs. The holds place the faults.
+JOB = ["model=mlp", "data.max_train_examples=600", "trainer.epochs=4", *chaos.JOB[3:]]
 STOPPED = f"at epoch {chaos.HOLD_EPOCH + 1} step {chaos.HOLD_STEP} of 5"
 EXPECTED_END = {"term": f"preempted (SIGTERM) {STOPPED}", "time_limit": f"preempted (SIGUSR1) {STOPPED}",
                 "kill": "failed (SLURM job ", "node_down": f"preempted (SIGTERM) {STOPPED}"}
@@ -28,7 +30,8 @@ EXPECTED_END = {"term": f"preempted (SIGTERM) {STOPPED}", "time_limit": f"preemp
 def test_a_sweep_hit_by_each_kind_of_fault_ends_as_the_undisturbed_sweep(slurm_cluster, tmp_path):
     plan = chaos.one_of_each(len(chaos.job_keys(VALUES)))
     assert [fault.kind for fault in plan] == list(chaos.KINDS)
-    report = chaos.chaos(slurm_cluster, tmp_path, VALUES, plan, moments="held", log=lambda line: None)
+    report = chaos.chaos(slurm_cluster, tmp_path, VALUES, plan, moments="held", log=lambda line: None,
+                         job=JOB)
     tail = report["stderr_tail"]
 
     # Both sweeps ended well, every job ok, and every figure and history.csv equal to the undisturbed job's.

@@ -94,3 +94,32 @@ def test_an_attempt_that_left_a_backup_but_no_record_is_noted_as_killed(tmp_path
     assert json.loads((tmp_path / "metrics.killed.json").read_text())["epochs_completed"] == 2
     assert prepare(tmp_path) == "resume"  # killed again: a second note beside the first
     assert earlier_attempts(tmp_path) == ["killed", "killed"] and (tmp_path / "metrics.killed.2.json").exists()
+
+
+def test_an_attempt_with_no_epoch_to_resume_from_is_moved_aside_and_still_counted(tmp_path):
+    from keras_loss_recipes.lifecycle.directory import prepare
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text(json.dumps({"status": "preempted", "signal": "SIGTERM"}))
+    (run_dir / "train").mkdir()  # what the attempt wrote before its first epoch ended
+    assert prepare(run_dir) == "fresh"
+    aside = [p for p in tmp_path.iterdir() if p != run_dir]
+    assert len(aside) == 1 and (aside[0] / "train").is_dir() and (aside[0] / "metrics.preempted.json").exists()
+    assert earlier_attempts(run_dir) == ["preempted (SIGTERM)"] and not (run_dir / "train").exists()
+
+
+def test_the_last_epochs_stability_figures_go_into_the_backup_and_come_back(tmp_path):
+    """A run preempted as its last epoch ended resumes with no epoch to train: its record still names the last
+    epoch's stability figures (found by scripts/chaos.py: `stability: {}` in the resumed run)."""
+    from keras_loss_recipes.training.callbacks import StabilityLogger
+
+    logger = StabilityLogger(tmp_path / "train")
+    logger.epochs = [{"stability/logit_gap": 3.0}, {"stability/logit_gap": 13.5, "stability/loss": 0.25}]
+    state = logger.backup_state()
+    resumed = StabilityLogger(tmp_path / "train")
+    resumed.restore_state({**state, "best_value": 0.9, "best_0": [1.0]})  # beside the other extras' arrays
+    assert resumed.epochs == [{"stability/logit_gap": 13.5, "stability/loss": 0.25}]
+    empty = StabilityLogger(tmp_path / "train")
+    empty.restore_state({})
+    assert empty.epochs == [] and StabilityLogger(tmp_path).backup_state() == {}

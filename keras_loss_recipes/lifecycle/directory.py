@@ -27,10 +27,11 @@ class RunAlreadyFinished(Exception):
         self.metrics = metrics
 
 
-def move_aside(run_dir: Path) -> Path:
+def move_aside(run_dir: Path, keep_attempts: bool = False) -> Path:
     """Move a run directory's contents to a sibling `<name>.previous-<time>`; nothing is deleted.
 
-    Hydra's own `.hydra/` and `train.log` of the new run stay (copied, not moved).
+    Hydra's own `.hydra/` and `train.log` of the new run stay (copied, not moved); with `keep_attempts`, so do
+    the records of its earlier attempts (metrics.<status>.json), which the run's report lists.
     """
     import shutil
     import time
@@ -42,7 +43,7 @@ def move_aside(run_dir: Path) -> Path:
         target = target.with_name(f"{target.name}-{suffix}")
     target.mkdir(parents=True)
     for entry in run_dir.iterdir():
-        if entry.name in HYDRA_FILES:
+        if entry.name in HYDRA_FILES or (keep_attempts and _is_attempt_record(entry.name)):
             (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, target / entry.name)
         else:
             shutil.move(str(entry), str(target / entry.name))
@@ -79,8 +80,9 @@ def prepare(run_dir: Path, overwrite: bool = False) -> str:
             _note_unrecorded_attempt(run_dir)
         return "resume"
     if earlier_attempt:
-        # An interrupted or failed attempt with no epoch to resume from: keep it, start over.
-        moved = move_aside(run_dir)
+        # An interrupted or failed attempt with no epoch to resume from: keep it, start over (its record stays
+        # beside the new attempt too, so that the run's report counts it).
+        moved = move_aside(run_dir, keep_attempts=True)
         print(f"the earlier attempt in {run_dir} has no completed epoch; moved it to {moved}", flush=True)
         return "fresh"
     leftovers = sorted(
@@ -94,6 +96,10 @@ def prepare(run_dir: Path, overwrite: bool = False) -> str:
             "start over, or choose a new hydra.run.dir"
         )
     return "fresh"
+
+
+def _is_attempt_record(name: str) -> bool:
+    return name.startswith("metrics.") and name.endswith(".json") and name != METRICS_FILE
 
 
 def _attempt_record(run_dir: Path, status: str) -> Path:

@@ -89,6 +89,15 @@ class StabilityLogger(keras.callbacks.Callback):
         if self._writer is not None:
             self._writer.flush()
 
+    def backup_state(self) -> dict:
+        """The last epoch's figures, kept in the backup: a run resumed after its last epoch trains none, and its
+        record still names them."""
+        return {name: np.float64(value) for name, value in (self.epochs[-1] if self.epochs else {}).items()}
+
+    def restore_state(self, arrays: dict) -> None:
+        last = {name: float(value) for name, value in arrays.items() if name.startswith(PREFIX)}
+        self.epochs = [last] if last else []
+
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
