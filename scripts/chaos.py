@@ -57,7 +57,7 @@ WARN_S = 50  # --signal=USR1@WARN_S: with a one-minute limit, the warning comes 
 # SIGUSR1 (the time limit's warning) is a preemption as SIGTERM is. The same in both sweeps: only the faults differ.
 JOB = ["model=cnn", "data.max_train_examples=2400", "trainer.epochs=6", "trainer.threads=1", "trainer.verbose=0",
        "trainer.preemption_signals=[SIGTERM,SIGUSR1]"]
-WINDOW_S = (2.0, 20.0)  # a fault's moment: this many seconds into the attempt it hits, drawn uniformly
+WINDOW_S = (2.0, 15.0)  # a fault's moment: this many seconds into the attempt it hits, drawn uniformly
 SWEEP = {"loss": ("softmax_ce", "from_logits"), "seed": ("0", "1"), "backend": ("tensorflow", "jax")}
 # The recording launcher with a few resubmits for jobs a fault ended without a result; SLURM asked every 2 s.
 LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", f"hydra.launcher.signal_delay_s={WARN_S}",
@@ -65,6 +65,7 @@ LAUNCHER = ["hydra/launcher=slurm_cpu", "hydra.launcher.timeout_min=10", f"hydra
             "hydra.launcher.poll_interval_s=2", "hydra.launcher.result_wait_s=1", "hydra.launcher.max_resubmits=3"]
 # metrics.json's keys that differ between two runs of one job: times, and whether it resumed.
 VARYING = ("wall_s", "startup_s", "epoch_train_seconds", "epoch_wall_seconds", "train_samples_per_s", "resumed")
+SETTLE_S = 5.0  # a job that stopped running this recently may still be in transition (requeue, exit)
 HOLD_EPOCH, HOLD_STEP = 1, 2  # moments="held": the first attempt of every job holds in epoch 2, after step 2
 SWEEP_TIMEOUT_S = 1800
 
@@ -84,22 +85,26 @@ class Fault:
     at_s: float | None = None  # seconds since the sweep started
     into_attempt_s: float | None = None
     hit: list = field(default_factory=list)  # the array tasks running when it came (node_down: all of them)
+    command_s: float | None = None  # how long its SLURM command took (scancel retries a job in transition)
 
 
-def draw_plan(jobs: int, seed: int, window_s: tuple[float, float] = WINDOW_S) -> list[Fault]:
-    """The faults of a chaos sweep of `jobs` jobs, drawn from `seed`: TERM in one to three attempts of three
-    jobs, SIGKILL of two, a time limit on one, the node down once (planned on a job of its own), each at a
-    random moment of its attempt."""
+def draw_plan(jobs: int, seed: int, long_jobs=(), window_s: tuple[float, float] = WINDOW_S) -> list[Fault]:
+    """The faults of a chaos sweep of `jobs` jobs, drawn from `seed`: TERM in three attempts of one job, in two
+    of another and in one of a third, SIGKILL of two, a time limit on one, the node down once (planned on a job
+    of its own, it hits every job running), each at a random moment of its attempt. The faults of several
+    attempts and the time limit (whose warning comes 10 s or more into the attempt) go to `long_jobs` first,
+    which last long enough to meet them."""
     rng = random.Random(seed)
-    order = list(range(jobs))
-    rng.shuffle(order)
+    long = [j for j in range(jobs) if j in set(long_jobs)]
+    short = [j for j in range(jobs) if j not in set(long_jobs)]
+    rng.shuffle(long), rng.shuffle(short)
+    order = long + short
     moment = lambda: round(rng.uniform(*window_s), 1)  # noqa: E731
-    plan = []
-    for job, times in zip(order[:3], (3, 2, 1)):
-        plan += [Fault("term", job, attempt, moment()) for attempt in range(1, times + 1)]
-    plan += [Fault("kill", job, 1, moment()) for job in order[3:5]]
-    plan.append(Fault("time_limit", order[5 % jobs], 1, moment()))
-    plan.append(Fault("node_down", order[6 % jobs], 1, moment()))
+    plan = [Fault("term", order[0], attempt, moment()) for attempt in (1, 2, 3)]
+    plan += [Fault("term", order[1], attempt, moment()) for attempt in (1, 2)]
+    plan.append(Fault("time_limit", order[2 % jobs], 1, round(rng.uniform(1.0, 4.0), 1)))
+    plan += [Fault("kill", order[3 % jobs], 1, moment()), Fault("term", order[4 % jobs], 1, moment()),
+             Fault("kill", order[5 % jobs], 1, moment()), Fault("node_down", order[6 % jobs], 1, moment())]
     return plan
 
 
@@ -165,9 +170,20 @@ class Tasks:
         self.cluster = cluster
         self.log_files = list(log_files)
         self.resubmitted: dict[str, str] = {}  # new SLURM id -> the id it replaces
+        self.slow: list[dict] = []  # SLURM commands that took a second or more: the injector waited for them
+        self.started = time.monotonic()
+
+    def slurm(self, *command: str) -> str:
+        began = time.monotonic()
+        try:
+            return self.cluster.run(*command, check=False)
+        finally:
+            if (seconds := time.monotonic() - began) >= 1.0:
+                self.slow.append({"at_s": round(began - self.started, 1), "command": " ".join(command),
+                                  "seconds": round(seconds, 1)})
 
     def now(self) -> dict[int, tuple[str, str, str]]:
-        listed = self.cluster.run("squeue", "-h", "-r", "-o", "%i %A %T", check=False).split("\n")
+        listed = self.slurm("squeue", "-h", "-r", "-o", "%i %A %T").split("\n")
         tasks = {}
         for line in listed:
             parts = line.split()
@@ -188,7 +204,7 @@ class Tasks:
             self.resubmitted.update({new: old for old, new in RESUBMITTED.findall(text)})
 
     def node(self) -> str:
-        return self.cluster.run("sinfo", "-h", "-o", "%N").strip()
+        return self.slurm("sinfo", "-h", "-o", "%N").strip()
 
 
 def training_pids(raw_job_id: str, conf: Path) -> list[int]:
@@ -213,7 +229,7 @@ def inject(fault: Fault, tasks: Tasks, task: tuple[str, str, str]) -> None:
     slurm_id, raw_id, _ = task
     fault.slurm_id = slurm_id
     if fault.kind == "term":
-        tasks.cluster.run("scancel", "--signal=TERM", slurm_id, check=False)
+        tasks.slurm("scancel", "--signal=TERM", slurm_id)
     elif fault.kind == "kill":
         for pid in training_pids(raw_id, tasks.cluster.conf):
             try:
@@ -221,12 +237,12 @@ def inject(fault: Fault, tasks: Tasks, task: tuple[str, str, str]) -> None:
             except ProcessLookupError:
                 pass
     elif fault.kind == "time_limit":
-        tasks.cluster.run("scontrol", "update", f"JobId={slurm_id}", "TimeLimit=1", check=False)
+        tasks.slurm("scontrol", "update", f"JobId={slurm_id}", "TimeLimit=1")
     elif fault.kind == "node_down":
         node = tasks.node()
-        tasks.cluster.run("scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=chaos", check=False)
+        tasks.slurm("scontrol", "update", f"NodeName={node}", "State=DOWN", "Reason=chaos")
         time.sleep(2.0)
-        tasks.cluster.run("scontrol", "update", f"NodeName={node}", "State=RESUME", check=False)
+        tasks.slurm("scontrol", "update", f"NodeName={node}", "State=RESUME")
     else:
         raise ValueError(f"fault kind {fault.kind!r}: one of {', '.join(KINDS)}")
 
@@ -244,6 +260,7 @@ class Injector(threading.Thread):
         self.attempts: dict[int, int] = {}  # array index -> attempts seen running
         self.since: dict[int, float] = {}  # array index -> when its current attempt was seen running
         self.limited: dict[int, int] = {}  # array index -> the attempt whose limit was cut
+        self.left: dict[int, float] = {}  # array index -> when its last attempt was seen to stop running
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -254,11 +271,17 @@ class Injector(threading.Thread):
                 if fault.at_s is None and self._due(fault, now):
                     fault.at_s = round(time.monotonic() - self.started, 1)
                     fault.into_attempt_s = round(time.monotonic() - self.since[fault.job], 1)
-                    fault.hit = ([i for i, task in sorted(now.items()) if task[2] == "RUNNING"]
-                                 if fault.kind == "node_down" else [fault.job])
-                    inject(fault, self.tasks, now[fault.job])
+                    fault.hit = self._on_the_node(now) if fault.kind == "node_down" else [fault.job]
                     if fault.kind == "time_limit":
                         self.limited[fault.job] = fault.attempt
+                    # In a thread of its own: scancel retries for up to a minute while a job is in transition
+                    # (a step starting), and the other faults must not wait for it.
+                    threading.Thread(target=self._inject, args=(fault, now[fault.job]), daemon=True).start()
+
+    def _inject(self, fault: Fault, task: tuple[str, str, str]) -> None:
+        began = time.monotonic()
+        inject(fault, self.tasks, task)
+        fault.command_s = round(time.monotonic() - began, 1)
 
     def _follow(self, now: dict) -> None:
         """Count each task's attempts: a new one whenever it is seen running after it was not."""
@@ -269,12 +292,19 @@ class Injector(threading.Thread):
                 self.since[index] = time.monotonic()
             elif not running and index in self.since:
                 del self.since[index]
+                self.left[index] = time.monotonic()
                 if self.limited.get(index) == self.attempts.get(index):  # the cut attempt is over
-                    self.tasks.cluster.run("scontrol", "update", f"JobId={slurm_id}",
-                                           f"TimeLimit={self.limit_min}", check=False)
+                    self.tasks.slurm("scontrol", "update", f"JobId={slurm_id}", f"TimeLimit={self.limit_min}")
                     self.limited.pop(index)
         for index in [i for i in self.since if i not in now]:
             del self.since[index]
+            self.left[index] = time.monotonic()
+
+    def _on_the_node(self, now: dict) -> list[int]:
+        """The jobs a node failure hits: every one not waiting in the queue, and those that stopped running in
+        the last SETTLE_S seconds (a requeue or an exit under way)."""
+        recent = {i for i, when in self.left.items() if time.monotonic() - when < SETTLE_S}
+        return sorted({i for i, task in now.items() if task[2] != "PENDING"} | (recent & set(now)))
 
     def _due(self, fault: Fault, now: dict) -> bool:
         if fault.job not in self.since or self.attempts.get(fault.job) != fault.attempt:
@@ -288,8 +318,9 @@ class Injector(threading.Thread):
         """Held: one fault at a time, each once those before it have ended their attempts (a node failure would
         otherwise hit a job still waiting for its own fault)."""
         before = self.plan[:self.plan.index(fault)]
-        return all(b.at_s is not None and (b.job not in self.since or self.attempts.get(b.job, 0) > b.attempt)
-                   for b in before)
+        return all(b.at_s is not None and (self.attempts.get(b.job, 0) > b.attempt or (
+            b.job not in self.since and time.monotonic() - self.left.get(b.job, time.monotonic()) >= SETTLE_S))
+            for b in before)
 
     def stop(self) -> None:
         self.stopped.set()
@@ -327,29 +358,40 @@ ENDS = {  # what an attempt's record says, by the fault that ends it
 }
 
 
+SLOW_COMMAND_S = 5.0  # a scancel that took this long retried, and its later tries may hit the job's next attempt
+
+
 def account(plan: list[Fault], attempts: dict[int, list[str]]) -> list[dict]:
     """Each fault: the attempt end it explains (the job's record of that attempt), or `absorbed`. A node_down is
-    a fault of every job it found running."""
+    a fault of every job it found running. A `scancel --signal=TERM` that SLURM kept retrying (the job was in
+    transition) may end the job's next attempts too: those ends go to it (`also_ended`)."""
     hits = []
     for fault in plan:
         if fault.at_s is None:
-            hits.append({**asdict(fault), "job": fault.job, "ended": None, "outcome": "never came (the job ended)"})
+            hits.append({**asdict(fault), "job": fault.job, "ended": None, "also_ended": [],
+                         "outcome": "never came (the job ended)"})
             continue
         for job in fault.hit:
-            hits.append({**asdict(fault), "job": job, "ended": None, "outcome": "absorbed"})
+            hits.append({**asdict(fault), "job": job, "ended": None, "also_ended": [], "outcome": "absorbed"})
     ends = {job: list(enumerate(said, start=1)) for job, said in attempts.items()}
-    for hit in sorted(hits, key=lambda h: h["at_s"] if h["at_s"] is not None else 1e9):
+    in_order = sorted((h for h in hits if h["at_s"] is not None), key=lambda h: h["at_s"])
+    for hit in in_order:
         for position, (attempt, said) in enumerate(ends.get(hit["job"], [])):
             if said.startswith(ENDS[hit["kind"]]):
                 hit.update(ended=attempt, outcome=said)
                 ends[hit["job"]].pop(position)
                 break
+    for hit in in_order:  # what is left: the later tries of a slow scancel
+        if hit["ended"] and hit["kind"] == "term" and (hit["command_s"] or 0) >= SLOW_COMMAND_S:
+            repeated = [(n, said) for n, said in ends.get(hit["job"], []) if said.startswith(ENDS["term"])]
+            hit["also_ended"] = [n for n, _ in repeated]
+            ends[hit["job"]] = [end for end in ends[hit["job"]] if end not in repeated]
     return hits
 
 
 def unexplained(attempts: dict[int, list[str]], hits: list[dict]) -> dict[int, list[str]]:
     """Attempt ends no fault explains (must be none)."""
-    explained = {(h["job"], h["ended"]) for h in hits if h["ended"]}
+    explained = {(h["job"], n) for h in hits for n in ([h["ended"]] if h["ended"] else []) + h["also_ended"]}
     return {job: [s for n, s in enumerate(said, start=1) if (job, n) not in explained]
             for job, said in attempts.items() if any((job, n) not in explained for n in range(1, len(said) + 1))}
 
@@ -391,7 +433,8 @@ def run_sweep(cluster, sweep_dir: Path, values: dict, plan: list[Fault] | None =
     seconds = round(time.monotonic() - started, 1)
     log(f"sweep into {sweep_dir}: exit {process.returncode} in {seconds} s")
     return {"exit": process.returncode, "seconds": seconds, "stdout": out, "stderr": err,
-            "attempts_seen": dict(injector.attempts) if injector else {}}
+            "attempts_seen": dict(injector.attempts) if injector else {},
+            "slow_slurm_calls": injector.tasks.slow if injector else []}
 
 
 def chaos(cluster, work: Path, values: dict = SWEEP, plan: list[Fault] | None = None, moments: str = "random",
@@ -399,7 +442,9 @@ def chaos(cluster, work: Path, values: dict = SWEEP, plan: list[Fault] | None = 
     """The chaos sweep, the same sweep undisturbed (`values` swept, `job` the overrides every job shares), and
     their comparison: the report docs/chaos.json holds."""
     keys = job_keys(values)
-    plan = draw_plan(len(keys), seed) if plan is None else plan
+    if plan is None:  # the JAX jobs take about twice as long as the TensorFlow ones here
+        long_jobs = [i for i, key in enumerate(keys) if dict(zip(values, key)).get("backend") == "jax"]
+        plan = draw_plan(len(keys), seed, long_jobs)
     log(f"{len(keys)} jobs, {len(plan)} faults planned (moments: {moments})")
     hit = run_sweep(cluster, work / "chaos", values, plan, moments, log, job)
     calm = run_sweep(cluster, work / "undisturbed", values, None, "random", log, job)
@@ -421,7 +466,7 @@ def chaos(cluster, work: Path, values: dict = SWEEP, plan: list[Fault] | None = 
             "resubmitted": [new for _, new in RESUBMITTED.findall(hit["stdout"] + hit["stderr"])],
             "requeued_by_slurm": sorted(set(re.findall(r"SLURM job (\S+) was requeued by SLURM",
                                                        hit["stdout"] + hit["stderr"]))),
-            "stderr_tail": hit["stderr"][-3000:]}
+            "slow_slurm_calls": hit["slow_slurm_calls"], "stderr_tail": hit["stderr"][-3000:]}
 
 
 # The page ----------------------------------------------------------------------------------------------------
@@ -434,7 +479,8 @@ def render(report: dict, cpu: str) -> str:
     for kind in KINDS:
         of_kind = [h for h in hits if h["kind"] == kind]
         injected = len({(h["slurm_id"], h["at_s"]) for h in of_kind if h["at_s"] is not None})
-        by_kind.append(f"{kind} {injected} ({sum(1 for h in of_kind if h['ended'])} attempt ends, "
+        ended = sum(bool(h["ended"]) + len(h.get("also_ended", [])) for h in of_kind)
+        by_kind.append(f"{kind} {injected} ({ended} attempt ends, "
                        f"{sum(1 for h in of_kind if h['outcome'] == 'absorbed')} absorbed)")
     rows = [
         "| faults injected, by kind | jobs | attempts | every job `ok` | figures identical | time lost |",
@@ -448,12 +494,21 @@ def render(report: dict, cpu: str) -> str:
                "|---|---|---|---|"]
     for job in jobs:
         name = " ".join(f"{k}={v}" for k, v in job["overrides"].items())
-        per_job.append(f"| {name} | {job['attempts']} | {'; '.join(job['stopped_by']) or '-'} | "
+        per_job.append(f"| {job['job']}: {name} | {job['attempts']} | {'; '.join(job['stopped_by']) or '-'} | "
                        f"{', '.join(job['differences']) or 'none'} |")
     absorbed = [h for h in hits if h["outcome"] == "absorbed"]
-    note = (f"Absorbed: {len(absorbed)} fault(s) that ended no attempt (a SIGTERM or a warning before the run "
-            "took its signals, which submitit logs and ignores, or after the run had finished)."
-            if absorbed else "No fault was absorbed: each ended an attempt.")
+    never = [h for h in hits if h["at_s"] is None]
+    note = ("Absorbed (ended no attempt): " + "; ".join(
+        f"{h['kind']} on job {h['job']} at {h['into_attempt_s']:.0f} s into its attempt {h['attempt']}"
+        for h in absorbed) + ". A SIGTERM before the run takes its signals is logged and ignored by submitit; "
+        "a fault in the last seconds of a job, once its run has ended, changes nothing; a time limit whose "
+        "warning would come after the job's end never bites." if absorbed else "No fault was absorbed: each ended an attempt.")
+    for h in (h for h in hits if h.get("also_ended")):
+        note += (f" The TERM of job {h['job']}: SLURM retried its scancel for {h['command_s']:.0f} s (the job was in "
+                 f"transition), and a later try also ended attempt(s) {', '.join(map(str, h['also_ended']))}.")
+    if never:
+        note += (f" Planned but never injected, their job or attempt over first: {len(never)} (" + "; ".join(
+            f"{h['kind']} on job {h['job']}, attempt {h['attempt']}, at {h['delay_s']:.0f} s" for h in never) + ").")
     unexplained_ends = sum(len(v) for v in report["unexplained"].values())
     return "\n".join([
         f"`python scripts/chaos.py --seed {report['seed']}`, {cpu}: {len(jobs)} jobs "

@@ -39,21 +39,24 @@ def test_a_sweep_hit_by_each_kind_of_fault_ends_as_the_undisturbed_sweep(slurm_c
     assert [job["status"] for job in report["jobs"]] == ["ok"] * 4, report["jobs"]
     assert [job["differences"] for job in report["jobs"]] == [[]] * 4, report["jobs"]
 
-    # Each fault came, ended the attempt it was aimed at, and the job's records say how; nothing else ended one.
+    # Each fault came and ended the attempt it was aimed at, and the job's records say how. The node failure
+    # may also hit jobs in their next attempt (whatever runs then); no attempt ended without a fault.
     for hit in report["faults"]:
-        assert hit["at_s"] is not None and hit["ended"] == 1, hit
-        assert hit["outcome"].startswith(EXPECTED_END[hit["kind"]]), hit
+        aimed = hit["job"] == next(f.job for f in plan if f.kind == hit["kind"])
+        assert hit["at_s"] is not None, hit
+        if aimed:
+            assert hit["ended"] == 1 and hit["outcome"].startswith(EXPECTED_END[hit["kind"]]), hit
     assert report["unexplained"] == {}
-    assert [job["attempts"] for job in report["jobs"]] == [2, 2, 2, 2]
+    assert all(job["attempts"] >= 2 for job in report["jobs"]), report["jobs"]
     killed = next(hit for hit in report["faults"] if hit["kind"] == "kill")
     assert report["resubmitted"] and killed["outcome"] == f"failed (SLURM job {killed['slurm_id']} ended FAILED)"
 
     # The sweep's own report accounts for the attempts.
     with open(tmp_path / "chaos" / "comparison.csv", newline="") as table:
         rows = {row["run"]: row for row in csv.DictReader(table)}
-    assert sorted(int(row["attempts"]) for row in rows.values()) == [2, 2, 2, 2]
+    assert sorted(int(row["attempts"]) for row in rows.values()) == sorted(job["attempts"] for job in report["jobs"])
     assert sorted(row["earlier_attempts"] for row in rows.values()) == sorted(
-        hit["outcome"] for hit in report["faults"])
+        "; ".join(job["stopped_by"]) for job in report["jobs"])
 
 
 def test_the_plan_is_drawn_from_the_seed_and_holds_every_kind():

@@ -109,7 +109,6 @@ class RecordingSlurmLauncher(SlurmLauncher):
         import submitit
 
         # Imported here: Hydra imports this module at every start.
-        from keras_loss_recipes.lifecycle.records import record_failure
         from keras_loss_recipes.reporting.results import RESUMABLE, read_metrics
         from keras_loss_recipes.runtime.run_files import METRICS_FILE
 
@@ -133,7 +132,7 @@ class RecordingSlurmLauncher(SlurmLauncher):
                 break
             resubmits_left -= 1
             # Recorded first: the next attempt keeps this one's record (metrics.failed.json), as every resume does.
-            record_failure(cfg, run_dir, ended)
+            record_end(cfg, run_dir, ended, job.job_id)
             job = resubmit()
             log.warning("%s; submitted again as SLURM job %s, to resume from its backup (%d more allowed)", ended,
                         job.job_id, resubmits_left)
@@ -144,7 +143,7 @@ class RecordingSlurmLauncher(SlurmLauncher):
             value = earlier.get("val_accuracy")
         else:
             log.error("%s; recorded as failed in %s", ended, run_dir)
-            record_failure(cfg, run_dir, ended)
+            record_end(cfg, run_dir, ended, job.job_id)
             value = None
         # NaN for a failed job, as keras_loss_recipes.cli.job returns: a sweeper records it as a failed trial.
         return JobReturn(overrides=overrides, cfg=cfg, working_dir=str(run_dir), status=JobStatus.COMPLETED,
@@ -175,6 +174,35 @@ def importable_in_jobs() -> None:
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in paths:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+
+
+def record_end(cfg, run_dir: Path, ended: SlurmJobEnded, job_id: str) -> None:
+    """Record that SLURM ended job `job_id` without a result: `failed`, with SLURM's reason. A record that an
+    earlier attempt of the job wrote (preempted, interrupted: it saved a step, requeued, and SLURM then ended
+    the next attempt) is kept as that attempt's, so that the report counts both."""
+    from keras_loss_recipes.lifecycle.directory import keep_as_attempt
+    from keras_loss_recipes.lifecycle.records import record_failure
+    from keras_loss_recipes.reporting.results import read_metrics
+    from keras_loss_recipes.runtime.run_files import METRICS_FILE
+
+    path = run_dir / METRICS_FILE
+    status = read_metrics(run_dir).get("status") if path.is_file() else None
+    if status in ("preempted", "interrupted"):
+        started = last_start(job_id)
+        # Written before the last attempt started (no attempt writes its record within a second of its start).
+        if started is not None and path.stat().st_mtime < started + 1.0:
+            keep_as_attempt(run_dir, status)
+    record_failure(cfg, run_dir, ended)
+
+
+def last_start(job_id: str) -> float | None:
+    """When SLURM last started job `job_id` (its latest attempt), as a time.time() value; None if unknown."""
+    import datetime
+
+    shown = subprocess.run(["sacct", "-j", str(job_id), "-X", "-n", "-P", "-o", "Start"], capture_output=True,
+                           text=True, timeout=60)
+    starts = [line.strip() for line in shown.stdout.splitlines() if re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+", line.strip())]
+    return datetime.datetime.fromisoformat(starts[-1]).timestamp() if starts else None
 
 
 def queued_again(job_id: str) -> bool:

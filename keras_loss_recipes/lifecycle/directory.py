@@ -2,6 +2,7 @@
 
     prepare(run_dir)            "fresh" | "resume"; RunAlreadyFinished for a finished run
     move_aside(run_dir)         its contents to `<name>.previous-<time>` (trainer.overwrite=true)
+    keep_as_attempt(run_dir)    an earlier attempt's metrics.json kept as metrics.<status>.json
     discard_if_unused(run_dir)  a directory bad input left holding only Hydra's files goes
 """
 from __future__ import annotations
@@ -74,7 +75,7 @@ def prepare(run_dir: Path, overwrite: bool = False) -> str:
         metrics = read_metrics(run_dir)
         if metrics.get("status") not in RESUMABLE:
             raise RunAlreadyFinished(run_dir, metrics)
-        metrics_path.rename(_attempt_record(run_dir, metrics["status"]))
+        keep_as_attempt(run_dir, metrics["status"])
     if (run_dir / BACKUP_DIR).is_dir():
         if not earlier_attempt:
             _note_unrecorded_attempt(run_dir)
@@ -109,6 +110,12 @@ def _attempt_record(run_dir: Path, status: str) -> Path:
         n += 1
         record = run_dir / f"metrics.{status}.{n}.json"
     return record
+
+
+def keep_as_attempt(run_dir: Path, status: str) -> Path:
+    """Move metrics.json (an earlier attempt's record, of `status`) to metrics.<status>[.n].json, where the run's
+    report counts it among the attempts."""
+    return (Path(run_dir) / METRICS_FILE).rename(_attempt_record(Path(run_dir), status))
 
 
 def _note_unrecorded_attempt(run_dir: Path) -> None:
