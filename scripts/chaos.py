@@ -174,9 +174,12 @@ class Tasks:
         self.started = time.monotonic()
 
     def slurm(self, *command: str) -> str:
+        """Run a SLURM command; its output ("" if it ran past the cluster's minute and was stopped)."""
         began = time.monotonic()
         try:
             return self.cluster.run(*command, check=False)
+        except subprocess.TimeoutExpired:
+            return ""
         finally:
             if (seconds := time.monotonic() - began) >= 1.0:
                 self.slow.append({"at_s": round(began - self.started, 1), "command": " ".join(command),
