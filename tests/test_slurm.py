@@ -255,3 +255,43 @@ def test_srun_starts_two_processes_that_train_one_model_on_jax(slurm_cluster, tm
     assert max(differences.values()) <= MULTIPROCESS_TOLERANCE, differences
     print(f"srun -n 2: {time.monotonic() - started:.1f} s, val_accuracy {metrics['val_accuracy']:.4f}, "
           f"largest difference from 1 process {max(differences.values()):.2g}")
+
+
+@pytest.mark.slow(seconds=45)
+def test_scancel_signal_term_preempts_both_srun_tasks_at_one_step_and_srun_resumes_them_exactly(
+        slurm_cluster, tmp_path, two_process_job):
+    """srun -n 2, both tasks held in epoch 2 after step 2, `scancel --signal=TERM`: both stop after the step they
+    agree on, save it once, exit 143; the same srun resumes there and ends as the two processes straight through
+    (the launcher's run of the same job, tests/conftest.py's two_process_job)."""
+    from scripts.faults import GROUP_RUN, GROUP_STOP, same_run
+
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in project_env().items() if not k.startswith("SLURM_")}  # not a step of this job
+    env["SLURM_CONF"] = str(slurm_cluster.conf)
+    command = ["srun", "-n", "2", "--cpus-per-task=1", "--time=5", "-J", "preempted-group", sys.executable,
+               str(ROOT / "train.py"), *GROUP_RUN, f"hydra.run.dir={run_dir}"]
+    held = {**env, **hold.asked(**{hold.EPOCH_VAR: "1", hold.STEP_VAR: "2"})}
+    first = subprocess.Popen(command, cwd=tmp_path, env=held, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+    try:
+        assert hold.wait_until_held(first, run_dir / BACKUP_DIR / hold.NOTICE, timeout=240), first.communicate()[0][-3000:]
+        job = slurm_cluster.run("squeue", "-h", "-n", "preempted-group", "-o", "%i").split()
+        slurm_cluster.run("scancel", "--signal=TERM", *job)
+        out, _ = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 143, out[-3000:]
+    stopped = json.loads((run_dir / "metrics.json").read_text())
+    assert (stopped["status"], stopped["signal"]) == ("preempted", "SIGTERM"), stopped
+    assert stopped["stopped_at"] == GROUP_STOP, stopped  # the step after the one both held at
+    step = int(GROUP_STOP.split()[3])
+    saved = sorted(p.name for p in (run_dir / BACKUP_DIR).iterdir() if p.name.startswith("epoch-"))
+    assert saved == ["epoch-000001", f"epoch-000001-step-{step:06d}"], saved  # saved once, by process 0
+    assert out.count(f"saved {GROUP_STOP}") == 2, out[-3000:]  # each task stopped after that step
+
+    again = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
+    resumed = json.loads((run_dir / "metrics.json").read_text())
+    assert resumed["status"] == "ok" and resumed["resumed"] is True and resumed["weights_match"] is True
+    assert same_run(run_dir, two_process_job)
