@@ -247,7 +247,9 @@ def page(result: dict) -> str:
              "one epoch to the next, pairs of epochs after the warm-up (how many: the table), the monitored epoch first "
              "in every other pair. Ratio: the monitored epoch / the plain one beside it. The monitor's own hooks: "
              "seconds per monitored epoch in its epoch-start and epoch-end hooks. The loss-path check runs once "
-             "per fit, at its start.", "",
+             "per fit, at its start. Ratio of the training parts: the same pairs, each epoch's steps alone "
+             "(validation and the epoch-end callbacks left out): where an epoch is slow, it says whether its "
+             "steps were.", "",
              "| backend | pairs | hooks run | plain epoch, s | monitored epoch, s | ratio | ratio of the training parts | "
              "in the monitor's hooks, s per epoch | hooks / plain epoch | loss-path check at the start, s |",
              "|---|---|---|---|---|---|---|---|---|---|"]
@@ -308,6 +310,8 @@ def parse(argv):
     parser.add_argument("--hooks", choices=HOOKS, default="both", help="the monitor's epoch hooks a monitored "
                         "epoch runs: both (default), or one of them alone, to tell their costs apart")
     parser.add_argument("--skip-recipes", action="store_true", help="the monitor's part only")
+    parser.add_argument("--render", action="store_true", help="only write telemetry_cost.md again from the "
+                        "--out folder's telemetry_cost.json")
     parser.add_argument("--update", action="store_true", help="replace only what this run measured (its backends' "
                         "rows, the recipes' part unless skipped) in the --out folder's telemetry_cost.json; keep "
                         "the rest, with the command that measured it")
@@ -320,6 +324,11 @@ def main(argv=None) -> int:
     args = parse(argv)
     if args.child == "monitor":
         print(json.dumps(measure_monitor(args.pairs, args.images, args.hooks)))
+        return 0
+    if args.render:
+        out = Path(args.out)
+        (out / "telemetry_cost.md").write_text(page(json.loads((out / "telemetry_cost.json").read_text())))
+        print(f"wrote {out / 'telemetry_cost.md'}")
         return 0
     if args.child == "recipes":
         print(json.dumps(measure_recipes(args.recipe_pairs, args.block_steps, args.block_steps * BATCH)))

@@ -493,11 +493,16 @@ def render(report: dict, cpu: str) -> str:
         f"{report['chaos_s'] - report['undisturbed_s']:.0f} s ({report['chaos_s']:.0f} s against "
         f"{report['undisturbed_s']:.0f} s) |",
     ]
-    per_job = ["| job | attempts | what stopped each (the sweep report's `earlier_attempts`) | differences |",
-               "|---|---|---|---|"]
+    per_job = ["| job | faults it met (seconds into the chaos sweep: the attempts each ended) | attempts | "
+               "what stopped each (the sweep report's `earlier_attempts`) | differences |",
+               "|---|---|---|---|---|"]
     for job in jobs:
         name = " ".join(f"{k}={v}" for k, v in job["overrides"].items())
-        per_job.append(f"| {job['job']}: {name} | {job['attempts']} | {'; '.join(job['stopped_by']) or '-'} | "
+        met = "; ".join(f"{h['kind']} at {h['at_s']:.0f} s: " + (
+            ", ".join(map(str, [h["ended"], *h.get("also_ended", [])])) if h["ended"] else "absorbed")
+            for h in sorted((h for h in hits if h["job"] == job["job"] and h["at_s"] is not None),
+                            key=lambda h: h["at_s"]))
+        per_job.append(f"| {job['job']}: {name} | {met or '-'} | {job['attempts']} | {'; '.join(job['stopped_by']) or '-'} | "
                        f"{', '.join(job['differences']) or 'none'} |")
     absorbed = [h for h in hits if h["outcome"] == "absorbed"]
     never = [h for h in hits if h["at_s"] is None]
@@ -541,7 +546,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0, help="draws the faults' jobs and moments (default 0)")
     parser.add_argument("--out", type=Path, help="write the report here only (default: docs/chaos.json, the page)")
     parser.add_argument("--work", type=Path, help="keep both sweeps here (default: a temporary folder, removed)")
+    parser.add_argument("--render", action="store_true", help="only write the page's table again from docs/chaos.json")
     args = parser.parse_args(argv)
+    if args.render:
+        report = json.loads(DATA.read_text())
+        write_page(report, report["cpu"])
+        return 0
     from keras_loss_recipes.runtime.backends import cpu_name
 
     conf = os.environ.get("SLURM_CONF")
