@@ -249,16 +249,19 @@ def page(result: dict) -> str:
              "seconds per monitored epoch in its epoch-start and epoch-end hooks. The loss-path check runs once "
              "per fit, at its start. Ratio of the training parts: the same pairs, each epoch's steps alone "
              "(validation and the epoch-end callbacks left out): where an epoch is slow, it says whether its "
-             "steps were.", "",
+             "steps were. The fastest epoch of each side: a burst of the machine only ever adds time, so the two "
+             "fastest epochs are the least disturbed pair.", "",
              "| backend | pairs | hooks run | plain epoch, s | monitored epoch, s | ratio | ratio of the training parts | "
-             "in the monitor's hooks, s per epoch | hooks / plain epoch | loss-path check at the start, s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "fastest monitored / fastest plain | in the monitor's hooks, s per epoch | hooks / plain epoch | "
+             "loss-path check at the start, s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in monitor:
         share = [h / p for h, p in zip(row["hook_s"], row["plain_epoch_s"])]
         lines.append(f"| {row['backend']} | {len(row['ratios'])} | {row.get('hooks', 'both')} | "
                      f"{spread(row['plain_epoch_s'], 2)} | "
                      f"{spread(row['monitored_epoch_s'], 2)} | {spread(row['ratios'])} | "
-                     f"{spread(row['train_ratios']) if row.get('train_ratios') else '-'} | {spread(row['hook_s'], 3)} | "
+                     f"{spread(row['train_ratios']) if row.get('train_ratios') else '-'} | "
+                     f"{min(row['monitored_epoch_s']) / min(row['plain_epoch_s']):.3f} | {spread(row['hook_s'], 3)} | "
                      f"{spread(share, 4)} | {row['train_begin_s']:.2f} |")
     lines += ["", "Each epoch, monitored or plain, in the order it ran (whole epoch, s / its training part, s; "
               "m: monitored):", ""]

@@ -82,3 +82,15 @@ def test_bad_benchmark_arguments_are_one_line_and_exit_2():
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [(
         "error: --precisions float8: valid choices: float32, mixed_bfloat16, mixed_float16")]
+
+
+def test_the_telemetry_cost_page_is_its_json_rendered():
+    """docs/telemetry_cost.md is what `python benchmarks/telemetry_cost.py` wrote from its JSON: no figure typed
+    by hand, and every backend measured (the costs themselves are the benchmark's, not asserted here)."""
+    from benchmarks import telemetry_cost
+
+    result = json.loads((ROOT / "docs" / "telemetry_cost.json").read_text())
+    assert (ROOT / "docs" / "telemetry_cost.md").read_text() == telemetry_cost.page(result), (
+        "run: python benchmarks/telemetry_cost.py --render")
+    assert {row["backend"] for row in result["monitor"]} == {"tensorflow", "jax", "torch"}
+    assert {row["precision"] for row in result["recipes"]} == set(telemetry_cost.RECIPE_PRECISIONS)
