@@ -2,6 +2,10 @@
 
     python benchmarks/telemetry_cost.py            # writes docs/telemetry_cost.json and .md (about 15 min, 2 cores)
     python benchmarks/telemetry_cost.py --backends jax --pairs 1 --recipe-pairs 2 --images 4000 --out /tmp/cost
+    python benchmarks/telemetry_cost.py --backends tensorflow --pairs 40 --skip-recipes --out /tmp/tf   # more pairs
+    python benchmarks/telemetry_cost.py --merge /tmp/tf/telemetry_cost.json    # ... put into docs/, the page again
+    python benchmarks/telemetry_cost.py --backends tensorflow --hooks begin --skip-recipes --out /tmp/begin
+                                                   # one of the monitor's hooks alone (begin: the weights' copy)
 
 Both parts train the keras.io "Simple MNIST convnet" on the embedded MNIST training split tiled to `--images`
 (54,000 by default: what keras.io's fit trains on after its validation_split=0.1 of 60,000), batch 128,
@@ -233,6 +237,16 @@ def spread(values: list[float], digits: int = 3) -> str:
     return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
+BURST = 1.5  # an epoch this many times the plain epochs' median: the machine, not the monitor, slowed it
+
+
+def bursts(row: dict) -> str:
+    """How many epochs of each side ran BURST times slower than the plain median: `2 / 3`."""
+    typical = statistics.median(row["plain_epoch_s"])
+    return " / ".join(str(sum(s > BURST * typical for s in row[side])) for side in ("monitored_epoch_s",
+                                                                                 "plain_epoch_s"))
+
+
 def page(result: dict) -> str:
     monitor, recipes = result["monitor"], result["recipes"]
     commands = result["command"] if isinstance(result["command"], list) else [result["command"]]
@@ -250,18 +264,21 @@ def page(result: dict) -> str:
              "per fit, at its start. Ratio of the training parts: the same pairs, each epoch's steps alone "
              "(validation and the epoch-end callbacks left out): where an epoch is slow, it says whether its "
              "steps were. The fastest epoch of each side: a burst of the machine only ever adds time, so the two "
-             "fastest epochs are the least disturbed pair.", "",
+             f"fastest epochs are the least disturbed pair. Bursts: the epochs of each side that took more than {BURST:g} "
+             "times the plain epochs' median (on this shared 2-core machine whole epochs of TensorFlow's steps "
+             "sometimes run at half speed, with the monitor or without).", "",
              "| backend | pairs | hooks run | plain epoch, s | monitored epoch, s | ratio | ratio of the training parts | "
-             "fastest monitored / fastest plain | in the monitor's hooks, s per epoch | hooks / plain epoch | "
-             "loss-path check at the start, s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "fastest monitored / fastest plain | bursts, monitored / plain | in the monitor's hooks, s per epoch | "
+             "hooks / plain epoch | loss-path check at the start, s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in monitor:
         share = [h / p for h, p in zip(row["hook_s"], row["plain_epoch_s"])]
         lines.append(f"| {row['backend']} | {len(row['ratios'])} | {row.get('hooks', 'both')} | "
                      f"{spread(row['plain_epoch_s'], 2)} | "
                      f"{spread(row['monitored_epoch_s'], 2)} | {spread(row['ratios'])} | "
                      f"{spread(row['train_ratios']) if row.get('train_ratios') else '-'} | "
-                     f"{min(row['monitored_epoch_s']) / min(row['plain_epoch_s']):.3f} | {spread(row['hook_s'], 3)} | "
+                     f"{min(row['monitored_epoch_s']) / min(row['plain_epoch_s']):.3f} | {bursts(row)} | "
+                     f"{spread(row['hook_s'], 3)} | "
                      f"{spread(share, 4)} | {row['train_begin_s']:.2f} |")
     lines += ["", "Each epoch, monitored or plain, in the order it ran (whole epoch, s / its training part, s; "
               "m: monitored):", ""]
@@ -313,6 +330,8 @@ def parse(argv):
     parser.add_argument("--hooks", choices=HOOKS, default="both", help="the monitor's epoch hooks a monitored "
                         "epoch runs: both (default), or one of them alone, to tell their costs apart")
     parser.add_argument("--skip-recipes", action="store_true", help="the monitor's part only")
+    parser.add_argument("--merge", metavar="JSON", help="put another run's telemetry_cost.json (e.g. more pairs on "
+                        "one backend) into the --out folder's, as --update would have, and write the page")
     parser.add_argument("--render", action="store_true", help="only write telemetry_cost.md again from the "
                         "--out folder's telemetry_cost.json")
     parser.add_argument("--update", action="store_true", help="replace only what this run measured (its backends' "
@@ -328,6 +347,12 @@ def main(argv=None) -> int:
     if args.child == "monitor":
         print(json.dumps(measure_monitor(args.pairs, args.images, args.hooks)))
         return 0
+    if args.merge:
+        out = Path(args.out)
+        merged = updated(json.loads((out / "telemetry_cost.json").read_text()), json.loads(Path(args.merge).read_text()))
+        merged["command"].append(f"{COMMAND} --merge {args.merge}")
+        (out / "telemetry_cost.json").write_text(json.dumps(merged, indent=1) + "\n")
+        args.render = True
     if args.render:
         out = Path(args.out)
         (out / "telemetry_cost.md").write_text(page(json.loads((out / "telemetry_cost.json").read_text())))
