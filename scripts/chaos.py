@@ -436,7 +436,6 @@ def run_sweep(cluster, sweep_dir: Path, values: dict, plan: list[Fault] | None =
     seconds = round(time.monotonic() - started, 1)
     log(f"sweep into {sweep_dir}: exit {process.returncode} in {seconds} s")
     return {"exit": process.returncode, "seconds": seconds, "stdout": out, "stderr": err,
-            "attempts_seen": dict(injector.attempts) if injector else {},
             "slow_slurm_calls": injector.tasks.slow if injector else []}
 
 
