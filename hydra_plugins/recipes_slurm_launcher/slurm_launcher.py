@@ -108,10 +108,6 @@ class RecordingSlurmLauncher(SlurmLauncher):
         ended without a result is submitted again (`resubmit()`, the same job), up to max_resubmits times."""
         import submitit
 
-        # Imported here: Hydra imports this module at every start.
-        from keras_loss_recipes.reporting.results import RESUMABLE, read_metrics
-        from keras_loss_recipes.runtime.run_files import METRICS_FILE
-
         cfg, run_dir = self._job_config(overrides, number)
         resubmits_left = int(self.params.get("max_resubmits") or 0)
         while True:
@@ -126,9 +122,7 @@ class RecordingSlurmLauncher(SlurmLauncher):
                 time.sleep(1.0)
                 continue
             ended = SlurmJobEnded(end_reason(job, None))
-            earlier = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
-            finished = earlier and earlier.get("status") not in RESUMABLE
-            if finished or resubmits_left <= 0 or str(job.state).split()[0] not in FAULT_STATES:
+            if finished_record(run_dir) or resubmits_left <= 0 or str(job.state).split()[0] not in FAULT_STATES:
                 break
             resubmits_left -= 1
             # Recorded first: the next attempt keeps this one's record (metrics.failed.json), as every resume does.
@@ -136,8 +130,8 @@ class RecordingSlurmLauncher(SlurmLauncher):
             job = resubmit()
             log.warning("%s; submitted again as SLURM job %s, to resume from its backup (%d more allowed)", ended,
                         job.job_id, resubmits_left)
-        earlier = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
-        if earlier and earlier.get("status") not in RESUMABLE:
+        earlier = finished_record(run_dir)
+        if earlier:
             # Ended between writing its record and handing back its result: the record stands.
             log.warning("%s, after it had finished (%s); its record is kept", ended, earlier.get("status"))
             value = earlier.get("val_accuracy")
@@ -176,6 +170,16 @@ def importable_in_jobs() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
+def finished_record(run_dir: Path) -> dict:
+    """The run directory's metrics.json if it records a finished run (ok, diverged), else {}."""
+    # Imported here: Hydra imports this module at every start.
+    from keras_loss_recipes.reporting.results import RESUMABLE, read_metrics
+    from keras_loss_recipes.runtime.run_files import METRICS_FILE
+
+    record = read_metrics(run_dir) if (run_dir / METRICS_FILE).is_file() else {}
+    return record if record and record.get("status") not in RESUMABLE else {}
+
+
 def record_end(cfg, run_dir: Path, ended: SlurmJobEnded, job_id: str) -> None:
     """Record that SLURM ended job `job_id` without a result: `failed`, with SLURM's reason. A record that an
     earlier attempt of the job wrote (preempted, interrupted: it saved a step, requeued, and SLURM then ended
@@ -201,7 +205,8 @@ def last_start(job_id: str) -> float | None:
 
     shown = subprocess.run(["sacct", "-j", str(job_id), "-X", "-n", "-P", "-o", "Start"], capture_output=True,
                            text=True, timeout=60)
-    starts = [line.strip() for line in shown.stdout.splitlines() if re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+", line.strip())]
+    starts = [line.strip() for line in shown.stdout.splitlines()
+              if re.fullmatch(r"\d{4}-\d\d-\d\dT[\d:]+", line.strip())]
     return datetime.datetime.fromisoformat(starts[-1]).timestamp() if starts else None
 
 

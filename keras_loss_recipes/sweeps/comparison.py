@@ -40,7 +40,8 @@ IGNORED_KEYS = {"seed", "trainer.verbose", "recipe.run_name"}
 RUN_FIELDS = [
     "run", "status", "loss", "loss_path", "backend", "seed", "val_accuracy", "val_exact_ce", "test_accuracy", "test_loss",
     "test_exact_ce", *CALIBRATION_KEYS, "nonfinite_steps", "first_nonfinite_step", "origin", "epochs_completed",
-    "train_samples_per_s", "wall_s", "error", "resumed", "attempts", "earlier_attempts",  # how often it ran, what stopped each before
+    "train_samples_per_s", "wall_s", "error", "resumed",
+    "attempts", "earlier_attempts",  # how often it ran, and what stopped each attempt before the last
     "job",
 ]
 

@@ -51,9 +51,10 @@ def make_callbacks(job: Training, model, tracker, train_data) -> Callbacks:
     stability = cb.StabilityLogger(run.dir / "train") if tracker else None
     epoch_events = cb.EpochEventLogger(run.dir)
     steps = StepCounter()
+    logged = [stability] if stability else []
     # The stability logger's last epoch goes into the backup too: a run resumed after its last epoch records it.
-    backup = run.backup(extras=[models, *([stability] if stability else [])],
-                        before_save=[epoch_events.flush, *([stability.flush] if stability else [])], steps=steps, fast_forward=functools.partial(fast_forward, train_data),
+    backup = run.backup(extras=[models, *logged], before_save=[epoch_events.flush, *(s.flush for s in logged)],
+                        steps=steps, fast_forward=functools.partial(fast_forward, train_data),
                         batch_spec=functools.partial(batch_spec, train_data))
     best = best_epoch(run.resumed_history())
     models.best = -np.inf if best is None else best[0]
